@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto';
+import { type RouteName, routes } from '@coffer/contracts';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import type { AuditSink } from './audit/audit.sink.ts';
+import { AuditBatcher, appendInTx } from './audit/audit.writer.ts';
+import { authRoutes } from './auth/auth.routes.ts';
+import { authService } from './auth/auth.service.ts';
+import { authenticate } from './auth/authenticate.plugin.ts';
+import type { SigningKeys } from './auth/signing-keys.ts';
+import type { Config } from './config.ts';
+import type { MasterKeyring } from './crypto/keyring.ts';
+import type { Database } from './db/database.ts';
+import { migrationsCurrent } from './db/migrate.ts';
+import { registerErrorHandling } from './errors/error-handler.ts';
+import { healthRoutes } from './health/health.routes.ts';
+import { identityQueries } from './identities/identities.queries.ts';
+import { identityRoutes } from './identities/identities.routes.ts';
+import { identityService } from './identities/identities.service.ts';
+import { tenantQueries } from './tenants/tenants.queries.ts';
+import { tenantRoutes } from './tenants/tenants.routes.ts';
+import { tenantService } from './tenants/tenants.service.ts';
+
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  keyring: MasterKeyring;
+  signingKeys: SigningKeys;
+  logger: Logger;
+  migrationsFolder: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * Assembles the Fastify instance: cross-cutting plugins first, then each capability as an encapsulated plugin
+ * that builds its own service from narrow dependencies. main.ts only listens; tests inject.
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, db, keyring, signingKeys, logger } = deps;
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: config.bodyLimitBytes,
+    // Take the caller's request id when it is sane, so one id follows a request across services.
+    genReqId: (req) => {
+      const header = req.headers['x-request-id'];
+      return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
+    },
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    requestTimeout: config.requestTimeoutMs,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 512 },
+    trustProxy: config.tlsTerminatedUpstream,
+    // Native TLS when configured; the instance type is the same for our purposes either way.
+    https: config.tls ? { cert: config.tls.cert, key: config.tls.key } : null,
+  }) as unknown as FastifyInstance;
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  const batcher = new AuditBatcher({
+    pool: db.pool,
+    onError: (err) => logger.error({ err }, 'audit commit failed'),
+  });
+  const audit: AuditSink = { record: (e) => batcher.record(e), appendInTx };
+  app.addHook('onClose', async () => batcher.drain());
+
+  // Every route under /v1 comes from the contracts' table through mount(), which declares its action; a route
+  // that does not is a build error, and so is a route of the table that nobody mounted.
+  const mounted = new Set<string>();
+  app.addHook('onRoute', (route) => {
+    const name = route.config?.routeName;
+    if (name) mounted.add(name);
+    else if (route.url.startsWith('/v1')) {
+      throw new Error(`${route.method} ${route.url} was not mounted from the contracts' route table`);
+    }
+  });
+  app.addHook('onReady', async () => {
+    const missing = (Object.keys(routes) as RouteName[]).filter((n) => !mounted.has(n));
+    if (missing.length > 0) throw new Error(`routes in the contracts but not mounted: ${missing.join(', ')}`);
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Coffer API',
+        version: '1',
+        description:
+          'Multi-tenant secrets service. Authenticate with POST /v1/auth/token, then send the token as a Bearer header.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  registerErrorHandling(app, audit);
+
+  const identities = identityQueries(db);
+  const tenants = tenantQueries(db);
+
+  await app.register(authenticate, {
+    keys: signingKeys,
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    identities,
+    audit,
+  });
+
+  await app.register(healthRoutes, {
+    checks: [
+      {
+        name: 'database',
+        run: async () => {
+          await db.pool.query('select 1');
+          return { ok: true };
+        },
+      },
+      { name: 'migrations', run: () => migrationsCurrent(db.pool, deps.migrationsFolder) },
+      {
+        name: 'master-keyring',
+        run: async () => {
+          const missing = (await tenants.masterKeysInUse()).map((k) => k.masterKeyId).filter((id) => !keyring.has(id));
+          return missing.length === 0
+            ? { ok: true }
+            : {
+                ok: false,
+                message: `data keys are wrapped by master key(s) missing from the keyring: ${missing.join(', ')}`,
+              };
+        },
+      },
+    ],
+  });
+
+  await app.register(authRoutes, {
+    keys: signingKeys,
+    service: authService({
+      identities,
+      audit,
+      defaultTtlSeconds: config.tokenTtlSeconds,
+      sign: (claims, ttlSeconds) => app.jwt.sign(claims, { expiresIn: `${ttlSeconds}s` }),
+    }),
+  });
+  await app.register(tenantRoutes, { service: tenantService({ db, tenants, identities, keyring, audit }) });
+  await app.register(identityRoutes, { service: identityService({ db, identities, tenants, audit }) });
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  return app;
+}

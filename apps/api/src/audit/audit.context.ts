@@ -1,0 +1,67 @@
+import { PLATFORM_TENANT_ID } from '@coffer/contracts';
+import type { FastifyRequest } from 'fastify';
+import type { Principal } from '../auth/principal.ts';
+import type { AuditEvent } from './audit.types.ts';
+
+/** What services need to know about the request they serve: who, and where from. No Fastify types past here. */
+export interface RequestContext {
+  principal: Principal | null;
+  requestId: string;
+  sourceIp: string | null;
+  userAgent: string | null;
+}
+
+export function requestContext(request: FastifyRequest): RequestContext {
+  const ua = request.headers['user-agent'];
+  return {
+    principal: request.principal,
+    requestId: request.id,
+    sourceIp: request.ip ?? null,
+    userAgent: ua ? ua.slice(0, 256) : null,
+  };
+}
+
+/**
+ * An audit event for a request, attributed to its principal (or to nobody, in the platform's chain, when the
+ * caller is not authenticated). The caller names the action and outcome and whatever else it knows.
+ */
+export function auditEvent(
+  ctx: RequestContext,
+  e: Pick<AuditEvent, 'action' | 'outcome'> & Partial<AuditEvent>,
+): AuditEvent {
+  const p = ctx.principal;
+  return {
+    tenantId: p?.tenantId ?? PLATFORM_TENANT_ID,
+    occurredAt: new Date(),
+    actorId: p?.identityId ?? null,
+    actorName: p?.name ?? null,
+    resource: null,
+    version: null,
+    errorCode: null,
+    requestId: ctx.requestId,
+    sourceIp: ctx.sourceIp,
+    userAgent: ctx.userAgent,
+    fingerprint: null,
+    details: null,
+    ...e,
+  };
+}
+
+export function requestEvent(
+  request: FastifyRequest,
+  e: Pick<AuditEvent, 'action' | 'outcome'> & Partial<AuditEvent>,
+): AuditEvent {
+  return auditEvent(requestContext(request), e);
+}
+
+/** What a request was aimed at, for events written before a service knew better: the path under /v1, clipped. */
+export function attemptedResource(request: FastifyRequest): string {
+  const pathOnly = request.url.split('?')[0] ?? '';
+  let decoded = pathOnly;
+  try {
+    decoded = decodeURIComponent(pathOnly);
+  } catch {
+    // keep it encoded
+  }
+  return decoded.replace(/^\/v1\//, '').slice(0, 512);
+}

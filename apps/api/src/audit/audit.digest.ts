@@ -1,0 +1,65 @@
+import { createHash } from 'node:crypto';
+import type { AuditDetails, AuditEvent } from './audit.types.ts';
+
+export const CHAIN_FORMAT = 1;
+export const GENESIS_HASH = Buffer.alloc(32);
+
+/**
+ * The canonical form of an event: a JSON array in fixed field order (details with sorted keys), so the digest
+ * can be recomputed from the stored columns by anyone verifying the chain.
+ */
+export function canonicalEvent(e: AuditEvent): string {
+  return JSON.stringify([
+    CHAIN_FORMAT,
+    e.tenantId,
+    e.occurredAt.toISOString(),
+    e.actorId,
+    e.actorName,
+    e.action,
+    e.resource,
+    e.version,
+    e.outcome,
+    e.errorCode,
+    e.requestId,
+    e.sourceIp,
+    e.userAgent,
+    e.fingerprint,
+    e.details === null ? null : sortedDetails(e.details),
+  ]);
+}
+
+/** Details are flat (string, number, boolean, null values), so sorting the keys is the whole canonical form. */
+function sortedDetails(d: AuditDetails): [string, AuditDetails[string]][] {
+  return Object.entries(d).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+export function eventDigest(e: AuditEvent): Buffer {
+  return createHash('sha256').update(canonicalEvent(e)).digest();
+}
+
+/** The link: hash = sha256(prev_hash || int8(seq) || digest), as coffer.audit_append computes it. */
+export function linkHash(prevHash: Buffer, seq: number, digest: Buffer): Buffer {
+  const seqBytes = Buffer.alloc(8);
+  seqBytes.writeBigInt64BE(BigInt(seq));
+  return createHash('sha256').update(prevHash).update(seqBytes).update(digest).digest();
+}
+
+/** The JSON the append function takes: columns plus the digest in hex. */
+export function toAppendRow(e: AuditEvent): Record<string, unknown> {
+  return {
+    occurred_at: e.occurredAt.toISOString(),
+    actor_id: e.actorId,
+    actor_name: e.actorName,
+    action: e.action,
+    resource: e.resource,
+    version: e.version,
+    outcome: e.outcome,
+    error_code: e.errorCode,
+    request_id: e.requestId,
+    source_ip: e.sourceIp,
+    user_agent: e.userAgent,
+    fingerprint: e.fingerprint,
+    details: e.details,
+    digest: eventDigest(e).toString('hex'),
+  };
+}

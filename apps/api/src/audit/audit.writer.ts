@@ -1,0 +1,115 @@
+import { sql } from 'drizzle-orm';
+import type pg from 'pg';
+import type { Tx } from '../db/database.ts';
+import { unavailable } from '../errors/app-error.ts';
+import { toAppendRow } from './audit.digest.ts';
+import type { AuditEvent } from './audit.types.ts';
+
+/** Groups events by tenant, preserving order within each tenant. */
+function byTenant(events: readonly AuditEvent[]): Map<string, AuditEvent[]> {
+  const groups = new Map<string, AuditEvent[]>();
+  for (const e of events) {
+    const g = groups.get(e.tenantId);
+    if (g) g.push(e);
+    else groups.set(e.tenantId, [e]);
+  }
+  return groups;
+}
+
+/**
+ * Appends events inside the caller's transaction, so a change and its audit events commit together or not at
+ * all. Call it last: it takes the tenant's chain-head lock, held until commit. Leaves the transaction scoped to
+ * the last tenant appended; callers that continue must rescope.
+ */
+export async function appendInTx(tx: Tx, events: readonly AuditEvent[]): Promise<void> {
+  for (const [tenantId, group] of byTenant(events)) {
+    await tx.execute(
+      sql`select coffer.audit_append(${tenantId}::uuid, ${JSON.stringify(group.map(toAppendRow))}::jsonb)`,
+    );
+  }
+}
+
+interface Pending {
+  event: AuditEvent;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export interface AuditBatcherOptions {
+  pool: pg.Pool;
+  /** Events per commit at most. */
+  maxBatch?: number;
+  /** Commits in flight at once; a second overlaps the first's fsync. */
+  maxInFlight?: number;
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * Group commit for events that have no transaction of their own (reads, denials, logins). `record` resolves
+ * only once the event's transaction has committed, so a read's event is durable before its response is sent;
+ * concurrent requests share one commit (one fsync) instead of paying one each.
+ */
+export class AuditBatcher {
+  private queue: Pending[] = [];
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly maxBatch: number;
+  private readonly maxInFlight: number;
+
+  constructor(private readonly o: AuditBatcherOptions) {
+    this.maxBatch = o.maxBatch ?? 256;
+    this.maxInFlight = o.maxInFlight ?? 2;
+  }
+
+  record(event: AuditEvent): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ event, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Resolves when every recorded event has been committed or failed. */
+  drain(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      this.inFlight++;
+      void this.commit(batch).finally(() => {
+        this.inFlight--;
+        if (this.queue.length > 0) this.pump();
+        else if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      });
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await this.o.pool.connect();
+      await client.query('begin');
+      // Lock heads in a fixed order so two commits that share tenants cannot deadlock.
+      const groups = [...byTenant(batch.map((p) => p.event))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      for (const [tenantId, events] of groups) {
+        await client.query('select coffer.audit_append($1::uuid, $2::jsonb)', [
+          tenantId,
+          JSON.stringify(events.map(toAppendRow)),
+        ]);
+      }
+      await client.query('commit');
+      client.release();
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      if (client) {
+        await client.query('rollback').catch(() => undefined);
+        client.release(true);
+      }
+      this.o.onError?.(err);
+      const failure = unavailable('the audit log is unavailable, so the request was refused');
+      for (const p of batch) p.reject(failure);
+    }
+  }
+}

@@ -1,0 +1,24 @@
+import type { FastifyInstance } from 'fastify';
+import { requestContext } from '../audit/audit.context.ts';
+import { mount } from '../http/mount.ts';
+import type { AuthService } from './auth.service.ts';
+import { principalOf } from './principal.ts';
+import type { SigningKeys } from './signing-keys.ts';
+
+export interface AuthRoutesOptions {
+  service: AuthService;
+  keys: SigningKeys;
+}
+
+export async function authRoutes(app: FastifyInstance, o: AuthRoutesOptions): Promise<void> {
+  mount(app, 'issueToken', (request) =>
+    o.service.issueToken(requestContext(request), request.body.clientId, request.body.clientSecret),
+  );
+
+  mount(app, 'whoami', async (request) => o.service.whoami(principalOf(request)));
+
+  mount(app, 'jwks', async (_request, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    return o.keys.jwkSet;
+  });
+}

@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto';
+import { PLATFORM_TENANT_ID, type TokenResponse, type WhoAmI } from '@coffer/contracts';
+import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import type { AuditSink } from '../audit/audit.sink.ts';
+import { decoyHash, verifyClientSecret } from '../crypto/secrets-hash.ts';
+import { audited, unauthorized } from '../errors/app-error.ts';
+import type { IdentityQueries } from '../identities/identities.queries.ts';
+import type { Principal } from './principal.ts';
+
+export interface AuthServiceDeps {
+  identities: Pick<IdentityQueries, 'forLogin'>;
+  sign: (claims: Record<string, unknown>, ttlSeconds: number) => string;
+  audit: Pick<AuditSink, 'record'>;
+  defaultTtlSeconds: number;
+}
+
+const LOGIN_FAILED = 'unknown client id or wrong client secret';
+
+/** Token login: client credentials in, a short-lived signed token out. */
+export function authService(deps: AuthServiceDeps) {
+  return {
+    /**
+     * A wrong secret, an unknown client id and a disabled identity all answer the same 401 after the same scrypt
+     * work, so the response says nothing about which client ids exist. Every attempt is audited.
+     */
+    async issueToken(ctx: RequestContext, clientId: string, clientSecret: string): Promise<TokenResponse> {
+      const identity = await deps.identities.forLogin(clientId);
+      const secretOk = await verifyClientSecret(clientSecret, identity?.secretHash ?? (await decoyHash()));
+      const ok = identity !== undefined && secretOk && !identity.disabled;
+      const reason = !identity ? 'unknown_client' : !secretOk ? 'wrong_secret' : identity.disabled ? 'disabled' : null;
+      await deps.audit.record(
+        auditEvent(ctx, {
+          action: 'auth.token',
+          outcome: ok ? 'allowed' : 'denied',
+          tenantId: identity?.tenantId ?? PLATFORM_TENANT_ID,
+          actorId: identity?.id ?? null,
+          actorName: identity?.name ?? null,
+          resource: `identities/${identity?.id ?? 'unknown'}`,
+          errorCode: ok ? null : 'unauthorized',
+          details: { clientId, ...(reason ? { reason } : {}) },
+        }),
+      );
+      if (!ok || !identity) throw audited(unauthorized(LOGIN_FAILED));
+      const ttl = identity.tokenTtlSeconds ?? deps.defaultTtlSeconds;
+      const accessToken = deps.sign(
+        {
+          sub: identity.id,
+          tid: identity.tenantId,
+          role: identity.role,
+          cv: identity.credentialVersion,
+          jti: randomUUID(),
+        },
+        ttl,
+      );
+      return { accessToken, tokenType: 'Bearer', expiresIn: ttl };
+    },
+
+    whoami(p: Principal): WhoAmI {
+      return {
+        identityId: p.identityId,
+        clientId: p.clientId,
+        name: p.name,
+        tenantId: p.tenantId,
+        role: p.role,
+        policies: p.policies,
+        tokenExpiresAt: p.tokenExpiresAt.toISOString(),
+      };
+    },
+  };
+}
+
+export type AuthService = ReturnType<typeof authService>;

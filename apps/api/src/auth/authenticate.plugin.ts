@@ -1,0 +1,129 @@
+import type { Action } from '@coffer/contracts';
+import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { attemptedResource, requestEvent } from '../audit/audit.context.ts';
+import type { AuditBatcher } from '../audit/audit.writer.ts';
+import { AppError, audited, forbidden, unauthorized } from '../errors/app-error.ts';
+import type { IdentityQueries } from '../identities/identities.queries.ts';
+import { mayAttempt } from './authorize.ts';
+import type { Principal } from './principal.ts';
+import type { SigningKeys } from './signing-keys.ts';
+import { TokenClaims } from './token-claims.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyInstance {
+    /** onRequest hook for every route that declares an action: verify the token, load the identity, check the role. */
+    authenticate: (request: FastifyRequest) => Promise<void>;
+  }
+  interface FastifyContextConfig {
+    routeName?: string;
+    action?: Action | null;
+  }
+}
+
+export interface AuthenticateOptions {
+  keys: SigningKeys;
+  issuer: string;
+  audience: string;
+  identities: Pick<IdentityQueries, 'forToken'>;
+  audit: Pick<AuditBatcher, 'record'>;
+}
+
+/** Headers that would let a token name its own verification key; we never honour them, and refuse tokens that try. */
+const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'crit'];
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+
+async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions): Promise<void> {
+  await app.register(fastifyJwt, {
+    secret: {
+      private: o.keys.privatePem,
+      // Picks the verifying key by `kid`; anything but a plain EdDSA header with a key id we issued is refused.
+      public: (_request: FastifyRequest, token: TokenOrHeader) => {
+        const header: Record<string, unknown> = 'header' in token ? token.header : {};
+        if (header.alg !== 'EdDSA' || typeof header.kid !== 'string' || FORBIDDEN_HEADERS.some((h) => h in header)) {
+          return Promise.reject(new AppError('unauthorized', 'invalid token'));
+        }
+        const pem = o.keys.publicPemFor(header.kid);
+        return pem ? Promise.resolve(pem) : Promise.reject(new AppError('unauthorized', 'invalid token'));
+      },
+    },
+    decode: { complete: true },
+    sign: { algorithm: 'EdDSA', iss: o.issuer, aud: o.audience, kid: o.keys.kid },
+    verify: {
+      algorithms: ['EdDSA'],
+      allowedIss: o.issuer,
+      allowedAud: o.audience,
+      requiredClaims: ['iss', 'aud', 'exp', 'iat', 'sub', 'jti'],
+      clockTolerance: 5_000,
+      // Signature checks of a token already seen are served from an LRU (keyed by a hash of the token, bounded
+      // by its expiry). Revocation does not depend on it: the identity is read on every request.
+      cache: 10_000,
+    },
+  });
+
+  app.decorateRequest('principal', null);
+
+  async function deny(
+    request: FastifyRequest,
+    action: Action,
+    err: AppError,
+    claimed?: { tenantId: string; actorId: string },
+  ): Promise<never> {
+    await o.audit.record(
+      requestEvent(request, {
+        action,
+        outcome: 'denied',
+        errorCode: err.code,
+        resource: attemptedResource(request),
+        ...claimed,
+      }),
+    );
+    throw audited(err);
+  }
+
+  app.decorate('authenticate', async (request: FastifyRequest): Promise<void> => {
+    const action = request.routeOptions.config.action;
+    if (!action) throw new Error(`route ${request.routeOptions.url} has no action`);
+    const header = request.headers.authorization;
+    if (!header) return deny(request, action, unauthorized('a bearer token is required'));
+    if (!BEARER.test(header))
+      return deny(request, action, unauthorized('the authorization header must be "Bearer <token>"'));
+
+    let claims: TokenClaims;
+    try {
+      const parsed = TokenClaims.safeParse(await request.jwtVerify());
+      if (!parsed.success) return deny(request, action, unauthorized('invalid token'));
+      claims = parsed.data;
+    } catch (err) {
+      const expired = (err as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED';
+      return deny(request, action, unauthorized(expired ? 'the token has expired' : 'invalid token'));
+    }
+
+    const identity = await o.identities.forToken(claims.tid, claims.sub);
+    if (!identity || identity.disabled || identity.credentialVersion !== claims.cv || identity.role !== claims.role) {
+      return deny(request, action, unauthorized('the token is no longer valid: log in again'), {
+        tenantId: claims.tid,
+        actorId: claims.sub,
+      });
+    }
+    request.principal = {
+      identityId: identity.id,
+      clientId: identity.clientId,
+      name: identity.name,
+      tenantId: claims.tid,
+      role: identity.role,
+      policies: identity.policies,
+      tokenId: claims.jti,
+      tokenExpiresAt: new Date(claims.exp * 1000),
+    };
+    if (!mayAttempt(request.principal, action)) {
+      return deny(request, action, forbidden(`role ${identity.role} may not perform ${action}`));
+    }
+  });
+}
+
+export const authenticate = fp(authenticatePlugin, { name: 'coffer-authenticate', fastify: '5.x' });

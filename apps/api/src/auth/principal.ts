@@ -1,0 +1,20 @@
+import type { Policy, PrincipalRole } from '@coffer/contracts';
+
+/** Who is calling, as established from a verified token and the identity's current state in the database. */
+export interface Principal {
+  identityId: string;
+  clientId: string;
+  name: string;
+  tenantId: string;
+  role: PrincipalRole;
+  /** Current policies (read per request, so narrowing applies to the next request). */
+  policies: Policy[];
+  tokenId: string;
+  tokenExpiresAt: Date;
+}
+
+/** The authenticated caller; routes that declare an action only run after `authenticate` has set it. */
+export function principalOf(holder: { principal: Principal | null }): Principal {
+  if (!holder.principal) throw new Error('route ran without an authenticated principal');
+  return holder.principal;
+}

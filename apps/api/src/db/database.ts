@@ -1,0 +1,75 @@
+import { sql } from 'drizzle-orm';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import * as schema from './schema.ts';
+
+export type Orm = NodePgDatabase<typeof schema>;
+export type Tx = Parameters<Parameters<Orm['transaction']>[0]>[0];
+
+export interface PoolOptions {
+  url: string;
+  max: number;
+  acquireTimeoutMs: number;
+  statementTimeoutMs: number;
+  applicationName: string;
+  onError: (err: Error) => void;
+}
+
+export function createPool(o: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: o.url,
+    max: o.max,
+    // pg-pool applies this both to opening a connection and to waiting for a free one.
+    connectionTimeoutMillis: o.acquireTimeoutMs,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: o.statementTimeoutMs,
+    idle_in_transaction_session_timeout: Math.max(o.statementTimeoutMs * 2, 10_000),
+    application_name: o.applicationName,
+    keepAlive: true,
+  });
+  // An idle client losing its connection (database restart, pg_terminate_backend) must not crash the process.
+  pool.on('error', o.onError);
+  return pool;
+}
+
+/**
+ * The API's handle on PostgreSQL, connected as the restricted query role. Every tenant-owned row is reached
+ * through `withTenant`, which sets `app.tenant_id` for one transaction; RLS does the rest.
+ */
+export class Database {
+  readonly orm: Orm;
+  /** Which tenant each open transaction is scoped to, so a query handed a transaction can check it. */
+  private readonly scopes = new WeakMap<object, string>();
+
+  constructor(readonly pool: pg.Pool) {
+    this.orm = drizzle(pool, { schema });
+  }
+
+  withTenant<T>(tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.orm.transaction(async (tx) => {
+      await tx.execute(sql`select set_config('app.tenant_id', ${tenantId}, true)`);
+      this.scopes.set(tx, tenantId);
+      return fn(tx);
+    });
+  }
+
+  /** Runs `fn` in the given transaction (which must be scoped to `tenantId`) or in a new one. */
+  inTenant<T>(tenantId: string, tx: Tx | undefined, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    if (!tx) return this.withTenant(tenantId, fn);
+    const scoped = this.scopes.get(tx);
+    if (scoped !== tenantId) {
+      return Promise.reject(new Error(`transaction scoped to ${scoped ?? 'no tenant'} used for tenant ${tenantId}`));
+    }
+    return fn(tx);
+  }
+
+  /** Moves an open transaction to another tenant (tenant creation writes the new tenant's first rows). */
+  async rescope(tx: Tx, tenantId: string): Promise<void> {
+    await tx.execute(sql`select set_config('app.tenant_id', ${tenantId}, true)`);
+    this.scopes.set(tx, tenantId);
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}

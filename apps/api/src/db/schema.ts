@@ -1,0 +1,117 @@
+import {
+  bigint,
+  boolean,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgSchema,
+  primaryKey,
+  text,
+  timestamp,
+  unique,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+/**
+ * The database schema. Hand-written SQL in drizzle/ adds what drizzle has no words for:
+ * pgcrypto, the restricted query role, grants, row-level security and triggers.
+ * The wire format lives in @coffer/contracts and is never derived from these tables.
+ */
+
+export const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
+
+export const coffer = pgSchema('coffer');
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+const updatedAt = () => timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+
+export const tenants = coffer.table('tenants', {
+  id: uuid('id').primaryKey(),
+  slug: text('slug').notNull().unique('tenants_slug_key'),
+  name: text('name').notNull(),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+export const identities = coffer.table(
+  'identities',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    clientId: text('client_id').notNull().unique('identities_client_id_key'),
+    name: text('name').notNull(),
+    role: text('role', { enum: ['platform', 'admin', 'service', 'auditor'] }).notNull(),
+    secretHash: text('secret_hash').notNull(),
+    /** Bumped when the client secret rotates; tokens carry the version they were issued under. */
+    credentialVersion: integer('credential_version').notNull().default(1),
+    policies: jsonb('policies').$type<{ path: string; capabilities: string[] }[]>().notNull().default([]),
+    tokenTtlSeconds: integer('token_ttl_seconds'),
+    disabled: boolean('disabled').notNull().default(false),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    secretRotatedAt: timestamp('secret_rotated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [index('identities_tenant_created_idx').on(t.tenantId, t.createdAt, t.id)],
+);
+
+/** Per-tenant data keys (DEKs), each wrapped by a master key that never enters the database. */
+export const tenantKeys = coffer.table(
+  'tenant_keys',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    version: integer('version').notNull(),
+    wrappedKey: bytea('wrapped_key').notNull(),
+    masterKeyId: text('master_key_id').notNull(),
+    state: text('state', { enum: ['active', 'retiring', 'retired'] }).notNull(),
+    createdAt: createdAt(),
+    retiredAt: timestamp('retired_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.version] })],
+);
+
+/**
+ * Append-only audit log. Each tenant's events form a hash chain:
+ * hash = sha256(prev_hash || int8send(seq) || digest), digest = sha256(canonical event).
+ * Kept without a foreign key to tenants: the record of what happened outlives the tenant.
+ */
+export const auditEvents = coffer.table(
+  'audit_events',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    tenantId: uuid('tenant_id').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    occurredAt: timestamp('occurred_at', { withTimezone: true, mode: 'date' }).notNull(),
+    actorId: uuid('actor_id'),
+    actorName: text('actor_name'),
+    action: text('action').notNull(),
+    resource: text('resource'),
+    version: integer('version'),
+    outcome: text('outcome', { enum: ['allowed', 'denied', 'error'] }).notNull(),
+    errorCode: text('error_code'),
+    requestId: text('request_id'),
+    sourceIp: text('source_ip'),
+    userAgent: text('user_agent'),
+    fingerprint: text('fingerprint'),
+    details: jsonb('details').$type<Record<string, string | number | boolean | null>>(),
+    digest: bytea('digest').notNull(),
+    prevHash: bytea('prev_hash').notNull(),
+    hash: bytea('hash').notNull(),
+  },
+  (t) => [
+    unique('audit_events_tenant_seq_key').on(t.tenantId, t.seq),
+    index('audit_events_tenant_time_idx').on(t.tenantId, t.occurredAt.desc(), t.id.desc()),
+  ],
+);
+
+/** The head of each tenant's chain: the row writers lock to append, one tenant at a time. */
+export const auditHeads = coffer.table('audit_heads', {
+  tenantId: uuid('tenant_id').primaryKey(),
+  seq: bigint('seq', { mode: 'number' }).notNull(),
+  hash: bytea('hash').notNull(),
+  updatedAt: updatedAt(),
+});

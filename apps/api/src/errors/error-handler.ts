@@ -1,0 +1,133 @@
+import { type ErrorCode, type ErrorEnvelope, type ErrorIssue, statusForCode } from '@coffer/contracts';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { attemptedResource, requestEvent } from '../audit/audit.context.ts';
+import type { AuditSink } from '../audit/audit.sink.ts';
+import { isDatabaseUnavailable, pgConstraint, pgErrorCode } from '../db/pg-errors.ts';
+import { AppError } from './app-error.ts';
+
+/** Fastify's own error codes that are the caller's fault, with the code and message we answer. */
+const FASTIFY_CLIENT_ERRORS: Record<string, { code: ErrorCode; message: string }> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'validation_failed', message: 'the body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'validation_failed', message: 'the body is empty but its content type is JSON' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'payload_too_large', message: 'the body is larger than this server accepts' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'unsupported_media_type', message: 'send the body as application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'validation_failed', message: 'content-length does not match the body' },
+  FST_ERR_CTP_INVALID_TYPE: { code: 'unsupported_media_type', message: 'the content type header is malformed' },
+  FST_ERR_VALIDATION: { code: 'validation_failed', message: 'the request is malformed' },
+  FST_ERR_BAD_URL: { code: 'validation_failed', message: 'the URL is malformed' },
+  FST_ERR_ASYNC_CONSTRAINT: { code: 'validation_failed', message: 'the request is malformed' },
+  FAST_JWT_INVALID_ALGORITHM: { code: 'unauthorized', message: 'invalid token' },
+};
+
+/** Issue paths from zod, as `body.policies.0.path`; messages from zod name the rule, never the value. */
+function zodIssues(err: FastifyError): ErrorIssue[] {
+  const validation = (
+    err as {
+      validation?: {
+        instancePath?: string;
+        message?: string;
+        params?: { issue?: { path?: PropertyKey[]; message?: string } };
+      }[];
+    }
+  ).validation;
+  const context = (err as { validationContext?: string }).validationContext ?? 'request';
+  return (validation ?? []).slice(0, 20).map((v) => {
+    const issuePath = v.params?.issue?.path ?? v.instancePath?.split('/').filter(Boolean) ?? [];
+    return {
+      path: [context, ...issuePath.map(String)].join('.'),
+      message: v.params?.issue?.message ?? v.message ?? 'invalid',
+    };
+  });
+}
+
+export function toEnvelope(code: ErrorCode, message: string, requestId: string, details?: ErrorIssue[]): ErrorEnvelope {
+  return { error: { code, message, requestId, ...(details?.length ? { details } : {}) } };
+}
+
+export interface Classified {
+  code: ErrorCode;
+  message: string;
+  details?: ErrorIssue[];
+  retryAfter?: number;
+}
+
+/** Decides what the caller learns about an error. Anything unrecognised is a 500 whose message says nothing. */
+export function classifyError(err: unknown): Classified {
+  if (err instanceof AppError) {
+    return { code: err.code, message: err.message, details: err.details, retryAfter: err.retryAfter };
+  }
+  const fe = err as FastifyError;
+  if (hasZodFastifySchemaValidationErrors(fe)) {
+    return { code: 'validation_failed', message: 'the request does not match the schema', details: zodIssues(fe) };
+  }
+  if (isResponseSerializationError(fe)) {
+    return { code: 'internal', message: 'internal error' };
+  }
+  const known = fe.code ? FASTIFY_CLIENT_ERRORS[fe.code] : undefined;
+  if (known) return { ...known };
+  if (typeof fe.code === 'string' && fe.code.startsWith('FST_JWT')) {
+    return { code: 'unauthorized', message: 'invalid token' };
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode === 429) {
+    return { code: 'rate_limited', message: 'too many requests, slow down', retryAfter: 1 };
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return { code: 'validation_failed', message: 'the request is malformed' };
+  }
+  const pgCode = pgErrorCode(err);
+  if (pgCode === '23505') {
+    return { code: 'conflict', message: `already exists (${pgConstraint(err) ?? 'unique constraint'})` };
+  }
+  if (isDatabaseUnavailable(err)) {
+    return { code: 'unavailable', message: 'the database is unavailable, retry shortly', retryAfter: 1 };
+  }
+  return { code: 'internal', message: 'internal error' };
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, c: Classified): FastifyReply {
+  const status = statusForCode(c.code);
+  if (c.retryAfter !== undefined) reply.header('retry-after', String(c.retryAfter));
+  return reply.code(status).send(toEnvelope(c.code, c.message, request.id, c.details));
+}
+
+/**
+ * One handler for every error: the envelope, the stable code, and nothing internal in a 5xx. A failed request
+ * to a route with an action gets its audit event here (denied for 401/403, error otherwise), unless whoever
+ * threw already wrote one; if even that cannot be written, the answer is 503.
+ */
+export function registerErrorHandling(app: FastifyInstance, audit: Pick<AuditSink, 'record'>): void {
+  app.setErrorHandler(async (err, request, reply) => {
+    let c = classifyError(err);
+    const status = statusForCode(c.code);
+    if (status >= 500 && c.code !== 'unavailable') {
+      request.log.error({ err }, 'request failed');
+    } else if (c.code === 'unavailable') {
+      request.log.warn({ err: { message: (err as Error).message, code: pgErrorCode(err) } }, 'dependency unavailable');
+    }
+    const action = request.routeOptions.config.action;
+    const alreadyAudited = err instanceof AppError && err.audited;
+    if (action && !alreadyAudited) {
+      try {
+        await audit.record(
+          requestEvent(request, {
+            action,
+            outcome: status === 401 || status === 403 ? 'denied' : 'error',
+            errorCode: c.code,
+            resource: attemptedResource(request),
+          }),
+        );
+      } catch {
+        c = { code: 'unavailable', message: 'the audit log is unavailable, so the request was refused', retryAfter: 1 };
+      }
+    }
+    return sendError(request, reply, c);
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, {
+      code: 'not_found',
+      message: `no route for ${request.method} ${request.url.split('?')[0]}`,
+    }),
+  );
+}

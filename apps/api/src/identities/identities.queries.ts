@@ -1,0 +1,168 @@
+import type { Policy, PrincipalRole } from '@coffer/contracts';
+import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
+import type { Database, Tx } from '../db/database.ts';
+import { identities } from '../db/schema.ts';
+
+export type IdentityRow = typeof identities.$inferSelect;
+
+export interface TokenIdentity {
+  id: string;
+  clientId: string;
+  name: string;
+  role: PrincipalRole;
+  policies: Policy[];
+  credentialVersion: number;
+  disabled: boolean;
+}
+
+export interface LoginIdentity {
+  id: string;
+  tenantId: string;
+  clientId: string;
+  name: string;
+  role: PrincipalRole;
+  secretHash: string;
+  credentialVersion: number;
+  tokenTtlSeconds: number | null;
+  disabled: boolean;
+}
+
+/** Data access for identities. Every function takes the tenant first and an optional transaction last. */
+export function identityQueries(db: Database) {
+  return {
+    /** The identity a token names, read in one round trip (sets the tenant scope and reads in one statement). */
+    async forToken(tenantId: string, id: string): Promise<TokenIdentity | undefined> {
+      const { rows } = await db.pool.query<{
+        id: string;
+        client_id: string;
+        name: string;
+        role: PrincipalRole;
+        policies: Policy[];
+        credential_version: number;
+        disabled: boolean;
+      }>('select * from coffer.identity_for_token($1, $2)', [tenantId, id]);
+      const r = rows[0];
+      return r
+        ? {
+            id: r.id,
+            clientId: r.client_id,
+            name: r.name,
+            role: r.role,
+            policies: r.policies,
+            credentialVersion: r.credential_version,
+            disabled: r.disabled,
+          }
+        : undefined;
+    },
+
+    /** Login knows only the client id; the database lets exactly that one row through. */
+    async forLogin(clientId: string): Promise<LoginIdentity | undefined> {
+      const { rows } = await db.pool.query<{
+        id: string;
+        tenant_id: string;
+        client_id: string;
+        name: string;
+        role: PrincipalRole;
+        secret_hash: string;
+        credential_version: number;
+        token_ttl_seconds: number | null;
+        disabled: boolean;
+      }>('select * from coffer.identity_for_login($1)', [clientId]);
+      const r = rows[0];
+      return r
+        ? {
+            id: r.id,
+            tenantId: r.tenant_id,
+            clientId: r.client_id,
+            name: r.name,
+            role: r.role,
+            secretHash: r.secret_hash,
+            credentialVersion: r.credential_version,
+            tokenTtlSeconds: r.token_ttl_seconds,
+            disabled: r.disabled,
+          }
+        : undefined;
+    },
+
+    insert(tenantId: string, row: Omit<typeof identities.$inferInsert, 'tenantId'>, tx?: Tx): Promise<IdentityRow> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [created] = await t
+          .insert(identities)
+          .values({ ...row, tenantId })
+          .returning();
+        return created as IdentityRow;
+      });
+    },
+
+    findById(tenantId: string, id: string, tx?: Tx): Promise<IdentityRow | undefined> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [row] = await t.select().from(identities).where(eq(identities.id, id));
+        return row;
+      });
+    },
+
+    /** Locks the row for the rest of the transaction (read-modify-write of one identity). */
+    findByIdForUpdate(tenantId: string, id: string, tx: Tx): Promise<IdentityRow | undefined> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [row] = await t.select().from(identities).where(eq(identities.id, id)).for('update');
+        return row;
+      });
+    },
+
+    page(tenantId: string, after: string | undefined, limit: number, tx?: Tx): Promise<IdentityRow[]> {
+      return db.inTenant(tenantId, tx, (t) =>
+        t
+          .select()
+          .from(identities)
+          .where(after ? gt(identities.id, after) : undefined)
+          .orderBy(asc(identities.id))
+          .limit(limit),
+      );
+    },
+
+    update(
+      tenantId: string,
+      id: string,
+      patch: Partial<Pick<IdentityRow, 'name' | 'policies' | 'disabled' | 'tokenTtlSeconds' | 'secretHash'>> & {
+        bumpCredentials?: boolean;
+      },
+      tx?: Tx,
+    ): Promise<IdentityRow | undefined> {
+      const { bumpCredentials, ...fields } = patch;
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [row] = await t
+          .update(identities)
+          .set({
+            ...fields,
+            updatedAt: sql`now()`,
+            ...(bumpCredentials
+              ? { credentialVersion: sql`${identities.credentialVersion} + 1`, secretRotatedAt: sql`now()` }
+              : {}),
+          })
+          .where(eq(identities.id, id))
+          .returning();
+        return row;
+      });
+    },
+
+    delete(tenantId: string, id: string, tx?: Tx): Promise<boolean> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const rows = await t.delete(identities).where(eq(identities.id, id)).returning({ id: identities.id });
+        return rows.length > 0;
+      });
+    },
+
+    /** Enabled admins other than `exceptId`: a tenant must keep one, or nobody could manage it. */
+    countOtherEnabledAdmins(tenantId: string, exceptId: string, tx?: Tx): Promise<number> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [row] = await t
+          .select({ n: sql<number>`count(*)::int` })
+          .from(identities)
+          .where(and(eq(identities.role, 'admin'), eq(identities.disabled, false), ne(identities.id, exceptId)));
+        return row?.n ?? 0;
+      });
+    },
+  };
+}
+
+export type IdentityQueries = ReturnType<typeof identityQueries>;

@@ -1,0 +1,87 @@
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { buildApp } from './app.ts';
+import { SigningKeys } from './auth/signing-keys.ts';
+import type { Config } from './config.ts';
+import { MasterKeyring } from './crypto/keyring.ts';
+import { createPool, Database } from './db/database.ts';
+import { startEmbeddedPostgres } from './db/embedded.ts';
+import { findMigrationsFolder, runMigrations } from './db/migrate.ts';
+import { APP_ROLE_PASSWORD_PURPOSE, checkAppRole, provisionAppRole } from './db/roles.ts';
+import { ensurePlatformAdmin } from './tenants/bootstrap.ts';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  /** Graceful: stop accepting, finish in-flight requests, flush audit, close the pool, stop embedded Postgres. */
+  close(): Promise<void>;
+}
+
+export class StartupError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+  }
+}
+
+/**
+ * Everything between a parsed config and a listening server: database (embedded when no DATABASE_URL),
+ * migrations, the restricted query role and its safety check, the platform admin, the app.
+ */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  if (!config.masterKeys || !config.jwtPrivateKey) throw new StartupError(['keys are missing from the configuration']);
+  const keyring = new MasterKeyring(config.masterKeys);
+  const signingKeys = new SigningKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys);
+  const migrationsFolder = findMigrationsFolder();
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const c of closers.splice(0).reverse()) await c().catch((err) => log.error({ err }, 'error while closing'));
+  };
+
+  try {
+    let ownerUrl = config.databaseUrl;
+    if (!ownerUrl) {
+      const dir = path.join(config.dataDir, 'postgres');
+      log.info({ dir, port: config.embeddedPgPort }, 'no DATABASE_URL: starting embedded PostgreSQL');
+      const embedded = await startEmbeddedPostgres({
+        dir,
+        port: config.embeddedPgPort,
+        onLog: (line) => log.debug({ postgres: line }, 'postgres'),
+      });
+      closers.push(() => embedded.stop());
+      ownerUrl = embedded.url;
+    }
+
+    if (config.autoMigrate) {
+      await runMigrations(ownerUrl, migrationsFolder);
+      log.info('migrations applied');
+    }
+
+    const appUrl =
+      config.appDatabaseUrl ??
+      (await provisionAppRole(ownerUrl, keyring.derive(APP_ROLE_PASSWORD_PURPOSE).toString('base64url')));
+    const pool = createPool({
+      url: appUrl,
+      max: config.dbPoolMax,
+      acquireTimeoutMs: config.dbAcquireTimeoutMs,
+      statementTimeoutMs: config.dbStatementTimeoutMs,
+      applicationName: 'coffer-api',
+      onError: (err) => log.warn({ err: { message: err.message } }, 'idle database connection lost'),
+    });
+    const db = new Database(pool);
+    closers.push(() => db.close());
+
+    const problems = await checkAppRole(pool);
+    if (problems.length > 0) throw new StartupError(problems.map((p) => `unsafe database role: ${p}`));
+
+    await ensurePlatformAdmin(db, { bootstrapSecret: config.bootstrapSecret, dataDir: config.dataDir, log });
+
+    const app = await buildApp({ config, db, keyring, signingKeys, logger: log, migrationsFolder });
+    closers.push(() => app.close());
+    const url = await app.listen({ host: config.host, port: config.port });
+    return { app, url, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,9 @@
+import type { FastifyInstance } from 'fastify';
+import { requestContext } from '../audit/audit.context.ts';
+import { mount } from '../http/mount.ts';
+import type { TenantService } from './tenants.service.ts';
+
+export async function tenantRoutes(app: FastifyInstance, o: { service: TenantService }): Promise<void> {
+  mount(app, 'createTenant', (req) => o.service.create(requestContext(req), req.body));
+  mount(app, 'listTenants', (req) => o.service.list(requestContext(req), req.query));
+}

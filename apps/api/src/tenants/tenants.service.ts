@@ -1,0 +1,93 @@
+import {
+  type CreateTenantRequest,
+  type CreateTenantResponse,
+  PLATFORM_TENANT_ID,
+  type Tenant,
+  type TenantPage,
+} from '@coffer/contracts';
+import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import type { AuditSink } from '../audit/audit.sink.ts';
+import { newClientId, newClientSecret, newId } from '../crypto/ids.ts';
+import { dataKeyContext, type MasterKeyring, newDataKey } from '../crypto/keyring.ts';
+import { hashClientSecret } from '../crypto/secrets-hash.ts';
+import type { Database } from '../db/database.ts';
+import { pgConstraint, pgErrorCode } from '../db/pg-errors.ts';
+import { conflict } from '../errors/app-error.ts';
+import { decodeIdCursor, pageOf } from '../http/cursor.ts';
+import type { IdentityQueries } from '../identities/identities.queries.ts';
+import type { TenantQueries, TenantRow } from './tenants.queries.ts';
+
+export interface TenantServiceDeps {
+  db: Pick<Database, 'withTenant' | 'rescope'>;
+  tenants: TenantQueries;
+  identities: Pick<IdentityQueries, 'insert'>;
+  keyring: Pick<MasterKeyring, 'wrap'>;
+  audit: AuditSink;
+}
+
+export function toTenant(row: TenantRow): Tenant {
+  return { id: row.id, slug: row.slug, name: row.name, createdAt: row.createdAt.toISOString() };
+}
+
+/** Tenants are created and listed by the platform admin, who never sees inside one. */
+export function tenantService(deps: TenantServiceDeps) {
+  const { db, tenants, identities, keyring, audit } = deps;
+
+  return {
+    /** The tenant, its first data key (wrapped by the active master key) and its first admin, in one transaction. */
+    async create(ctx: RequestContext, input: CreateTenantRequest): Promise<CreateTenantResponse> {
+      const tenantId = newId();
+      const adminId = newId();
+      const clientId = newClientId();
+      const clientSecret = newClientSecret();
+      const secretHash = await hashClientSecret(clientSecret);
+      const dek = newDataKey();
+      const wrapped = keyring.wrap(dek, dataKeyContext(tenantId, 1));
+      dek.fill(0);
+      try {
+        const row = await db.withTenant(PLATFORM_TENANT_ID, async (tx) => {
+          const tenant = await tenants.insert({ id: tenantId, slug: input.slug, name: input.name }, tx);
+          await db.rescope(tx, tenantId);
+          await tenants.insertKey(
+            tenantId,
+            { version: 1, wrappedKey: wrapped.wrapped, masterKeyId: wrapped.masterKeyId, state: 'active' },
+            tx,
+          );
+          await identities.insert(tenantId, { id: adminId, clientId, name: 'admin', role: 'admin', secretHash }, tx);
+          await audit.appendInTx(tx, [
+            auditEvent(ctx, {
+              action: 'tenants.create',
+              outcome: 'allowed',
+              resource: `tenants/${tenantId}`,
+              details: { slug: input.slug },
+            }),
+            // The new tenant's own chain starts with the identity the platform made for it.
+            auditEvent(ctx, {
+              tenantId,
+              action: 'identities.create',
+              outcome: 'allowed',
+              resource: `identities/${adminId}`,
+              details: { role: 'admin', name: 'admin' },
+            }),
+          ]);
+          return tenant;
+        });
+        return { tenant: toTenant(row), admin: { clientId, clientSecret } };
+      } catch (err) {
+        if (pgErrorCode(err) === '23505' && pgConstraint(err) === 'tenants_slug_key') {
+          throw conflict(`a tenant with slug "${input.slug}" already exists`);
+        }
+        throw err;
+      }
+    },
+
+    async list(ctx: RequestContext, q: { limit: number; cursor?: string | undefined }): Promise<TenantPage> {
+      const rows = await tenants.page(decodeIdCursor(q.cursor), q.limit + 1);
+      const { items, nextCursor } = pageOf(rows, q.limit);
+      await audit.record(auditEvent(ctx, { action: 'tenants.list', outcome: 'allowed', resource: 'tenants' }));
+      return { items: items.map(toTenant), nextCursor };
+    },
+  };
+}
+
+export type TenantService = ReturnType<typeof tenantService>;

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { page, Timestamp, Uuid } from './common.ts';
+import { ClientCredentials } from './tenants.ts';
+
+export const IdentityRole = z.enum(['admin', 'service', 'auditor']).meta({ id: 'IdentityRole' });
+export type IdentityRole = z.infer<typeof IdentityRole>;
+
+export const Capability = z.enum(['read', 'list', 'write', 'delete', 'rotate']).meta({ id: 'Capability' });
+export type Capability = z.infer<typeof Capability>;
+
+/**
+ * A glob over `kind/owner/name`. `*` matches within one segment (never across `/`),
+ * `**` matches any number of whole segments, `?` one character.
+ */
+export const PolicyPath = z
+  .string()
+  .min(1)
+  .max(300)
+  .regex(/^[A-Za-z0-9_.*?-]+(\/[A-Za-z0-9_.*?-]+){0,2}$/, 'must be a glob over kind/owner/name, e.g. sandbox/sbx-42/*');
+
+export const Policy = z
+  .object({
+    path: PolicyPath,
+    capabilities: z
+      .array(Capability)
+      .min(1)
+      .max(5)
+      .refine((caps) => new Set(caps).size === caps.length, 'must not repeat a capability'),
+  })
+  .meta({ id: 'Policy' });
+export type Policy = z.infer<typeof Policy>;
+
+export const IdentityName = z.string().trim().min(1).max(128);
+export const TokenTtlSeconds = z.number().int().min(60).max(86_400);
+
+const policiesOnlyForServices = (v: { role?: IdentityRole; policies?: Policy[] | undefined }) =>
+  v.role === undefined || v.role === 'service' || v.policies === undefined || v.policies.length === 0;
+
+export const CreateIdentityRequest = z
+  .object({
+    name: IdentityName,
+    role: IdentityRole,
+    policies: z.array(Policy).max(100).optional(),
+    tokenTtlSeconds: TokenTtlSeconds.optional(),
+  })
+  .refine(policiesOnlyForServices, { path: ['policies'], message: 'only service identities carry policies' })
+  .meta({ id: 'CreateIdentityRequest' });
+export type CreateIdentityRequest = z.infer<typeof CreateIdentityRequest>;
+
+export const UpdateIdentityRequest = z
+  .object({
+    name: IdentityName.optional(),
+    policies: z.array(Policy).max(100).optional(),
+    disabled: z.boolean().optional(),
+    tokenTtlSeconds: TokenTtlSeconds.nullable().optional(),
+  })
+  .refine((v) => Object.values(v).some((x) => x !== undefined), 'must change at least one field')
+  .meta({ id: 'UpdateIdentityRequest' });
+export type UpdateIdentityRequest = z.infer<typeof UpdateIdentityRequest>;
+
+export const Identity = z
+  .object({
+    id: Uuid,
+    tenantId: Uuid,
+    clientId: z.string(),
+    name: z.string(),
+    role: IdentityRole,
+    policies: z.array(Policy),
+    tokenTtlSeconds: z.number().int().nullable().describe('null: the server default'),
+    disabled: z.boolean(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    secretRotatedAt: Timestamp,
+  })
+  .meta({ id: 'Identity' });
+export type Identity = z.infer<typeof Identity>;
+
+export const CreateIdentityResponse = z
+  .object({ identity: Identity, clientSecret: z.string().describe('Shown once') })
+  .meta({ id: 'CreateIdentityResponse' });
+export type CreateIdentityResponse = z.infer<typeof CreateIdentityResponse>;
+
+export const RotateClientSecretResponse = ClientCredentials.meta({ id: 'RotateClientSecretResponse' });
+
+export const IdentityPage = page(Identity).meta({ id: 'IdentityPage' });
+export type IdentityPage = z.infer<typeof IdentityPage>;
+
+export const IdentityIdParams = z.object({ id: Uuid });

@@ -1,0 +1,7 @@
+export * from './auth.ts';
+export * from './common.ts';
+export * from './errors.ts';
+export * from './health.ts';
+export * from './identities.ts';
+export * from './routes.ts';
+export * from './tenants.ts';

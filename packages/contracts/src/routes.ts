@@ -1,0 +1,192 @@
+import { z } from 'zod';
+import { JwkSet, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
+import { PageQuery } from './common.ts';
+import { Health, Readiness } from './health.ts';
+import {
+  CreateIdentityRequest,
+  CreateIdentityResponse,
+  Identity,
+  IdentityIdParams,
+  IdentityPage,
+  RotateClientSecretResponse,
+  UpdateIdentityRequest,
+} from './identities.ts';
+import { CreateTenantRequest, CreateTenantResponse, TenantPage } from './tenants.ts';
+
+/**
+ * What a route does, in the vocabulary the authorizer and the audit log share.
+ * Every authenticated route names exactly one action; the server refuses to start a route that names none.
+ */
+export const Action = z.enum([
+  'auth.whoami',
+  'tenants.create',
+  'tenants.list',
+  'identities.create',
+  'identities.list',
+  'identities.read',
+  'identities.update',
+  'identities.delete',
+  'identities.rotate_secret',
+]);
+export type Action = z.infer<typeof Action>;
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export interface RouteDef {
+  readonly method: HttpMethod;
+  /** Fastify-style path: `/v1/identities/:id`. */
+  readonly path: string;
+  readonly summary: string;
+  readonly tag: string;
+  /** `null` only for routes anyone may call (health, token login). */
+  readonly action: Action | null;
+  readonly params?: z.ZodObject;
+  readonly query?: z.ZodObject;
+  readonly body?: z.ZodType;
+  /** Success responses by status; `null` means no body. */
+  readonly success: { readonly [status: number]: z.ZodType | null };
+}
+
+const route = <const R extends RouteDef>(r: R): R => r;
+
+export const routes = {
+  health: route({
+    method: 'GET',
+    path: '/healthz',
+    summary: 'Liveness: the process is up',
+    tag: 'service',
+    action: null,
+    success: { 200: Health },
+  }),
+  ready: route({
+    method: 'GET',
+    path: '/readyz',
+    summary: 'Readiness: database reachable, migrations current, keyring usable',
+    tag: 'service',
+    action: null,
+    success: { 200: Readiness },
+  }),
+  jwks: route({
+    method: 'GET',
+    path: '/.well-known/jwks.json',
+    summary: 'Public keys that verify Coffer access tokens (JWKS)',
+    tag: 'auth',
+    action: null,
+    success: { 200: JwkSet },
+  }),
+  issueToken: route({
+    method: 'POST',
+    path: '/v1/auth/token',
+    summary: 'Exchange client credentials for a short-lived access token',
+    tag: 'auth',
+    action: null,
+    body: TokenRequest,
+    success: { 200: TokenResponse },
+  }),
+  whoami: route({
+    method: 'GET',
+    path: '/v1/auth/whoami',
+    summary: "The caller's identity, tenant, role, policies and token expiry",
+    tag: 'auth',
+    action: 'auth.whoami',
+    success: { 200: WhoAmI },
+  }),
+  createTenant: route({
+    method: 'POST',
+    path: '/v1/tenants',
+    summary: 'Create a tenant and its first admin identity (platform admin)',
+    tag: 'tenants',
+    action: 'tenants.create',
+    body: CreateTenantRequest,
+    success: { 201: CreateTenantResponse },
+  }),
+  listTenants: route({
+    method: 'GET',
+    path: '/v1/tenants',
+    summary: 'List tenants (platform admin)',
+    tag: 'tenants',
+    action: 'tenants.list',
+    query: PageQuery,
+    success: { 200: TenantPage },
+  }),
+  createIdentity: route({
+    method: 'POST',
+    path: '/v1/identities',
+    summary: 'Create a machine identity in the caller’s tenant (tenant admin)',
+    tag: 'identities',
+    action: 'identities.create',
+    body: CreateIdentityRequest,
+    success: { 201: CreateIdentityResponse },
+  }),
+  listIdentities: route({
+    method: 'GET',
+    path: '/v1/identities',
+    summary: 'List the tenant’s identities (tenant admin)',
+    tag: 'identities',
+    action: 'identities.list',
+    query: PageQuery,
+    success: { 200: IdentityPage },
+  }),
+  getIdentity: route({
+    method: 'GET',
+    path: '/v1/identities/:id',
+    summary: 'One identity (tenant admin)',
+    tag: 'identities',
+    action: 'identities.read',
+    params: IdentityIdParams,
+    success: { 200: Identity },
+  }),
+  updateIdentity: route({
+    method: 'PATCH',
+    path: '/v1/identities/:id',
+    summary: 'Rename, re-scope, disable or change the token lifetime of an identity (tenant admin)',
+    tag: 'identities',
+    action: 'identities.update',
+    params: IdentityIdParams,
+    body: UpdateIdentityRequest,
+    success: { 200: Identity },
+  }),
+  deleteIdentity: route({
+    method: 'DELETE',
+    path: '/v1/identities/:id',
+    summary: 'Delete an identity; its tokens stop working at once (tenant admin)',
+    tag: 'identities',
+    action: 'identities.delete',
+    params: IdentityIdParams,
+    success: { 204: null },
+  }),
+  rotateIdentitySecret: route({
+    method: 'POST',
+    path: '/v1/identities/:id/secret',
+    summary: 'Issue a new client secret; the old one and every token issued under it stop working (tenant admin)',
+    tag: 'identities',
+    action: 'identities.rotate_secret',
+    params: IdentityIdParams,
+    success: { 200: RotateClientSecretResponse },
+  }),
+} as const satisfies Record<string, RouteDef>;
+
+export type Routes = typeof routes;
+export type RouteName = keyof Routes;
+
+type SchemaInput<S> = S extends z.ZodType ? z.input<S> : never;
+type SchemaOutput<S> = S extends z.ZodType ? z.output<S> : S extends null ? undefined : never;
+
+/** What a caller supplies for a route: only the parts the route has. */
+export type RouteInput<R extends RouteDef> = (R extends { params: infer P } ? { params: SchemaInput<P> } : unknown) &
+  (R extends { query: infer Q } ? { query?: SchemaInput<Q> } : unknown) &
+  (R extends { body: infer B } ? { body: SchemaInput<B> } : unknown);
+
+/** What a route answers on success (the union over its success statuses). */
+export type RouteOutput<R extends RouteDef> = {
+  [S in keyof R['success']]: SchemaOutput<R['success'][S]>;
+}[keyof R['success']];
+
+/** Fill `:param` placeholders of a route path. Values are URL-encoded. */
+export function buildPath(path: string, params: Record<string, string | number> | undefined): string {
+  return path.replace(/:([A-Za-z]+)/g, (_, name: string) => {
+    const value = params?.[name];
+    if (value === undefined) throw new Error(`missing path parameter ${name}`);
+    return encodeURIComponent(String(value));
+  });
+}

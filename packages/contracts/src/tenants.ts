@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { page, Timestamp, Uuid } from './common.ts';
+
+export const TenantSlug = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9-]{1,62}$/,
+    'must be 2-63 lowercase letters, digits or dashes, starting with a letter or digit',
+  );
+
+export const CreateTenantRequest = z
+  .object({
+    slug: TenantSlug,
+    name: z.string().trim().min(1).max(200),
+  })
+  .meta({ id: 'CreateTenantRequest' });
+export type CreateTenantRequest = z.infer<typeof CreateTenantRequest>;
+
+export const Tenant = z
+  .object({
+    id: Uuid,
+    slug: TenantSlug,
+    name: z.string(),
+    createdAt: Timestamp,
+  })
+  .meta({ id: 'Tenant' });
+export type Tenant = z.infer<typeof Tenant>;
+
+export const ClientCredentials = z
+  .object({
+    clientId: z.string(),
+    clientSecret: z.string().describe('Shown once; Coffer keeps only a slow hash of it'),
+  })
+  .meta({ id: 'ClientCredentials' });
+export type ClientCredentials = z.infer<typeof ClientCredentials>;
+
+export const CreateTenantResponse = z
+  .object({ tenant: Tenant, admin: ClientCredentials })
+  .meta({ id: 'CreateTenantResponse' });
+export type CreateTenantResponse = z.infer<typeof CreateTenantResponse>;
+
+export const TenantPage = page(Tenant).meta({ id: 'TenantPage' });
+export type TenantPage = z.infer<typeof TenantPage>;
