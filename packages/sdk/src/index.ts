@@ -1,0 +1,2 @@
+export { CofferClient, type CofferClientOptions } from './client.ts';
+export { CofferError } from './errors.ts';
