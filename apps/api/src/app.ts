@@ -18,6 +18,7 @@ import { authenticate } from './auth/authenticate.plugin.ts';
 import type { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import type { MasterKeyring } from './crypto/keyring.ts';
+import { TenantKeyCache } from './crypto/tenant-keys.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
 import { registerErrorHandling } from './errors/error-handler.ts';
@@ -25,6 +26,9 @@ import { healthRoutes } from './health/health.routes.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
 import { identityService } from './identities/identities.service.ts';
+import { secretQueries } from './secrets/secrets.queries.ts';
+import { secretRoutes } from './secrets/secrets.routes.ts';
+import { secretService } from './secrets/secrets.service.ts';
 import { tenantQueries } from './tenants/tenants.queries.ts';
 import { tenantRoutes } from './tenants/tenants.routes.ts';
 import { tenantService } from './tenants/tenants.service.ts';
@@ -91,6 +95,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Secrets, credentials and tokens are never kept by a cache between us and the caller.
+    reply.header('cache-control', 'no-store');
   });
 
   await app.register(fastifySwagger, {
@@ -113,6 +119,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const identities = identityQueries(db);
   const tenants = tenantQueries(db);
+  const tenantKeys = new TenantKeyCache(db, keyring);
 
   await app.register(authenticate, {
     keys: signingKeys,
@@ -158,6 +165,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(tenantRoutes, { service: tenantService({ db, tenants, identities, keyring, audit }) });
   await app.register(identityRoutes, { service: identityService({ db, identities, tenants, audit }) });
+  await app.register(secretRoutes, {
+    service: secretService({
+      db,
+      secrets: secretQueries(db),
+      keys: tenantKeys,
+      audit,
+      maxValueBytes: config.maxSecretBytes,
+      recoveryMs: config.recoveryDays * 86_400_000,
+    }),
+  });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

@@ -40,6 +40,10 @@ export interface Config {
   readonly bodyLimitBytes: number;
   readonly shutdownTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Largest secret value, in UTF-8 bytes. */
+  readonly maxSecretBytes: number;
+  /** How long a soft-deleted secret stays restorable. */
+  readonly recoveryDays: number;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -85,6 +89,8 @@ const EnvSchema = z.object({
   COFFER_BODY_LIMIT_BYTES: intIn(1024, 64 * 1024 * 1024).default(1024 * 1024),
   COFFER_SHUTDOWN_TIMEOUT_MS: intIn(100, 600_000).default(10_000),
   COFFER_REQUEST_TIMEOUT_MS: intIn(100, 600_000).default(30_000),
+  COFFER_MAX_SECRET_BYTES: intIn(1, 1_048_576).default(65_536),
+  COFFER_RECOVERY_DAYS: z.coerce.number().min(0).max(3650).default(7),
 });
 
 /** Reads `NAME` or the file named by `NAME_FILE`; both set is a problem. Never puts the value into a message. */
@@ -261,6 +267,8 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       bodyLimitBytes: e.COFFER_BODY_LIMIT_BYTES,
       shutdownTimeoutMs: e.COFFER_SHUTDOWN_TIMEOUT_MS,
       requestTimeoutMs: e.COFFER_REQUEST_TIMEOUT_MS,
+      maxSecretBytes: e.COFFER_MAX_SECRET_BYTES,
+      recoveryDays: e.COFFER_RECOVERY_DAYS,
     },
   };
 }

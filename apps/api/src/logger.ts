@@ -1,4 +1,5 @@
 import pino, { type Logger, type LoggerOptions } from 'pino';
+import { scrubQueryError } from './db/pg-errors.ts';
 
 /**
  * Redacted at the logger, whatever code logs them: secret values, tokens, keys, credentials, authorization
@@ -44,6 +45,8 @@ export function loggerOptions(level: string, pretty: boolean): LoggerOptions {
   return {
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    // Query errors lose their bind parameters before any logger sees them.
+    serializers: { err: (err: Error) => pino.stdSerializers.err(scrubQueryError(err) as Error) },
     base: { service: 'coffer-api' },
     timestamp: pino.stdTimeFunctions.isoTime,
     ...(pretty

@@ -4,4 +4,5 @@ export * from './errors.ts';
 export * from './health.ts';
 export * from './identities.ts';
 export * from './routes.ts';
+export * from './secrets.ts';
 export * from './tenants.ts';

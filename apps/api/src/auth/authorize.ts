@@ -1,6 +1,18 @@
 import type { Action, PrincipalRole } from '@coffer/contracts';
 import type { Principal } from './principal.ts';
 
+const SECRET_ACTIONS: Action[] = [
+  'secrets.read',
+  'secrets.write',
+  'secrets.list',
+  'secrets.versions',
+  'secrets.delete',
+  'secrets.restore',
+  'secrets.destroy',
+  'bundles.read',
+  'bundles.write',
+];
+
 /**
  * Which actions each role may ever attempt. The one place role rules live: routes declare their action in the
  * contracts, and the authenticate hook asks `mayAttempt` before any handler runs.
@@ -15,8 +27,10 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'identities.update',
     'identities.delete',
     'identities.rotate_secret',
+    ...SECRET_ACTIONS,
   ]),
-  service: new Set<Action>(['auth.whoami']),
+  // Services may attempt secret actions; their policies decide each path (secrets.service.ts).
+  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS]),
   auditor: new Set<Action>(['auth.whoami']),
 };
 

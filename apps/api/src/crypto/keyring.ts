@@ -70,6 +70,10 @@ export function dataKeyContext(tenantId: string, version: number): string {
   return `coffer/dek/v1/${tenantId}/${version}`;
 }
 
+export function fingerprintKeyContext(tenantId: string): string {
+  return `coffer/fingerprint-key/v1/${tenantId}`;
+}
+
 export function newDataKey(): Buffer {
   return randomBytes(32);
 }

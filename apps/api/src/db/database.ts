@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
+import { scrubQueryError } from './pg-errors.ts';
 import * as schema from './schema.ts';
 
 export type Orm = NodePgDatabase<typeof schema>;
@@ -45,12 +46,16 @@ export class Database {
     this.orm = drizzle(pool, { schema });
   }
 
-  withTenant<T>(tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.orm.transaction(async (tx) => {
-      await tx.execute(sql`select set_config('app.tenant_id', ${tenantId}, true)`);
-      this.scopes.set(tx, tenantId);
-      return fn(tx);
-    });
+  async withTenant<T>(tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    try {
+      return await this.orm.transaction(async (tx) => {
+        await tx.execute(sql`select set_config('app.tenant_id', ${tenantId}, true)`);
+        this.scopes.set(tx, tenantId);
+        return fn(tx);
+      });
+    } catch (err) {
+      throw scrubQueryError(err);
+    }
   }
 
   /** Runs `fn` in the given transaction (which must be scoped to `tenantId`) or in a new one. */

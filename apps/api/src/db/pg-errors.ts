@@ -1,3 +1,5 @@
+import { DrizzleQueryError } from 'drizzle-orm';
+
 /** Walks an error's `cause` chain (drizzle wraps driver errors) for a PostgreSQL or Node socket error. */
 export function pgErrorCode(err: unknown): string | undefined {
   let current: unknown = err;
@@ -47,4 +49,25 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     ) ||
     (err instanceof Error && err.cause !== undefined && isDatabaseUnavailable(err.cause))
   );
+}
+
+/**
+ * drizzle's query errors carry the bind parameters in their message and fields, and ours include secret values
+ * and data keys. Nothing that leaves a transaction keeps them: the SQL text (first line) and the driver's error
+ * (code, constraint) survive, the parameters do not.
+ */
+export class QueryError extends Error {
+  readonly code: string | undefined;
+  constructor(
+    query: string,
+    override readonly cause: unknown,
+  ) {
+    super(`query failed: ${query.split('\n')[0]?.slice(0, 200) ?? ''}`);
+    this.name = 'QueryError';
+    this.code = (cause as { code?: string } | undefined)?.code;
+  }
+}
+
+export function scrubQueryError(err: unknown): unknown {
+  return err instanceof DrizzleQueryError ? new QueryError(err.query, err.cause) : err;
 }

@@ -30,6 +30,9 @@ export const tenants = coffer.table('tenants', {
   id: uuid('id').primaryKey(),
   slug: text('slug').notNull().unique('tenants_slug_key'),
   name: text('name').notNull(),
+  /** Key of the keyed fingerprints in audit events (so auditors can compare values without seeing them). */
+  fingerprintKeyWrapped: bytea('fingerprint_key_wrapped'),
+  fingerprintKeyMasterId: text('fingerprint_key_master_id'),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });
@@ -115,3 +118,60 @@ export const auditHeads = coffer.table('audit_heads', {
   hash: bytea('hash').notNull(),
   updatedAt: updatedAt(),
 });
+
+export const secretKinds = ['sandbox', 'user', 'shared'] as const;
+
+/** A secret's identity and metadata. Values live in secret_versions, encrypted. */
+export const secrets = coffer.table(
+  'secrets',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    kind: text('kind', { enum: secretKinds }).notNull(),
+    owner: text('owner').notNull(),
+    name: text('name').notNull(),
+    currentVersion: integer('current_version').notNull(),
+    description: text('description'),
+    tags: jsonb('tags').$type<string[]>().notNull().default([]),
+    format: jsonb('format').$type<unknown>(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    createdBy: uuid('created_by'),
+    updatedBy: uuid('updated_by'),
+    /** Soft delete: hidden from reads, lists and bundles; restorable within the recovery window. */
+    deletedAt: timestamp('deleted_at', { withTimezone: true, mode: 'date' }),
+    deletedBy: uuid('deleted_by'),
+  },
+  (t) => [
+    unique('secrets_path_key').on(t.tenantId, t.kind, t.owner, t.name),
+    index('secrets_deleted_idx').on(t.deletedAt),
+  ],
+);
+
+/**
+ * One row per version. `ciphertext` is pgp_sym_encrypt output (AES-256) under the tenant data key `dek_version`;
+ * its plaintext starts with a binding line naming tenant, secret and version, so a ciphertext moved to another
+ * row fails as an integrity error. Destroying a version sets ciphertext to null.
+ */
+export const secretVersions = coffer.table(
+  'secret_versions',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    secretId: uuid('secret_id')
+      .notNull()
+      .references(() => secrets.id, { onDelete: 'cascade' }),
+    version: integer('version').notNull(),
+    ciphertext: bytea('ciphertext'),
+    dekVersion: integer('dek_version').notNull(),
+    createdAt: createdAt(),
+    createdBy: uuid('created_by'),
+    destroyedAt: timestamp('destroyed_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.secretId, t.version] }),
+    index('secret_versions_tenant_dek_idx').on(t.tenantId, t.dekVersion),
+  ],
+);

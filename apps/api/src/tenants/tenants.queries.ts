@@ -9,7 +9,7 @@ export type TenantKeyRow = typeof tenantKeys.$inferSelect;
 /** Tenants are read in the platform scope (which sees them all) or in their own scope. */
 export function tenantQueries(db: Database) {
   return {
-    insert(row: { id: string; slug: string; name: string }, tx?: Tx): Promise<TenantRow> {
+    insert(row: typeof tenants.$inferInsert, tx?: Tx): Promise<TenantRow> {
       return db.inTenant(PLATFORM_TENANT_ID, tx, async (t) => {
         const [created] = await t.insert(tenants).values(row).returning();
         return created as TenantRow;

@@ -8,7 +8,7 @@ import {
 import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { newClientId, newClientSecret, newId } from '../crypto/ids.ts';
-import { dataKeyContext, type MasterKeyring, newDataKey } from '../crypto/keyring.ts';
+import { dataKeyContext, fingerprintKeyContext, type MasterKeyring, newDataKey } from '../crypto/keyring.ts';
 import { hashClientSecret } from '../crypto/secrets-hash.ts';
 import type { Database } from '../db/database.ts';
 import { pgConstraint, pgErrorCode } from '../db/pg-errors.ts';
@@ -44,9 +44,21 @@ export function tenantService(deps: TenantServiceDeps) {
       const dek = newDataKey();
       const wrapped = keyring.wrap(dek, dataKeyContext(tenantId, 1));
       dek.fill(0);
+      const fpKey = newDataKey();
+      const fingerprint = keyring.wrap(fpKey, fingerprintKeyContext(tenantId));
+      fpKey.fill(0);
       try {
         const row = await db.withTenant(PLATFORM_TENANT_ID, async (tx) => {
-          const tenant = await tenants.insert({ id: tenantId, slug: input.slug, name: input.name }, tx);
+          const tenant = await tenants.insert(
+            {
+              id: tenantId,
+              slug: input.slug,
+              name: input.name,
+              fingerprintKeyWrapped: fingerprint.wrapped,
+              fingerprintKeyMasterId: fingerprint.masterKeyId,
+            },
+            tx,
+          );
           await db.rescope(tx, tenantId);
           await tenants.insertKey(
             tenantId,

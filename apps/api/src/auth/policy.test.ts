@@ -1,0 +1,78 @@
+import type { Policy } from '@coffer/contracts';
+import { describe, expect, it } from 'vitest';
+import { capabilitiesFor, policyAllows } from './policy.ts';
+
+const p = (path: string, ...capabilities: Policy['capabilities']): Policy => ({ path, capabilities });
+const caps = (policies: Policy[], path: string) => [...capabilitiesFor(policies, path)].sort();
+
+describe('policy globs', () => {
+  it('`*` matches within one segment and never crosses /', () => {
+    const policies = [p('sandbox/*', 'read')];
+    expect(policyAllows(policies, 'read', 'sandbox/sbx-42/KEY')).toBe(false);
+    expect(policyAllows([p('sandbox/*/KEY', 'read')], 'read', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(policyAllows([p('sandbox/sbx-4*/*', 'read')], 'read', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(policyAllows([p('sandbox/sbx-4*', 'read')], 'read', 'sandbox/sbx-42/KEY')).toBe(false);
+  });
+
+  it('`**` matches any number of whole segments', () => {
+    expect(policyAllows([p('sandbox/**', 'read')], 'read', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(policyAllows([p('**', 'read')], 'read', 'user/u1/OPENAI_API_KEY')).toBe(true);
+    expect(policyAllows([p('**/OPENAI_API_KEY', 'read')], 'read', 'user/u1/OPENAI_API_KEY')).toBe(true);
+    expect(policyAllows([p('**/OPENAI_API_KEY', 'read')], 'read', 'user/u1/OTHER')).toBe(false);
+    expect(policyAllows([p('user/**/KEY', 'read')], 'read', 'user/u1/KEY')).toBe(true);
+    expect(policyAllows([p('shared/**', 'read')], 'read', 'sandbox/x/KEY')).toBe(false);
+  });
+
+  it('`?` matches exactly one character', () => {
+    expect(policyAllows([p('sandbox/sbx-?/KEY', 'read')], 'read', 'sandbox/sbx-4/KEY')).toBe(true);
+    expect(policyAllows([p('sandbox/sbx-?/KEY', 'read')], 'read', 'sandbox/sbx-42/KEY')).toBe(false);
+  });
+
+  it('treats regex characters in a path literally', () => {
+    expect(policyAllows([p('shared/a.b/KEY', 'read')], 'read', 'shared/aXb/KEY')).toBe(false);
+    expect(policyAllows([p('shared/a.b/KEY', 'read')], 'read', 'shared/a.b/KEY')).toBe(true);
+  });
+
+  it('matches the examples of the design', () => {
+    expect(policyAllows([p('shared/payments/STRIPE_*', 'read')], 'read', 'shared/payments/STRIPE_SECRET_KEY')).toBe(
+      true,
+    );
+    expect(policyAllows([p('shared/payments/STRIPE_*', 'read')], 'read', 'shared/payments/PAYPAL_KEY')).toBe(false);
+    expect(policyAllows([p('user/*/OPENAI_API_KEY', 'read')], 'read', 'user/alice/OPENAI_API_KEY')).toBe(true);
+  });
+});
+
+describe('most specific wins', () => {
+  const policies = [
+    p('sandbox/sbx-42/*', 'read', 'list', 'write'),
+    p('sandbox/sbx-42/ADMIN_*', 'list'),
+    p('sandbox/sbx-42/ADMIN_TOKEN', 'read'),
+    p('sandbox/**', 'list'),
+  ];
+
+  it('a literal beats a partial glob, which beats *, which beats **', () => {
+    expect(caps(policies, 'sandbox/sbx-42/DB_URL')).toEqual(['list', 'read', 'write']);
+    expect(caps(policies, 'sandbox/sbx-42/ADMIN_KEY')).toEqual(['list']);
+    expect(caps(policies, 'sandbox/sbx-42/ADMIN_TOKEN')).toEqual(['read']);
+    expect(caps(policies, 'sandbox/other/X')).toEqual(['list']);
+  });
+
+  it('a narrower policy can take away what a broader one grants', () => {
+    expect(policyAllows(policies, 'read', 'sandbox/sbx-42/ADMIN_KEY')).toBe(false);
+  });
+
+  it('equally specific matches grant the union of their capabilities', () => {
+    // Specificity is read from the left: a literal owner outranks a literal name under a wildcard owner.
+    expect(caps([p('shared/*/KEY', 'read'), p('shared/team/*', 'list')], 'shared/team/KEY')).toEqual(['list']);
+    expect(caps([p('shared/a*/KEY', 'read'), p('shared/*b/KEY', 'list')], 'shared/ab/KEY')).toEqual(['list', 'read']);
+    expect(caps([p('shared/team/KEY', 'read'), p('shared/team/KEY', 'list')], 'shared/team/KEY')).toEqual([
+      'list',
+      'read',
+    ]);
+  });
+
+  it('no matching policy is no access', () => {
+    expect(caps(policies, 'shared/payments/X')).toEqual([]);
+    expect(caps([], 'sandbox/sbx-42/DB_URL')).toEqual([]);
+  });
+});

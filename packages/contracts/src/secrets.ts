@@ -1,0 +1,195 @@
+import { z } from 'zod';
+import { Cursor, Timestamp, Uuid } from './common.ts';
+
+export const SecretKind = z.enum(['sandbox', 'user', 'shared']).meta({ id: 'SecretKind' });
+export type SecretKind = z.infer<typeof SecretKind>;
+
+/** Sandbox id, user id or group name. */
+export const SecretOwner = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be 1-128 letters, digits, _ . - starting with a letter or digit');
+
+/** Environment-variable friendly. */
+export const SecretName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be 1-128 letters, digits, _ . - starting with a letter or _');
+
+export const SecretPathParams = z.object({ kind: SecretKind, owner: SecretOwner, name: SecretName });
+export const OwnerParams = z.object({ kind: SecretKind, owner: SecretOwner });
+
+export const BuiltinFormat = z
+  .enum([
+    'stripe-secret-key',
+    'stripe-webhook-secret',
+    'url',
+    'postgres-url',
+    'pem-private-key',
+    'uuid',
+    'base64',
+    'hex',
+    'json',
+  ])
+  .meta({ id: 'BuiltinFormat' });
+export type BuiltinFormat = z.infer<typeof BuiltinFormat>;
+
+export const CustomFormat = z
+  .object({
+    pattern: z
+      .string()
+      .min(1)
+      .max(500)
+      .optional()
+      .describe('A PostgreSQL (POSIX ARE) regular expression the whole value must match; anchor it with ^…$'),
+    minLength: z.number().int().min(0).max(1_048_576).optional(),
+    maxLength: z.number().int().min(1).max(1_048_576).optional(),
+  })
+  .strict()
+  .refine(
+    (f) => f.pattern !== undefined || f.minLength !== undefined || f.maxLength !== undefined,
+    'name at least one rule',
+  )
+  .refine((f) => f.minLength === undefined || f.maxLength === undefined || f.minLength <= f.maxLength, {
+    message: 'minLength must not exceed maxLength',
+    path: ['minLength'],
+  })
+  .meta({ id: 'CustomFormat' });
+export type CustomFormat = z.infer<typeof CustomFormat>;
+
+export const SecretFormat = z.union([BuiltinFormat, CustomFormat]).meta({ id: 'SecretFormat' });
+export type SecretFormat = z.infer<typeof SecretFormat>;
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * A secret value: text, at most the server's configured size (64 KiB by default, checked in bytes by the server),
+ * with no NUL character and no unpaired surrogate (neither survives storage as UTF-8 text unchanged).
+ */
+export const SecretValue = z
+  .string()
+  .max(1_048_576)
+  .refine((v) => !v.includes('\u0000'), 'must not contain a NUL character')
+  .refine((v) => !LONE_SURROGATE.test(v), 'must be valid Unicode (no unpaired surrogate)');
+
+export const Tag = z.string().regex(/^[A-Za-z0-9_.:/=@+-]{1,64}$/, 'must be 1-64 letters, digits or _ . : / = @ + -');
+
+export const PutSecretRequest = z
+  .object({
+    value: SecretValue,
+    ifVersion: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('Compare-and-set: 0 = must not exist yet; n = the current version must be n'),
+    description: z.string().max(1000).nullable().optional(),
+    tags: z.array(Tag).max(50).optional(),
+    format: SecretFormat.nullable().optional(),
+    expiresAt: Timestamp.nullable().optional(),
+  })
+  .meta({ id: 'PutSecretRequest' });
+export type PutSecretRequest = z.infer<typeof PutSecretRequest>;
+
+export const SecretMetadata = z
+  .object({
+    kind: SecretKind,
+    owner: z.string(),
+    name: z.string(),
+    version: z.number().int().describe('The current version'),
+    description: z.string().nullable(),
+    tags: z.array(z.string()),
+    format: SecretFormat.nullable(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    expiresAt: Timestamp.nullable(),
+    createdBy: Uuid.nullable().describe('Identity that created the secret'),
+  })
+  .meta({ id: 'SecretMetadata' });
+export type SecretMetadata = z.infer<typeof SecretMetadata>;
+
+export const SecretWithValue = SecretMetadata.extend({
+  version: z.number().int().describe('The version whose value this is'),
+  value: z.string(),
+}).meta({ id: 'SecretWithValue' });
+export type SecretWithValue = z.infer<typeof SecretWithValue>;
+
+export const GetSecretQuery = z.object({
+  version: z.coerce.number().int().min(1).optional().describe('An older version; default the current one'),
+});
+
+export const VersionState = z.enum(['current', 'previous', 'old', 'destroyed']);
+export const SecretVersionInfo = z
+  .object({
+    version: z.number().int(),
+    createdAt: Timestamp,
+    createdBy: Uuid.nullable(),
+    state: VersionState,
+    destroyedAt: Timestamp.nullable(),
+  })
+  .meta({ id: 'SecretVersionInfo' });
+export type SecretVersionInfo = z.infer<typeof SecretVersionInfo>;
+
+export const SecretVersions = z.object({ items: z.array(SecretVersionInfo) }).meta({ id: 'SecretVersions' });
+export type SecretVersions = z.infer<typeof SecretVersions>;
+
+export const ListSecretsQuery = z.object({
+  kind: SecretKind.optional(),
+  owner: SecretOwner.optional(),
+  prefix: z
+    .string()
+    .max(128)
+    .regex(/^[A-Za-z0-9_.-]*$/, 'must be the start of a secret name')
+    .optional()
+    .describe('Only names starting with this'),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: Cursor.optional(),
+});
+
+export const SecretPage = z
+  .object({ items: z.array(SecretMetadata), nextCursor: Cursor.nullable() })
+  .meta({ id: 'SecretPage' });
+export type SecretPage = z.infer<typeof SecretPage>;
+
+export const DeleteSecretQuery = z.object({
+  purge: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional()
+    .describe('Erase for good now instead of a recoverable soft delete'),
+});
+
+export const DestroyVersionParams = SecretPathParams.extend({ version: z.coerce.number().int().min(1) });
+
+export const Bundle = z
+  .object({
+    values: z.record(z.string(), z.string()),
+    versions: z.record(z.string(), z.number().int()),
+  })
+  .meta({ id: 'Bundle' });
+export type Bundle = z.infer<typeof Bundle>;
+
+export const BundleWriteRequest = z
+  .object({
+    set: z
+      .record(
+        SecretName,
+        z.object({
+          value: SecretValue,
+          ifVersion: z.number().int().min(0).optional(),
+          format: SecretFormat.nullable().optional(),
+        }),
+      )
+      .optional(),
+    delete: z.array(SecretName).max(1000).optional(),
+  })
+  .refine((b) => Object.keys(b.set ?? {}).length + (b.delete?.length ?? 0) > 0, 'set or delete at least one secret')
+  .refine((b) => Object.keys(b.set ?? {}).length + (b.delete?.length ?? 0) <= 1000, 'at most 1000 secrets at once')
+  .refine((b) => !(b.delete ?? []).some((n) => n in (b.set ?? {})), 'a name cannot be both set and deleted')
+  .meta({ id: 'BundleWriteRequest' });
+export type BundleWriteRequest = z.infer<typeof BundleWriteRequest>;
+
+export const BundleWriteResponse = z
+  .object({
+    versions: z.record(z.string(), z.number().int().nullable()).describe('New version of each name; null if deleted'),
+  })
+  .meta({ id: 'BundleWriteResponse' });
+export type BundleWriteResponse = z.infer<typeof BundleWriteResponse>;
