@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { type RouteName, routes } from '@coffer/contracts';
+import fastifyHelmet from '@fastify/helmet';
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -15,17 +17,21 @@ import { AuditBatcher, appendInTx } from './audit/audit.writer.ts';
 import { authRoutes } from './auth/auth.routes.ts';
 import { authService } from './auth/auth.service.ts';
 import { authenticate } from './auth/authenticate.plugin.ts';
+import { LoginThrottle } from './auth/login-throttle.ts';
 import type { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import type { MasterKeyring } from './crypto/keyring.ts';
 import { TenantKeyCache } from './crypto/tenant-keys.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
+import { AppError, audited } from './errors/app-error.ts';
 import { registerErrorHandling } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
 import { identityService } from './identities/identities.service.ts';
+import { Scheduler } from './jobs/scheduler.ts';
+import { type PurgeJob, purgeJob } from './secrets/purge.job.ts';
 import { secretQueries } from './secrets/secrets.queries.ts';
 import { secretRoutes } from './secrets/secrets.routes.ts';
 import { secretService } from './secrets/secrets.service.ts';
@@ -40,6 +46,14 @@ export interface AppDeps {
   signingKeys: SigningKeys;
   logger: Logger;
   migrationsFolder: string;
+  /** Run background jobs (purging, later rotation); tests drive them by hand through `app.jobs`. */
+  startJobs?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    jobs: { purge: PurgeJob };
+  }
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -88,6 +102,47 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       throw new Error(`${route.method} ${route.url} was not mounted from the contracts' route table`);
     }
   });
+  // Rate limits, decided per route before the rate-limit plugin sees the route: each identity gets its tenant's
+  // (or the default) requests per second across every route, checked right after authentication and before any
+  // database work of the handler; logins are limited per source address. Refusals are not audited (a flood
+  // would otherwise write the audit log on the flooder's behalf).
+  app.addHook('onRoute', (route) => {
+    const routeConfig = route.config as Record<string, unknown> | undefined;
+    if (!routeConfig) return;
+    if (routeConfig.action) {
+      routeConfig.rateLimit = {
+        hook: 'preValidation',
+        groupId: 'identity',
+        timeWindow: 1000,
+        keyGenerator: (req: FastifyRequest) => req.principal?.identityId ?? req.ip,
+        max: async (req: FastifyRequest) => req.principal?.rateLimitPerSecond ?? config.rateLimitPerSecond,
+      };
+    } else if (routeConfig.routeName === 'issueToken') {
+      routeConfig.rateLimit = {
+        hook: 'onRequest',
+        groupId: 'login',
+        timeWindow: 60_000,
+        max: config.loginRateLimitPerMinute,
+      };
+    }
+  });
+  await app.register(fastifyRateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, context) =>
+      audited(
+        new AppError(
+          'rate_limited',
+          `rate limit exceeded: retry in ${context.after}`,
+          undefined,
+          Math.max(1, Math.ceil(context.ttl / 1000)),
+        ),
+      ),
+  });
+  await app.register(fastifyHelmet, {
+    // A JSON API: nothing may be framed, scripted or embedded from its responses (Swagger UI sets its own policy).
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+  });
+
   app.addHook('onReady', async () => {
     const missing = (Object.keys(routes) as RouteName[]).filter((n) => !mounted.has(n));
     if (missing.length > 0) throw new Error(`routes in the contracts but not mounted: ${missing.join(', ')}`);
@@ -113,7 +168,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   registerErrorHandling(app, audit);
 
@@ -160,19 +215,33 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       identities,
       audit,
       defaultTtlSeconds: config.tokenTtlSeconds,
+      throttle: new LoginThrottle(config.loginMaxFailures, 15 * 60_000),
       sign: (claims, ttlSeconds) => app.jwt.sign(claims, { expiresIn: `${ttlSeconds}s` }),
     }),
   });
   await app.register(tenantRoutes, { service: tenantService({ db, tenants, identities, keyring, audit }) });
   await app.register(identityRoutes, { service: identityService({ db, identities, tenants, audit }) });
+  const secrets = secretQueries(db);
+  const recoveryMs = config.recoveryDays * 86_400_000;
+  const purge = purgeJob({ db, secrets, tenants, audit, recoveryMs, log: logger });
+  app.decorate('jobs', { purge });
+  if (deps.startJobs) {
+    const scheduler = new Scheduler(
+      [{ name: 'purge-deleted-secrets', intervalMs: 3_600_000, run: () => purge.runOnce() }],
+      logger,
+    );
+    app.addHook('onReady', async () => scheduler.start());
+    app.addHook('onClose', async () => scheduler.stop());
+  }
+
   await app.register(secretRoutes, {
     service: secretService({
       db,
-      secrets: secretQueries(db),
+      secrets,
       keys: tenantKeys,
       audit,
       maxValueBytes: config.maxSecretBytes,
-      recoveryMs: config.recoveryDays * 86_400_000,
+      recoveryMs,
     }),
   });
 

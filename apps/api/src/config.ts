@@ -44,6 +44,12 @@ export interface Config {
   readonly maxSecretBytes: number;
   /** How long a soft-deleted secret stays restorable. */
   readonly recoveryDays: number;
+  /** Requests per second per identity, unless its tenant sets its own. */
+  readonly rateLimitPerSecond: number;
+  /** Login attempts per minute per source address. */
+  readonly loginRateLimitPerMinute: number;
+  /** Failed logins per client id per 15 minutes before it is refused until the window ends. */
+  readonly loginMaxFailures: number;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -91,6 +97,9 @@ const EnvSchema = z.object({
   COFFER_REQUEST_TIMEOUT_MS: intIn(100, 600_000).default(30_000),
   COFFER_MAX_SECRET_BYTES: intIn(1, 1_048_576).default(65_536),
   COFFER_RECOVERY_DAYS: z.coerce.number().min(0).max(3650).default(7),
+  COFFER_RATE_LIMIT_PER_SECOND: intIn(1, 1_000_000).default(1000),
+  COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: intIn(1, 1_000_000).default(300),
+  COFFER_LOGIN_MAX_FAILURES: intIn(1, 1_000_000).default(10),
 });
 
 /** Reads `NAME` or the file named by `NAME_FILE`; both set is a problem. Never puts the value into a message. */
@@ -269,6 +278,9 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       requestTimeoutMs: e.COFFER_REQUEST_TIMEOUT_MS,
       maxSecretBytes: e.COFFER_MAX_SECRET_BYTES,
       recoveryDays: e.COFFER_RECOVERY_DAYS,
+      rateLimitPerSecond: e.COFFER_RATE_LIMIT_PER_SECOND,
+      loginRateLimitPerMinute: e.COFFER_LOGIN_RATE_LIMIT_PER_MINUTE,
+      loginMaxFailures: e.COFFER_LOGIN_MAX_FAILURES,
     },
   };
 }

@@ -76,7 +76,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
     await ensurePlatformAdmin(db, { bootstrapSecret: config.bootstrapSecret, dataDir: config.dataDir, log });
 
-    const app = await buildApp({ config, db, keyring, signingKeys, logger: log, migrationsFolder });
+    const app = await buildApp({ config, db, keyring, signingKeys, logger: log, migrationsFolder, startJobs: true });
     closers.push(() => app.close());
     const url = await app.listen({ host: config.host, port: config.port });
     return { app, url, close: closeAll };

@@ -27,7 +27,14 @@ import {
   SecretVersions,
   SecretWithValue,
 } from './secrets.ts';
-import { CreateTenantRequest, CreateTenantResponse, TenantPage } from './tenants.ts';
+import {
+  CreateTenantRequest,
+  CreateTenantResponse,
+  Tenant,
+  TenantIdParams,
+  TenantPage,
+  UpdateTenantRequest,
+} from './tenants.ts';
 
 /**
  * What a route does, in the vocabulary the authorizer and the audit log share.
@@ -37,6 +44,8 @@ export const Action = z.enum([
   'auth.whoami',
   'tenants.create',
   'tenants.list',
+  'tenants.read',
+  'tenants.update',
   'identities.create',
   'identities.list',
   'identities.read',
@@ -133,6 +142,25 @@ export const routes = {
     action: 'tenants.list',
     query: PageQuery,
     success: { 200: TenantPage },
+  }),
+  getTenant: route({
+    method: 'GET',
+    path: '/v1/tenants/:id',
+    summary: 'One tenant (platform admin)',
+    tag: 'tenants',
+    action: 'tenants.read',
+    params: TenantIdParams,
+    success: { 200: Tenant },
+  }),
+  updateTenant: route({
+    method: 'PATCH',
+    path: '/v1/tenants/:id',
+    summary: "Rename a tenant or set its identities' request rate limit (platform admin)",
+    tag: 'tenants',
+    action: 'tenants.update',
+    params: TenantIdParams,
+    body: UpdateTenantRequest,
+    success: { 200: Tenant },
   }),
   createIdentity: route({
     method: 'POST',

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { page, Timestamp, Uuid } from './common.ts';
+import { IdParams, page, Timestamp, Uuid } from './common.ts';
 
 export const TenantSlug = z
   .string()
@@ -8,10 +8,13 @@ export const TenantSlug = z
     'must be 2-63 lowercase letters, digits or dashes, starting with a letter or digit',
   );
 
+export const RateLimitPerSecond = z.number().int().min(1).max(1_000_000);
+
 export const CreateTenantRequest = z
   .object({
     slug: TenantSlug,
     name: z.string().trim().min(1).max(200),
+    rateLimitPerSecond: RateLimitPerSecond.optional(),
   })
   .meta({ id: 'CreateTenantRequest' });
 export type CreateTenantRequest = z.infer<typeof CreateTenantRequest>;
@@ -21,9 +24,21 @@ export const Tenant = z
     id: Uuid,
     slug: TenantSlug,
     name: z.string(),
+    rateLimitPerSecond: RateLimitPerSecond.nullable().describe(
+      'Requests per second per identity; null: server default',
+    ),
     createdAt: Timestamp,
   })
   .meta({ id: 'Tenant' });
+
+export const UpdateTenantRequest = z
+  .object({
+    name: z.string().trim().min(1).max(200).optional(),
+    rateLimitPerSecond: RateLimitPerSecond.nullable().optional(),
+  })
+  .refine((v) => v.name !== undefined || v.rateLimitPerSecond !== undefined, 'must change at least one field')
+  .meta({ id: 'UpdateTenantRequest' });
+export type UpdateTenantRequest = z.infer<typeof UpdateTenantRequest>;
 export type Tenant = z.infer<typeof Tenant>;
 
 export const ClientCredentials = z
@@ -41,3 +56,5 @@ export type CreateTenantResponse = z.infer<typeof CreateTenantResponse>;
 
 export const TenantPage = page(Tenant).meta({ id: 'TenantPage' });
 export type TenantPage = z.infer<typeof TenantPage>;
+
+export const TenantIdParams = IdParams;

@@ -3,8 +3,9 @@ import { PLATFORM_TENANT_ID, type TokenResponse, type WhoAmI } from '@coffer/con
 import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { decoyHash, verifyClientSecret } from '../crypto/secrets-hash.ts';
-import { audited, unauthorized } from '../errors/app-error.ts';
+import { AppError, audited, unauthorized } from '../errors/app-error.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
+import type { LoginThrottle } from './login-throttle.ts';
 import type { Principal } from './principal.ts';
 
 export interface AuthServiceDeps {
@@ -12,6 +13,7 @@ export interface AuthServiceDeps {
   sign: (claims: Record<string, unknown>, ttlSeconds: number) => string;
   audit: Pick<AuditSink, 'record'>;
   defaultTtlSeconds: number;
+  throttle: LoginThrottle;
 }
 
 const LOGIN_FAILED = 'unknown client id or wrong client secret';
@@ -24,6 +26,26 @@ export function authService(deps: AuthServiceDeps) {
      * work, so the response says nothing about which client ids exist. Every attempt is audited.
      */
     async issueToken(ctx: RequestContext, clientId: string, clientSecret: string): Promise<TokenResponse> {
+      const retryAfter = deps.throttle.retryAfterSeconds(clientId);
+      if (retryAfter > 0) {
+        await deps.audit.record(
+          auditEvent(ctx, {
+            action: 'auth.token',
+            outcome: 'denied',
+            errorCode: 'rate_limited',
+            resource: 'identities/unknown',
+            details: { clientId, reason: 'too_many_failures' },
+          }),
+        );
+        throw audited(
+          new AppError(
+            'rate_limited',
+            'too many failed logins for this client id; wait before trying again',
+            undefined,
+            retryAfter,
+          ),
+        );
+      }
       const identity = await deps.identities.forLogin(clientId);
       const secretOk = await verifyClientSecret(clientSecret, identity?.secretHash ?? (await decoyHash()));
       const ok = identity !== undefined && secretOk && !identity.disabled;
@@ -40,7 +62,11 @@ export function authService(deps: AuthServiceDeps) {
           details: { clientId, ...(reason ? { reason } : {}) },
         }),
       );
-      if (!ok || !identity) throw audited(unauthorized(LOGIN_FAILED));
+      if (!ok || !identity) {
+        deps.throttle.recordFailure(clientId);
+        throw audited(unauthorized(LOGIN_FAILED));
+      }
+      deps.throttle.recordSuccess(clientId);
       const ttl = identity.tokenTtlSeconds ?? deps.defaultTtlSeconds;
       const accessToken = deps.sign(
         {

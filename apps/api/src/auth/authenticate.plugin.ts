@@ -119,6 +119,7 @@ async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions):
       policies: identity.policies,
       tokenId: claims.jti,
       tokenExpiresAt: new Date(claims.exp * 1000),
+      rateLimitPerSecond: identity.rateLimitPerSecond,
     };
     if (!mayAttempt(request.principal, action)) {
       return deny(request, action, forbidden(`role ${identity.role} may not perform ${action}`));

@@ -1,5 +1,16 @@
-import type { Action, PrincipalRole } from '@coffer/contracts';
+import type { Action, Capability, PrincipalRole } from '@coffer/contracts';
+import { capabilitiesFor } from './policy.ts';
 import type { Principal } from './principal.ts';
+
+/**
+ * The one authorization function: every request is decided here from (identity, action, resource).
+ *
+ * - A role may attempt only its actions (checked for every route before its handler runs, from the action the
+ *   route declares in the contracts).
+ * - Inside its tenant an `admin` may do everything; a `service` only what its path policies grant on the
+ *   resource (`kind/owner/name`), through the capability each action needs; an `auditor` reads the audit log;
+ *   the platform admin manages tenants and master keys and never reaches a secret.
+ */
 
 const SECRET_ACTIONS: Action[] = [
   'secrets.read',
@@ -13,12 +24,8 @@ const SECRET_ACTIONS: Action[] = [
   'bundles.write',
 ];
 
-/**
- * Which actions each role may ever attempt. The one place role rules live: routes declare their action in the
- * contracts, and the authenticate hook asks `mayAttempt` before any handler runs.
- */
 const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
-  platform: new Set<Action>(['auth.whoami', 'tenants.create', 'tenants.list']),
+  platform: new Set<Action>(['auth.whoami', 'tenants.create', 'tenants.list', 'tenants.read', 'tenants.update']),
   admin: new Set<Action>([
     'auth.whoami',
     'identities.create',
@@ -29,11 +36,38 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'identities.rotate_secret',
     ...SECRET_ACTIONS,
   ]),
-  // Services may attempt secret actions; their policies decide each path (secrets.service.ts).
   service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS]),
   auditor: new Set<Action>(['auth.whoami']),
 };
 
-export function mayAttempt(principal: Pick<Principal, 'role'>, action: Action): boolean {
-  return ROLE_ACTIONS[principal.role].has(action);
+/** The capability (any of them) a service needs on a secret path for each action that touches one. */
+const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
+  'secrets.read': ['read'],
+  'bundles.read': ['read'],
+  'secrets.write': ['write'],
+  'secrets.list': ['list'],
+  'secrets.versions': ['read', 'list'],
+  'secrets.delete': ['delete'],
+  'secrets.restore': ['delete'],
+  'secrets.destroy': ['delete'],
+};
+
+export type Decision = { allowed: true } | { allowed: false; reason: string };
+
+const ALLOW: Decision = { allowed: true };
+
+export function authorize(p: Pick<Principal, 'role' | 'policies'>, action: Action, resource?: string): Decision {
+  if (!ROLE_ACTIONS[p.role].has(action)) return { allowed: false, reason: `role ${p.role} may not perform ${action}` };
+  if (resource === undefined || p.role !== 'service') return ALLOW;
+  const needed = ACTION_CAPABILITIES[action];
+  if (!needed) return ALLOW;
+  const granted = capabilitiesFor(p.policies, resource);
+  return needed.some((c) => granted.has(c))
+    ? ALLOW
+    : { allowed: false, reason: `this identity has no ${needed.join(' or ')} capability on ${resource}` };
+}
+
+/** Route-level: may this role attempt the action at all? */
+export function mayAttempt(p: Pick<Principal, 'role' | 'policies'>, action: Action): boolean {
+  return authorize(p, action).allowed;
 }

@@ -10,6 +10,8 @@ export interface Principal {
   /** Current policies (read per request, so narrowing applies to the next request). */
   policies: Policy[];
   tokenId: string;
+  /** The tenant's per-identity request rate limit, if it set one. */
+  rateLimitPerSecond: number | null;
   tokenExpiresAt: Date;
 }
 

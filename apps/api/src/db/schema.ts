@@ -33,6 +33,8 @@ export const tenants = coffer.table('tenants', {
   /** Key of the keyed fingerprints in audit events (so auditors can compare values without seeing them). */
   fingerprintKeyWrapped: bytea('fingerprint_key_wrapped'),
   fingerprintKeyMasterId: text('fingerprint_key_master_id'),
+  /** Requests per second each identity of the tenant may make; null: the server default. */
+  rateLimitPerSecond: integer('rate_limit_per_second'),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });

@@ -13,6 +13,7 @@ export interface TokenIdentity {
   policies: Policy[];
   credentialVersion: number;
   disabled: boolean;
+  rateLimitPerSecond: number | null;
 }
 
 export interface LoginIdentity {
@@ -40,6 +41,7 @@ export function identityQueries(db: Database) {
         policies: Policy[];
         credential_version: number;
         disabled: boolean;
+        rate_limit_per_second: number | null;
       }>('select * from coffer.identity_for_token($1, $2)', [tenantId, id]);
       const r = rows[0];
       return r
@@ -51,6 +53,7 @@ export function identityQueries(db: Database) {
             policies: r.policies,
             credentialVersion: r.credential_version,
             disabled: r.disabled,
+            rateLimitPerSecond: r.rate_limit_per_second,
           }
         : undefined;
     },

@@ -1,8 +1,8 @@
 import type {
+  Action,
   Bundle,
   BundleWriteRequest,
   BundleWriteResponse,
-  Capability,
   ErrorIssue,
   PutSecretRequest,
   SecretFormat,
@@ -15,7 +15,7 @@ import type {
 import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
-import { policyAllows } from '../auth/policy.ts';
+import { authorize } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import { newId } from '../crypto/ids.ts';
 import { TenantKeyCache as KeyCache, type TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
@@ -58,16 +58,13 @@ export function toMetadata(row: SecretRow): SecretMetadata {
   };
 }
 
-/** The caller may use `capability` on `path`: admins on everything in their tenant, services by their policies. */
-function mayUse(p: Principal, capability: Capability, path: string): boolean {
-  if (p.role === 'admin') return true;
-  if (p.role === 'service') return policyAllows(p.policies, capability, path);
-  return false;
+/** Decided by the one authorization function; a refusal is a 403 that names the missing capability. */
+function requireAllowed(p: Principal, action: Action, path: string): void {
+  const d = authorize(p, action, path);
+  if (!d.allowed) throw forbidden(d.reason);
 }
 
-function requireCapability(p: Principal, capability: Capability, path: string): void {
-  if (!mayUse(p, capability, path)) throw forbidden(`this identity has no ${capability} capability on ${path}`);
-}
+const allowed = (p: Principal, action: Action, path: string): boolean => authorize(p, action, path).allowed;
 
 interface WriteInput {
   value: string;
@@ -273,7 +270,7 @@ export function secretService(deps: SecretServiceDeps) {
       body: PutSecretRequest,
     ): Promise<{ created: boolean; metadata: SecretMetadata }> {
       const p = principalOf(ctx);
-      requireCapability(p, 'write', pathOf(path));
+      requireAllowed(p, 'secrets.write', pathOf(path));
       checkSize(body.value, 'body.value');
       checkExpiry(body.expiresAt);
       await checkNewFormat(body.format, 'body.format');
@@ -304,7 +301,7 @@ export function secretService(deps: SecretServiceDeps) {
 
     async get(ctx: RequestContext, path: SecretPath, version: number | undefined): Promise<SecretWithValue> {
       const p = principalOf(ctx);
-      requireCapability(p, 'read', pathOf(path));
+      requireAllowed(p, 'secrets.read', pathOf(path));
       let keySet = await keys.get(p.tenantId);
       let row: ReadRow | undefined;
       for (let attempt = 0; ; attempt++) {
@@ -344,9 +341,7 @@ export function secretService(deps: SecretServiceDeps) {
     async versions(ctx: RequestContext, path: SecretPath): Promise<SecretVersions> {
       const p = principalOf(ctx);
       const where = pathOf(path);
-      if (!mayUse(p, 'read', where) && !mayUse(p, 'list', where)) {
-        throw forbidden(`this identity has neither read nor list capability on ${where}`);
-      }
+      requireAllowed(p, 'secrets.versions', where);
       const items = await db.withTenant(p.tenantId, async (tx) => {
         const row = await secrets.lock(p.tenantId, path, tx);
         if (!row || row.deletedAt) throw notFound('secret');
@@ -391,7 +386,7 @@ export function secretService(deps: SecretServiceDeps) {
         const batch = await secrets.list(p.tenantId, q, after, q.limit + 1);
         exhausted = batch.length < q.limit + 1;
         for (const row of batch) {
-          if (mayUse(p, 'list', pathOf(row))) items.push(row);
+          if (allowed(p, 'secrets.list', pathOf(row))) items.push(row);
           after = row;
           if (items.length > q.limit) break;
         }
@@ -415,7 +410,7 @@ export function secretService(deps: SecretServiceDeps) {
 
     async remove(ctx: RequestContext, path: SecretPath, purge: boolean): Promise<void> {
       const p = principalOf(ctx);
-      requireCapability(p, 'delete', pathOf(path));
+      requireAllowed(p, 'secrets.delete', pathOf(path));
       await db.withTenant(p.tenantId, async (tx) => {
         const row = await secrets.lock(p.tenantId, path, tx);
         if (!row || (row.deletedAt && !purge)) throw notFound('secret');
@@ -434,7 +429,7 @@ export function secretService(deps: SecretServiceDeps) {
 
     async restore(ctx: RequestContext, path: SecretPath): Promise<SecretMetadata> {
       const p = principalOf(ctx);
-      requireCapability(p, 'delete', pathOf(path));
+      requireAllowed(p, 'secrets.restore', pathOf(path));
       const row = await db.withTenant(p.tenantId, async (tx) => {
         const events: AuditEvent[] = [];
         const current = await secrets.lock(p.tenantId, path, tx);
@@ -467,7 +462,7 @@ export function secretService(deps: SecretServiceDeps) {
 
     async destroy(ctx: RequestContext, path: SecretPath, version: number): Promise<void> {
       const p = principalOf(ctx);
-      requireCapability(p, 'delete', pathOf(path));
+      requireAllowed(p, 'secrets.destroy', pathOf(path));
       await db.withTenant(p.tenantId, async (tx) => {
         const row = await secrets.lock(p.tenantId, path, tx);
         if (!row || row.deletedAt) throw notFound('secret');
@@ -487,7 +482,7 @@ export function secretService(deps: SecretServiceDeps) {
       let names: string[] | null = null;
       if (p.role !== 'admin') {
         const all = await secrets.bundleNames(p.tenantId, kind, owner);
-        names = all.filter((n) => mayUse(p, 'read', `${kind}/${owner}/${n}`));
+        names = all.filter((n) => allowed(p, 'secrets.read', `${kind}/${owner}/${n}`));
       }
       const values: Record<string, string> = {};
       const versions: Record<string, number> = {};
@@ -537,10 +532,10 @@ export function secretService(deps: SecretServiceDeps) {
       const deletes = body.delete ?? [];
       const denied: ErrorIssue[] = [
         ...sets
-          .filter(([n]) => !mayUse(p, 'write', `${kind}/${owner}/${n}`))
+          .filter(([n]) => !allowed(p, 'secrets.write', `${kind}/${owner}/${n}`))
           .map(([n]) => ({ path: `body.set.${n}`, message: 'no write capability' })),
         ...deletes
-          .filter((n) => !mayUse(p, 'delete', `${kind}/${owner}/${n}`))
+          .filter((n) => !allowed(p, 'secrets.delete', `${kind}/${owner}/${n}`))
           .map((n) => ({ path: `body.delete.${n}`, message: 'no delete capability' })),
       ];
       if (denied.length > 0)

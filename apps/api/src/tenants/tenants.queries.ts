@@ -1,5 +1,5 @@
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
-import { and, asc, eq, gt, ne } from 'drizzle-orm';
+import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
 import { tenantKeys, tenants } from '../db/schema.ts';
 
@@ -25,6 +25,31 @@ export function tenantQueries(db: Database) {
           .orderBy(asc(tenants.id))
           .limit(limit),
       );
+    },
+
+    findById(id: string, tx?: Tx): Promise<TenantRow | undefined> {
+      return db.inTenant(PLATFORM_TENANT_ID, tx, async (t) => {
+        const [row] = await t
+          .select()
+          .from(tenants)
+          .where(and(eq(tenants.id, id), ne(tenants.id, PLATFORM_TENANT_ID)));
+        return row;
+      });
+    },
+
+    update(
+      id: string,
+      patch: Partial<Pick<TenantRow, 'name' | 'rateLimitPerSecond'>>,
+      tx?: Tx,
+    ): Promise<TenantRow | undefined> {
+      return db.inTenant(PLATFORM_TENANT_ID, tx, async (t) => {
+        const [row] = await t
+          .update(tenants)
+          .set({ ...patch, updatedAt: sql`now()` })
+          .where(and(eq(tenants.id, id), ne(tenants.id, PLATFORM_TENANT_ID)))
+          .returning();
+        return row;
+      });
     },
 
     /** Serialises changes that must see a consistent tenant (e.g. "keep at least one admin"). */

@@ -4,6 +4,7 @@ import {
   PLATFORM_TENANT_ID,
   type Tenant,
   type TenantPage,
+  type UpdateTenantRequest,
 } from '@coffer/contracts';
 import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
@@ -12,7 +13,7 @@ import { dataKeyContext, fingerprintKeyContext, type MasterKeyring, newDataKey }
 import { hashClientSecret } from '../crypto/secrets-hash.ts';
 import type { Database } from '../db/database.ts';
 import { pgConstraint, pgErrorCode } from '../db/pg-errors.ts';
-import { conflict } from '../errors/app-error.ts';
+import { conflict, notFound } from '../errors/app-error.ts';
 import { decodeIdCursor, pageOf } from '../http/cursor.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
 import type { TenantQueries, TenantRow } from './tenants.queries.ts';
@@ -26,7 +27,13 @@ export interface TenantServiceDeps {
 }
 
 export function toTenant(row: TenantRow): Tenant {
-  return { id: row.id, slug: row.slug, name: row.name, createdAt: row.createdAt.toISOString() };
+  return {
+    id: row.id,
+    slug: row.slug,
+    name: row.name,
+    rateLimitPerSecond: row.rateLimitPerSecond,
+    createdAt: row.createdAt.toISOString(),
+  };
 }
 
 /** Tenants are created and listed by the platform admin, who never sees inside one. */
@@ -54,6 +61,7 @@ export function tenantService(deps: TenantServiceDeps) {
               id: tenantId,
               slug: input.slug,
               name: input.name,
+              rateLimitPerSecond: input.rateLimitPerSecond ?? null,
               fingerprintKeyWrapped: fingerprint.wrapped,
               fingerprintKeyMasterId: fingerprint.masterKeyId,
             },
@@ -91,6 +99,37 @@ export function tenantService(deps: TenantServiceDeps) {
         }
         throw err;
       }
+    },
+
+    async get(ctx: RequestContext, id: string): Promise<Tenant> {
+      const row = await tenants.findById(id);
+      if (!row) throw notFound('tenant');
+      await audit.record(auditEvent(ctx, { action: 'tenants.read', outcome: 'allowed', resource: `tenants/${id}` }));
+      return toTenant(row);
+    },
+
+    async update(ctx: RequestContext, id: string, patch: UpdateTenantRequest): Promise<Tenant> {
+      const row = await db.withTenant(PLATFORM_TENANT_ID, async (tx) => {
+        const updated = await tenants.update(
+          id,
+          {
+            ...(patch.name !== undefined ? { name: patch.name } : {}),
+            ...(patch.rateLimitPerSecond !== undefined ? { rateLimitPerSecond: patch.rateLimitPerSecond } : {}),
+          },
+          tx,
+        );
+        if (!updated) throw notFound('tenant');
+        await audit.appendInTx(tx, [
+          auditEvent(ctx, {
+            action: 'tenants.update',
+            outcome: 'allowed',
+            resource: `tenants/${id}`,
+            details: { fields: Object.keys(patch).sort().join(',') },
+          }),
+        ]);
+        return updated;
+      });
+      return toTenant(row);
     },
 
     async list(ctx: RequestContext, q: { limit: number; cursor?: string | undefined }): Promise<TenantPage> {
