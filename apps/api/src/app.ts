@@ -12,6 +12,10 @@ import {
   validatorCompiler,
 } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
+import { type AuditJobs, auditJobs } from './audit/audit.jobs.ts';
+import { auditQueries } from './audit/audit.queries.ts';
+import { auditRoutes } from './audit/audit.routes.ts';
+import { auditService } from './audit/audit.service.ts';
 import type { AuditSink } from './audit/audit.sink.ts';
 import { AuditBatcher, appendInTx } from './audit/audit.writer.ts';
 import { authRoutes } from './auth/auth.routes.ts';
@@ -52,7 +56,7 @@ export interface AppDeps {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    jobs: { purge: PurgeJob };
+    jobs: { purge: PurgeJob; audit: AuditJobs };
   }
 }
 
@@ -224,10 +228,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const secrets = secretQueries(db);
   const recoveryMs = config.recoveryDays * 86_400_000;
   const purge = purgeJob({ db, secrets, tenants, audit, recoveryMs, log: logger });
-  app.decorate('jobs', { purge });
+  const auditReads = auditQueries(db);
+  const auditMaintenance = auditJobs({ queries: auditReads, tenants, keyring, log: logger });
+  app.decorate('jobs', { purge, audit: auditMaintenance });
   if (deps.startJobs) {
     const scheduler = new Scheduler(
-      [{ name: 'purge-deleted-secrets', intervalMs: 3_600_000, run: () => purge.runOnce() }],
+      [
+        { name: 'purge-deleted-secrets', intervalMs: 3_600_000, run: () => purge.runOnce() },
+        { name: 'audit-checkpoints', intervalMs: 5 * 60_000, run: () => auditMaintenance.checkpointAll() },
+        { name: 'audit-retention', intervalMs: 24 * 3_600_000, run: () => auditMaintenance.retainAll() },
+      ],
       logger,
     );
     app.addHook('onReady', async () => scheduler.start());
@@ -244,6 +254,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       recoveryMs,
     }),
   });
+
+  await app.register(auditRoutes, { service: auditService({ queries: auditReads, audit, keyring }) });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

@@ -1,4 +1,13 @@
 import { z } from 'zod';
+import {
+  AuditExportQuery,
+  AuditPage,
+  AuditQuery,
+  AuditSummary,
+  AuditSummaryQuery,
+  AuditVerifyQuery,
+  AuditVerifyResult,
+} from './audit.ts';
 import { JwkSet, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
 import { PageQuery } from './common.ts';
 import { Health, Readiness } from './health.ts';
@@ -61,6 +70,10 @@ export const Action = z.enum([
   'secrets.destroy',
   'bundles.read',
   'bundles.write',
+  'audit.query',
+  'audit.export',
+  'audit.verify',
+  'audit.summary',
 ]);
 export type Action = z.infer<typeof Action>;
 
@@ -79,6 +92,8 @@ export interface RouteDef {
   readonly body?: z.ZodType;
   /** Success responses by status; `null` means no body. */
   readonly success: { readonly [status: number]: z.ZodType | null };
+  /** Set when the success body is not JSON but a stream of these media types. */
+  readonly produces?: readonly string[];
 }
 
 const route = <const R extends RouteDef>(r: R): R => r;
@@ -301,6 +316,43 @@ export const routes = {
     params: OwnerParams,
     body: BundleWriteRequest,
     success: { 200: BundleWriteResponse },
+  }),
+  queryAudit: route({
+    method: 'GET',
+    path: '/v1/audit',
+    summary: 'Audit events of the caller’s tenant, newest first, filtered and paginated (admin, auditor)',
+    tag: 'audit',
+    action: 'audit.query',
+    query: AuditQuery,
+    success: { 200: AuditPage },
+  }),
+  exportAudit: route({
+    method: 'GET',
+    path: '/v1/audit/export',
+    summary: 'Stream audit events, oldest first, as NDJSON or CSV (admin, auditor)',
+    tag: 'audit',
+    action: 'audit.export',
+    query: AuditExportQuery,
+    success: { 200: z.string().describe('NDJSON (one AuditEvent per line) or CSV with a header row') },
+    produces: ['application/x-ndjson', 'text/csv'],
+  }),
+  verifyAudit: route({
+    method: 'GET',
+    path: '/v1/audit/verify',
+    summary: 'Check the hash chain and its signed checkpoints; names the first broken link (admin, auditor)',
+    tag: 'audit',
+    action: 'audit.verify',
+    query: AuditVerifyQuery,
+    success: { 200: AuditVerifyResult },
+  }),
+  auditSummary: route({
+    method: 'GET',
+    path: '/v1/audit/summary',
+    summary: 'Counts by action, outcome and actor, and which secrets each identity read (admin, auditor)',
+    tag: 'audit',
+    action: 'audit.summary',
+    query: AuditSummaryQuery,
+    success: { 200: AuditSummary },
   }),
 } as const satisfies Record<string, RouteDef>;
 

@@ -24,8 +24,18 @@ const SECRET_ACTIONS: Action[] = [
   'bundles.write',
 ];
 
+const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.verify', 'audit.summary'];
+
 const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
-  platform: new Set<Action>(['auth.whoami', 'tenants.create', 'tenants.list', 'tenants.read', 'tenants.update']),
+  // The platform admin reads the platform's own chain (tenant creation, its logins), never a tenant's.
+  platform: new Set<Action>([
+    'auth.whoami',
+    'tenants.create',
+    'tenants.list',
+    'tenants.read',
+    'tenants.update',
+    ...AUDIT_ACTIONS,
+  ]),
   admin: new Set<Action>([
     'auth.whoami',
     'identities.create',
@@ -37,7 +47,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...SECRET_ACTIONS,
   ]),
   service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS]),
-  auditor: new Set<Action>(['auth.whoami']),
+  auditor: new Set<Action>(['auth.whoami', ...AUDIT_ACTIONS]),
 };
 
 /** The capability (any of them) a service needs on a secret path for each action that touches one. */

@@ -62,7 +62,14 @@ export class MasterKeyring {
 
   /** A key for one purpose, derived (HKDF) from the active master key, so the raw key serves only wrapping. */
   derive(purpose: string): Buffer {
-    return Buffer.from(hkdfSync('sha256', this.keys.get(this.activeId) as Buffer, 'coffer', purpose, 32));
+    return this.deriveFor(this.activeId, purpose);
+  }
+
+  /** The same derivation from a given master key (to check what an older key signed). */
+  deriveFor(masterKeyId: string, purpose: string): Buffer {
+    const key = this.keys.get(masterKeyId);
+    if (!key) throw new MissingMasterKeyError(masterKeyId);
+    return Buffer.from(hkdfSync('sha256', key, 'coffer', purpose, 32));
   }
 }
 

@@ -1,0 +1,220 @@
+import { Readable } from 'node:stream';
+import type { AuditEventView, AuditPage, AuditSummary, AuditVerifyResult } from '@coffer/contracts';
+import { stringify } from 'csv-stringify/sync';
+import { principalOf } from '../auth/principal.ts';
+import { type MasterKeyring, MissingMasterKeyError } from '../crypto/keyring.ts';
+import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import { auditEvent, type RequestContext } from './audit.context.ts';
+import type { AuditFilter, AuditQueries, AuditRow } from './audit.queries.ts';
+import type { AuditSink } from './audit.sink.ts';
+import { CHECKPOINT_PURPOSE, checkpointMac, verifyChain } from './audit.verify.ts';
+
+export interface AuditServiceDeps {
+  queries: AuditQueries;
+  audit: Pick<AuditSink, 'record'>;
+  keyring: Pick<MasterKeyring, 'deriveFor'>;
+  batchSize?: number;
+}
+
+export function toView(r: AuditRow): AuditEventView {
+  return {
+    id: r.id,
+    seq: r.seq,
+    occurredAt: r.occurredAt.toISOString(),
+    actorId: r.actorId,
+    actorName: r.actorName,
+    action: r.action,
+    resource: r.resource,
+    version: r.version,
+    outcome: r.outcome,
+    errorCode: r.errorCode,
+    requestId: r.requestId,
+    sourceIp: r.sourceIp,
+    userAgent: r.userAgent,
+    fingerprint: r.fingerprint,
+    details: r.details ?? null,
+    prevHash: r.prevHash.toString('hex'),
+    hash: r.hash.toString('hex'),
+  };
+}
+
+export const CSV_COLUMNS = [
+  'id',
+  'seq',
+  'occurredAt',
+  'actorId',
+  'actorName',
+  'action',
+  'resource',
+  'version',
+  'outcome',
+  'errorCode',
+  'requestId',
+  'sourceIp',
+  'userAgent',
+  'fingerprint',
+  'details',
+  'prevHash',
+  'hash',
+] as const;
+
+/** A spreadsheet must not run a cell as a formula: a user agent or resource starting with = + - @ is quoted. */
+function cell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
+}
+
+export function csvLine(view: AuditEventView): string {
+  return stringify([CSV_COLUMNS.map((c) => cell(view[c]))]);
+}
+
+/** The auditor's side of the log: query, export, verify and summarise one tenant's events. */
+export function auditService(deps: AuditServiceDeps) {
+  const { queries } = deps;
+  const batchSize = deps.batchSize ?? 2_000;
+
+  async function* rowsOf(tenantId: string, f: Pick<AuditFilter, 'from' | 'to'>, afterSeq: number, throughSeq?: number) {
+    let after = afterSeq;
+    for (;;) {
+      const rows = await queries.batch(tenantId, f, after, batchSize, throughSeq);
+      for (const r of rows) yield r;
+      const last = rows.at(-1);
+      if (!last || rows.length < batchSize) return;
+      after = last.seq;
+    }
+  }
+
+  function checkMac(tenantId: string) {
+    return (c: { seq: number; hash: Buffer; mac: Buffer; masterKeyId: string }): boolean | undefined => {
+      try {
+        const key = deps.keyring.deriveFor(c.masterKeyId, CHECKPOINT_PURPOSE);
+        return checkpointMac(key, tenantId, c.seq, c.hash).equals(c.mac);
+      } catch (err) {
+        if (err instanceof MissingMasterKeyError) return undefined;
+        throw err;
+      }
+    };
+  }
+
+  return {
+    async query(
+      ctx: RequestContext,
+      q: AuditFilter & { limit: number; cursor?: string | undefined },
+    ): Promise<AuditPage> {
+      const tenantId = principalOf(ctx).tenantId;
+      const cursor = decodeCursor(q.cursor, ['s'] as const);
+      const rows = await queries.page(tenantId, q, cursor ? Number(cursor.s) : undefined, q.limit + 1);
+      const items = rows.slice(0, q.limit);
+      const last = items.at(-1);
+      await deps.audit.record(
+        auditEvent(ctx, {
+          action: 'audit.query',
+          outcome: 'allowed',
+          resource: 'audit',
+          details: { count: items.length },
+        }),
+      );
+      return {
+        items: items.map(toView),
+        nextCursor: rows.length > q.limit && last ? encodeCursor({ s: last.seq }) : null,
+      };
+    },
+
+    /** A stream, read from the database in batches as the client consumes it: memory stays flat whatever the size. */
+    async export(
+      ctx: RequestContext,
+      q: { format: 'ndjson' | 'csv'; from?: string | undefined; to?: string | undefined },
+    ): Promise<Readable> {
+      const tenantId = principalOf(ctx).tenantId;
+      await deps.audit.record(
+        auditEvent(ctx, {
+          action: 'audit.export',
+          outcome: 'allowed',
+          resource: 'audit',
+          details: { format: q.format },
+        }),
+      );
+      const rows = rowsOf(tenantId, q, 0);
+      async function* lines() {
+        if (q.format === 'csv') yield stringify([CSV_COLUMNS as unknown as string[]]);
+        for await (const r of rows) {
+          const view = toView(r);
+          yield q.format === 'csv' ? csvLine(view) : `${JSON.stringify(view)}\n`;
+        }
+      }
+      return Readable.from(lines(), { objectMode: false, highWaterMark: 64 * 1024 });
+    },
+
+    async verify(
+      ctx: RequestContext,
+      q: { from?: string | undefined; to?: string | undefined },
+    ): Promise<AuditVerifyResult> {
+      const tenantId = principalOf(ctx).tenantId;
+      await deps.audit.record(auditEvent(ctx, { action: 'audit.verify', outcome: 'allowed', resource: 'audit' }));
+      const partial = q.from !== undefined || q.to !== undefined;
+      let start: { seq: number; hash: Buffer } | null = null;
+      let afterSeq = 0;
+      let throughSeq: number | undefined;
+      if (partial) {
+        const range = await queries.seqRange(tenantId, q);
+        if (range.first === null || range.last === null) return { ok: true, checked: 0, checkpoints: 0 };
+        afterSeq = range.first - 1;
+        throughSeq = range.last;
+        // Link the range to what precedes it: the previous event, a retention checkpoint, or the genesis.
+        if (range.first > 1) {
+          const before = await queries.bySeq(tenantId, range.first - 1);
+          if (before) start = { seq: before.seq, hash: before.hash };
+        }
+      }
+      const checkpoints = await queries.checkpoints(tenantId);
+      return verifyChain({
+        tenantId,
+        rows: rowsOf(tenantId, {}, afterSeq, throughSeq),
+        start,
+        checkpoints: partial
+          ? checkpoints.filter((c) => c.seq > afterSeq && c.seq <= (throughSeq ?? c.seq))
+          : checkpoints,
+        checkMac: checkMac(tenantId),
+        head: partial ? null : ((await queries.head(tenantId)) ?? { seq: 0, hash: Buffer.alloc(32) }),
+        seqOfHash: (hash) => queries.seqOfHash(tenantId, hash),
+      });
+    },
+
+    async summary(
+      ctx: RequestContext,
+      q: { from?: string | undefined; to?: string | undefined },
+    ): Promise<AuditSummary> {
+      const tenantId = principalOf(ctx).tenantId;
+      const s = await queries.summary(tenantId, q);
+      await deps.audit.record(auditEvent(ctx, { action: 'audit.summary', outcome: 'allowed', resource: 'audit' }));
+      const readsBy = new Map<string, AuditSummary['secretsReadBy'][number]>();
+      for (const r of s.reads) {
+        const key = r.actor_id ?? '';
+        let entry = readsBy.get(key);
+        if (!entry) {
+          entry = { actorId: r.actor_id, actorName: r.actor_name, secrets: [] };
+          readsBy.set(key, entry);
+        }
+        entry.secrets.push({ path: r.path, reads: Number(r.n) });
+      }
+      const byOutcome = Object.fromEntries(s.byOutcome.map((r) => [r.k, Number(r.n)]));
+      return {
+        from: q.from ?? null,
+        to: q.to ?? null,
+        total: Object.values(byOutcome).reduce((a, b) => a + b, 0),
+        byAction: Object.fromEntries(s.byAction.map((r) => [r.k, Number(r.n)])),
+        byOutcome,
+        byActor: s.byActor.map((r) => ({
+          actorId: r.actor_id,
+          actorName: r.actor_name,
+          total: Number(r.n),
+          denied: Number(r.denied),
+        })),
+        secretsReadBy: [...readsBy.values()],
+      };
+    },
+  };
+}
+
+export type AuditService = ReturnType<typeof auditService>;
