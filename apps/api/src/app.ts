@@ -35,13 +35,24 @@ import { identityQueries } from './identities/identities.queries.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
 import { identityService } from './identities/identities.service.ts';
 import { Scheduler } from './jobs/scheduler.ts';
+import { keyQueries } from './keys/keys.queries.ts';
+import { keyRoutes } from './keys/keys.routes.ts';
+import { type KeyService, keyService } from './keys/keys.service.ts';
+import { systemService } from './keys/system.service.ts';
+import { rotationQueries } from './rotation/rotation.queries.ts';
+import { rotationRoutes } from './rotation/rotation.routes.ts';
+import { type RotationService, rotationService } from './rotation/rotation.service.ts';
 import { type PurgeJob, purgeJob } from './secrets/purge.job.ts';
+import { secretWriter } from './secrets/secret-writes.ts';
 import { secretQueries } from './secrets/secrets.queries.ts';
 import { secretRoutes } from './secrets/secrets.routes.ts';
 import { secretService } from './secrets/secrets.service.ts';
 import { tenantQueries } from './tenants/tenants.queries.ts';
 import { tenantRoutes } from './tenants/tenants.routes.ts';
 import { tenantService } from './tenants/tenants.service.ts';
+import { webhookQueries } from './webhooks/webhooks.queries.ts';
+import { webhookRoutes } from './webhooks/webhooks.routes.ts';
+import { type WebhookService, webhookService } from './webhooks/webhooks.service.ts';
 
 export interface AppDeps {
   config: Config;
@@ -56,7 +67,7 @@ export interface AppDeps {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    jobs: { purge: PurgeJob; audit: AuditJobs };
+    jobs: { purge: PurgeJob; audit: AuditJobs; rotation: RotationService; rekey: KeyService; webhooks: WebhookService };
   }
 }
 
@@ -179,6 +190,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const identities = identityQueries(db);
   const tenants = tenantQueries(db);
   const tenantKeys = new TenantKeyCache(db, keyring);
+  const system = systemService({ db, keyring, audit });
 
   await app.register(authenticate, {
     keys: signingKeys,
@@ -201,12 +213,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       {
         name: 'master-keyring',
         run: async () => {
-          const missing = (await tenants.masterKeysInUse()).map((k) => k.masterKeyId).filter((id) => !keyring.has(id));
+          const missing = [...(await system.census()).keys()].filter((id) => !keyring.has(id));
           return missing.length === 0
             ? { ok: true }
             : {
                 ok: false,
-                message: `data keys are wrapped by master key(s) missing from the keyring: ${missing.join(', ')}`,
+                message: `keys are wrapped or signed by master key(s) missing from the keyring: ${missing.join(', ')}`,
               };
         },
       },
@@ -227,16 +239,52 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(identityRoutes, { service: identityService({ db, identities, tenants, audit }) });
   const secrets = secretQueries(db);
   const recoveryMs = config.recoveryDays * 86_400_000;
-  const purge = purgeJob({ db, secrets, tenants, audit, recoveryMs, log: logger });
+  const writer = secretWriter({ secrets, keys: tenantKeys, maxValueBytes: config.maxSecretBytes, recoveryMs });
   const auditReads = auditQueries(db);
+  const webhookRows = webhookQueries(db);
+  const webhooks = webhookService({
+    db,
+    queries: webhookRows,
+    keyring,
+    audit,
+    urlPolicy: { allowPrivate: config.webhookAllowPrivate, allowHttp: config.webhookAllowHttp },
+    log: logger,
+  });
+  const rotation = rotationService({
+    db,
+    secrets,
+    queries: rotationQueries(db),
+    auditReads,
+    keys: tenantKeys,
+    writer,
+    audit,
+    webhooks: webhookRows,
+    log: logger,
+  });
+  const dataKeys = keyService({
+    db,
+    queries: keyQueries(db),
+    keyring,
+    keys: tenantKeys,
+    audit,
+    webhooks: webhookRows,
+    log: logger,
+  });
+
+  const purge = purgeJob({ db, secrets, tenants, audit, recoveryMs, log: logger });
   const auditMaintenance = auditJobs({ queries: auditReads, tenants, keyring, log: logger });
-  app.decorate('jobs', { purge, audit: auditMaintenance });
+  app.decorate('jobs', { purge, audit: auditMaintenance, rotation, rekey: dataKeys, webhooks });
   if (deps.startJobs) {
     const scheduler = new Scheduler(
       [
         { name: 'purge-deleted-secrets', intervalMs: 3_600_000, run: () => purge.runOnce() },
         { name: 'audit-checkpoints', intervalMs: 5 * 60_000, run: () => auditMaintenance.checkpointAll() },
         { name: 'audit-retention', intervalMs: 24 * 3_600_000, run: () => auditMaintenance.retainAll() },
+        { name: 're-encrypt-data-keys', intervalMs: 30_000, run: () => dataKeys.rekeyAll() },
+        { name: 'webhook-deliveries', intervalMs: 5_000, run: () => webhooks.deliverDue() },
+        ...(config.schedulerEnabled
+          ? [{ name: 'scheduled-rotations', intervalMs: 30_000, run: () => rotation.runDue() }]
+          : []),
       ],
       logger,
     );
@@ -244,17 +292,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onClose', async () => scheduler.stop());
   }
 
-  await app.register(secretRoutes, {
-    service: secretService({
-      db,
-      secrets,
-      keys: tenantKeys,
-      audit,
-      maxValueBytes: config.maxSecretBytes,
-      recoveryMs,
-    }),
-  });
-
+  await app.register(secretRoutes, { service: secretService({ db, secrets, keys: tenantKeys, audit, writer }) });
+  await app.register(rotationRoutes, { service: rotation });
+  await app.register(keyRoutes, { keys: dataKeys, system });
+  await app.register(webhookRoutes, { service: webhooks });
   await app.register(auditRoutes, { service: auditService({ queries: auditReads, audit, keyring }) });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -50,6 +50,12 @@ export interface Config {
   readonly loginRateLimitPerMinute: number;
   /** Failed logins per client id per 15 minutes before it is refused until the window ends. */
   readonly loginMaxFailures: number;
+  /** Run the rotation scheduler (due secrets with a generator are rotated automatically). */
+  readonly schedulerEnabled: boolean;
+  /** Webhooks may target private/loopback addresses (SSRF guard off); default only outside production. */
+  readonly webhookAllowPrivate: boolean;
+  /** Webhooks may use plain http; default only outside production. */
+  readonly webhookAllowHttp: boolean;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -100,6 +106,9 @@ const EnvSchema = z.object({
   COFFER_RATE_LIMIT_PER_SECOND: intIn(1, 1_000_000).default(1000),
   COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: intIn(1, 1_000_000).default(300),
   COFFER_LOGIN_MAX_FAILURES: intIn(1, 1_000_000).default(10),
+  COFFER_SCHEDULER_ENABLED: boolish.default(true),
+  COFFER_WEBHOOK_ALLOW_PRIVATE: boolish.optional(),
+  COFFER_WEBHOOK_ALLOW_HTTP: boolish.optional(),
 });
 
 /** Reads `NAME` or the file named by `NAME_FILE`; both set is a problem. Never puts the value into a message. */
@@ -281,6 +290,9 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       rateLimitPerSecond: e.COFFER_RATE_LIMIT_PER_SECOND,
       loginRateLimitPerMinute: e.COFFER_LOGIN_RATE_LIMIT_PER_MINUTE,
       loginMaxFailures: e.COFFER_LOGIN_MAX_FAILURES,
+      schedulerEnabled: e.COFFER_SCHEDULER_ENABLED,
+      webhookAllowPrivate: e.COFFER_WEBHOOK_ALLOW_PRIVATE ?? !production,
+      webhookAllowHttp: e.COFFER_WEBHOOK_ALLOW_HTTP ?? !production,
     },
   };
 }

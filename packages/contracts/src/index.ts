@@ -4,6 +4,7 @@ export * from './common.ts';
 export * from './errors.ts';
 export * from './health.ts';
 export * from './identities.ts';
+export * from './rotation.ts';
 export * from './routes.ts';
 export * from './secrets.ts';
 export * from './tenants.ts';

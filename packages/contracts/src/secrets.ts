@@ -72,6 +72,33 @@ export const SecretValue = z
 
 export const Tag = z.string().regex(/^[A-Za-z0-9_.:/=@+-]{1,64}$/, 'must be 1-64 letters, digits or _ . : / = @ + -');
 
+export const GeneratorCharset = z
+  .enum(['alphanumeric', 'hex', 'base64url', 'ascii-printable'])
+  .meta({ id: 'GeneratorCharset' });
+
+/** How Coffer makes a new value itself, from a cryptographic random source. */
+export const Generator = z
+  .object({
+    length: z.number().int().min(8).max(4096),
+    charset: GeneratorCharset,
+    prefix: z
+      .string()
+      .max(64)
+      .regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces')
+      .optional(),
+  })
+  .meta({ id: 'Generator' });
+export type Generator = z.infer<typeof Generator>;
+
+export const RotationPolicy = z
+  .object({
+    intervalDays: z.number().int().min(1).max(3650),
+    generator: Generator.optional().describe('Set it and the scheduler rotates the secret itself when due'),
+    graceHours: z.number().int().min(0).max(8760).default(24).describe('How long the previous version stays readable'),
+  })
+  .meta({ id: 'RotationPolicy' });
+export type RotationPolicy = z.infer<typeof RotationPolicy>;
+
 export const PutSecretRequest = z
   .object({
     value: SecretValue,
@@ -85,8 +112,27 @@ export const PutSecretRequest = z
     tags: z.array(Tag).max(50).optional(),
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
+    rotation: RotationPolicy.nullable().optional(),
   })
   .meta({ id: 'PutSecretRequest' });
+
+/** Metadata only: never a new version. */
+export const PatchSecretRequest = z
+  .object({
+    description: z.string().max(1000).nullable().optional(),
+    tags: z.array(Tag).max(50).optional(),
+    format: SecretFormat.nullable().optional(),
+    expiresAt: Timestamp.nullable().optional(),
+    rotation: RotationPolicy.nullable().optional(),
+  })
+  .refine((v) => Object.values(v).some((x) => x !== undefined), 'must change at least one field')
+  .meta({ id: 'PatchSecretRequest' });
+export type PatchSecretRequest = z.infer<typeof PatchSecretRequest>;
+
+export const RotateSecretRequest = z
+  .object({ value: SecretValue.optional().describe("The new value; omit to let the secret's generator make one") })
+  .meta({ id: 'RotateSecretRequest' });
+export type RotateSecretRequest = z.infer<typeof RotateSecretRequest>;
 export type PutSecretRequest = z.infer<typeof PutSecretRequest>;
 
 export const SecretMetadata = z
@@ -102,6 +148,9 @@ export const SecretMetadata = z
     updatedAt: Timestamp,
     expiresAt: Timestamp.nullable(),
     createdBy: Uuid.nullable().describe('Identity that created the secret'),
+    rotation: RotationPolicy.nullable(),
+    lastRotatedAt: Timestamp.nullable(),
+    nextRotationAt: Timestamp.nullable(),
   })
   .meta({ id: 'SecretMetadata' });
 export type SecretMetadata = z.infer<typeof SecretMetadata>;
@@ -113,7 +162,10 @@ export const SecretWithValue = SecretMetadata.extend({
 export type SecretWithValue = z.infer<typeof SecretWithValue>;
 
 export const GetSecretQuery = z.object({
-  version: z.coerce.number().int().min(1).optional().describe('An older version; default the current one'),
+  version: z
+    .union([z.literal('previous'), z.coerce.number().int().min(1)])
+    .optional()
+    .describe('An older version number, or `previous`; default the current one'),
 });
 
 export const VersionState = z.enum(['current', 'previous', 'old', 'destroyed']);
@@ -124,6 +176,7 @@ export const SecretVersionInfo = z
     createdBy: Uuid.nullable(),
     state: VersionState,
     destroyedAt: Timestamp.nullable(),
+    servedUntil: Timestamp.nullable().describe('Set when a rotation superseded it: readable until then, 410 after'),
   })
   .meta({ id: 'SecretVersionInfo' });
 export type SecretVersionInfo = z.infer<typeof SecretVersionInfo>;

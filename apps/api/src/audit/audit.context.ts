@@ -56,6 +56,14 @@ export function requestEvent(
 
 /** What a request was aimed at, for events written before a service knew better: the path under /v1, clipped. */
 export function attemptedResource(request: FastifyRequest): string {
+  // Secret and bundle routes name their resource the way their events do: kind/owner[/name].
+  const params = request.params as Record<string, unknown> | undefined;
+  if (typeof params?.kind === 'string' && typeof params.owner === 'string') {
+    return [params.kind, params.owner, params.name]
+      .filter((x) => typeof x === 'string')
+      .join('/')
+      .slice(0, 512);
+  }
   const pathOnly = request.url.split('?')[0] ?? '';
   let decoded = pathOnly;
   try {

@@ -22,18 +22,33 @@ const SECRET_ACTIONS: Action[] = [
   'secrets.destroy',
   'bundles.read',
   'bundles.write',
+  'secrets.update',
+  'secrets.rotate',
+];
+
+const TENANT_ADMIN_ACTIONS: Action[] = [
+  'rotation.due',
+  'rotation.log',
+  'keys.read',
+  'keys.rotate',
+  'webhooks.create',
+  'webhooks.list',
+  'webhooks.delete',
+  'webhooks.deliveries',
 ];
 
 const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.verify', 'audit.summary'];
 
 const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
-  // The platform admin reads the platform's own chain (tenant creation, its logins), never a tenant's.
+  // Tenants and master keys; the platform's own audit chain (tenant creation, its logins), never a tenant's.
   platform: new Set<Action>([
     'auth.whoami',
     'tenants.create',
     'tenants.list',
     'tenants.read',
     'tenants.update',
+    'system.keys.read',
+    'system.keys.rewrap',
     ...AUDIT_ACTIONS,
   ]),
   admin: new Set<Action>([
@@ -45,9 +60,13 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'identities.delete',
     'identities.rotate_secret',
     ...SECRET_ACTIONS,
+    ...TENANT_ADMIN_ACTIONS,
+    ...AUDIT_ACTIONS,
   ]),
+  // Services may attempt secret actions; their policies decide each path.
   service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS]),
-  auditor: new Set<Action>(['auth.whoami', ...AUDIT_ACTIONS]),
+  // Metadata and the record of what happened; never a value, never a change.
+  auditor: new Set<Action>(['auth.whoami', 'rotation.due', 'rotation.log', 'keys.read', ...AUDIT_ACTIONS]),
 };
 
 /** The capability (any of them) a service needs on a secret path for each action that touches one. */
@@ -60,6 +79,8 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   'secrets.delete': ['delete'],
   'secrets.restore': ['delete'],
   'secrets.destroy': ['delete'],
+  'secrets.update': ['write'],
+  'secrets.rotate': ['rotate'],
 };
 
 export type Decision = { allowed: true } | { allowed: false; reason: string };

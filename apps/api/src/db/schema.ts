@@ -174,9 +174,16 @@ export const secrets = coffer.table(
     /** Soft delete: hidden from reads, lists and bundles; restorable within the recovery window. */
     deletedAt: timestamp('deleted_at', { withTimezone: true, mode: 'date' }),
     deletedBy: uuid('deleted_by'),
+    /** Rotation policy: every `rotationIntervalDays`, by `generator` when set; old versions served `graceHours`. */
+    rotationIntervalDays: integer('rotation_interval_days'),
+    rotationGraceHours: integer('rotation_grace_hours'),
+    generator: jsonb('generator').$type<{ length: number; charset: string; prefix?: string }>(),
+    lastRotatedAt: timestamp('last_rotated_at', { withTimezone: true, mode: 'date' }),
+    nextRotationAt: timestamp('next_rotation_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [
     unique('secrets_path_key').on(t.tenantId, t.kind, t.owner, t.name),
+    index('secrets_next_rotation_idx').on(t.tenantId, t.nextRotationAt),
     index('secrets_deleted_idx').on(t.deletedAt),
   ],
 );
@@ -199,9 +206,73 @@ export const secretVersions = coffer.table(
     createdAt: createdAt(),
     createdBy: uuid('created_by'),
     destroyedAt: timestamp('destroyed_at', { withTimezone: true, mode: 'date' }),
+    /** Set when a rotation supersedes this version: served until then (the grace period), 410 after. */
+    servedUntil: timestamp('served_until', { withTimezone: true, mode: 'date' }),
   },
   (t) => [
     primaryKey({ columns: [t.secretId, t.version] }),
     index('secret_versions_tenant_dek_idx').on(t.tenantId, t.dekVersion),
+  ],
+);
+
+/**
+ * When each secret with a rotation policy is next due. Only ids and times (nothing secret), so the scheduler can
+ * find due work across tenants in the platform scope and claim it with SKIP LOCKED.
+ */
+export const rotationSchedule = coffer.table(
+  'rotation_schedule',
+  {
+    secretId: uuid('secret_id')
+      .primaryKey()
+      .references(() => secrets.id, { onDelete: 'cascade' }),
+    tenantId: uuid('tenant_id').notNull(),
+    dueAt: timestamp('due_at', { withTimezone: true, mode: 'date' }).notNull(),
+    /** The scheduler may rotate it itself (the secret has a generator). */
+    automatic: boolean('automatic').notNull(),
+  },
+  (t) => [index('rotation_schedule_due_idx').on(t.dueAt).where(sql`${t.automatic}`)],
+);
+
+export const webhooks = coffer.table(
+  'webhooks',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    events: jsonb('events').$type<string[]>().notNull(),
+    /** The signing secret, wrapped by the master key (it signs deliveries; the receiver holds it too). */
+    secretWrapped: bytea('secret_wrapped').notNull(),
+    secretMasterKeyId: text('secret_master_key_id').notNull(),
+    disabled: boolean('disabled').notNull().default(false),
+    createdAt: createdAt(),
+    createdBy: uuid('created_by'),
+  },
+  (t) => [index('webhooks_tenant_idx').on(t.tenantId)],
+);
+
+/** Every delivery attempt's state: retried with backoff until delivered or out of attempts. */
+export const webhookDeliveries = coffer.table(
+  'webhook_deliveries',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id').notNull(),
+    webhookId: uuid('webhook_id')
+      .notNull()
+      .references(() => webhooks.id, { onDelete: 'cascade' }),
+    event: text('event').notNull(),
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
+    status: text('status', { enum: ['pending', 'delivered', 'failed'] }).notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, mode: 'date' }).notNull(),
+    lastStatusCode: integer('last_status_code'),
+    lastError: text('last_error'),
+    createdAt: createdAt(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    index('webhook_deliveries_due_idx').on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
+    index('webhook_deliveries_webhook_idx').on(t.tenantId, t.webhookId, t.createdAt),
   ],
 );

@@ -3,8 +3,8 @@ import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import type { Database } from '../db/database.ts';
 import type { TenantQueries } from '../tenants/tenants.queries.ts';
+import { pathOf } from './secret-writes.ts';
 import type { SecretQueries } from './secrets.queries.ts';
-import { pathOf } from './secrets.service.ts';
 
 export interface PurgeJobDeps {
   db: Pick<Database, 'withTenant'>;

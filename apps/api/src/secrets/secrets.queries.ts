@@ -1,7 +1,7 @@
 import type { SecretKind } from '@coffer/contracts';
 import { and, asc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
-import { secrets, secretVersions } from '../db/schema.ts';
+import { rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
 export type SecretVersionRow = Omit<typeof secretVersions.$inferSelect, 'ciphertext'> & { destroyed: boolean };
@@ -38,7 +38,13 @@ export interface ReadRow {
   dek_version: number | null;
   destroyed: boolean | null;
   expired: boolean;
+  served_until: Date | null;
   plaintext: string | null;
+  rotation_interval_days: number | null;
+  rotation_grace_hours: number | null;
+  generator: { length: number; charset: string; prefix?: string } | null;
+  last_rotated_at: Date | null;
+  next_rotation_at: Date | null;
 }
 
 /** Data access for secrets. Every function takes the tenant first and an optional transaction last. */
@@ -205,12 +211,37 @@ export function secretQueries(db: Database) {
             createdAt: secretVersions.createdAt,
             createdBy: secretVersions.createdBy,
             destroyedAt: secretVersions.destroyedAt,
+            servedUntil: secretVersions.servedUntil,
             destroyed: sql<boolean>`${secretVersions.ciphertext} is null`,
           })
           .from(secretVersions)
           .where(eq(secretVersions.secretId, secretId))
           .orderBy(asc(secretVersions.version)),
       );
+    },
+
+    /** Marks a superseded version as served only until `until` (the rotation grace period). */
+    serveUntil(tenantId: string, secretId: string, version: number, until: Date, tx: Tx): Promise<void> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        await t
+          .update(secretVersions)
+          .set({ servedUntil: until })
+          .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)));
+      });
+    },
+
+    /** Keeps the rotation schedule in step with the secret's policy (no policy: no row). */
+    schedule(tenantId: string, secretId: string, dueAt: Date | null, automatic: boolean, tx: Tx): Promise<void> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        if (!dueAt) {
+          await t.delete(rotationSchedule).where(eq(rotationSchedule.secretId, secretId));
+          return;
+        }
+        await t
+          .insert(rotationSchedule)
+          .values({ secretId, tenantId, dueAt, automatic })
+          .onConflictDoUpdate({ target: rotationSchedule.secretId, set: { dueAt, automatic } });
+      });
     },
 
     /** Erases one version's ciphertext; returns false when there is no such version. */
@@ -276,6 +307,11 @@ function fromSqlRow(r: Record<string, unknown>): SecretRow {
     updatedBy: r.updated_by as string | null,
     deletedAt: r.deleted_at as Date | null,
     deletedBy: r.deleted_by as string | null,
+    rotationIntervalDays: r.rotation_interval_days as number | null,
+    rotationGraceHours: r.rotation_grace_hours as number | null,
+    generator: r.generator as SecretRow['generator'],
+    lastRotatedAt: r.last_rotated_at as Date | null,
+    nextRotationAt: r.next_rotation_at as Date | null,
   };
 }
 

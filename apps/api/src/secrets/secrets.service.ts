@@ -4,6 +4,7 @@ import type {
   BundleWriteRequest,
   BundleWriteResponse,
   ErrorIssue,
+  PatchSecretRequest,
   PutSecretRequest,
   SecretFormat,
   SecretKind,
@@ -17,46 +18,24 @@ import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { authorize } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
-import { newId } from '../crypto/ids.ts';
-import { TenantKeyCache as KeyCache, type TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
-import type { Database, Tx } from '../db/database.ts';
+import type { TenantKeyCache } from '../crypto/tenant-keys.ts';
+import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, conflict, forbidden, notFound } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor } from '../http/cursor.ts';
-import { checkFormat } from './formats.ts';
+import { pathOf, planWrite, rotationColumns, type SecretWriter, toMetadata } from './secret-writes.ts';
 import { bindingLine, type ReadRow, type SecretPath, type SecretQueries, type SecretRow } from './secrets.queries.ts';
 
 export interface SecretServiceDeps {
   db: Pick<Database, 'withTenant'>;
   secrets: SecretQueries;
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
+  writer: SecretWriter;
   audit: AuditSink;
-  /** Largest value, in UTF-8 bytes. */
-  maxValueBytes: number;
-  /** How long a soft-deleted secret can be restored. */
-  recoveryMs: number;
 }
 
-export const pathOf = (p: SecretPath): string => `${p.kind}/${p.owner}/${p.name}`;
-
-const integrityError = () =>
+export const integrityError = () =>
   new AppError('integrity_error', 'a stored ciphertext failed its integrity check; the incident was recorded');
-
-export function toMetadata(row: SecretRow): SecretMetadata {
-  return {
-    kind: row.kind,
-    owner: row.owner,
-    name: row.name,
-    version: row.currentVersion,
-    description: row.description,
-    tags: row.tags,
-    format: (row.format ?? null) as SecretFormat | null,
-    createdAt: row.createdAt.toISOString(),
-    updatedAt: row.updatedAt.toISOString(),
-    expiresAt: row.expiresAt?.toISOString() ?? null,
-    createdBy: row.createdBy,
-  };
-}
 
 /** Decided by the one authorization function; a refusal is a 403 that names the missing capability. */
 function requireAllowed(p: Principal, action: Action, path: string): void {
@@ -66,201 +45,31 @@ function requireAllowed(p: Principal, action: Action, path: string): void {
 
 const allowed = (p: Principal, action: Action, path: string): boolean => authorize(p, action, path).allowed;
 
-interface WriteInput {
-  value: string;
-  ifVersion?: number | undefined;
-  format?: SecretFormat | null | undefined;
-  description?: string | null | undefined;
-  tags?: string[] | undefined;
-  expiresAt?: string | null | undefined;
+/** Decrypted plaintext → value, after checking that its binding line names this tenant, secret and version. */
+export function unbind(tenantId: string, secretId: string, version: number, plaintext: string): string {
+  const binding = bindingLine(tenantId, secretId, version);
+  if (!plaintext.startsWith(binding)) throw integrityError();
+  return plaintext.slice(binding.length);
 }
 
-type Plan = { ok: true; create: boolean; version: number } | { ok: false; message: string };
-
-/** Compare-and-set and soft-delete rules for one write, given the locked row (or none). */
-function planWrite(row: SecretRow | undefined, ifVersion: number | undefined): Plan {
-  if (row?.deletedAt) return { ok: false, message: 'the secret is deleted: restore it or purge it first' };
-  if (!row) {
-    if (ifVersion !== undefined && ifVersion !== 0) {
-      return { ok: false, message: `the secret does not exist (ifVersion ${ifVersion} expected version ${ifVersion})` };
-    }
-    return { ok: true, create: true, version: 1 };
+/** pgcrypto reports a ciphertext that is not under the given key as "Wrong key or corrupt data" (39000). */
+async function withIntegrity<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (pgErrorCode(err) === '39000') throw integrityError();
+    throw err;
   }
-  if (ifVersion === 0)
-    return { ok: false, message: `the secret already exists (current version ${row.currentVersion})` };
-  if (ifVersion !== undefined && ifVersion !== row.currentVersion) {
-    return { ok: false, message: `the current version is ${row.currentVersion}, not ${ifVersion}` };
-  }
-  return { ok: true, create: false, version: row.currentVersion + 1 };
 }
 
-/** Secrets of one tenant: the rules of reading, writing, versioning and deleting, each with its audit event. */
+/** Secrets of one tenant: reading, writing, versioning and deleting, each with its audit event. */
 export function secretService(deps: SecretServiceDeps) {
-  const { db, secrets, keys, audit } = deps;
+  const { db, secrets, keys, audit, writer } = deps;
 
-  /** Validates the value against its effective format; returns the failed rule, or null. */
-  async function formatProblem(format: SecretFormat | null, value: string): Promise<string | null> {
-    const r = checkFormat(format, value);
-    if (!r.ok) return r.rule ?? 'format';
-    if (r.pattern !== undefined && !(await secrets.matchesPattern(value, r.pattern))) {
-      return 'pattern: must match the format pattern';
-    }
-    return null;
-  }
-
-  function checkSize(value: string, where: string): void {
-    const bytes = Buffer.byteLength(value, 'utf8');
-    if (bytes > deps.maxValueBytes) {
-      throw new AppError('payload_too_large', `the value is ${bytes} bytes; the limit is ${deps.maxValueBytes}`, [
-        { path: where, message: `must be at most ${deps.maxValueBytes} bytes` },
-      ]);
-    }
-  }
-
-  async function checkNewFormat(format: SecretFormat | null | undefined, where: string): Promise<void> {
-    if (format && typeof format === 'object' && format.pattern !== undefined) {
-      try {
-        await secrets.checkPattern(format.pattern);
-      } catch (err) {
-        if (pgErrorCode(err) === '2201B') {
-          throw new AppError('validation_failed', 'the format pattern is not a valid regular expression', [
-            { path: `${where}.pattern`, message: 'must be a valid PostgreSQL (POSIX ARE) regular expression' },
-          ]);
-        }
-        throw err;
-      }
-    }
-  }
-
-  function checkExpiry(expiresAt: string | null | undefined): void {
-    if (expiresAt && Date.parse(expiresAt) <= Date.now()) {
-      throw new AppError('validation_failed', 'expiresAt must be in the future', [
-        { path: 'body.expiresAt', message: 'must be in the future' },
-      ]);
-    }
-  }
-
-  /** A soft-deleted secret past its recovery window is erased for good before anything else touches its name. */
-  async function purgeIfWindowClosed(
-    tenantId: string,
-    row: SecretRow | undefined,
-    tx: Tx,
-    events: AuditEvent[],
-    ctx: RequestContext,
-  ): Promise<SecretRow | undefined> {
-    if (!row?.deletedAt || row.deletedAt.getTime() > Date.now() - deps.recoveryMs) return row;
-    await secrets.purge(tenantId, row.id, tx);
-    events.push(
-      auditEvent(ctx, {
-        action: 'secrets.purge',
-        outcome: 'allowed',
-        resource: pathOf(row),
-        details: { reason: 'recovery_window_closed' },
-      }),
-    );
-    return undefined;
-  }
-
-  /**
-   * Applies one planned write in the transaction: the secret row (created or updated) and its new version,
-   * encrypted by PostgreSQL under the tenant's active data key.
-   */
-  async function applyWrite(
-    ctx: RequestContext,
-    tenantId: string,
-    path: SecretPath,
-    row: SecretRow | undefined,
-    input: WriteInput,
-    plan: { create: boolean; version: number },
-    keySet: TenantKeySet,
-    tx: Tx,
-  ): Promise<{ row: SecretRow; created: boolean } | 'raced'> {
-    const actor = principalOf(ctx).identityId;
-    let target = row;
-    if (plan.create) {
-      target = await secrets.insertSecret(
-        tenantId,
-        {
-          id: newId(),
-          kind: path.kind,
-          owner: path.owner,
-          name: path.name,
-          currentVersion: 1,
-          description: input.description ?? null,
-          tags: input.tags ?? [],
-          format: input.format ?? null,
-          expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
-          createdBy: actor,
-          updatedBy: actor,
-        },
-        tx,
-      );
-      if (!target) return 'raced';
-    }
-    const secret = target as SecretRow;
-    await secrets.insertVersion(
-      tenantId,
-      {
-        secretId: secret.id,
-        version: plan.version,
-        value: input.value,
-        dekHex: keySet.activeKey,
-        dekVersion: keySet.activeVersion,
-        createdBy: actor,
-      },
-      tx,
-    );
-    if (plan.create) return { row: secret, created: true };
-    const updated = await secrets.update(
-      tenantId,
-      secret.id,
-      {
-        currentVersion: plan.version,
-        updatedBy: actor,
-        ...(input.description !== undefined ? { description: input.description } : {}),
-        ...(input.tags !== undefined ? { tags: input.tags } : {}),
-        ...(input.format !== undefined ? { format: input.format } : {}),
-        ...(input.expiresAt !== undefined ? { expiresAt: input.expiresAt ? new Date(input.expiresAt) : null } : {}),
-      },
-      tx,
-    );
-    return { row: updated, created: false };
-  }
-
-  function writeEvent(
-    ctx: RequestContext,
-    row: SecretRow,
-    version: number,
-    keySet: TenantKeySet,
-    value: string,
-    created: boolean,
-    via?: string,
-  ): AuditEvent {
-    return auditEvent(ctx, {
-      action: 'secrets.write',
-      outcome: 'allowed',
-      resource: pathOf(row),
-      version,
-      fingerprint: KeyCache.fingerprint(keySet, value),
-      details: { created, ...(via ? { via } : {}) },
-    });
-  }
-
-  /** Decrypted plaintext → value, after checking that its binding line names this tenant, secret and version. */
-  function unbind(tenantId: string, secretId: string, version: number, plaintext: string): string {
-    const binding = bindingLine(tenantId, secretId, version);
-    if (!plaintext.startsWith(binding)) throw integrityError();
-    return plaintext.slice(binding.length);
-  }
-
-  async function withIntegrity<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      // pgcrypto: "Wrong key or corrupt data" and friends.
-      if (pgErrorCode(err) === '39000') throw integrityError();
-      throw err;
-    }
+  function unprocessable(problem: string, where: string): AppError {
+    return new AppError('unprocessable', `the value does not satisfy the secret's format (${problem})`, [
+      { path: where, message: problem },
+    ]);
   }
 
   return {
@@ -271,43 +80,88 @@ export function secretService(deps: SecretServiceDeps) {
     ): Promise<{ created: boolean; metadata: SecretMetadata }> {
       const p = principalOf(ctx);
       requireAllowed(p, 'secrets.write', pathOf(path));
-      checkSize(body.value, 'body.value');
-      checkExpiry(body.expiresAt);
-      await checkNewFormat(body.format, 'body.format');
-      const keySet = await keys.get(p.tenantId);
-      const result = await db.withTenant(p.tenantId, async (tx) => {
-        const events: AuditEvent[] = [];
-        for (let attempt = 0; attempt < 2; attempt++) {
-          const row = await purgeIfWindowClosed(p.tenantId, await secrets.lock(p.tenantId, path, tx), tx, events, ctx);
-          const plan = planWrite(row, body.ifVersion);
-          if (!plan.ok) throw conflict(plan.message);
-          const format = body.format !== undefined ? body.format : ((row?.format ?? null) as SecretFormat | null);
-          const problem = await formatProblem(format, body.value);
-          if (problem) {
-            throw new AppError('unprocessable', `the value does not satisfy the secret's format (${problem})`, [
-              { path: 'body.value', message: problem },
-            ]);
+      writer.checkSize(body.value, 'body.value');
+      writer.checkExpiry(body.expiresAt);
+      await writer.checkNewFormat(body.format, 'body.format');
+      const result = await writer.withFreshKeys(p.tenantId, (keySet) =>
+        db.withTenant(p.tenantId, async (tx) => {
+          const events: AuditEvent[] = [];
+          for (let attempt = 0; attempt < 2; attempt++) {
+            const row = await writer.purgeIfWindowClosed(
+              ctx,
+              p.tenantId,
+              await secrets.lock(p.tenantId, path, tx),
+              tx,
+              events,
+            );
+            const plan = planWrite(row, body.ifVersion);
+            if (!plan.ok) throw conflict(plan.message);
+            const format = body.format !== undefined ? body.format : ((row?.format ?? null) as SecretFormat | null);
+            const problem = await writer.formatProblem(format, body.value);
+            if (problem) throw unprocessable(problem, 'body.value');
+            const applied = await writer.applyWrite(p.identityId, p.tenantId, path, row, body, plan, keySet, tx);
+            if (applied === 'raced') continue; // created by a concurrent writer a moment ago: decide again
+            events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, body.value, applied.created));
+            await audit.appendInTx(tx, events);
+            return applied;
           }
-          const applied = await applyWrite(ctx, p.tenantId, path, row, body, plan, keySet, tx);
-          if (applied === 'raced') continue; // created by a concurrent writer a moment ago: decide again
-          events.push(writeEvent(ctx, applied.row, plan.version, keySet, body.value, applied.created));
-          await audit.appendInTx(tx, events);
-          return applied;
-        }
-        throw conflict('the secret changed concurrently; retry');
-      });
+          throw conflict('the secret changed concurrently; retry');
+        }),
+      );
       return { created: result.created, metadata: toMetadata(result.row) };
     },
 
-    async get(ctx: RequestContext, path: SecretPath, version: number | undefined): Promise<SecretWithValue> {
+    async patch(ctx: RequestContext, path: SecretPath, body: PatchSecretRequest): Promise<SecretMetadata> {
+      const p = principalOf(ctx);
+      requireAllowed(p, 'secrets.update', pathOf(path));
+      writer.checkExpiry(body.expiresAt);
+      await writer.checkNewFormat(body.format, 'body.format');
+      const row = await db.withTenant(p.tenantId, async (tx) => {
+        const current = await secrets.lock(p.tenantId, path, tx);
+        if (!current || current.deletedAt) throw notFound('secret');
+        const updated = await secrets.update(
+          p.tenantId,
+          current.id,
+          {
+            updatedBy: p.identityId,
+            ...(body.description !== undefined ? { description: body.description } : {}),
+            ...(body.tags !== undefined ? { tags: body.tags } : {}),
+            ...(body.format !== undefined ? { format: body.format } : {}),
+            ...(body.expiresAt !== undefined ? { expiresAt: body.expiresAt ? new Date(body.expiresAt) : null } : {}),
+            ...(body.rotation !== undefined ? rotationColumns(body.rotation, current.lastRotatedAt) : {}),
+          },
+          tx,
+        );
+        if (body.rotation !== undefined) await writer.syncSchedule(p.tenantId, updated, tx);
+        await audit.appendInTx(tx, [
+          auditEvent(ctx, {
+            action: 'secrets.update',
+            outcome: 'allowed',
+            resource: pathOf(path),
+            version: updated.currentVersion,
+            details: { fields: Object.keys(body).sort().join(',') },
+          }),
+        ]);
+        return updated;
+      });
+      return toMetadata(row);
+    },
+
+    async get(
+      ctx: RequestContext,
+      path: SecretPath,
+      version: number | 'previous' | undefined,
+    ): Promise<SecretWithValue> {
       const p = principalOf(ctx);
       requireAllowed(p, 'secrets.read', pathOf(path));
+      const wanted = version === 'previous' ? -1 : (version ?? null);
       let keySet = await keys.get(p.tenantId);
       let row: ReadRow | undefined;
       for (let attempt = 0; ; attempt++) {
         const set = keySet;
-        row = await withIntegrity(() => secrets.read(p.tenantId, path, version ?? null, set.sqlKeys));
-        const keyMissing = row?.version != null && !row.destroyed && !row.expired && row.plaintext === null;
+        row = await withIntegrity(() => secrets.read(p.tenantId, path, wanted, set.sqlKeys));
+        const served = !row?.served_until || row.served_until > new Date();
+        const keyMissing = row?.version != null && !row.destroyed && !row.expired && served && row.plaintext === null;
         if (!keyMissing) break;
         // Sealed under a data key this replica has not loaded yet (rotated elsewhere): reload once.
         if (attempt > 0) throw integrityError();
@@ -315,27 +169,44 @@ export function secretService(deps: SecretServiceDeps) {
         keySet = await keys.get(p.tenantId);
       }
       if (!row) throw notFound('secret');
-      if (row.version === null) throw notFound(`version ${version} of the secret`);
+      if (row.version === null)
+        throw notFound(
+          version === 'previous' ? 'a previous version of the secret' : `version ${version} of the secret`,
+        );
       if (row.expired) throw new AppError('expired', `the secret expired at ${row.expires_at?.toISOString()}`);
       if (row.destroyed) throw new AppError('gone', `version ${row.version} was destroyed`);
+      if (row.plaintext === null && row.served_until) {
+        throw new AppError(
+          'gone',
+          `version ${row.version} was rotated out; its grace period ended at ${row.served_until.toISOString()}`,
+        );
+      }
       const value = unbind(p.tenantId, row.secret_id, row.version, row.plaintext as string);
       await audit.record(
         auditEvent(ctx, { action: 'secrets.read', outcome: 'allowed', resource: pathOf(path), version: row.version }),
       );
-      return {
-        kind: path.kind,
-        owner: path.owner,
-        name: path.name,
-        version: row.version,
+      const metadata = toMetadata({
+        id: row.secret_id,
+        tenantId: p.tenantId,
+        ...path,
+        currentVersion: row.current_version,
         description: row.description,
         tags: row.tags,
-        format: (row.format ?? null) as SecretFormat | null,
-        createdAt: row.created_at.toISOString(),
-        updatedAt: row.updated_at.toISOString(),
-        expiresAt: row.expires_at?.toISOString() ?? null,
+        format: row.format,
+        expiresAt: row.expires_at,
+        createdAt: row.created_at,
+        updatedAt: row.updated_at,
         createdBy: row.created_by,
-        value,
-      };
+        updatedBy: null,
+        deletedAt: null,
+        deletedBy: null,
+        rotationIntervalDays: row.rotation_interval_days,
+        rotationGraceHours: row.rotation_grace_hours,
+        generator: row.generator,
+        lastRotatedAt: row.last_rotated_at,
+        nextRotationAt: row.next_rotation_at,
+      });
+      return { ...metadata, version: row.version, value };
     },
 
     async versions(ctx: RequestContext, path: SecretPath): Promise<SecretVersions> {
@@ -351,6 +222,7 @@ export function secretService(deps: SecretServiceDeps) {
           createdAt: v.createdAt.toISOString(),
           createdBy: v.createdBy,
           destroyedAt: v.destroyedAt?.toISOString() ?? null,
+          servedUntil: v.servedUntil?.toISOString() ?? null,
           state: v.destroyed
             ? ('destroyed' as const)
             : v.version === row.currentVersion
@@ -381,7 +253,7 @@ export function secretService(deps: SecretServiceDeps) {
         : undefined;
       const items: SecretRow[] = [];
       let exhausted = false;
-      // Services see only what they may list: keep reading pages until this one is full or the rows run out.
+      // Services see only what they may list: keep reading until this page is full or the rows run out.
       for (let round = 0; round < 20 && items.length <= q.limit && !exhausted; round++) {
         const batch = await secrets.list(p.tenantId, q, after, q.limit + 1);
         exhausted = batch.length < q.limit + 1;
@@ -415,7 +287,10 @@ export function secretService(deps: SecretServiceDeps) {
         const row = await secrets.lock(p.tenantId, path, tx);
         if (!row || (row.deletedAt && !purge)) throw notFound('secret');
         if (purge) await secrets.purge(p.tenantId, row.id, tx);
-        else await secrets.update(p.tenantId, row.id, { deletedAt: new Date(), deletedBy: p.identityId }, tx);
+        else {
+          await secrets.update(p.tenantId, row.id, { deletedAt: new Date(), deletedBy: p.identityId }, tx);
+          await secrets.schedule(p.tenantId, row.id, null, false, tx);
+        }
         await audit.appendInTx(tx, [
           auditEvent(ctx, {
             action: purge ? 'secrets.purge' : 'secrets.delete',
@@ -435,7 +310,7 @@ export function secretService(deps: SecretServiceDeps) {
         const current = await secrets.lock(p.tenantId, path, tx);
         if (!current) throw notFound('secret');
         if (!current.deletedAt) throw conflict('the secret is not deleted');
-        if (!(await purgeIfWindowClosed(p.tenantId, current, tx, events, ctx))) {
+        if (!(await writer.purgeIfWindowClosed(ctx, p.tenantId, current, tx, events))) {
           await audit.appendInTx(tx, events);
           return null;
         }
@@ -445,6 +320,7 @@ export function secretService(deps: SecretServiceDeps) {
           { deletedAt: null, deletedBy: null, updatedBy: p.identityId },
           tx,
         );
+        await writer.syncSchedule(p.tenantId, restored, tx);
         events.push(
           auditEvent(ctx, {
             action: 'secrets.restore',
@@ -466,9 +342,8 @@ export function secretService(deps: SecretServiceDeps) {
       await db.withTenant(p.tenantId, async (tx) => {
         const row = await secrets.lock(p.tenantId, path, tx);
         if (!row || row.deletedAt) throw notFound('secret');
-        if (version === row.currentVersion) {
+        if (version === row.currentVersion)
           throw conflict('the current version cannot be destroyed: write a new version first');
-        }
         if (!(await secrets.destroyVersion(p.tenantId, row.id, version, tx)))
           throw notFound(`version ${version} of the secret`);
         await audit.appendInTx(tx, [
@@ -479,6 +354,7 @@ export function secretService(deps: SecretServiceDeps) {
 
     async bundle(ctx: RequestContext, kind: SecretKind, owner: string): Promise<Bundle> {
       const p = principalOf(ctx);
+      // Admins read every name, so the list of names is only fetched to filter a service's view.
       let names: string[] | null = null;
       if (p.role !== 'admin') {
         const all = await secrets.bundleNames(p.tenantId, kind, owner);
@@ -541,81 +417,86 @@ export function secretService(deps: SecretServiceDeps) {
       if (denied.length > 0)
         throw new AppError('forbidden', 'this identity may not change every secret in the bundle', denied);
       for (const [n, s] of sets) {
-        checkSize(s.value, `body.set.${n}.value`);
-        await checkNewFormat(s.format, `body.set.${n}.format`);
+        writer.checkSize(s.value, `body.set.${n}.value`);
+        await writer.checkNewFormat(s.format, `body.set.${n}.format`);
       }
-      const keySet = await keys.get(p.tenantId);
-      return db.withTenant(p.tenantId, async (tx) => {
-        const events: AuditEvent[] = [];
-        const names = [...sets.map(([n]) => n), ...deletes].sort();
-        const locked = new Map((await secrets.lockMany(p.tenantId, kind, owner, names, tx)).map((r) => [r.name, r]));
-        for (const [name, row] of locked) {
-          const kept = await purgeIfWindowClosed(p.tenantId, row, tx, events, ctx);
-          if (!kept) locked.delete(name);
-        }
-        const conflicts: ErrorIssue[] = [];
-        const unprocessable: ErrorIssue[] = [];
-        const plans = new Map<string, { create: boolean; version: number }>();
-        for (const [name, s] of sets) {
-          const row = locked.get(name);
-          const plan = planWrite(row, s.ifVersion);
-          if (!plan.ok) {
-            conflicts.push({ path: `body.set.${name}`, message: plan.message });
-            continue;
+      return writer.withFreshKeys(p.tenantId, (keySet) =>
+        db.withTenant(p.tenantId, async (tx) => {
+          const events: AuditEvent[] = [];
+          const names = [...sets.map(([n]) => n), ...deletes].sort();
+          const locked = new Map((await secrets.lockMany(p.tenantId, kind, owner, names, tx)).map((r) => [r.name, r]));
+          for (const [name, row] of locked) {
+            if (!(await writer.purgeIfWindowClosed(ctx, p.tenantId, row, tx, events))) locked.delete(name);
           }
-          plans.set(name, plan);
-          const format = s.format !== undefined ? s.format : ((row?.format ?? null) as SecretFormat | null);
-          const problem = await formatProblem(format, s.value);
-          if (problem) unprocessable.push({ path: `body.set.${name}.value`, message: problem });
-        }
-        for (const name of deletes) {
-          const row = locked.get(name);
-          if (!row || row.deletedAt)
-            conflicts.push({ path: `body.delete.${name}`, message: 'the secret does not exist' });
-        }
-        if (conflicts.length > 0)
-          throw new AppError('conflict', 'the bundle was not applied: some secrets changed or do not exist', conflicts);
-        if (unprocessable.length > 0) {
-          throw new AppError(
-            'unprocessable',
-            'the bundle was not applied: some values do not satisfy their format',
-            unprocessable,
-          );
-        }
-        const versions: Record<string, number | null> = {};
-        for (const [name, s] of sets) {
-          const plan = plans.get(name) as { create: boolean; version: number };
-          const applied = await applyWrite(
-            ctx,
-            p.tenantId,
-            { kind, owner, name },
-            locked.get(name),
-            s,
-            plan,
-            keySet,
-            tx,
-          );
-          if (applied === 'raced') throw conflict(`${kind}/${owner}/${name} was created concurrently; retry`);
-          versions[name] = plan.version;
-          events.push(writeEvent(ctx, applied.row, plan.version, keySet, s.value, applied.created, 'bundle'));
-        }
-        for (const name of deletes) {
-          const row = locked.get(name) as SecretRow;
-          await secrets.update(p.tenantId, row.id, { deletedAt: new Date(), deletedBy: p.identityId }, tx);
-          versions[name] = null;
-          events.push(
-            auditEvent(ctx, {
-              action: 'secrets.delete',
-              outcome: 'allowed',
-              resource: pathOf(row),
-              version: row.currentVersion,
-              details: { via: 'bundle' },
-            }),
-          );
-        }
-        await audit.appendInTx(tx, events);
-        return { versions };
-      });
+          const conflicts: ErrorIssue[] = [];
+          const unprocessables: ErrorIssue[] = [];
+          const plans = new Map<string, { create: boolean; version: number }>();
+          for (const [name, s] of sets) {
+            const row = locked.get(name);
+            const plan = planWrite(row, s.ifVersion);
+            if (!plan.ok) {
+              conflicts.push({ path: `body.set.${name}`, message: plan.message });
+              continue;
+            }
+            plans.set(name, plan);
+            const format = s.format !== undefined ? s.format : ((row?.format ?? null) as SecretFormat | null);
+            const problem = await writer.formatProblem(format, s.value);
+            if (problem) unprocessables.push({ path: `body.set.${name}.value`, message: problem });
+          }
+          for (const name of deletes) {
+            const row = locked.get(name);
+            if (!row || row.deletedAt)
+              conflicts.push({ path: `body.delete.${name}`, message: 'the secret does not exist' });
+          }
+          if (conflicts.length > 0)
+            throw new AppError(
+              'conflict',
+              'the bundle was not applied: some secrets changed or do not exist',
+              conflicts,
+            );
+          if (unprocessables.length > 0) {
+            throw new AppError(
+              'unprocessable',
+              'the bundle was not applied: some values do not satisfy their format',
+              unprocessables,
+            );
+          }
+          const versions: Record<string, number | null> = {};
+          for (const [name, s] of sets) {
+            const plan = plans.get(name) as { create: boolean; version: number };
+            const applied = await writer.applyWrite(
+              p.identityId,
+              p.tenantId,
+              { kind, owner, name },
+              locked.get(name),
+              s,
+              plan,
+              keySet,
+              tx,
+            );
+            if (applied === 'raced') throw conflict(`${kind}/${owner}/${name} was created concurrently; retry`);
+            versions[name] = plan.version;
+            events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, s.value, applied.created, 'bundle'));
+          }
+          for (const name of deletes) {
+            const row = locked.get(name) as SecretRow;
+            await secrets.update(p.tenantId, row.id, { deletedAt: new Date(), deletedBy: p.identityId }, tx);
+            await secrets.schedule(p.tenantId, row.id, null, false, tx);
+            versions[name] = null;
+            events.push(
+              auditEvent(ctx, {
+                action: 'secrets.delete',
+                outcome: 'allowed',
+                resource: pathOf(row),
+                version: row.currentVersion,
+                details: { via: 'bundle' },
+              }),
+            );
+          }
+          await audit.appendInTx(tx, events);
+          return { versions };
+        }),
+      );
     },
   };
 }

@@ -64,13 +64,6 @@ export function tenantQueries(db: Database) {
         await t.insert(tenantKeys).values({ ...key, tenantId });
       });
     },
-
-    /** Which master keys wrap at least one data key (platform scope), for readiness and key rotation. */
-    masterKeysInUse(tx?: Tx): Promise<{ masterKeyId: string }[]> {
-      return db.inTenant(PLATFORM_TENANT_ID, tx, (t) =>
-        t.selectDistinct({ masterKeyId: tenantKeys.masterKeyId }).from(tenantKeys),
-      );
-    },
   };
 }
 

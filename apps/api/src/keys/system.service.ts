@@ -1,0 +1,190 @@
+import { PLATFORM_TENANT_ID, type RewrapResponse, type SystemKeys } from '@coffer/contracts';
+import { sql } from 'drizzle-orm';
+import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import type { AuditSink } from '../audit/audit.sink.ts';
+import { CHECKPOINT_PURPOSE, checkpointMac } from '../audit/audit.verify.ts';
+import { dataKeyContext, fingerprintKeyContext, type MasterKeyring } from '../crypto/keyring.ts';
+import type { Database } from '../db/database.ts';
+import { webhookSecretContext } from '../webhooks/webhooks.service.ts';
+
+export interface SystemServiceDeps {
+  db: Pick<Database, 'withTenant'>;
+  keyring: MasterKeyring;
+  audit: AuditSink;
+  batchSize?: number;
+}
+
+type Counts = Record<'dataKeys' | 'fingerprintKeys' | 'webhookSecrets' | 'checkpoints', number>;
+
+/**
+ * Master-key operations (platform admin). Rotation is online: put the new key first in the keyring, restart, call
+ * rewrap; data keys, fingerprint keys and webhook secrets are re-wrapped and checkpoints re-signed (after their
+ * old signature checks out), in batches, so the call is idempotent and resumes where it stopped. No secret value
+ * is re-encrypted. The census says when an old key may leave the keyring.
+ */
+export function systemService(deps: SystemServiceDeps) {
+  const { db, keyring } = deps;
+  const batch = deps.batchSize ?? 200;
+
+  /** Which master key wraps or signs how many things (platform scope). */
+  async function census(): Promise<Map<string, Counts>> {
+    return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
+      const { rows } = await t.execute<{ id: string; what: keyof Counts; n: string }>(sql`
+        select master_key_id as id, 'dataKeys' as what, count(*) as n from coffer.tenant_keys where state <> 'retired' group by 1
+        union all
+        select fingerprint_key_master_id, 'fingerprintKeys', count(*) from coffer.tenants where fingerprint_key_master_id is not null group by 1
+        union all
+        select secret_master_key_id, 'webhookSecrets', count(*) from coffer.webhooks group by 1
+        union all
+        select master_key_id, 'checkpoints', count(*) from coffer.audit_checkpoints group by 1`);
+      const out = new Map<string, Counts>();
+      for (const r of rows) {
+        const c = out.get(r.id) ?? { dataKeys: 0, fingerprintKeys: 0, webhookSecrets: 0, checkpoints: 0 };
+        c[r.what] = Number(r.n);
+        out.set(r.id, c);
+      }
+      return out;
+    });
+  }
+
+  async function rewrapDataKeys(): Promise<number> {
+    return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
+      const { rows } = await t.execute<{
+        tenant_id: string;
+        version: number;
+        wrapped_key: Buffer;
+        master_key_id: string;
+      }>(sql`
+        select tenant_id, version, wrapped_key, master_key_id from coffer.tenant_keys
+        where state <> 'retired' and master_key_id <> ${keyring.activeId} and master_key_id = any(${sql.param(keyring.ids)}::text[])
+        limit ${batch} for update skip locked`);
+      for (const r of rows) {
+        const context = dataKeyContext(r.tenant_id, r.version);
+        const dek = keyring.unwrap({ wrapped: r.wrapped_key, masterKeyId: r.master_key_id }, context);
+        const w = keyring.wrap(dek, context);
+        dek.fill(0);
+        await t.execute(sql`update coffer.tenant_keys set wrapped_key = ${w.wrapped}, master_key_id = ${w.masterKeyId}
+          where tenant_id = ${r.tenant_id} and version = ${r.version}`);
+      }
+      return rows.length;
+    });
+  }
+
+  async function rewrapFingerprintKeys(): Promise<number> {
+    return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
+      const { rows } = await t.execute<{ id: string; wrapped: Buffer; master_key_id: string }>(sql`
+        select id, fingerprint_key_wrapped as wrapped, fingerprint_key_master_id as master_key_id from coffer.tenants
+        where fingerprint_key_master_id <> ${keyring.activeId} and fingerprint_key_master_id = any(${sql.param(keyring.ids)}::text[])
+        limit ${batch} for update skip locked`);
+      for (const r of rows) {
+        const context = fingerprintKeyContext(r.id);
+        const key = keyring.unwrap({ wrapped: r.wrapped, masterKeyId: r.master_key_id }, context);
+        const w = keyring.wrap(key, context);
+        key.fill(0);
+        await t.execute(sql`update coffer.tenants set fingerprint_key_wrapped = ${w.wrapped}, fingerprint_key_master_id = ${w.masterKeyId}
+          where id = ${r.id}`);
+      }
+      return rows.length;
+    });
+  }
+
+  async function rewrapWebhookSecrets(): Promise<number> {
+    return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
+      const { rows } = await t.execute<{ id: string; wrapped: Buffer; master_key_id: string }>(sql`
+        select id, secret_wrapped as wrapped, secret_master_key_id as master_key_id from coffer.webhooks
+        where secret_master_key_id <> ${keyring.activeId} and secret_master_key_id = any(${sql.param(keyring.ids)}::text[])
+        limit ${batch} for update skip locked`);
+      for (const r of rows) {
+        const context = webhookSecretContext(r.id);
+        const w = keyring.wrap(keyring.unwrap({ wrapped: r.wrapped, masterKeyId: r.master_key_id }, context), context);
+        await t.execute(
+          sql`update coffer.webhooks set secret_wrapped = ${w.wrapped}, secret_master_key_id = ${w.masterKeyId} where id = ${r.id}`,
+        );
+      }
+      return rows.length;
+    });
+  }
+
+  /** Re-signs checkpoints whose old signature is valid; a bad one is left as it is, for verify to report. */
+  async function resignCheckpoints(): Promise<{ resigned: number; seen: number }> {
+    return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
+      const { rows } = await t.execute<{
+        tenant_id: string;
+        seq: string;
+        hash: Buffer;
+        mac: Buffer;
+        master_key_id: string;
+      }>(sql`
+        select tenant_id, seq, hash, mac, master_key_id from coffer.audit_checkpoints
+        where master_key_id <> ${keyring.activeId} and master_key_id = any(${sql.param(keyring.ids)}::text[])
+        limit ${batch} for update skip locked`);
+      let resigned = 0;
+      const newKey = keyring.derive(CHECKPOINT_PURPOSE);
+      for (const r of rows) {
+        const seq = Number(r.seq);
+        const old = checkpointMac(keyring.deriveFor(r.master_key_id, CHECKPOINT_PURPOSE), r.tenant_id, seq, r.hash);
+        if (!old.equals(r.mac)) continue;
+        await t.execute(sql`update coffer.audit_checkpoints set mac = ${checkpointMac(newKey, r.tenant_id, seq, r.hash)}, master_key_id = ${keyring.activeId}
+          where tenant_id = ${r.tenant_id} and seq = ${seq}`);
+        resigned++;
+      }
+      return { resigned, seen: rows.length };
+    });
+  }
+
+  return {
+    census,
+
+    async keys(ctx: RequestContext): Promise<SystemKeys> {
+      const c = await census();
+      await deps.audit.record(
+        auditEvent(ctx, { action: 'system.keys.read', outcome: 'allowed', resource: 'system/keys' }),
+      );
+      return {
+        activeMasterKeyId: keyring.activeId,
+        keyring: keyring.ids,
+        inUse: [...c].map(([masterKeyId, counts]) => ({ masterKeyId, inKeyring: keyring.has(masterKeyId), ...counts })),
+      };
+    },
+
+    async rewrap(ctx: RequestContext): Promise<RewrapResponse> {
+      const done = { dataKeys: 0, fingerprintKeys: 0, webhookSecrets: 0, checkpoints: 0 };
+      for (;;) {
+        const n = await rewrapDataKeys();
+        done.dataKeys += n;
+        if (n < batch) break;
+      }
+      for (;;) {
+        const n = await rewrapFingerprintKeys();
+        done.fingerprintKeys += n;
+        if (n < batch) break;
+      }
+      for (;;) {
+        const n = await rewrapWebhookSecrets();
+        done.webhookSecrets += n;
+        if (n < batch) break;
+      }
+      for (;;) {
+        const r = await resignCheckpoints();
+        done.checkpoints += r.resigned;
+        if (r.seen < batch || r.resigned === 0) break;
+      }
+      let remaining = 0;
+      for (const [id, counts] of await census()) {
+        if (id !== keyring.activeId)
+          remaining += counts.dataKeys + counts.fingerprintKeys + counts.webhookSecrets + counts.checkpoints;
+      }
+      await deps.audit.record(
+        auditEvent(ctx, {
+          action: 'system.keys.rewrap',
+          outcome: 'allowed',
+          resource: 'system/keys',
+          details: { ...done, remaining, activeMasterKeyId: keyring.activeId },
+        }),
+      );
+      return { activeMasterKeyId: keyring.activeId, rewrapped: done, remaining };
+    },
+  };
+}
+
+export type SystemService = ReturnType<typeof systemService>;

@@ -1,0 +1,11 @@
+import type { FastifyInstance } from 'fastify';
+import { requestContext } from '../audit/audit.context.ts';
+import { mount } from '../http/mount.ts';
+import type { RotationService } from './rotation.service.ts';
+
+export async function rotationRoutes(app: FastifyInstance, o: { service: RotationService }): Promise<void> {
+  const { service } = o;
+  mount(app, 'rotateSecret', (req) => service.rotate(requestContext(req), req.params, req.body ?? {}));
+  mount(app, 'rotationDue', (req) => service.due(requestContext(req), req.query));
+  mount(app, 'rotationLog', (req) => service.log(requestContext(req), req.query));
+}

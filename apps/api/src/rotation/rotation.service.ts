@@ -1,0 +1,282 @@
+import {
+  PLATFORM_TENANT_ID,
+  type RotateSecretRequest,
+  type RotationDue,
+  type RotationLog,
+  type SecretMetadata,
+} from '@coffer/contracts';
+import type { Logger } from 'pino';
+import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import type { AuditQueries } from '../audit/audit.queries.ts';
+import type { AuditSink } from '../audit/audit.sink.ts';
+import type { AuditEvent } from '../audit/audit.types.ts';
+import { authorize } from '../auth/authorize.ts';
+import { principalOf } from '../auth/principal.ts';
+import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
+import type { Database, Tx } from '../db/database.ts';
+import { pgErrorCode } from '../db/pg-errors.ts';
+import { AppError, forbidden, notFound } from '../errors/app-error.ts';
+import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import { DEFAULT_GRACE_HOURS, pathOf, type SecretWriter, toMetadata } from '../secrets/secret-writes.ts';
+import type { SecretPath, SecretQueries, SecretRow } from '../secrets/secrets.queries.ts';
+import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
+import { generateValue } from './generator.ts';
+import type { RotationQueries } from './rotation.queries.ts';
+
+export interface RotationServiceDeps {
+  db: Pick<Database, 'withTenant' | 'rescope'>;
+  secrets: SecretQueries;
+  queries: RotationQueries;
+  auditReads: Pick<AuditQueries, 'page'>;
+  keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
+  writer: SecretWriter;
+  audit: AuditSink;
+  webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
+  log: Logger;
+}
+
+const DURATION_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const parseDuration = (d: string) => Number(d.slice(0, -1)) * (DURATION_MS[d.slice(-1)] ?? 0);
+
+type Trigger = 'manual' | 'scheduler';
+
+/**
+ * Rotation: a new current version from a given value or the secret's generator, the previous one served for the
+ * grace period, the next due date moved on, one audit event and a webhook, all in one transaction. The scheduler
+ * rotates due secrets with a generator, each exactly once across replicas.
+ */
+export function rotationService(deps: RotationServiceDeps) {
+  const { db, secrets, queries, writer, audit, webhooks } = deps;
+
+  /** The rotation itself, on a row locked in `tx`. Throws AppError (422) when the value fails the format. */
+  async function rotateLocked(
+    ctx: RequestContext,
+    tenantId: string,
+    row: SecretRow,
+    value: string,
+    trigger: Trigger,
+    keySet: TenantKeySet,
+    tx: Tx,
+  ): Promise<SecretRow> {
+    writer.checkSize(value, 'body.value');
+    const problem = await writer.formatProblem((row.format ?? null) as never, value);
+    if (problem) {
+      throw new AppError('unprocessable', `the new value does not satisfy the secret's format (${problem})`, [
+        { path: 'body.value', message: problem },
+      ]);
+    }
+    const now = new Date();
+    const from = row.currentVersion;
+    const to = from + 1;
+    const applied = await writer.applyWrite(
+      ctx.principal?.identityId ?? null,
+      tenantId,
+      row,
+      row,
+      { value },
+      { create: false, version: to },
+      keySet,
+      tx,
+      {
+        lastRotatedAt: now,
+        nextRotationAt: row.rotationIntervalDays
+          ? new Date(now.getTime() + row.rotationIntervalDays * 86_400_000)
+          : null,
+      },
+    );
+    if (applied === 'raced') throw new Error('unreachable: rotation of an existing row cannot race its creation');
+    const grace = (row.rotationGraceHours ?? DEFAULT_GRACE_HOURS) * 3_600_000;
+    await secrets.serveUntil(tenantId, row.id, from, new Date(now.getTime() + grace), tx);
+    await audit.appendInTx(tx, [
+      auditEvent(ctx, {
+        tenantId,
+        ...(trigger === 'scheduler' ? { actorName: 'scheduler' } : {}),
+        action: 'secrets.rotate',
+        outcome: 'allowed',
+        resource: pathOf(row),
+        version: to,
+        fingerprint: TenantKeyCache.fingerprint(keySet, value),
+        details: { from, to, trigger },
+      }),
+    ]);
+    await webhooks.enqueueInTx(
+      tenantId,
+      'secret.rotated',
+      { tenantId, path: pathOf(row), fromVersion: from, toVersion: to, trigger, rotatedAt: now.toISOString() },
+      tx,
+    );
+    return applied.row;
+  }
+
+  const SCHEDULER: RequestContext = {
+    principal: null,
+    requestId: 'scheduler',
+    sourceIp: null,
+    userAgent: 'coffer-scheduler',
+  };
+
+  /** One due secret: claimed, rotated (or its failure recorded and postponed), committed. False when none is due. */
+  async function rotateOneDue(): Promise<'rotated' | 'failed' | 'skipped' | 'none'> {
+    let failedTenant: string | null = null;
+    try {
+      return await db.withTenant(PLATFORM_TENANT_ID, async (tx) => {
+        const claim = await queries.claimDue(tx);
+        if (!claim) return 'none';
+        failedTenant = claim.tenantId;
+        await db.rescope(tx, claim.tenantId);
+        const row = await queries.lockSecretById(claim.tenantId, claim.secretId, tx);
+        if (!row || row.deletedAt || !row.generator) {
+          await secrets.schedule(claim.tenantId, claim.secretId, null, false, tx);
+          return 'skipped';
+        }
+        const keySet = await deps.keys.get(claim.tenantId);
+        try {
+          await rotateLocked(
+            SCHEDULER,
+            claim.tenantId,
+            row,
+            generateValue(row.generator as never),
+            'scheduler',
+            keySet,
+            tx,
+          );
+          return 'rotated';
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          // The generator cannot satisfy the format: record it, tell the webhooks, try again in an hour.
+          const events: AuditEvent[] = [
+            auditEvent(SCHEDULER, {
+              tenantId: claim.tenantId,
+              actorName: 'scheduler',
+              action: 'secrets.rotate',
+              outcome: 'error',
+              errorCode: err.code,
+              resource: pathOf(row),
+              version: row.currentVersion,
+              details: { from: row.currentVersion, trigger: 'scheduler', reason: err.message.slice(0, 200) },
+            }),
+          ];
+          await queries.postpone(claim.tenantId, row.id, new Date(Date.now() + 3_600_000), tx);
+          await audit.appendInTx(tx, events);
+          await webhooks.enqueueInTx(
+            claim.tenantId,
+            'secret.rotation_failed',
+            { tenantId: claim.tenantId, path: pathOf(row), reason: err.code },
+            tx,
+          );
+          return 'failed';
+        }
+      });
+    } catch (err) {
+      if (pgErrorCode(err) === 'CF001' && failedTenant) {
+        deps.keys.invalidate(failedTenant);
+        return 'skipped';
+      }
+      throw err;
+    }
+  }
+
+  return {
+    rotateLocked,
+
+    async rotate(ctx: RequestContext, path: SecretPath, body: RotateSecretRequest): Promise<SecretMetadata> {
+      const p = principalOf(ctx);
+      const d = authorize(p, 'secrets.rotate', pathOf(path));
+      if (!d.allowed) throw forbidden(d.reason);
+      const row = await writer.withFreshKeys(p.tenantId, (keySet) =>
+        db.withTenant(p.tenantId, async (tx) => {
+          const current = await secrets.lock(p.tenantId, path, tx);
+          if (!current || current.deletedAt) throw notFound('secret');
+          let value = body.value;
+          if (value === undefined) {
+            if (!current.generator) {
+              throw new AppError('unprocessable', 'the secret has no generator: give the new value', [
+                { path: 'body.value', message: 'required when the secret has no rotation generator' },
+              ]);
+            }
+            value = generateValue(current.generator as never);
+          }
+          return rotateLocked(ctx, p.tenantId, current, value, 'manual', keySet, tx);
+        }),
+      );
+      return toMetadata(row);
+    },
+
+    async due(ctx: RequestContext, q: { within: string; limit: number }): Promise<RotationDue> {
+      const p = principalOf(ctx);
+      const now = Date.now();
+      const rows = await queries.due(p.tenantId, new Date(now + parseDuration(q.within)), q.limit);
+      await audit.record(
+        auditEvent(ctx, {
+          action: 'rotation.due',
+          outcome: 'allowed',
+          resource: 'rotation',
+          details: { count: rows.length },
+        }),
+      );
+      return {
+        items: rows
+          .filter((r) => authorize(p, 'secrets.list', pathOf(r)).allowed)
+          .map((r) => ({
+            kind: r.kind,
+            owner: r.owner,
+            name: r.name,
+            path: pathOf(r),
+            intervalDays: r.rotationIntervalDays ?? 0,
+            lastRotatedAt: r.lastRotatedAt?.toISOString() ?? null,
+            nextRotationAt: (r.nextRotationAt as Date).toISOString(),
+            overdue: (r.nextRotationAt as Date).getTime() <= now,
+            automatic: r.generator !== null,
+          })),
+      };
+    },
+
+    /** The rotation log teams keep by hand, read from the audit chain. */
+    async log(
+      ctx: RequestContext,
+      q: { from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined },
+    ): Promise<RotationLog> {
+      const p = principalOf(ctx);
+      const cursor = decodeCursor(q.cursor, ['s'] as const);
+      const rows = await deps.auditReads.page(
+        p.tenantId,
+        { action: 'secrets.rotate', from: q.from, to: q.to },
+        cursor ? Number(cursor.s) : undefined,
+        q.limit + 1,
+      );
+      const items = rows.slice(0, q.limit);
+      const last = items.at(-1);
+      await audit.record(auditEvent(ctx, { action: 'rotation.log', outcome: 'allowed', resource: 'rotation' }));
+      return {
+        items: items.map((r) => ({
+          at: r.occurredAt.toISOString(),
+          path: r.resource ?? '',
+          fromVersion: typeof r.details?.from === 'number' ? r.details.from : null,
+          toVersion: typeof r.details?.to === 'number' ? r.details.to : null,
+          trigger: r.details?.trigger === 'scheduler' ? 'scheduler' : 'manual',
+          actorId: r.actorId,
+          actorName: r.actorName,
+          outcome: r.outcome,
+          errorCode: r.errorCode,
+        })),
+        nextCursor: rows.length > q.limit && last ? encodeCursor({ s: last.seq }) : null,
+      };
+    },
+
+    /** One scheduler pass: rotates due secrets one transaction each, up to `max`. */
+    async runDue(max = 200): Promise<{ rotated: number; failed: number }> {
+      let rotated = 0;
+      let failed = 0;
+      for (let i = 0; i < max; i++) {
+        const r = await rotateOneDue();
+        if (r === 'none') break;
+        if (r === 'rotated') rotated++;
+        if (r === 'failed') failed++;
+      }
+      if (rotated + failed > 0) deps.log.info({ rotated, failed }, 'scheduled rotations');
+      return { rotated, failed };
+    },
+  };
+}
+
+export type RotationService = ReturnType<typeof rotationService>;

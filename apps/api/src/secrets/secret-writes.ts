@@ -1,0 +1,274 @@
+import type { RotationPolicy, SecretFormat, SecretMetadata } from '@coffer/contracts';
+import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import type { AuditEvent } from '../audit/audit.types.ts';
+import { newId } from '../crypto/ids.ts';
+import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
+import type { Tx } from '../db/database.ts';
+import { pgErrorCode } from '../db/pg-errors.ts';
+import { AppError } from '../errors/app-error.ts';
+import { checkFormat } from './formats.ts';
+import type { SecretPath, SecretQueries, SecretRow } from './secrets.queries.ts';
+
+/** The pieces every path that writes a secret version shares: secrets CRUD, bundles, rotation and the scheduler. */
+
+export const pathOf = (p: SecretPath): string => `${p.kind}/${p.owner}/${p.name}`;
+
+export const DEFAULT_GRACE_HOURS = 24;
+
+export function toMetadata(row: SecretRow): SecretMetadata {
+  return {
+    kind: row.kind,
+    owner: row.owner,
+    name: row.name,
+    version: row.currentVersion,
+    description: row.description,
+    tags: row.tags,
+    format: (row.format ?? null) as SecretFormat | null,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    expiresAt: row.expiresAt?.toISOString() ?? null,
+    createdBy: row.createdBy,
+    rotation:
+      row.rotationIntervalDays !== null
+        ? {
+            intervalDays: row.rotationIntervalDays,
+            graceHours: row.rotationGraceHours ?? DEFAULT_GRACE_HOURS,
+            ...(row.generator ? { generator: row.generator as NonNullable<RotationPolicy['generator']> } : {}),
+          }
+        : null,
+    lastRotatedAt: row.lastRotatedAt?.toISOString() ?? null,
+    nextRotationAt: row.nextRotationAt?.toISOString() ?? null,
+  };
+}
+
+/** The columns a rotation policy sets, with the next due date counted from the last rotation (or now). */
+export function rotationColumns(policy: RotationPolicy | null, lastRotatedAt: Date | null, now = new Date()) {
+  if (!policy) {
+    return { rotationIntervalDays: null, rotationGraceHours: null, generator: null, nextRotationAt: null };
+  }
+  const from = lastRotatedAt ?? now;
+  return {
+    rotationIntervalDays: policy.intervalDays,
+    rotationGraceHours: policy.graceHours,
+    generator: policy.generator ?? null,
+    nextRotationAt: new Date(from.getTime() + policy.intervalDays * 86_400_000),
+  };
+}
+
+export interface WriteInput {
+  value: string;
+  ifVersion?: number | undefined;
+  format?: SecretFormat | null | undefined;
+  description?: string | null | undefined;
+  tags?: string[] | undefined;
+  expiresAt?: string | null | undefined;
+  rotation?: RotationPolicy | null | undefined;
+}
+
+export type Plan = { ok: true; create: boolean; version: number } | { ok: false; message: string };
+
+/** Compare-and-set and soft-delete rules for one write, given the locked row (or none). */
+export function planWrite(row: SecretRow | undefined, ifVersion: number | undefined): Plan {
+  if (row?.deletedAt) return { ok: false, message: 'the secret is deleted: restore it or purge it first' };
+  if (!row) {
+    if (ifVersion !== undefined && ifVersion !== 0) {
+      return { ok: false, message: `the secret does not exist (ifVersion ${ifVersion})` };
+    }
+    return { ok: true, create: true, version: 1 };
+  }
+  if (ifVersion === 0)
+    return { ok: false, message: `the secret already exists (current version ${row.currentVersion})` };
+  if (ifVersion !== undefined && ifVersion !== row.currentVersion) {
+    return { ok: false, message: `the current version is ${row.currentVersion}, not ${ifVersion}` };
+  }
+  return { ok: true, create: false, version: row.currentVersion + 1 };
+}
+
+export interface SecretWriterDeps {
+  secrets: SecretQueries;
+  keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
+  maxValueBytes: number;
+  recoveryMs: number;
+}
+
+export function secretWriter(deps: SecretWriterDeps) {
+  const { secrets, keys } = deps;
+
+  return {
+    checkSize(value: string, where: string): void {
+      const bytes = Buffer.byteLength(value, 'utf8');
+      if (bytes > deps.maxValueBytes) {
+        throw new AppError('payload_too_large', `the value is ${bytes} bytes; the limit is ${deps.maxValueBytes}`, [
+          { path: where, message: `must be at most ${deps.maxValueBytes} bytes` },
+        ]);
+      }
+    },
+
+    async checkNewFormat(format: SecretFormat | null | undefined, where: string): Promise<void> {
+      if (!format || typeof format !== 'object' || format.pattern === undefined) return;
+      try {
+        await secrets.checkPattern(format.pattern);
+      } catch (err) {
+        if (pgErrorCode(err) !== '2201B') throw err;
+        throw new AppError('validation_failed', 'the format pattern is not a valid regular expression', [
+          { path: `${where}.pattern`, message: 'must be a valid PostgreSQL (POSIX ARE) regular expression' },
+        ]);
+      }
+    },
+
+    checkExpiry(expiresAt: string | null | undefined): void {
+      if (expiresAt && Date.parse(expiresAt) <= Date.now()) {
+        throw new AppError('validation_failed', 'expiresAt must be in the future', [
+          { path: 'body.expiresAt', message: 'must be in the future' },
+        ]);
+      }
+    },
+
+    /** The failed rule for a value under its effective format, or null. Custom patterns run in PostgreSQL. */
+    async formatProblem(format: SecretFormat | null, value: string): Promise<string | null> {
+      const r = checkFormat(format, value);
+      if (!r.ok) return r.rule ?? 'format';
+      if (r.pattern !== undefined && !(await secrets.matchesPattern(value, r.pattern))) {
+        return 'pattern: must match the format pattern';
+      }
+      return null;
+    },
+
+    /** A soft-deleted secret past its recovery window is erased for good before anything else touches its name. */
+    async purgeIfWindowClosed(
+      ctx: RequestContext,
+      tenantId: string,
+      row: SecretRow | undefined,
+      tx: Tx,
+      events: AuditEvent[],
+    ): Promise<SecretRow | undefined> {
+      if (!row?.deletedAt || row.deletedAt.getTime() > Date.now() - deps.recoveryMs) return row;
+      await secrets.purge(tenantId, row.id, tx);
+      events.push(
+        auditEvent(ctx, {
+          tenantId,
+          action: 'secrets.purge',
+          outcome: 'allowed',
+          resource: pathOf(row),
+          details: { reason: 'recovery_window_closed' },
+        }),
+      );
+      return undefined;
+    },
+
+    /**
+     * The secret row (created or updated) and its new version, encrypted by PostgreSQL under the tenant's
+     * active data key. 'raced' when another writer created the secret a moment ago (decide again).
+     */
+    async applyWrite(
+      actorId: string | null,
+      tenantId: string,
+      path: SecretPath,
+      row: SecretRow | undefined,
+      input: WriteInput,
+      plan: { create: boolean; version: number },
+      keySet: TenantKeySet,
+      tx: Tx,
+      extra: Partial<Omit<SecretRow, 'id' | 'tenantId'>> = {},
+    ): Promise<{ row: SecretRow; created: boolean } | 'raced'> {
+      let target = row;
+      const rotation = input.rotation !== undefined ? rotationColumns(input.rotation, row?.lastRotatedAt ?? null) : {};
+      if (plan.create) {
+        target = await secrets.insertSecret(
+          tenantId,
+          {
+            id: newId(),
+            kind: path.kind,
+            owner: path.owner,
+            name: path.name,
+            currentVersion: 1,
+            description: input.description ?? null,
+            tags: input.tags ?? [],
+            format: input.format ?? null,
+            expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
+            createdBy: actorId,
+            updatedBy: actorId,
+            ...rotation,
+            ...extra,
+          },
+          tx,
+        );
+        if (!target) return 'raced';
+      }
+      const secret = target as SecretRow;
+      await secrets.insertVersion(
+        tenantId,
+        {
+          secretId: secret.id,
+          version: plan.version,
+          value: input.value,
+          dekHex: keySet.activeKey,
+          dekVersion: keySet.activeVersion,
+          createdBy: actorId,
+        },
+        tx,
+      );
+      let result = secret;
+      if (!plan.create) {
+        result = await secrets.update(
+          tenantId,
+          secret.id,
+          {
+            currentVersion: plan.version,
+            updatedBy: actorId,
+            ...(input.description !== undefined ? { description: input.description } : {}),
+            ...(input.tags !== undefined ? { tags: input.tags } : {}),
+            ...(input.format !== undefined ? { format: input.format } : {}),
+            ...(input.expiresAt !== undefined ? { expiresAt: input.expiresAt ? new Date(input.expiresAt) : null } : {}),
+            ...rotation,
+            ...extra,
+          },
+          tx,
+        );
+      }
+      if (input.rotation !== undefined || extra.nextRotationAt !== undefined)
+        await this.syncSchedule(tenantId, result, tx);
+      return { row: result, created: plan.create };
+    },
+
+    syncSchedule(tenantId: string, row: SecretRow, tx: Tx): Promise<void> {
+      return secrets.schedule(tenantId, row.id, row.nextRotationAt, row.generator !== null, tx);
+    },
+
+    writeEvent(
+      ctx: RequestContext,
+      row: SecretRow,
+      version: number,
+      keySet: TenantKeySet,
+      value: string,
+      created: boolean,
+      via?: string,
+    ): AuditEvent {
+      return auditEvent(ctx, {
+        tenantId: row.tenantId,
+        action: 'secrets.write',
+        outcome: 'allowed',
+        resource: pathOf(row),
+        version,
+        fingerprint: TenantKeyCache.fingerprint(keySet, value),
+        details: { created, ...(via ? { via } : {}) },
+      });
+    },
+
+    /**
+     * Runs a write with the tenant's keys; if another replica rotated the data key since they were cached
+     * (the database refuses the stale key with CF001), reloads them and runs it once more.
+     */
+    async withFreshKeys<T>(tenantId: string, fn: (keySet: TenantKeySet) => Promise<T>): Promise<T> {
+      try {
+        return await fn(await keys.get(tenantId));
+      } catch (err) {
+        if (pgErrorCode(err) !== 'CF001') throw err;
+        keys.invalidate(tenantId);
+        return fn(await keys.get(tenantId));
+      }
+    },
+  };
+}
+
+export type SecretWriter = ReturnType<typeof secretWriter>;
