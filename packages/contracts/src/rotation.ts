@@ -133,7 +133,7 @@ export const CreateWebhookResponse = z
     webhook: Webhook,
     signingSecret: z
       .string()
-      .describe('Shown once. Verify `coffer-signature: t=<unix>,v1=<hex>` = HMAC-SHA256(secret, `${t}.${body}`)'),
+      .describe('Shown once. Verify `coffer-signature: t=<unix>,v1=<hex>` = HMAC-SHA256(secret, t + "." + body)'),
   })
   .meta({ id: 'CreateWebhookResponse' });
 export type CreateWebhookResponse = z.infer<typeof CreateWebhookResponse>;
