@@ -22,6 +22,7 @@ import { authRoutes } from './auth/auth.routes.ts';
 import { authService } from './auth/auth.service.ts';
 import { authenticate } from './auth/authenticate.plugin.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
+import { PrincipalResolver } from './auth/principals.ts';
 import type { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import type { MasterKeyring } from './crypto/keyring.ts';
@@ -192,11 +193,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const tenantKeys = new TenantKeyCache(db, keyring);
   const system = systemService({ db, keyring, audit });
 
+  const principals = new PrincipalResolver(identities);
   await app.register(authenticate, {
     keys: signingKeys,
     issuer: config.jwtIssuer,
     audience: config.jwtAudience,
-    identities,
+    principals,
+    // These routes' one statement re-checks the identity's revision, so they may start from a cached identity.
+    cachedRoutes: new Set(['getSecret', 'getBundle']),
     audit,
   });
 
@@ -292,7 +296,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onClose', async () => scheduler.stop());
   }
 
-  await app.register(secretRoutes, { service: secretService({ db, secrets, keys: tenantKeys, audit, writer }) });
+  await app.register(secretRoutes, {
+    service: secretService({
+      db,
+      secrets,
+      keys: tenantKeys,
+      audit,
+      writer,
+      refreshPrincipal: (p) => principals.refresh(p),
+    }),
+  });
   await app.register(rotationRoutes, { service: rotation });
   await app.register(keyRoutes, { keys: dataKeys, system });
   await app.register(webhookRoutes, { service: webhooks });

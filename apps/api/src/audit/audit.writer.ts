@@ -87,26 +87,16 @@ export class AuditBatcher {
   }
 
   private async commit(batch: Pending[]): Promise<void> {
-    let client: pg.PoolClient | undefined;
     try {
-      client = await this.o.pool.connect();
-      await client.query('begin');
-      // Lock heads in a fixed order so two commits that share tenants cannot deadlock.
+      // One statement in autocommit: one transaction, one WAL flush, one round trip for the whole batch. Tenants
+      // go in a fixed order so two commits that share tenants lock their chain heads in the same order.
       const groups = [...byTenant(batch.map((p) => p.event))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      for (const [tenantId, events] of groups) {
-        await client.query('select coffer.audit_append($1::uuid, $2::jsonb)', [
-          tenantId,
-          JSON.stringify(events.map(toAppendRow)),
-        ]);
-      }
-      await client.query('commit');
-      client.release();
+      await this.o.pool.query('select coffer.audit_append_batch($1::uuid[], $2::jsonb[])', [
+        groups.map(([tenantId]) => tenantId),
+        groups.map(([, events]) => JSON.stringify(events.map(toAppendRow))),
+      ]);
       for (const p of batch) p.resolve();
     } catch (err) {
-      if (client) {
-        await client.query('rollback').catch(() => undefined);
-        client.release(true);
-      }
       this.o.onError?.(err);
       const failure = unavailable('the audit log is unavailable, so the request was refused');
       for (const p of batch) p.reject(failure);

@@ -5,9 +5,9 @@ import fp from 'fastify-plugin';
 import { attemptedResource, requestEvent } from '../audit/audit.context.ts';
 import type { AuditBatcher } from '../audit/audit.writer.ts';
 import { AppError, audited, forbidden, unauthorized } from '../errors/app-error.ts';
-import type { IdentityQueries } from '../identities/identities.queries.ts';
 import { mayAttempt } from './authorize.ts';
 import type { Principal } from './principal.ts';
+import type { PrincipalResolver } from './principals.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import { TokenClaims } from './token-claims.ts';
 
@@ -29,7 +29,9 @@ export interface AuthenticateOptions {
   keys: SigningKeys;
   issuer: string;
   audience: string;
-  identities: Pick<IdentityQueries, 'forToken'>;
+  principals: Pick<PrincipalResolver, 'resolve'>;
+  /** Routes whose database statement re-checks the identity's revision, so a cached identity is safe there. */
+  cachedRoutes: ReadonlySet<string>;
   audit: Pick<AuditBatcher, 'record'>;
 }
 
@@ -60,7 +62,7 @@ async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions):
       requiredClaims: ['iss', 'aud', 'exp', 'iat', 'sub', 'jti'],
       clockTolerance: 5_000,
       // Signature checks of a token already seen are served from an LRU (keyed by a hash of the token, bounded
-      // by its expiry). Revocation does not depend on it: the identity is read on every request.
+      // by its expiry). Revocation does not depend on it: the identity's current state is checked on every request.
       cache: 10_000,
     },
   });
@@ -103,26 +105,17 @@ async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions):
       return deny(request, action, unauthorized(expired ? 'the token has expired' : 'invalid token'));
     }
 
-    const identity = await o.identities.forToken(claims.tid, claims.sub);
-    if (!identity || identity.disabled || identity.credentialVersion !== claims.cv || identity.role !== claims.role) {
+    const useCache = o.cachedRoutes.has(request.routeOptions.config.routeName ?? '');
+    const principal = await o.principals.resolve(claims, useCache);
+    if (!principal) {
       return deny(request, action, unauthorized('the token is no longer valid: log in again'), {
         tenantId: claims.tid,
         actorId: claims.sub,
       });
     }
-    request.principal = {
-      identityId: identity.id,
-      clientId: identity.clientId,
-      name: identity.name,
-      tenantId: claims.tid,
-      role: identity.role,
-      policies: identity.policies,
-      tokenId: claims.jti,
-      tokenExpiresAt: new Date(claims.exp * 1000),
-      rateLimitPerSecond: identity.rateLimitPerSecond,
-    };
-    if (!mayAttempt(request.principal, action)) {
-      return deny(request, action, forbidden(`role ${identity.role} may not perform ${action}`));
+    request.principal = principal;
+    if (!mayAttempt(principal, action)) {
+      return deny(request, action, forbidden(`role ${principal.role} may not perform ${action}`));
     }
   });
 }

@@ -12,6 +12,10 @@ export interface Principal {
   tokenId: string;
   /** The tenant's per-identity request rate limit, if it set one. */
   rateLimitPerSecond: number | null;
+  /** The identity revision this principal was built from (hot reads verify it in the database). */
+  revision: number;
+  /** Credential version the token was issued under. */
+  credentialVersion: number;
   tokenExpiresAt: Date;
 }
 

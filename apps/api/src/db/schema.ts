@@ -55,6 +55,8 @@ export const identities = coffer.table(
     secretHash: text('secret_hash').notNull(),
     /** Bumped when the client secret rotates; tokens carry the version they were issued under. */
     credentialVersion: integer('credential_version').notNull().default(1),
+    /** Bumped by a trigger on every change: hot read paths check it in the same statement as the read. */
+    revision: integer('revision').notNull().default(1),
     policies: jsonb('policies').$type<{ path: string; capabilities: string[] }[]>().notNull().default([]),
     tokenTtlSeconds: integer('token_ttl_seconds'),
     disabled: boolean('disabled').notNull().default(false),

@@ -14,6 +14,8 @@ export interface TokenIdentity {
   credentialVersion: number;
   disabled: boolean;
   rateLimitPerSecond: number | null;
+  /** Bumped on every change of the identity; hot reads check it in the database. */
+  revision: number;
 }
 
 export interface LoginIdentity {
@@ -42,6 +44,7 @@ export function identityQueries(db: Database) {
         credential_version: number;
         disabled: boolean;
         rate_limit_per_second: number | null;
+        revision: number;
       }>('select * from coffer.identity_for_token($1, $2)', [tenantId, id]);
       const r = rows[0];
       return r
@@ -54,6 +57,7 @@ export function identityQueries(db: Database) {
             credentialVersion: r.credential_version,
             disabled: r.disabled,
             rateLimitPerSecond: r.rate_limit_per_second,
+            revision: r.revision,
           }
         : undefined;
     },

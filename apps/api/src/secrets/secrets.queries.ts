@@ -25,6 +25,8 @@ export function bindingLine(tenantId: string, secretId: string, version: number)
 }
 
 export interface ReadRow {
+  /** False when the caller's identity changed since its principal was built: nothing else is returned. */
+  identity_ok: boolean;
   secret_id: string;
   current_version: number;
   description: string | null;
@@ -50,21 +52,21 @@ export interface ReadRow {
 /** Data access for secrets. Every function takes the tenant first and an optional transaction last. */
 export function secretQueries(db: Database) {
   return {
-    /** One round trip: metadata, one version and its decrypted value (see coffer.read_secret). */
+    /**
+     * One round trip: the caller's identity re-checked, then metadata, one version and its decrypted value
+     * (see coffer.read_secret).
+     */
     async read(
       tenantId: string,
+      caller: { identityId: string; revision: number },
       path: SecretPath,
       version: number | null,
       keys: (string | null)[],
     ): Promise<ReadRow | undefined> {
-      const { rows } = await db.pool.query<ReadRow>('select * from coffer.read_secret($1, $2, $3, $4, $5, $6)', [
-        tenantId,
-        path.kind,
-        path.owner,
-        path.name,
-        version,
-        keys,
-      ]);
+      const { rows } = await db.pool.query<ReadRow>(
+        'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8)',
+        [tenantId, caller.identityId, caller.revision, path.kind, path.owner, path.name, version, keys],
+      );
       return rows[0];
     },
 
@@ -77,25 +79,26 @@ export function secretQueries(db: Database) {
       return rows.map((r) => r.name);
     },
 
+    /** Current values of an owner's live secrets; `null` when the caller's identity changed (see read). */
     async readBundle(
       tenantId: string,
+      caller: { identityId: string; revision: number },
       kind: SecretKind,
       owner: string,
       names: string[] | null,
       keys: (string | null)[],
-    ): Promise<{ secret_id: string; name: string; version: number; plaintext: string | null }[]> {
+    ): Promise<{ secret_id: string; name: string; version: number; plaintext: string | null }[] | null> {
       const { rows } = await db.pool.query<{
+        identity_ok: boolean;
         secret_id: string;
         name: string;
         version: number;
         plaintext: string | null;
-      }>('select secret_id, name, version, plaintext from coffer.read_bundle($1, $2, $3, $4, $5)', [
-        tenantId,
-        kind,
-        owner,
-        names,
-        keys,
-      ]);
+      }>(
+        'select identity_ok, secret_id, name, version, plaintext from coffer.read_bundle($1, $2, $3, $4, $5, $6, $7)',
+        [tenantId, caller.identityId, caller.revision, kind, owner, names, keys],
+      );
+      if (rows[0] && !rows[0].identity_ok) return null;
       return rows;
     },
 

@@ -21,13 +21,15 @@ import { type Principal, principalOf } from '../auth/principal.ts';
 import type { TenantKeyCache } from '../crypto/tenant-keys.ts';
 import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
-import { AppError, conflict, forbidden, notFound } from '../errors/app-error.ts';
+import { AppError, conflict, forbidden, notFound, unauthorized } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor } from '../http/cursor.ts';
 import { pathOf, planWrite, rotationColumns, type SecretWriter, toMetadata } from './secret-writes.ts';
 import { bindingLine, type ReadRow, type SecretPath, type SecretQueries, type SecretRow } from './secrets.queries.ts';
 
 export interface SecretServiceDeps {
   db: Pick<Database, 'withTenant'>;
+  /** Rebuilds a principal whose identity changed (a hot read's statement found a newer revision). */
+  refreshPrincipal: (p: Principal) => Promise<Principal>;
   secrets: SecretQueries;
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   writer: SecretWriter;
@@ -152,19 +154,32 @@ export function secretService(deps: SecretServiceDeps) {
       path: SecretPath,
       version: number | 'previous' | undefined,
     ): Promise<SecretWithValue> {
-      const p = principalOf(ctx);
+      let p = principalOf(ctx);
       requireAllowed(p, 'secrets.read', pathOf(path));
       const wanted = version === 'previous' ? -1 : (version ?? null);
       let keySet = await keys.get(p.tenantId);
       let row: ReadRow | undefined;
-      for (let attempt = 0; ; attempt++) {
+      let reloadedKeys = false;
+      let reloadedIdentity = false;
+      for (;;) {
         const set = keySet;
-        row = await withIntegrity(() => secrets.read(p.tenantId, path, wanted, set.sqlKeys));
+        const caller = p;
+        row = await withIntegrity(() => secrets.read(caller.tenantId, caller, path, wanted, set.sqlKeys));
+        if (row && !row.identity_ok) {
+          // The identity changed since its principal was cached: rebuild it and decide again (401/403 if it must).
+          if (reloadedIdentity) throw unauthorized('the token is no longer valid: log in again');
+          reloadedIdentity = true;
+          p = await deps.refreshPrincipal(p);
+          ctx.principal = p;
+          requireAllowed(p, 'secrets.read', pathOf(path));
+          continue;
+        }
         const served = !row?.served_until || row.served_until > new Date();
         const keyMissing = row?.version != null && !row.destroyed && !row.expired && served && row.plaintext === null;
         if (!keyMissing) break;
         // Sealed under a data key this replica has not loaded yet (rotated elsewhere): reload once.
-        if (attempt > 0) throw integrityError();
+        if (reloadedKeys) throw integrityError();
+        reloadedKeys = true;
         keys.invalidate(p.tenantId);
         keySet = await keys.get(p.tenantId);
       }
@@ -353,32 +368,45 @@ export function secretService(deps: SecretServiceDeps) {
     },
 
     async bundle(ctx: RequestContext, kind: SecretKind, owner: string): Promise<Bundle> {
-      const p = principalOf(ctx);
-      // Admins read every name, so the list of names is only fetched to filter a service's view.
-      let names: string[] | null = null;
-      if (p.role !== 'admin') {
-        const all = await secrets.bundleNames(p.tenantId, kind, owner);
-        names = all.filter((n) => allowed(p, 'secrets.read', `${kind}/${owner}/${n}`));
-      }
+      let p = principalOf(ctx);
       const values: Record<string, string> = {};
       const versions: Record<string, number> = {};
-      if (names === null || names.length > 0) {
-        let keySet = await keys.get(p.tenantId);
-        for (let attempt = 0; ; attempt++) {
-          const set = keySet;
-          const rows = await withIntegrity(() => secrets.readBundle(p.tenantId, kind, owner, names, set.sqlKeys));
-          if (rows.some((r) => r.plaintext === null)) {
-            if (attempt > 0) throw integrityError();
-            keys.invalidate(p.tenantId);
-            keySet = await keys.get(p.tenantId);
-            continue;
-          }
-          for (const r of rows) {
-            values[r.name] = unbind(p.tenantId, r.secret_id, r.version, r.plaintext as string);
-            versions[r.name] = r.version;
-          }
-          break;
+      let keySet = await keys.get(p.tenantId);
+      let reloadedKeys = false;
+      let reloadedIdentity = false;
+      for (;;) {
+        // Admins read every name, so the list of names is only fetched to filter a service's view.
+        let names: string[] | null = null;
+        if (p.role !== 'admin') {
+          const caller = p;
+          const all = await secrets.bundleNames(p.tenantId, kind, owner);
+          names = all.filter((n) => allowed(caller, 'secrets.read', `${kind}/${owner}/${n}`));
+          if (names.length === 0) break;
         }
+        const set = keySet;
+        const caller = p;
+        const rows = await withIntegrity(() =>
+          secrets.readBundle(caller.tenantId, caller, kind, owner, names, set.sqlKeys),
+        );
+        if (rows === null) {
+          if (reloadedIdentity) throw unauthorized('the token is no longer valid: log in again');
+          reloadedIdentity = true;
+          p = await deps.refreshPrincipal(p);
+          ctx.principal = p;
+          continue;
+        }
+        if (rows.some((r) => r.plaintext === null)) {
+          if (reloadedKeys) throw integrityError();
+          reloadedKeys = true;
+          keys.invalidate(p.tenantId);
+          keySet = await keys.get(p.tenantId);
+          continue;
+        }
+        for (const r of rows) {
+          values[r.name] = unbind(p.tenantId, r.secret_id, r.version, r.plaintext as string);
+          versions[r.name] = r.version;
+        }
+        break;
       }
       await audit.record(
         auditEvent(ctx, {

@@ -1,0 +1,82 @@
+import { unauthorized } from '../errors/app-error.ts';
+import type { IdentityQueries, TokenIdentity } from '../identities/identities.queries.ts';
+import type { Principal } from './principal.ts';
+import type { TokenClaims } from './token-claims.ts';
+
+interface Entry {
+  identity: TokenIdentity;
+  loadedAt: number;
+}
+
+/**
+ * Turns verified token claims into a principal from the identity's current state. Most routes read the identity
+ * on every request. The hot reads (a secret, a bundle) may use a cached identity because their one SQL statement
+ * re-checks the identity's revision and refuses when it moved; `refresh` then reloads it. Either way a disabled,
+ * deleted, re-keyed or narrowed identity is refused on its very next request.
+ */
+export class PrincipalResolver {
+  private readonly cache = new Map<string, Entry>();
+
+  constructor(
+    private readonly identities: Pick<IdentityQueries, 'forToken'>,
+    private readonly o: { maxEntries?: number; ttlMs?: number } = {},
+  ) {}
+
+  async resolve(claims: TokenClaims, useCache: boolean): Promise<Principal | null> {
+    const cached = useCache ? this.cache.get(claims.sub) : undefined;
+    const fresh = cached && Date.now() - cached.loadedAt < (this.o.ttlMs ?? 60_000);
+    const identity = fresh ? cached.identity : await this.load(claims.tid, claims.sub);
+    if (!identity || identity.disabled || identity.credentialVersion !== claims.cv || identity.role !== claims.role) {
+      this.cache.delete(claims.sub);
+      return null;
+    }
+    return {
+      identityId: identity.id,
+      clientId: identity.clientId,
+      name: identity.name,
+      tenantId: claims.tid,
+      role: identity.role,
+      policies: identity.policies,
+      tokenId: claims.jti,
+      tokenExpiresAt: new Date(claims.exp * 1000),
+      rateLimitPerSecond: identity.rateLimitPerSecond,
+      revision: identity.revision,
+      credentialVersion: claims.cv,
+    };
+  }
+
+  /** The principal rebuilt from the database after a hot read found its identity changed; 401 if it may no longer act. */
+  async refresh(p: Principal): Promise<Principal> {
+    const next = await this.resolve(
+      {
+        sub: p.identityId,
+        tid: p.tenantId,
+        role: p.role,
+        cv: p.credentialVersion,
+        jti: p.tokenId,
+        iat: 0,
+        exp: Math.floor(p.tokenExpiresAt.getTime() / 1000),
+      },
+      false,
+    );
+    if (!next) throw unauthorized('the token is no longer valid: log in again');
+    return next;
+  }
+
+  invalidate(identityId: string): void {
+    this.cache.delete(identityId);
+  }
+
+  private async load(tenantId: string, id: string): Promise<TokenIdentity | undefined> {
+    const identity = await this.identities.forToken(tenantId, id);
+    if (identity) {
+      this.cache.delete(id);
+      this.cache.set(id, { identity, loadedAt: Date.now() });
+      if (this.cache.size > (this.o.maxEntries ?? 50_000)) {
+        const oldest = this.cache.keys().next().value;
+        if (oldest !== undefined) this.cache.delete(oldest);
+      }
+    }
+    return identity;
+  }
+}
