@@ -23,9 +23,14 @@ function byTenant(events: readonly AuditEvent[]): Map<string, AuditEvent[]> {
  */
 export async function appendInTx(tx: Tx, events: readonly AuditEvent[]): Promise<void> {
   for (const [tenantId, group] of byTenant(events)) {
-    await tx.execute(
-      sql`select coffer.audit_append(${tenantId}::uuid, ${JSON.stringify(group.map(toAppendRow))}::jsonb)`,
-    );
+    try {
+      await tx.execute(
+        sql`select coffer.audit_append(${tenantId}::uuid, ${JSON.stringify(group.map(toAppendRow))}::jsonb)`,
+      );
+    } catch (err) {
+      // No audit event, no change: the caller's transaction rolls back and the request is refused as unavailable.
+      throw Object.assign(unavailable('the audit log is unavailable, so the change was not made'), { cause: err });
+    }
   }
 }
 
