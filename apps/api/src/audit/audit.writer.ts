@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Tx } from '../db/database.ts';
+import { scrubQueryError } from '../db/pg-errors.ts';
 import { unavailable } from '../errors/app-error.ts';
 import { toAppendRow } from './audit.digest.ts';
 import type { AuditEvent } from './audit.types.ts';
@@ -29,7 +30,9 @@ export async function appendInTx(tx: Tx, events: readonly AuditEvent[]): Promise
       );
     } catch (err) {
       // No audit event, no change: the caller's transaction rolls back and the request is refused as unavailable.
-      throw Object.assign(unavailable('the audit log is unavailable, so the change was not made'), { cause: err });
+      throw Object.assign(unavailable('the audit log is unavailable, so the change was not made'), {
+        cause: scrubQueryError(err),
+      });
     }
   }
 }
