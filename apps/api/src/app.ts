@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { type RouteName, routes } from '@coffer/contracts';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyRateLimit from '@fastify/rate-limit';
@@ -17,6 +17,7 @@ import { auditQueries } from './audit/audit.queries.ts';
 import { auditRoutes } from './audit/audit.routes.ts';
 import { auditService } from './audit/audit.service.ts';
 import type { AuditSink } from './audit/audit.sink.ts';
+import type { AuditEvent } from './audit/audit.types.ts';
 import { AuditBatcher, appendInTx } from './audit/audit.writer.ts';
 import { authRoutes } from './auth/auth.routes.ts';
 import { authService } from './auth/auth.service.ts';
@@ -40,6 +41,7 @@ import { keyQueries } from './keys/keys.queries.ts';
 import { keyRoutes } from './keys/keys.routes.ts';
 import { type KeyService, keyService } from './keys/keys.service.ts';
 import { systemService } from './keys/system.service.ts';
+import { countEvent, Metrics } from './metrics/metrics.ts';
 import { rotationQueries } from './rotation/rotation.queries.ts';
 import { rotationRoutes } from './rotation/rotation.routes.ts';
 import { type RotationService, rotationService } from './rotation/rotation.service.ts';
@@ -64,11 +66,14 @@ export interface AppDeps {
   migrationsFolder: string;
   /** Run background jobs (purging, later rotation); tests drive them by hand through `app.jobs`. */
   startJobs?: boolean;
+  /** Share one registry with a separate metrics listener (main.ts); tests let the app make its own. */
+  metrics?: Metrics;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     jobs: { purge: PurgeJob; audit: AuditJobs; rotation: RotationService; rekey: KeyService; webhooks: WebhookService };
+    metrics: Metrics;
   }
 }
 
@@ -101,12 +106,48 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
+  const metrics = deps.metrics ?? new Metrics({ tenantLabels: config.metricsTenantLabels });
+  metrics.watchPool(db.pool);
   const batcher = new AuditBatcher({
     pool: db.pool,
     onError: (err) => logger.error({ err }, 'audit commit failed'),
+    observe: (events, seconds) => {
+      metrics.auditBatchSize.observe(events);
+      metrics.auditCommitSeconds.observe(seconds);
+    },
   });
-  const audit: AuditSink = { record: (e) => batcher.record(e), appendInTx };
+  // Every audit event passes here, so it is also where secret reads and writes, logins and rotations are counted.
+  const count = (events: readonly AuditEvent[]) => {
+    for (const e of events) countEvent(metrics, e);
+  };
+  const audit: AuditSink = {
+    record: (e) => batcher.record(e).then(() => count([e])),
+    appendInTx: async (tx, events) => {
+      await appendInTx(tx, events);
+      count(events);
+    },
+  };
   app.addHook('onClose', async () => batcher.drain());
+  app.addHook('onResponse', async (request, reply) => {
+    const labels = {
+      route: request.routeOptions.config?.routeName ?? (request.routeOptions.url ? 'other' : 'unmatched'),
+      method: request.method,
+      status: String(reply.statusCode),
+    };
+    metrics.httpRequests.inc(labels);
+    metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+  });
+  if (config.metricsToken) {
+    const expected = Buffer.from(`Bearer ${config.metricsToken}`);
+    app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+      const given = Buffer.from(request.headers.authorization ?? '');
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        throw new AppError('unauthorized', 'the metrics token is required');
+      }
+      reply.type(metrics.registry.contentType);
+      return metrics.registry.metrics();
+    });
+  }
 
   // Every route under /v1 comes from the contracts' table through mount(), which declares its action; a route
   // that does not is a build error, and so is a route of the table that nobody mounted.
@@ -144,6 +185,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(fastifyRateLimit, {
     global: false,
+    onExceeded: (req) =>
+      metrics.rateLimited.inc({ kind: req.routeOptions.config?.routeName === 'issueToken' ? 'login' : 'identity' }),
     errorResponseBuilder: (_req, context) =>
       audited(
         new AppError(
@@ -273,10 +316,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     audit,
     webhooks: webhookRows,
     log: logger,
+    metrics,
   });
 
   const purge = purgeJob({ db, secrets, tenants, audit, recoveryMs, log: logger });
   const auditMaintenance = auditJobs({ queries: auditReads, tenants, keyring, log: logger });
+  app.decorate('metrics', metrics);
   app.decorate('jobs', { purge, audit: auditMaintenance, rotation, rekey: dataKeys, webhooks });
   if (deps.startJobs) {
     const scheduler = new Scheduler(

@@ -56,6 +56,13 @@ export interface Config {
   readonly webhookAllowPrivate: boolean;
   /** Webhooks may use plain http; default only outside production. */
   readonly webhookAllowHttp: boolean;
+  /** Bearer token that /metrics on the API port requires (unset: no /metrics there). */
+  readonly metricsToken: string | null;
+  /** Serve /metrics on its own port instead (or as well), e.g. for a Prometheus scrape inside the cluster. */
+  readonly metricsPort: number | null;
+  readonly metricsHost: string;
+  /** Tenant label on per-tenant metrics: the top N tenants by traffic, or none. */
+  readonly metricsTenantLabels: 'none' | number;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -109,6 +116,10 @@ const EnvSchema = z.object({
   COFFER_SCHEDULER_ENABLED: boolish.default(true),
   COFFER_WEBHOOK_ALLOW_PRIVATE: boolish.optional(),
   COFFER_WEBHOOK_ALLOW_HTTP: boolish.optional(),
+  COFFER_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional(),
+  COFFER_METRICS_PORT: intIn(1, 65_535).optional(),
+  COFFER_METRICS_HOST: z.string().min(1).optional(),
+  COFFER_METRICS_TENANT_LABELS: z.union([z.literal('none'), z.coerce.number().int().min(1).max(1000)]).default(20),
 });
 
 /** Reads `NAME` or the file named by `NAME_FILE`; both set is a problem. Never puts the value into a message. */
@@ -293,6 +304,10 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       schedulerEnabled: e.COFFER_SCHEDULER_ENABLED,
       webhookAllowPrivate: e.COFFER_WEBHOOK_ALLOW_PRIVATE ?? !production,
       webhookAllowHttp: e.COFFER_WEBHOOK_ALLOW_HTTP ?? !production,
+      metricsToken: e.COFFER_METRICS_TOKEN ?? null,
+      metricsPort: e.COFFER_METRICS_PORT ?? null,
+      metricsHost: e.COFFER_METRICS_HOST ?? e.HOST,
+      metricsTenantLabels: e.COFFER_METRICS_TENANT_LABELS,
     },
   };
 }

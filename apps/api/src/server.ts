@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.ts';
 import { SigningKeys } from './auth/signing-keys.ts';
@@ -9,6 +9,7 @@ import { createPool, Database } from './db/database.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { findMigrationsFolder, runMigrations } from './db/migrate.ts';
 import { APP_ROLE_PASSWORD_PURPOSE, checkAppRole, provisionAppRole } from './db/roles.ts';
+import { Metrics } from './metrics/metrics.ts';
 import { ensurePlatformAdmin } from './tenants/bootstrap.ts';
 
 export interface RunningServer {
@@ -76,8 +77,28 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
     await ensurePlatformAdmin(db, { bootstrapSecret: config.bootstrapSecret, dataDir: config.dataDir, log });
 
-    const app = await buildApp({ config, db, keyring, signingKeys, logger: log, migrationsFolder, startJobs: true });
+    const metrics = new Metrics({ tenantLabels: config.metricsTenantLabels });
+    const app = await buildApp({
+      config,
+      db,
+      keyring,
+      signingKeys,
+      logger: log,
+      migrationsFolder,
+      startJobs: true,
+      metrics,
+    });
     closers.push(() => app.close());
+    if (config.metricsPort) {
+      // A listener with nothing but /metrics, for a scrape from inside the cluster (no token needed there).
+      const metricsServer = Fastify({ logger: false });
+      metricsServer.get('/metrics', async (_request, reply) => {
+        reply.type(metrics.registry.contentType);
+        return metrics.registry.metrics();
+      });
+      await metricsServer.listen({ host: config.metricsHost, port: config.metricsPort });
+      closers.push(() => metricsServer.close());
+    }
     const url = await app.listen({ host: config.host, port: config.port });
     return { app, url, close: closeAll };
   } catch (err) {

@@ -50,6 +50,8 @@ export interface AuditBatcherOptions {
   /** Commits in flight at once; a second overlaps the first's fsync. */
   maxInFlight?: number;
   onError?: (err: unknown) => void;
+  /** Called after each commit with its size and duration (metrics). */
+  observe?: (events: number, seconds: number) => void;
 }
 
 /**
@@ -95,6 +97,7 @@ export class AuditBatcher {
   }
 
   private async commit(batch: Pending[]): Promise<void> {
+    const started = process.hrtime.bigint();
     try {
       // One statement in autocommit: one transaction, one WAL flush, one round trip for the whole batch. Tenants
       // go in a fixed order so two commits that share tenants lock their chain heads in the same order.
@@ -103,6 +106,7 @@ export class AuditBatcher {
         groups.map(([tenantId]) => tenantId),
         groups.map(([, events]) => JSON.stringify(events.map(toAppendRow))),
       ]);
+      this.o.observe?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
       for (const p of batch) p.resolve();
     } catch (err) {
       this.o.onError?.(err);

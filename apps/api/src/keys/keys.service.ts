@@ -7,6 +7,7 @@ import { dataKeyContext, type MasterKeyring, newDataKey } from '../crypto/keyrin
 import type { TenantKeyCache } from '../crypto/tenant-keys.ts';
 import type { Database } from '../db/database.ts';
 import { AppError } from '../errors/app-error.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import type { KeyQueries } from './keys.queries.ts';
 
@@ -19,6 +20,7 @@ export interface KeyServiceDeps {
   webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
   log: Logger;
   batchSize?: number;
+  metrics?: Pick<Metrics, 'rekeyMoved' | 'rekeyRemaining'>;
 }
 
 /**
@@ -76,8 +78,10 @@ export function keyService(deps: KeyServiceDeps) {
     for (;;) {
       const n = await queries.reencryptBatch(tenantId, set.sqlKeys, set.activeVersion, set.activeKey, batchSize);
       moved += n;
+      deps.metrics?.rekeyMoved.inc(n);
       if (n === 0) break;
     }
+    deps.metrics?.rekeyRemaining.remove({ tenant: tenantId });
     const retired = await retireUnused(tenantId);
     if (moved > 0 || retired.length > 0)
       deps.log.info({ tenantId, moved, retired }, 're-encrypted secret versions under the active data key');
