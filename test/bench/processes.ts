@@ -1,0 +1,82 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  /** Peak resident set size seen since the last reset, in MB. */
+  peakRssMb: () => number;
+  rssMb: () => number;
+  resetPeak: () => void;
+  stop: () => Promise<number | null>;
+}
+
+function rssOf(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** A child process whose memory is sampled every 250 ms. */
+export function start(cmd: string, args: string[], env: Record<string, string>): Proc {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (d) => {
+    out = (out + d).slice(-20_000);
+  });
+  child.stderr?.on('data', (d) => {
+    out = (out + d).slice(-20_000);
+  });
+  let peak = 0;
+  const timer = setInterval(() => {
+    if (child.pid) peak = Math.max(peak, rssOf(child.pid));
+  }, 250);
+  timer.unref();
+  return {
+    child,
+    output: () => out,
+    peakRssMb: () => peak,
+    rssMb: () => (child.pid ? rssOf(child.pid) : 0),
+    resetPeak: () => {
+      peak = child.pid ? rssOf(child.pid) : 0;
+    },
+    stop: () =>
+      new Promise((resolve) => {
+        clearInterval(timer);
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => resolve(code));
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+      }),
+  };
+}
+
+export async function waitFor(url: string, timeoutMs: number, proc?: Proc): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not yet
+    }
+    if (proc && proc.child.exitCode !== null) throw new Error(`process exited early:\n${proc.output()}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${url}\n${proc?.output() ?? ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

@@ -1,0 +1,489 @@
+// `npm run bench [-- --quick]`: every hot path of Coffer, side by side with the stack's own limit, in one run.
+// See README "Performance". Results: test/bench/results/latest.{json,md,svg}.
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { parseKeyring } from '../../apps/api/src/config.ts';
+import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
+import { startEmbeddedPostgres } from '../../apps/api/src/db/embedded.ts';
+import { CofferClient } from '../../packages/sdk/src/index.ts';
+import { freePort, type Proc, start, waitFor } from './processes.ts';
+import { type BenchReport, markdown, type ScenarioResult, svgChart } from './report.ts';
+import { measureS2k } from './s2k.ts';
+import { seedTenants, seedVersions, staleVersions } from './seed.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    connections: { type: 'string' },
+    'rekey-versions': { type: 'string' },
+    'scale-versions': { type: 'string' },
+    'scale-tenants': { type: 'string' },
+    'no-scale': { type: 'boolean', default: false },
+    out: { type: 'string', default: path.join(root, 'test/bench/results') },
+  },
+});
+const quick = flags.quick === true;
+const duration = Number(flags.duration ?? (quick ? 5 : 20));
+const connections = Number(flags.connections ?? 10);
+const rekeyVersions = Number(flags['rekey-versions'] ?? (quick ? 10_000 : 100_000));
+const scaleVersions = Number(flags['scale-versions'] ?? (quick ? 100_000 : 1_000_000));
+const scaleTenants = Number(flags['scale-tenants'] ?? (quick ? 1_000 : 10_000));
+const runScale = !flags['no-scale'];
+const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+
+interface Ac {
+  requests: { average: number };
+  latency: { p50: number; p99: number; p99_9?: number; average: number };
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+}
+
+async function cannon(o: Parameters<typeof autocannon>[0]): Promise<Ac> {
+  return (await autocannon({ connections, duration, ...o })) as unknown as Ac;
+}
+
+function toResult(name: string, description: string, r: Ac, proc: Proc | null, note?: string): ScenarioResult {
+  return {
+    name,
+    description,
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    p999: r.latency.p99_9 ?? Number.NaN,
+    errors: r.errors + r.timeouts,
+    non2xx: r.non2xx,
+    peakRssMb: proc?.peakRssMb() ?? 0,
+    ...(note ? { note } : {}),
+  };
+}
+
+/** The decrypt query the API runs for a read, straight through pg at the same concurrency: the database's limit. */
+async function baselineSql(url: string, params: unknown[]): Promise<ScenarioResult> {
+  const pool = new pg.Pool({ connectionString: url, max: connections });
+  const latencies: number[] = [];
+  let errors = 0;
+  const end = Date.now() + duration * 1000;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (Date.now() < end) {
+        const t = process.hrtime.bigint();
+        try {
+          await pool.query('select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8)', params);
+          latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  await pool.end();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
+  return {
+    name: 'baseline-sql',
+    description: 'pg client running the read query (decrypt) directly, same concurrency',
+    rps: latencies.length / duration,
+    p50: at(0.5),
+    p99: at(0.99),
+    p999: at(0.999),
+    errors,
+    non2xx: 0,
+    peakRssMb: 0,
+  };
+}
+
+async function main(): Promise<void> {
+  const startedAt = Date.now();
+  log(`mode ${quick ? 'quick' : 'full'}: ${duration}s per scenario, ${connections} connections`);
+  execFileSync(process.execPath, ['build.mjs'], { cwd: path.join(root, 'apps/api'), stdio: 'inherit' });
+
+  const cleanups: (() => Promise<unknown>)[] = [];
+  try {
+    let ownerUrl = process.env.BENCH_DATABASE_URL;
+    if (!ownerUrl) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'coffer-bench-'));
+      const server = await startEmbeddedPostgres({ dir, port: await freePort(), ephemeral: true });
+      cleanups.push(async () => {
+        await server.stop();
+        rmSync(dir, { recursive: true, force: true });
+      });
+      ownerUrl = server.url;
+    }
+    const masterKeys = `bench1:${randomBytes(32).toString('base64')}`;
+    const keyring = new MasterKeyring(parseKeyring(masterKeys, 'bench', []) ?? []);
+    const jwtKey = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    const rootSecret = randomBytes(24).toString('base64url');
+    const apiPort = await freePort();
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'coffer-bench-data-'));
+    cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const api = start(process.execPath, [path.join(root, 'apps/api/dist/main.js')], {
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      PORT: String(apiPort),
+      LOG_LEVEL: 'warn',
+      DATABASE_URL: ownerUrl,
+      COFFER_MASTER_KEYS: masterKeys,
+      COFFER_JWT_PRIVATE_KEY: jwtKey,
+      COFFER_BOOTSTRAP_SECRET: rootSecret,
+      COFFER_DATA_DIR: dataDir,
+      COFFER_RATE_LIMIT_PER_SECOND: '1000000',
+      COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: '1000000',
+      COFFER_LOGIN_MAX_FAILURES: '1000000',
+      COFFER_SCHEDULER_ENABLED: 'false',
+    });
+    cleanups.push(() => api.stop());
+    const base = `http://127.0.0.1:${apiPort}`;
+    await waitFor(`${base}/readyz`, 60_000, api);
+    const pgVersion = await (async () => {
+      const c = new pg.Client({ connectionString: ownerUrl });
+      await c.connect();
+      const v = (await c.query<{ v: string }>("select current_setting('server_version') as v")).rows[0]?.v ?? '?';
+      await c.end();
+      return `PostgreSQL ${v}`;
+    })();
+
+    const baselinePort = await freePort();
+    const baseline = start(process.execPath, [path.join(root, 'test/bench/baseline-server.mjs')], {
+      BASELINE_DATABASE_URL: ownerUrl,
+      BASELINE_PORT: String(baselinePort),
+    });
+    cleanups.push(() => baseline.stop());
+    await waitFor(`http://127.0.0.1:${baselinePort}/select1`, 20_000, baseline);
+
+    // --- seed through the API: tenants, identities, secrets
+    log('seeding');
+    const rootClient = new CofferClient({ baseUrl: base, clientId: 'root', clientSecret: rootSecret });
+    const a = await rootClient.call('createTenant', { body: { slug: 'bench-a', name: 'Bench A' } });
+    const b = await rootClient.call('createTenant', {
+      body: { slug: 'bench-b', name: 'Bench B', rateLimitPerSecond: 200 },
+    });
+    const adminA = new CofferClient({ baseUrl: base, ...a.admin });
+    const adminB = new CofferClient({ baseUrl: base, ...b.admin });
+    const svcA = await adminA.call('createIdentity', {
+      body: {
+        name: 'bench-service',
+        role: 'service',
+        policies: [
+          { path: 'sandbox/**', capabilities: ['read', 'list', 'write'] },
+          { path: 'shared/**', capabilities: ['read', 'list'] },
+        ],
+      },
+    });
+    const svcB = await adminB.call('createIdentity', {
+      body: { name: 'flood', role: 'service', policies: [{ path: '**', capabilities: ['read'] }] },
+    });
+    const tokenA = await new CofferClient({
+      baseUrl: base,
+      clientId: svcA.identity.clientId,
+      clientSecret: svcA.clientSecret,
+    }).accessToken();
+    const tokenB = await new CofferClient({
+      baseUrl: base,
+      clientId: svcB.identity.clientId,
+      clientSecret: svcB.clientSecret,
+    }).accessToken();
+    const value = randomBytes(24).toString('base64url');
+    await adminA.call('putSecret', {
+      params: { kind: 'sandbox', owner: 'app', name: 'DATABASE_URL' },
+      body: { value: `postgres://app:${value}@db/app` },
+    });
+    const bundleSet: Record<string, { value: string }> = {};
+    for (let i = 0; i < 20; i++) bundleSet[`KEY_${i}`] = { value: randomBytes(24).toString('base64url') };
+    await adminA.call('writeBundle', { params: { kind: 'sandbox', owner: 'bundle20' }, body: { set: bundleSet } });
+    const listSet: Record<string, { value: string }> = {};
+    for (let i = 0; i < 150; i++) listSet[`LIST_${String(i).padStart(3, '0')}`] = { value: 'x' };
+    await adminA.call('writeBundle', { params: { kind: 'shared', owner: 'list' }, body: { set: listSet } });
+    await adminB.call('putSecret', { params: { kind: 'sandbox', owner: 'b', name: 'K' }, body: { value: 'b' } });
+
+    const authA = { authorization: `Bearer ${tokenA}` };
+    const results: ScenarioResult[] = [];
+    const run = async (name: string, description: string, o: Parameters<typeof autocannon>[0], note?: string) => {
+      api.resetPeak();
+      log(`${name}…`);
+      const r = await cannon(o);
+      results.push(toResult(name, description, r, name.startsWith('baseline') ? baseline : api, note));
+    };
+
+    // --- the stack's limits
+    baseline.resetPeak();
+    await run('baseline-http', 'bare Fastify + pg pool, SELECT 1', { url: `http://127.0.0.1:${baselinePort}/select1` });
+    {
+      const appUrl = await (async () => {
+        const c = new pg.Client({ connectionString: ownerUrl });
+        await c.connect();
+        await c.query(`select set_config('app.tenant_id', $1, false)`, [a.tenant.id]);
+        const rev = (
+          await c.query<{ revision: number }>('select revision from coffer.identities where id = $1', [
+            svcA.identity.id,
+          ])
+        ).rows[0]?.revision;
+        const k = (
+          await c.query<{ version: number; wrapped_key: Buffer; master_key_id: string }>(
+            `select version, wrapped_key, master_key_id from coffer.tenant_keys where tenant_id = $1 and state = 'active'`,
+            [a.tenant.id],
+          )
+        ).rows[0];
+        await c.end();
+        if (!k || rev === undefined) throw new Error('seed lookup failed');
+        const { dataKeyContext } = await import('../../apps/api/src/crypto/keyring.ts');
+        const dek = keyring
+          .unwrap({ wrapped: k.wrapped_key, masterKeyId: k.master_key_id }, dataKeyContext(a.tenant.id, k.version))
+          .toString('hex');
+        const { APP_ROLE_PASSWORD_PURPOSE } = await import('../../apps/api/src/db/roles.ts');
+        const u = new URL(ownerUrl);
+        u.username = 'coffer_app';
+        u.password = keyring.derive(APP_ROLE_PASSWORD_PURPOSE).toString('base64url');
+        return {
+          url: u.toString(),
+          params: [a.tenant.id, svcA.identity.id, rev, 'sandbox', 'app', 'DATABASE_URL', null, [dek]],
+        };
+      })();
+      log('baseline-sql…');
+      results.push(await baselineSql(appUrl.url, appUrl.params));
+    }
+
+    // --- Coffer's hot paths
+    await run('read', 'GET a secret: auth, policy, decrypt, durable audit', {
+      url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
+      headers: authA,
+    });
+    await run('bundle-20', 'GET a bundle of 20 secrets', {
+      url: `${base}/v1/bundles/sandbox/bundle20`,
+      headers: authA,
+    });
+    let writeCounter = 0;
+    await run('write', 'PUT with compare-and-set, a new version each time', {
+      url: base,
+      headers: { ...authA, 'content-type': 'application/json' },
+      requests: [
+        {
+          method: 'PUT',
+          // Each connection writes its own secret and sends the version it last saw: every PUT is a
+          // compare-and-set that succeeds and makes a new version.
+          setupRequest: (req, context) => {
+            const c = context as { name?: string; version?: number };
+            c.name ??= `W_${writeCounter++}`;
+            c.version ??= 0;
+            return {
+              ...req,
+              path: `/v1/secrets/sandbox/writes/${c.name}`,
+              body: JSON.stringify({ value: randomBytes(16).toString('hex'), ifVersion: c.version }),
+            };
+          },
+          onResponse: (status, body, context) => {
+            if (status === 200 || status === 201)
+              (context as { version?: number }).version = (JSON.parse(body) as { version: number }).version;
+          },
+        },
+      ],
+    });
+    await run('login', 'POST /v1/auth/token (scrypt-verified client secret)', {
+      url: `${base}/v1/auth/token`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ clientId: svcA.identity.clientId, clientSecret: svcA.clientSecret }),
+    });
+    await run('list-100', 'GET a page of 100 secrets (metadata)', {
+      url: `${base}/v1/secrets?kind=shared&owner=list&limit=100`,
+      headers: authA,
+    });
+
+    // --- reads while the tenant's data key re-encrypts many versions
+    log(`seeding ${rekeyVersions} versions to re-encrypt`);
+    await seedVersions(ownerUrl, keyring, a.tenant.id, {
+      kind: 'sandbox',
+      owner: 'bulk',
+      secrets: Math.ceil(rekeyVersions / 10),
+      versions: 10,
+    });
+    const rekeyStarted = Date.now();
+    let rekeyDone = 0;
+    const rekeyWatch = (async () => {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 250));
+        if ((await staleVersions(ownerUrl, a.tenant.id)) === 0) {
+          rekeyDone = Date.now();
+          return;
+        }
+      }
+    })();
+    await adminA.call('rotateDataKey');
+    await run('read-during-rekey', `read while ${rekeyVersions} versions are re-encrypted under a new data key`, {
+      url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
+      headers: authA,
+    });
+    await rekeyWatch;
+    const rekeySeconds = (rekeyDone - rekeyStarted) / 1000;
+    const last = results.at(-1);
+    if (last)
+      last.note = `re-encryption of ${rekeyVersions} versions took ${rekeySeconds.toFixed(1)} s${rekeySeconds < duration ? ` (shorter than the ${duration} s window)` : ''}`;
+
+    // --- a neighbour flooding at its rate limit
+    const flood = start(
+      process.execPath,
+      [
+        path.join(root, 'node_modules/autocannon/autocannon.js'),
+        '-c',
+        String(connections),
+        '-d',
+        String(duration + 2),
+        '-H',
+        `authorization=Bearer ${tokenB}`,
+        `${base}/v1/secrets/sandbox/b/K`,
+      ],
+      {},
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    await run('read-noisy-neighbour', "tenant A's read while tenant B floods past its 200 req/s limit", {
+      url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
+      headers: authA,
+    });
+    await flood.stop();
+
+    // --- scale: the same reads with many more stored versions
+    const extra: Record<string, unknown> = {};
+    if (runScale) {
+      const small = results.find((r) => r.name === 'read');
+      const smallList = results.find((r) => r.name === 'list-100');
+      log(`scale: seeding ${scaleTenants} tenants, ${scaleVersions} versions`);
+      const perTenant = Math.max(1, Math.round(scaleVersions / scaleTenants / 10));
+      await seedTenants(ownerUrl, keyring, {
+        tenants: scaleTenants,
+        secrets: perTenant,
+        versions: 10,
+        onProgress: (n) => {
+          if (n % 1000 === 0) log(`  ${n} tenants`);
+        },
+      });
+      await run('read@scale', `read with ${scaleVersions.toLocaleString('en')} more versions stored`, {
+        url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
+        headers: authA,
+      });
+      await run('list-100@scale', `list-100 with ${scaleVersions.toLocaleString('en')} more versions stored`, {
+        url: `${base}/v1/secrets?kind=shared&owner=list&limit=100`,
+        headers: authA,
+      });
+      const big = results.find((r) => r.name === 'read@scale');
+      const bigList = results.find((r) => r.name === 'list-100@scale');
+      if (small && big) extra['read p50 latency ratio at scale (× small)'] = big.p50 / Math.max(small.p50, 0.5);
+      if (smallList && bigList)
+        extra['list-100 p50 latency ratio at scale (× small)'] = bigList.p50 / Math.max(smallList.p50, 0.5);
+    }
+
+    // --- S2K cost inside PostgreSQL
+    for (const s of await measureS2k(ownerUrl, 2000))
+      extra[`pgcrypto ${s.options.replace('cipher-algo=aes256, compress-algo=0, ', '')}`] =
+        `encrypt ${s.encryptMicros.toFixed(1)} µs, decrypt ${s.decryptMicros.toFixed(1)} µs`;
+
+    const finalRss = api.rssMb();
+    extra['API RSS at the end (MB)'] = finalRss;
+    extra['API peak RSS (MB)'] = Math.max(...results.map((r) => r.peakRssMb));
+    extra['total bench time (s)'] = (Date.now() - startedAt) / 1000;
+
+    const base0 = results.find((r) => r.name === 'baseline-http');
+    for (const r of results) {
+      if (!base0) break;
+      r.rpsRatio = r.rps / base0.rps;
+      r.p99Ratio = r.p99 / Math.max(base0.p99, 1);
+    }
+    const get = (n: string) => results.find((r) => r.name === n);
+    const ratio = (n: string) => get(n)?.rpsRatio ?? 0;
+    const targets: BenchReport['targets'] = [
+      {
+        name: 'read throughput',
+        goal: '≥ 0.6 × baseline-http',
+        measured: `${ratio('read').toFixed(2)} ×`,
+        met: ratio('read') >= 0.6,
+      },
+      {
+        name: 'read p99',
+        goal: '≤ 3 × baseline-http p99',
+        measured: `${(get('read')?.p99Ratio ?? 0).toFixed(2)} ×`,
+        met: (get('read')?.p99Ratio ?? 99) <= 3,
+      },
+      {
+        name: 'bundle-20',
+        goal: '≥ 0.4 × baseline-http',
+        measured: `${ratio('bundle-20').toFixed(2)} ×`,
+        met: ratio('bundle-20') >= 0.4,
+      },
+      {
+        name: 'write',
+        goal: '≥ 0.3 × baseline-http',
+        measured: `${ratio('write').toFixed(2)} ×`,
+        met: ratio('write') >= 0.3,
+      },
+      {
+        name: 'list-100',
+        goal: '≥ 0.4 × baseline-http',
+        measured: `${ratio('list-100').toFixed(2)} ×`,
+        met: ratio('list-100') >= 0.4,
+      },
+      {
+        name: 'read-during-rekey',
+        goal: '≥ 0.7 × read',
+        measured: `${((get('read-during-rekey')?.rps ?? 0) / (get('read')?.rps ?? 1)).toFixed(2)} ×`,
+        met: (get('read-during-rekey')?.rps ?? 0) >= 0.7 * (get('read')?.rps ?? Number.POSITIVE_INFINITY),
+      },
+      {
+        name: 'read-noisy-neighbour',
+        goal: '≥ 0.8 × read',
+        measured: `${((get('read-noisy-neighbour')?.rps ?? 0) / (get('read')?.rps ?? 1)).toFixed(2)} ×`,
+        met: (get('read-noisy-neighbour')?.rps ?? 0) >= 0.8 * (get('read')?.rps ?? Number.POSITIVE_INFINITY),
+      },
+      ...(runScale
+        ? [
+            {
+              name: 'scale (read p50)',
+              goal: '≤ 1.25 × with 100 × more versions',
+              measured: `${Number(extra['read p50 latency ratio at scale (× small)'] ?? 0).toFixed(2)} ×`,
+              met: Number(extra['read p50 latency ratio at scale (× small)'] ?? 99) <= 1.25,
+            },
+          ]
+        : []),
+      { name: 'server RSS', goal: '≤ 250 MB at the end', measured: `${finalRss.toFixed(0)} MB`, met: finalRss <= 250 },
+    ];
+
+    const report: BenchReport = {
+      date: new Date().toISOString(),
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+        memoryGb: Math.round(os.totalmem() / 2 ** 30),
+        node: process.version,
+        postgres: pgVersion,
+      },
+      settings: {
+        quick,
+        duration,
+        connections,
+        rekeyVersions,
+        scaleVersions: runScale ? scaleVersions : 0,
+        scaleTenants: runScale ? scaleTenants : 0,
+      },
+      scenarios: results,
+      extra,
+      targets,
+    };
+    mkdirSync(flags.out as string, { recursive: true });
+    const stem = path.join(flags.out as string, quick ? 'latest-quick' : 'latest');
+    writeFileSync(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(`${stem}.md`, markdown(report));
+    writeFileSync(`${stem}.svg`, svgChart(report));
+    process.stdout.write(`\n${markdown(report)}\nwritten: ${stem}.{json,md,svg}\n`);
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  }
+}
+
+await main();

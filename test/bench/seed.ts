@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { dataKeyContext, type MasterKeyring, newDataKey } from '../../apps/api/src/crypto/keyring.ts';
+import { PGP_OPTIONS } from '../../apps/api/src/secrets/secrets.queries.ts';
+
+/**
+ * Bulk data for the benchmark, written straight into PostgreSQL as the owner: the same rows and ciphertexts the
+ * API would write (bound plaintexts under the tenant's data key), made by generate_series instead of requests.
+ */
+
+async function tenantDek(
+  c: pg.Client,
+  keyring: MasterKeyring,
+  tenantId: string,
+): Promise<{ hex: string; version: number }> {
+  await c.query(`select set_config('app.tenant_id', $1, false)`, [tenantId]);
+  const { rows } = await c.query<{ version: number; wrapped_key: Buffer; master_key_id: string }>(
+    `select version, wrapped_key, master_key_id from coffer.tenant_keys where tenant_id = $1 and state = 'active'`,
+    [tenantId],
+  );
+  const r = rows[0];
+  if (!r) throw new Error(`tenant ${tenantId} has no active key`);
+  const key = keyring.unwrap(
+    { wrapped: r.wrapped_key, masterKeyId: r.master_key_id },
+    dataKeyContext(tenantId, r.version),
+  );
+  return { hex: key.toString('hex'), version: r.version };
+}
+
+/** `secrets` secrets under kind/owner, each with `versions` versions, in one transaction. */
+export async function seedVersions(
+  url: string,
+  keyring: MasterKeyring,
+  tenantId: string,
+  o: { kind: string; owner: string; secrets: number; versions: number; prefix?: string },
+): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const dek = await tenantDek(c, keyring, tenantId);
+    await c.query('begin');
+    await c.query(`select set_config('app.tenant_id', $1, true)`, [tenantId]);
+    await c.query(
+      `insert into coffer.secrets (id, tenant_id, kind, owner, name, current_version)
+       select gen_random_uuid(), $1, $2, $3, $4 || g, $5 from generate_series(1, $6) g`,
+      [tenantId, o.kind, o.owner, o.prefix ?? 'BULK_', o.versions, o.secrets],
+    );
+    await c.query(
+      `insert into coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version)
+       select $1::uuid, s.id, v,
+         pgp_sym_encrypt('coffer:v1:' || $1::text || ':' || s.id || ':' || v || E'\\n' || 'value-' || s.name || '-' || v, $2, $3), $4
+       from coffer.secrets s, generate_series(1, $5) v
+       where s.tenant_id = $1::uuid and s.kind = $6 and s.owner = $7`,
+      [tenantId, dek.hex, PGP_OPTIONS, dek.version, o.versions, o.kind, o.owner],
+    );
+    await c.query('commit');
+  } finally {
+    await c.end();
+  }
+}
+
+/**
+ * `tenants` tenants (each with its own wrapped data key), each with `secrets` secrets of `versions` versions:
+ * the haystack of the scale pass. Committed in chunks so progress is steady and memory flat.
+ */
+export async function seedTenants(
+  url: string,
+  keyring: MasterKeyring,
+  o: { tenants: number; secrets: number; versions: number; onProgress?: (done: number) => void },
+): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    for (let done = 0; done < o.tenants; ) {
+      const chunk = Math.min(50, o.tenants - done);
+      await c.query('begin');
+      for (let i = 0; i < chunk; i++) {
+        const id = randomUUID();
+        const dek = newDataKey();
+        const wrapped = keyring.wrap(dek, dataKeyContext(id, 1));
+        await c.query(`select set_config('app.tenant_id', $1, true)`, [id]);
+        await c.query(`insert into coffer.tenants (id, slug, name) values ($1, $2, 'scale')`, [
+          id,
+          `scale-${id.slice(0, 18)}`,
+        ]);
+        await c.query(
+          `insert into coffer.tenant_keys (tenant_id, version, wrapped_key, master_key_id, state) values ($1, 1, $2, $3, 'active')`,
+          [id, wrapped.wrapped, wrapped.masterKeyId],
+        );
+        await c.query(
+          `insert into coffer.secrets (id, tenant_id, kind, owner, name, current_version)
+           select gen_random_uuid(), $1, 'sandbox', 'scale', 'S_' || g, $2 from generate_series(1, $3) g`,
+          [id, o.versions, o.secrets],
+        );
+        await c.query(
+          `insert into coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version)
+           select $1::uuid, s.id, v, pgp_sym_encrypt('coffer:v1:' || $1::text || ':' || s.id || ':' || v || E'\\n' || 'x', $2, $3), 1
+           from coffer.secrets s, generate_series(1, $4) v where s.tenant_id = $1::uuid`,
+          [id, dek.toString('hex'), PGP_OPTIONS, o.versions],
+        );
+        dek.fill(0);
+      }
+      await c.query('commit');
+      done += chunk;
+      o.onProgress?.(done);
+    }
+    await c.query('analyze coffer.secrets, coffer.secret_versions, coffer.tenants, coffer.tenant_keys');
+  } finally {
+    await c.end();
+  }
+}
+
+/** Versions still sealed by data keys other than the active one (re-encryption progress). */
+export async function staleVersions(url: string, tenantId: string): Promise<number> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`select set_config('app.tenant_id', $1, false)`, [tenantId]);
+    const { rows } = await c.query<{ n: string }>(
+      `select count(*) as n from coffer.secret_versions v
+       where v.tenant_id = $1 and v.dek_version <> (select version from coffer.tenant_keys where tenant_id = $1 and state = 'active')`,
+      [tenantId],
+    );
+    return Number(rows[0]?.n ?? 0);
+  } finally {
+    await c.end();
+  }
+}
