@@ -122,6 +122,9 @@ const EnvSchema = z.object({
   COFFER_METRICS_TENANT_LABELS: z.union([z.literal('none'), z.coerce.number().int().min(1).max(1000)]).default(20),
 });
 
+/** Every variable Coffer reads (`.env.example` lists them all; a test checks it). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape);
+
 /** Reads `NAME` or the file named by `NAME_FILE`; both set is a problem. Never puts the value into a message. */
 function valueOrFile(
   env: Record<string, string | undefined>,
@@ -242,8 +245,15 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     }
   }
 
-  if (production && !e.DATABASE_URL) {
-    problems.push('DATABASE_URL is required in production (the embedded PostgreSQL is for development only)');
+  if (production && !e.DATABASE_URL && !e.DATABASE_APP_URL) {
+    problems.push(
+      'DATABASE_URL (or DATABASE_APP_URL) is required in production (the embedded PostgreSQL is for development only)',
+    );
+  }
+  if (e.DATABASE_APP_URL && !e.DATABASE_URL && e.COFFER_AUTO_MIGRATE) {
+    problems.push(
+      'DATABASE_APP_URL alone cannot run migrations: set DATABASE_URL (the owner) too, or COFFER_AUTO_MIGRATE=false and migrate separately (node apps/api/dist/main.js migrate)',
+    );
   }
 
   if (e.COFFER_BOOTSTRAP_SECRET !== undefined && e.COFFER_BOOTSTRAP_SECRET.length < 24) {

@@ -1,5 +1,6 @@
 import closeWithGrace from 'close-with-grace';
 import { loadConfig, processEnv } from './config.ts';
+import { runMigrations } from './db/migrate.ts';
 import { withDevelopmentKeys } from './dev-keys.ts';
 import { createLogger } from './logger.ts';
 import { StartupError, startServer } from './server.ts';
@@ -14,6 +15,17 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger(parsed.config.logLevel, process.stdout.isTTY === true && parsed.config.env !== 'production');
+  if (process.argv[2] === 'migrate') {
+    // `node dist/main.js migrate`: apply migrations as the owner and exit (a Kubernetes Job, a release step).
+    if (!parsed.config.databaseUrl) {
+      log.fatal('migrate needs DATABASE_URL, a connection as the schema owner');
+      process.exitCode = 1;
+      return;
+    }
+    await runMigrations(parsed.config.databaseUrl);
+    log.info('migrations applied');
+    return;
+  }
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(withDevelopmentKeys(parsed.config, log), log);

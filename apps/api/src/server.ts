@@ -41,7 +41,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   try {
     let ownerUrl = config.databaseUrl;
-    if (!ownerUrl) {
+    if (!ownerUrl && !config.appDatabaseUrl) {
       const dir = path.join(config.dataDir, 'postgres');
       log.info({ dir, port: config.embeddedPgPort }, 'no DATABASE_URL: starting embedded PostgreSQL');
       const embedded = await startEmbeddedPostgres({
@@ -53,14 +53,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       ownerUrl = embedded.url;
     }
 
-    if (config.autoMigrate) {
+    if (config.autoMigrate && ownerUrl) {
       await runMigrations(ownerUrl, migrationsFolder);
       log.info('migrations applied');
     }
 
+    // Without a URL for the query role, the owner gives coffer_app LOGIN and a password derived from the master key.
     const appUrl =
       config.appDatabaseUrl ??
-      (await provisionAppRole(ownerUrl, keyring.derive(APP_ROLE_PASSWORD_PURPOSE).toString('base64url')));
+      (await provisionAppRole(ownerUrl as string, keyring.derive(APP_ROLE_PASSWORD_PURPOSE).toString('base64url')));
     const pool = createPool({
       url: appUrl,
       max: config.dbPoolMax,
