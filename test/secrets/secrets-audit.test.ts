@@ -115,7 +115,7 @@ describe('audit events of the secrets routes', () => {
           {
             action: 'secrets.write',
             outcome: 'error',
-            resource: `secrets/${P}`,
+            resource: P,
             version: null,
             error_code: 'conflict',
           },
@@ -129,7 +129,7 @@ describe('audit events of the secrets routes', () => {
           {
             action: 'secrets.write',
             outcome: 'error',
-            resource: 'secrets/sandbox/app/ID',
+            resource: 'sandbox/app/ID',
             version: null,
             error_code: 'unprocessable',
           },
@@ -143,7 +143,7 @@ describe('audit events of the secrets routes', () => {
           {
             action: 'secrets.write',
             outcome: 'error',
-            resource: 'secrets/sandbox/app/1BAD',
+            resource: 'sandbox/app/1BAD',
             version: null,
             error_code: 'validation_failed',
           },
@@ -231,7 +231,7 @@ describe('audit events of the secrets routes', () => {
           {
             action: 'bundles.write',
             outcome: 'error',
-            resource: 'bundles/sandbox/app',
+            resource: 'sandbox/app',
             version: null,
             error_code: 'conflict',
           },
@@ -262,9 +262,7 @@ describe('audit events of the secrets routes', () => {
         label: 'read destroyed',
         call: () => api.get(P, 1),
         status: 410,
-        events: [
-          { action: 'secrets.read', outcome: 'error', resource: `secrets/${P}`, version: null, error_code: 'gone' },
-        ],
+        events: [{ action: 'secrets.read', outcome: 'error', resource: P, version: null, error_code: 'gone' }],
       },
       {
         label: 'delete',
@@ -292,7 +290,7 @@ describe('audit events of the secrets routes', () => {
           {
             action: 'secrets.read',
             outcome: 'denied',
-            resource: `secrets/${P}`,
+            resource: P,
             version: null,
             error_code: 'forbidden',
           },
@@ -307,7 +305,7 @@ describe('audit events of the secrets routes', () => {
           {
             action: 'secrets.read',
             outcome: 'denied',
-            resource: `secrets/${P}`,
+            resource: P,
             version: null,
             error_code: 'unauthorized',
           },
@@ -321,7 +319,7 @@ describe('audit events of the secrets routes', () => {
           {
             action: 'secrets.read',
             outcome: 'error',
-            resource: 'secrets/sandbox/app/NOPE',
+            resource: 'sandbox/app/NOPE',
             version: null,
             error_code: 'not_found',
           },

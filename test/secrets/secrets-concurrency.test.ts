@@ -162,13 +162,9 @@ describe('connection use', () => {
     expect(await storedVersions(tenant.tenant.id, 'PLAIN')).toEqual(range(1, 13));
   });
 
-  // BUG (apps/api/src/secrets/secrets.service.ts, put() and writeBundle(): formatProblem → secrets.matchesPattern):
-  // a custom pattern is checked with db.pool.query *inside* the write transaction, so each such write holds one
-  // connection and waits for a second. With as many concurrent writes as pool connections, every holder waits
-  // for a connection only they could free: the writes stall until the acquire timeout and answer 503 (seen with
-  // the default pool of 10 and 20 concurrent PUTs: ~10 s, half of them 503). Fix: run the pattern check on the
-  // transaction (tx.execute) or before opening it.
-  it.fails('concurrent writes to a secret with a custom pattern all succeed', async () => {
+  // Regression: the custom-pattern check once took a second pool connection inside the write's transaction,
+  // so as many concurrent writes as pool connections deadlocked until the acquire timeout (503s).
+  it('concurrent writes to a secret with a custom pattern all succeed', async () => {
     const { tenant, api } = await tenantApi(small);
     expectOk(
       await api.put('sandbox/pool/PATTERN', { value: 'abc', format: { pattern: '^[a-z]+$' } }),

@@ -87,10 +87,8 @@ describe('built-in formats', () => {
     expectError(await api.put('shared/pem/PUB', { value: publicPem, format: 'pem-private-key' }), 422, 'unprocessable');
   });
 
-  // BUG (apps/api/src/secrets/formats.ts, 'pem-private-key'): the lazy `[\s\S]+?` body with the `\s*$` anchor
-  // spans several blocks, and createPrivateKey() reads only the first, so two (or more) concatenated PEM blocks pass
-  // although the rule says "must be one PEM block".
-  it.fails('refuses two concatenated PEM blocks (the rule says one block)', async () => {
+  // Regression: two concatenated PEM blocks once passed (the lazy body spanned them).
+  it('refuses two concatenated PEM blocks (the rule says one block)', async () => {
     const { api } = await tenantApi();
     expectError(
       await api.put('shared/pem/TWO', { value: `${rsaPem}${rsaPem}`, format: 'pem-private-key' }),
@@ -308,10 +306,9 @@ describe('names and owners', () => {
     expect(await secretCount(tenant.tenant.id)).toBe(0);
   });
 
-  // BUG (apps/api/src/audit/audit.context.ts, attemptedResource): the decoded path keeps a NUL, which PostgreSQL
-  // refuses in the audit event's text/jsonb, so the audit write fails and a plain 400 becomes 503 "audit log
-  // unavailable" — and the attempt is not audited at all (the same happens to a 401 for such a URL).
-  it.fails('refuses a NUL in a name with 400, and audits the attempt', async () => {
+  // Regression: a NUL in the path once made the failure's own audit event fail (PostgreSQL text has no NUL),
+  // turning a 400 into an unaudited 503.
+  it('refuses a NUL in a name with 400, and audits the attempt', async () => {
     const { tenant, api } = await tenantApi();
     const res = await api.send('GET', '/v1/secrets/sandbox/o/K%00EY');
     expectError(res, 400, 'validation_failed');

@@ -44,8 +44,35 @@ export function linkHash(prevHash: Buffer, seq: number, digest: Buffer): Buffer 
   return createHash('sha256').update(prevHash).update(seqBytes).update(digest).digest();
 }
 
-/** The JSON the append function takes: columns plus the digest in hex. */
-export function toAppendRow(e: AuditEvent): Record<string, unknown> {
+/**
+ * PostgreSQL text cannot hold NUL, and control characters have no business in a log an auditor reads:
+ * request-supplied text (paths, user agents, client ids) is cleaned before it is hashed and stored, so a hostile
+ * request cannot make its own audit event, or a whole group commit, fail.
+ */
+function clean<T extends string | null>(s: T): T {
+  return (s === null ? null : s.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, '\ufffd')) as T;
+}
+
+export function cleanEvent(e: AuditEvent): AuditEvent {
+  return {
+    ...e,
+    actorName: clean(e.actorName),
+    action: clean(e.action),
+    resource: clean(e.resource),
+    errorCode: clean(e.errorCode),
+    requestId: clean(e.requestId),
+    sourceIp: clean(e.sourceIp),
+    userAgent: clean(e.userAgent),
+    fingerprint: clean(e.fingerprint),
+    details: e.details
+      ? Object.fromEntries(Object.entries(e.details).map(([k, v]) => [clean(k), typeof v === 'string' ? clean(v) : v]))
+      : null,
+  };
+}
+
+/** The JSON the append function takes: columns plus the digest in hex (of the cleaned event, as stored). */
+export function toAppendRow(raw: AuditEvent): Record<string, unknown> {
+  const e = cleanEvent(raw);
   return {
     occurred_at: e.occurredAt.toISOString(),
     actor_id: e.actorId,

@@ -16,6 +16,8 @@ export interface Principal {
   revision: number;
   /** Credential version the token was issued under. */
   credentialVersion: number;
+  /** Built from a cached identity (only hot reads, whose statement re-checks the revision, use those). */
+  cached: boolean;
   tokenExpiresAt: Date;
 }
 

@@ -42,6 +42,7 @@ export class PrincipalResolver {
       rateLimitPerSecond: identity.rateLimitPerSecond,
       revision: identity.revision,
       credentialVersion: claims.cv,
+      cached: fresh === true,
     };
   }
 

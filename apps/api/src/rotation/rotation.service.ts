@@ -59,7 +59,7 @@ export function rotationService(deps: RotationServiceDeps) {
     tx: Tx,
   ): Promise<SecretRow> {
     writer.checkSize(value, 'body.value');
-    const problem = await writer.formatProblem((row.format ?? null) as never, value);
+    const problem = await writer.formatProblem((row.format ?? null) as never, value, tx);
     if (problem) {
       throw new AppError('unprocessable', `the new value does not satisfy the secret's format (${problem})`, [
         { path: 'body.value', message: problem },

@@ -40,7 +40,7 @@ const BUILTIN: Record<BuiltinFormat, (v: string) => FormatResult> = {
       : fail('postgres-url: must be postgres://user:password@host[:port]/database'),
   'pem-private-key': (v) => {
     const m =
-      /^-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----\r?\n[\s\S]+?\r?\n-----END \1-----\s*$/.exec(
+      /^-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----\r?\n(?:(?!-----)[\s\S])+?\r?\n-----END \1-----\s*$/.exec(
         `${v.trim()}\n`,
       );
     if (!m)

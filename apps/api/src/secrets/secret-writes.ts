@@ -125,10 +125,10 @@ export function secretWriter(deps: SecretWriterDeps) {
     },
 
     /** The failed rule for a value under its effective format, or null. Custom patterns run in PostgreSQL. */
-    async formatProblem(format: SecretFormat | null, value: string): Promise<string | null> {
+    async formatProblem(format: SecretFormat | null, value: string, tx?: Tx): Promise<string | null> {
       const r = checkFormat(format, value);
       if (!r.ok) return r.rule ?? 'format';
-      if (r.pattern !== undefined && !(await secrets.matchesPattern(value, r.pattern))) {
+      if (r.pattern !== undefined && !(await secrets.matchesPattern(value, r.pattern, tx))) {
         return 'pattern: must match the format pattern';
       }
       return null;

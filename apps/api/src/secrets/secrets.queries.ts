@@ -278,8 +278,15 @@ export function secretQueries(db: Database) {
       );
     },
 
-    /** Whether `value` matches a custom format's pattern, decided by PostgreSQL's regex engine. */
-    async matchesPattern(value: string, pattern: string): Promise<boolean> {
+    /**
+     * Whether `value` matches a custom format's pattern, decided by PostgreSQL's regex engine. Inside a write it
+     * runs on the write's own connection: a second connection per write could exhaust the pool.
+     */
+    async matchesPattern(value: string, pattern: string, tx?: Tx): Promise<boolean> {
+      if (tx) {
+        const { rows } = await tx.execute<{ ok: boolean }>(sql`select ${value}::text ~ ${pattern}::text as ok`);
+        return rows[0]?.ok === true;
+      }
       const { rows } = await db.pool.query<{ ok: boolean }>('select $1::text ~ $2::text as ok', [value, pattern]);
       return rows[0]?.ok === true;
     },

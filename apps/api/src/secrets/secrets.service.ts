@@ -99,7 +99,7 @@ export function secretService(deps: SecretServiceDeps) {
             const plan = planWrite(row, body.ifVersion);
             if (!plan.ok) throw conflict(plan.message);
             const format = body.format !== undefined ? body.format : ((row?.format ?? null) as SecretFormat | null);
-            const problem = await writer.formatProblem(format, body.value);
+            const problem = await writer.formatProblem(format, body.value, tx);
             if (problem) throw unprocessable(problem, 'body.value');
             const applied = await writer.applyWrite(p.identityId, p.tenantId, path, row, body, plan, keySet, tx);
             if (applied === 'raced') continue; // created by a concurrent writer a moment ago: decide again
@@ -155,6 +155,11 @@ export function secretService(deps: SecretServiceDeps) {
       version: number | 'previous' | undefined,
     ): Promise<SecretWithValue> {
       let p = principalOf(ctx);
+      if (p.cached && !allowed(p, 'secrets.read', pathOf(path))) {
+        // A cached principal may carry policies that were widened since: refuse only on the current ones.
+        p = await deps.refreshPrincipal(p);
+        ctx.principal = p;
+      }
       requireAllowed(p, 'secrets.read', pathOf(path));
       const wanted = version === 'previous' ? -1 : (version ?? null);
       let keySet = await keys.get(p.tenantId);
@@ -279,8 +284,10 @@ export function secretService(deps: SecretServiceDeps) {
         }
       }
       const pageItems = items.slice(0, q.limit);
-      const last = pageItems.at(-1);
-      const more = items.length > q.limit || !exhausted;
+      // A full page continues after its last item; a scan that ran out of budget continues after the last row
+      // it looked at (so a service whose secrets sort late still reaches them, page by page).
+      const resumeAt: SecretPath | undefined =
+        items.length > q.limit ? pageItems.at(-1) : exhausted ? undefined : after;
       await audit.record(
         auditEvent(ctx, {
           action: 'secrets.list',
@@ -291,7 +298,7 @@ export function secretService(deps: SecretServiceDeps) {
       );
       return {
         items: pageItems.map(toMetadata),
-        nextCursor: more && last ? encodeCursor({ k: last.kind, o: last.owner, n: last.name }) : null,
+        nextCursor: resumeAt ? encodeCursor({ k: resumeAt.kind, o: resumeAt.owner, n: resumeAt.name }) : null,
       };
     },
 
@@ -380,8 +387,8 @@ export function secretService(deps: SecretServiceDeps) {
         if (p.role !== 'admin') {
           const caller = p;
           const all = await secrets.bundleNames(p.tenantId, kind, owner);
+          // Even with no readable name the read goes ahead: its statement re-checks a cached identity.
           names = all.filter((n) => allowed(caller, 'secrets.read', `${kind}/${owner}/${n}`));
-          if (names.length === 0) break;
         }
         const set = keySet;
         const caller = p;
@@ -468,7 +475,7 @@ export function secretService(deps: SecretServiceDeps) {
             }
             plans.set(name, plan);
             const format = s.format !== undefined ? s.format : ((row?.format ?? null) as SecretFormat | null);
-            const problem = await writer.formatProblem(format, s.value);
+            const problem = await writer.formatProblem(format, s.value, tx);
             if (problem) unprocessables.push({ path: `body.set.${name}.value`, message: problem });
           }
           for (const name of deletes) {
