@@ -45,6 +45,7 @@ export async function createTestApp(extraEnv: Record<string, string> = {}): Prom
       max: config.dbPoolMax,
       acquireTimeoutMs: config.dbAcquireTimeoutMs,
       statementTimeoutMs: config.dbStatementTimeoutMs,
+      lockTimeoutMs: config.dbLockTimeoutMs,
       applicationName: 'coffer-test',
       onError: () => undefined,
     }),

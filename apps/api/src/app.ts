@@ -103,6 +103,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     https: config.tls ? { cert: config.tls.cert, key: config.tls.key } : null,
   }) as unknown as FastifyInstance;
 
+  // Slow-loris: a client that dribbles its headers is cut off; the whole request has requestTimeout.
+  app.server.headersTimeout = config.headersTimeoutMs;
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -26,6 +26,10 @@ export interface Config {
   readonly dbPoolMax: number;
   readonly dbStatementTimeoutMs: number;
   readonly dbAcquireTimeoutMs: number;
+  /** How long a statement may wait for a row lock before it gives up (and the request answers 503). */
+  readonly dbLockTimeoutMs: number;
+  /** How long a client may take to send the request headers (slow-loris guard). */
+  readonly headersTimeoutMs: number;
   /** First key wraps; the rest only unwrap. `null` until main.ts supplies development keys. */
   readonly masterKeys: readonly MasterKey[] | null;
   readonly jwtPrivateKey: KeyObject | null;
@@ -93,6 +97,8 @@ const EnvSchema = z.object({
   COFFER_DB_POOL_MAX: intIn(1, 1000).default(20),
   COFFER_DB_STATEMENT_TIMEOUT_MS: intIn(100, 600_000).default(15_000),
   COFFER_DB_ACQUIRE_TIMEOUT_MS: intIn(50, 120_000).default(5_000),
+  COFFER_DB_LOCK_TIMEOUT_MS: intIn(50, 600_000).default(5_000),
+  COFFER_HEADERS_TIMEOUT_MS: intIn(100, 600_000).default(10_000),
   COFFER_MASTER_KEYS: z.string().optional(),
   COFFER_MASTER_KEYS_FILE: z.string().optional(),
   COFFER_JWT_PRIVATE_KEY: z.string().optional(),
@@ -294,6 +300,8 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       dbPoolMax: e.COFFER_DB_POOL_MAX,
       dbStatementTimeoutMs: e.COFFER_DB_STATEMENT_TIMEOUT_MS,
       dbAcquireTimeoutMs: e.COFFER_DB_ACQUIRE_TIMEOUT_MS,
+      dbLockTimeoutMs: e.COFFER_DB_LOCK_TIMEOUT_MS,
+      headersTimeoutMs: e.COFFER_HEADERS_TIMEOUT_MS,
       masterKeys,
       jwtPrivateKey,
       jwtPreviousPublicKeys,

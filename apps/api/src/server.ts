@@ -67,6 +67,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       max: config.dbPoolMax,
       acquireTimeoutMs: config.dbAcquireTimeoutMs,
       statementTimeoutMs: config.dbStatementTimeoutMs,
+      lockTimeoutMs: config.dbLockTimeoutMs,
       applicationName: 'coffer-api',
       onError: (err) => log.warn({ err: { message: err.message } }, 'idle database connection lost'),
     });

@@ -12,6 +12,8 @@ export interface PoolOptions {
   max: number;
   acquireTimeoutMs: number;
   statementTimeoutMs: number;
+  /** Row-lock waits give up after this (SQLSTATE 55P03, answered as 503); defaults to the acquire timeout. */
+  lockTimeoutMs?: number;
   applicationName: string;
   onError: (err: Error) => void;
 }
@@ -24,6 +26,7 @@ export function createPool(o: PoolOptions): pg.Pool {
     connectionTimeoutMillis: o.acquireTimeoutMs,
     idleTimeoutMillis: 30_000,
     statement_timeout: o.statementTimeoutMs,
+    lock_timeout: o.lockTimeoutMs ?? o.acquireTimeoutMs,
     idle_in_transaction_session_timeout: Math.max(o.statementTimeoutMs * 2, 10_000),
     application_name: o.applicationName,
     keepAlive: true,
