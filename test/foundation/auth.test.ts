@@ -130,12 +130,8 @@ describe('token login', () => {
     expectUnauthorized(await whoami(`Bearer ${svc.token}`));
   });
 
-  // BUG (apps/api/src/identities/identities.service.ts, update; apps/api/src/auth/authenticate.plugin.ts): disabling
-  // only flips `disabled`, and the token check compares the identity's current state, so enabling the identity
-  // again brings every token issued before the disable back to life until it expires (up to 24 h with
-  // tokenTtlSeconds). A token stolen before an admin disabled a suspect identity works again after re-enabling.
-  // Fix: bump credential_version when an identity is disabled (bumpCredentials: true on disabled: false -> true).
-  it.fails('a token issued before a disable stays dead after the identity is enabled again', async () => {
+  // Regression test: this was a bug the first version of this suite found.
+  it('a token issued before a disable stays dead after the identity is enabled again', async () => {
     const tenant = await createTenant(t.app);
     const svc = await createIdentity(t.app, tenant.adminToken, { role: 'service' });
     await patchIdentity(tenant, svc, { disabled: true });

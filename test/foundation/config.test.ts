@@ -202,11 +202,8 @@ describe('loadConfig in production', () => {
     expect(problems).toHaveLength(6);
   });
 
-  // BUG (apps/api/src/config.ts, loadConfig): when the zod schema of the environment fails (PORT, LOG_LEVEL,
-  // NODE_ENV, a URL, a number…), loadConfig returns those problems at once and never checks the keys, the
-  // database, the bootstrap secret or TLS. An operator fixes PORT, restarts, and only then learns the keyring is
-  // missing. Remove it.fails once every problem is reported in one go.
-  it.fails('reports a malformed PORT together with a missing keyring', () => {
+  // Regression test: this was a bug the first version of this suite found.
+  it('reports a malformed PORT together with a missing keyring', () => {
     const problems = problemsOf(loadConfig(prodEnv({ PORT: '70000', COFFER_MASTER_KEYS: undefined })));
     expect(problems.some((p) => p.startsWith('PORT'))).toBe(true);
     expect(problems.some((p) => p.includes('COFFER_MASTER_KEYS'))).toBe(true);

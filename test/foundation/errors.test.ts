@@ -195,17 +195,14 @@ describe('5xx answers carry no internals', () => {
     }
   });
 
-  // BUG (apps/api/src/errors/error-handler.ts:64, classifyError): a thrown value that is not an object (a string,
-  // null, undefined: some libraries reject with strings) makes isResponseSerializationError throw a TypeError
-  // ("Cannot use 'in' operator to search for 'method' in <the value>"), so the error handler itself fails and
-  // Fastify's fallback answers 500 with its own body, whose message repeats the thrown value. Remove it.fails
-  // once classifyError returns { code: 'internal' } for any non-object.
-  it.fails('classifyError treats a thrown string or null as a bare internal error', () => {
+  // Regression test: this was a bug the first version of this suite found.
+  it('classifyError treats a thrown string or null as a bare internal error', () => {
     expect(classifyError('a thrown string')).toEqual({ code: 'internal', message: 'internal error' });
     expect(classifyError(null)).toEqual({ code: 'internal', message: 'internal error' });
   });
 
-  it.fails('a thrown string is answered with the envelope, without repeating the string', async () => {
+  // Regression test: this was a bug the first version of this suite found.
+  it('a thrown string is answered with the envelope, without repeating the string', async () => {
     const app = Fastify({ logger: false });
     registerErrorHandling(app, { record: () => Promise.resolve() });
     app.get('/boom', async () => {
@@ -232,11 +229,8 @@ describe('readiness', () => {
     expect(body.checks.every((c) => c.ok)).toBe(true);
   });
 
-  // BUG (apps/api/src/http/mount.ts, errorResponses + mount): every route declares 503 -> ErrorEnvelope, the
-  // readiness route included, so when readiness replies 503 with its Readiness body the response serializer
-  // rejects it and the caller gets 500 {"error":{"code":"internal"}} instead of 503 with the failing checks.
-  // Fix: declare `503: Readiness` in the contracts' `ready` route (success entries override errorResponses).
-  it.fails('answers 503 not_ready naming the failing check when the database is gone', async () => {
+  // Regression test: this was a bug the first version of this suite found.
+  it('answers 503 not_ready naming the failing check when the database is gone', async () => {
     const broken = await createTestApp();
     await broken.db.pool.end();
     try {

@@ -58,12 +58,8 @@ describe('GET /openapi.json', () => {
     expect(documented.sort()).toEqual(expected.sort());
   });
 
-  // BUG (apps/api/src/http/mount.ts, mount): success statuses without a body (`204: null`, DELETE
-  // /v1/identities/:id) are left out of the route's response schemas, so the OpenAPI document gives the delete
-  // operation error responses only and no success answer; generated clients do not know 204 is success.
-  // Fix: document a bodiless success too (e.g. a `{ description: 'No Content' }` response, or a zod schema the
-  // serializer skips for an empty body). Remove it.fails once the 204 is documented.
-  it.fails('documents bodiless success answers (DELETE /v1/identities/{id} -> 204)', async () => {
+  // Regression test: this was a bug the first version of this suite found.
+  it('documents bodiless success answers (DELETE /v1/identities/{id} -> 204)', async () => {
     const doc = await document();
     for (const [name, r] of table) {
       for (const status of Object.keys(r.success)) {

@@ -130,14 +130,8 @@ describe('the built server as a process', () => {
     expect(r.server.stdout() + r.server.stderr()).not.toContain(r.secret);
   }, 60_000);
 
-  // BUG (apps/api/src/app.ts + main.ts, graceful shutdown): a keep-alive connection that carries a request when
-  // SIGTERM arrives stays open after its response (Fastify's keepAliveTimeout is 72 s and only connections idle at
-  // close time are closed), so app.close() never returns: close-with-grace gives up after
-  // COFFER_SHUTDOWN_TIMEOUT_MS, prints "killed by timeout" and exits 1 without draining the audit batcher or
-  // closing the pool. Every real client (fetch, load balancers, the SDK) keeps connections alive. Fix: once
-  // closing (a preClose hook), answer with `Connection: close` (an onSend hook), so each connection ends with its
-  // last response. Shutdown timeout lowered to 3 s here only to fail fast; remove it.fails once fixed.
-  it.fails('SIGTERM with requests in flight on keep-alive connections still exits 0', async () => {
+  // Regression test: this was a bug the first version of this suite found.
+  it('SIGTERM with requests in flight on keep-alive connections still exits 0', async () => {
     const agent = new http.Agent({ keepAlive: true });
     try {
       const r = await sigtermDuringLogins(agent, { COFFER_SHUTDOWN_TIMEOUT_MS: '3000' });

@@ -81,7 +81,7 @@ describe('no secret value, token or client secret leaks', () => {
       }),
       400,
     );
-    await step(admin.send('PUT', '/v1/secrets/sandbox/leak/TEXT', canary, { 'content-type': 'text/plain' }), 400);
+    await step(admin.send('PUT', '/v1/secrets/sandbox/leak/TEXT', canary, { 'content-type': 'text/plain' }), 415);
     await step(admin.put('sandbox/leak/1BAD', { value: canary }), 400);
     await step(anonymous.put(C, { value: canary }), 401);
     await step(service.put(C, { value: canary }), 403);

@@ -1,4 +1,4 @@
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { type RouteName, routes } from '@coffer/contracts';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyRateLimit from '@fastify/rate-limit';
@@ -30,7 +30,7 @@ import type { MasterKeyring } from './crypto/keyring.ts';
 import { TenantKeyCache } from './crypto/tenant-keys.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
-import { AppError, audited } from './errors/app-error.ts';
+import { AppError, audited, unavailable } from './errors/app-error.ts';
 import { registerErrorHandling } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
 import { identityQueries } from './identities/identities.queries.ts';
@@ -96,7 +96,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     requestTimeout: config.requestTimeoutMs,
-    return503OnClosing: true,
+    // Requests that arrive while closing get our 503 envelope (onRequest below), not Fastify's own body.
+    return503OnClosing: false,
     routerOptions: { maxParamLength: 512 },
     trustProxy: config.tlsTerminatedUpstream,
     // Native TLS when configured; the instance type is the same for our purposes either way.
@@ -209,11 +210,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (missing.length > 0) throw new Error(`routes in the contracts but not mounted: ${missing.join(', ')}`);
   });
 
+  // Graceful shutdown: once closing, every response tells its client to hang up (a kept-alive connection would
+  // otherwise hold the server open until the shutdown timeout), and new requests are refused with 503.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     // Secrets, credentials and tokens are never kept by a cache between us and the caller.
     reply.header('cache-control', 'no-store');
+    if (closing) {
+      reply.header('connection', 'close');
+      throw unavailable('the server is shutting down; retry on another instance', 1);
+    }
   });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+  // JSON only: a text/plain body is 415, not a string handed to a schema that wants an object.
+  app.removeContentTypeParser('text/plain');
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -239,6 +255,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const system = systemService({ db, keyring, audit });
 
   const principals = new PrincipalResolver(identities);
+  const unknownClientKey = keyring.derive('coffer/unknown-client-id/v1');
   await app.register(authenticate, {
     keys: signingKeys,
     issuer: config.jwtIssuer,
@@ -250,6 +267,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   await app.register(healthRoutes, {
+    onFailure: (check, err) =>
+      logger.warn({ check, err: { message: (err as Error).message } }, 'readiness check failed'),
     checks: [
       {
         name: 'database',
@@ -281,6 +300,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       audit,
       defaultTtlSeconds: config.tokenTtlSeconds,
       throttle: new LoginThrottle(config.loginMaxFailures, 15 * 60_000),
+      fingerprint: (value) => createHmac('sha256', unknownClientKey).update(value).digest('hex').slice(0, 32),
       sign: (claims, ttlSeconds) => app.jwt.sign(claims, { expiresIn: `${ttlSeconds}s` }),
     }),
   });

@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -216,14 +217,21 @@ export function parseJwtPrivateKey(pem: string, source: string, problems: string
 
 export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
   const problems: string[] = [];
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      problems.push(`${issue.path.join('.')}: ${issue.message}`);
+  // Each variable on its own, so one bad value does not hide the others: a variable that fails is reported and
+  // its default stands in, so the checks below (keys, database, TLS) still run and report too.
+  const values: Record<string, unknown> = {};
+  const failed = new Set<string>();
+  for (const [name, schema] of Object.entries(EnvSchema.shape)) {
+    const r = (schema as z.ZodType).safeParse(env[name]);
+    if (r.success) values[name] = r.data;
+    else {
+      failed.add(name);
+      for (const issue of r.error.issues) problems.push(`${[name, ...issue.path].join('.')}: ${issue.message}`);
+      const fallback = (schema as z.ZodType).safeParse(undefined);
+      values[name] = fallback.success ? fallback.data : undefined;
     }
-    return { ok: false, problems };
   }
-  const e = parsed.data;
+  const e = values as z.infer<typeof EnvSchema>;
   const production = e.NODE_ENV === 'production';
 
   let masterKeys: MasterKey[] | null = null;
@@ -251,7 +259,13 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     }
   }
 
-  if (production && !e.DATABASE_URL && !e.DATABASE_APP_URL) {
+  if (
+    production &&
+    !e.DATABASE_URL &&
+    !e.DATABASE_APP_URL &&
+    !failed.has('DATABASE_URL') &&
+    !failed.has('DATABASE_APP_URL')
+  ) {
     problems.push(
       'DATABASE_URL (or DATABASE_APP_URL) is required in production (the embedded PostgreSQL is for development only)',
     );
@@ -342,7 +356,7 @@ function createPublicKeyChecked(pem: string, problems: string[]): KeyObject | nu
 }
 
 function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
 /** The process environment, read here and nowhere else. */

@@ -141,7 +141,7 @@ export const routes = {
     summary: 'Readiness: database reachable, migrations current, keyring usable',
     tag: 'service',
     action: null,
-    success: { 200: Readiness },
+    success: { 200: Readiness, 503: Readiness },
   }),
   jwks: route({
     method: 'GET',

@@ -14,6 +14,11 @@ export interface AuthServiceDeps {
   audit: Pick<AuditSink, 'record'>;
   defaultTtlSeconds: number;
   throttle: LoginThrottle;
+  /**
+   * Keyed fingerprint for a client id that matches no identity: a caller who swaps the two fields would otherwise
+   * write a live client secret into the permanent audit log.
+   */
+  fingerprint: (value: string) => string;
 }
 
 const LOGIN_FAILED = 'unknown client id or wrong client secret';
@@ -34,7 +39,7 @@ export function authService(deps: AuthServiceDeps) {
             outcome: 'denied',
             errorCode: 'rate_limited',
             resource: 'identities/unknown',
-            details: { clientId, reason: 'too_many_failures' },
+            details: { clientIdFingerprint: deps.fingerprint(clientId), reason: 'too_many_failures' },
           }),
         );
         throw audited(
@@ -59,7 +64,10 @@ export function authService(deps: AuthServiceDeps) {
           actorName: identity?.name ?? null,
           resource: `identities/${identity?.id ?? 'unknown'}`,
           errorCode: ok ? null : 'unauthorized',
-          details: { clientId, ...(reason ? { reason } : {}) },
+          details: {
+            ...(identity ? { clientId } : { clientIdFingerprint: deps.fingerprint(clientId) }),
+            ...(reason ? { reason } : {}),
+          },
         }),
       );
       if (!ok || !identity) {

@@ -50,7 +50,9 @@ interface RoleCheckRow {
  * or rewrite the audit log. Returns one message per problem; empty means safe.
  */
 export async function checkAppRole(pool: pg.Pool): Promise<string[]> {
-  const { rows } = await pool.query<RoleCheckRow>(`
+  let rows: RoleCheckRow[];
+  try {
+    ({ rows } = await pool.query<RoleCheckRow>(`
     select r.rolname, r.rolsuper, r.rolbypassrls,
       (select count(*)::int from pg_class c where c.relowner = r.oid) as owned,
       exists (
@@ -65,7 +67,12 @@ export async function checkAppRole(pool: pg.Pool): Promise<string[]> {
       (select array_agg(c.relname::text order by c.relname) from pg_class c
         where c.relnamespace = 'coffer'::regnamespace and c.relkind in ('r', 'p')
           and not (c.relrowsecurity and c.relforcerowsecurity)) as unprotected
-    from pg_roles r where r.rolname = current_user`);
+    from pg_roles r where r.rolname = current_user`));
+  } catch (err) {
+    return [
+      `cannot inspect the query role (${(err as Error).message}): has the migration granted it the coffer schema?`,
+    ];
+  }
   const row = rows[0];
   if (!row) return ['cannot read the query role from pg_roles'];
   const problems: string[] = [];

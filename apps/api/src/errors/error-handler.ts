@@ -54,6 +54,8 @@ export interface Classified {
 
 /** Decides what the caller learns about an error. Anything unrecognised is a 500 whose message says nothing. */
 export function classifyError(err: unknown): Classified {
+  // Something threw a string, null or undefined: there is nothing to learn from it, and nothing to show.
+  if (typeof err !== 'object' || err === null) return { code: 'internal', message: 'internal error' };
   if (err instanceof AppError) {
     return { code: err.code, message: err.message, details: err.details, retryAfter: err.retryAfter };
   }

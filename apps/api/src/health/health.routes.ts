@@ -8,7 +8,10 @@ export interface ReadinessCheck {
 }
 
 /** Liveness says the process answers; readiness says it can serve: each check must pass within the timeout. */
-export async function healthRoutes(app: FastifyInstance, o: { checks: ReadinessCheck[]; timeoutMs?: number }) {
+export async function healthRoutes(
+  app: FastifyInstance,
+  o: { checks: ReadinessCheck[]; timeoutMs?: number; onFailure?: (check: string, err: unknown) => void },
+) {
   const timeoutMs = o.timeoutMs ?? 2_000;
 
   mount(app, 'health', async () => ({ status: 'ok' as const }));
@@ -24,7 +27,10 @@ export async function healthRoutes(app: FastifyInstance, o: { checks: ReadinessC
           const r = await Promise.race([c.run(), timeout]);
           return { name: c.name, ok: r.ok, ...(r.message ? { message: r.message } : {}) };
         } catch (err) {
-          return { name: c.name, ok: false, message: err instanceof Error ? err.message.slice(0, 200) : 'failed' };
+          // /readyz is unauthenticated: name the failure, not the database's address or error text.
+          o.onFailure?.(c.name, err);
+          const code = (err as { code?: unknown }).code;
+          return { name: c.name, ok: false, message: `check failed${typeof code === 'string' ? ` (${code})` : ''}` };
         } finally {
           clearTimeout(timer);
         }

@@ -1,6 +1,6 @@
 import { ErrorEnvelope, type RouteDef, type RouteName, type RouteOutput, routes } from '@coffer/contracts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { z } from 'zod';
+import { z } from 'zod';
 
 type Parsed<S> = S extends z.ZodType ? z.output<S> : undefined;
 
@@ -19,6 +19,7 @@ export type RouteHandler<R extends RouteDef> = (
 /** Error responses each kind of route can give, for the OpenAPI document. */
 function errorResponses(def: RouteDef): Record<number, z.ZodType> {
   const statuses = [400, 413, 429, 500, 503];
+  if (def.body) statuses.push(415);
   if (def.action) statuses.push(401, 403, 404, 409);
   else if (def.method !== 'GET') statuses.push(401);
   return Object.fromEntries(statuses.map((s) => [s, ErrorEnvelope]));
@@ -37,7 +38,10 @@ export function mount<N extends RouteName>(
   const def: RouteDef = routes[name];
   const [firstStatus] = Object.keys(def.success).map(Number);
   const response: Record<number, z.ZodType> = { ...errorResponses(def) };
-  for (const [status, schema] of Object.entries(def.success)) if (schema) response[Number(status)] = schema;
+  for (const [status, schema] of Object.entries(def.success)) {
+    // A body-less success (204) is documented as such; Fastify sends nothing for it.
+    response[Number(status)] = schema ?? z.null().describe('No content');
+  }
   app.route({
     method: def.method,
     url: def.path,

@@ -132,19 +132,20 @@ export function identityQueries(db: Database) {
       id: string,
       patch: Partial<Pick<IdentityRow, 'name' | 'policies' | 'disabled' | 'tokenTtlSeconds' | 'secretHash'>> & {
         bumpCredentials?: boolean;
+        /** Invalidate every token issued so far (the client secret stays valid). */
+        revokeTokens?: boolean;
       },
       tx?: Tx,
     ): Promise<IdentityRow | undefined> {
-      const { bumpCredentials, ...fields } = patch;
+      const { bumpCredentials, revokeTokens, ...fields } = patch;
       return db.inTenant(tenantId, tx, async (t) => {
         const [row] = await t
           .update(identities)
           .set({
             ...fields,
             updatedAt: sql`now()`,
-            ...(bumpCredentials
-              ? { credentialVersion: sql`${identities.credentialVersion} + 1`, secretRotatedAt: sql`now()` }
-              : {}),
+            ...(bumpCredentials || revokeTokens ? { credentialVersion: sql`${identities.credentialVersion} + 1` } : {}),
+            ...(bumpCredentials ? { secretRotatedAt: sql`now()` } : {}),
           })
           .where(eq(identities.id, id))
           .returning();

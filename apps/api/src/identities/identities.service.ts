@@ -116,6 +116,8 @@ export function identityService(deps: IdentityServiceDeps) {
             ...(patch.policies !== undefined ? { policies: patch.policies } : {}),
             ...(patch.disabled !== undefined ? { disabled: patch.disabled } : {}),
             ...(patch.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: patch.tokenTtlSeconds } : {}),
+            // Tokens issued before a disable stay dead after a re-enable: the identity logs in again.
+            ...(patch.disabled === true && !current.disabled ? { revokeTokens: true } : {}),
           },
           tx,
         );
