@@ -50,6 +50,7 @@ export function linkHash(prevHash: Buffer, seq: number, digest: Buffer): Buffer 
  * request cannot make its own audit event, or a whole group commit, fail.
  */
 function clean<T extends string | null>(s: T): T {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
   return (s === null ? null : s.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, '\ufffd')) as T;
 }
 
