@@ -16,3 +16,10 @@ describe('.env.example', () => {
     expect(lines.filter((l) => /^[A-Z_]+=./.test(l))).toEqual([]);
   });
 });
+
+describe('README configuration table', () => {
+  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+  it('documents every variable the configuration reads', () => {
+    expect(ENV_VARIABLES.filter((v) => !readme.includes(`\`${v}\``))).toEqual([]);
+  });
+});
