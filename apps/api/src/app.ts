@@ -351,15 +351,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         { name: 'purge-deleted-secrets', intervalMs: 3_600_000, run: () => purge.runOnce() },
         { name: 'audit-checkpoints', intervalMs: 5 * 60_000, run: () => auditMaintenance.checkpointAll() },
         { name: 'audit-retention', intervalMs: 24 * 3_600_000, run: () => auditMaintenance.retainAll() },
-        { name: 're-encrypt-data-keys', intervalMs: 30_000, run: () => dataKeys.rekeyAll() },
+        { name: 're-encrypt-data-keys', intervalMs: config.schedulerIntervalMs, run: () => dataKeys.rekeyAll() },
         { name: 'webhook-deliveries', intervalMs: 5_000, run: () => webhooks.deliverDue() },
         ...(config.schedulerEnabled
-          ? [{ name: 'scheduled-rotations', intervalMs: 30_000, run: () => rotation.runDue() }]
+          ? [{ name: 'scheduled-rotations', intervalMs: config.schedulerIntervalMs, run: () => rotation.runDue() }]
           : []),
       ],
       logger,
     );
-    app.addHook('onReady', async () => scheduler.start());
+    app.addHook('onReady', async () => scheduler.start(Math.min(5_000, config.schedulerIntervalMs)));
     app.addHook('onClose', async () => scheduler.stop());
   }
 

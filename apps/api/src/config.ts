@@ -57,6 +57,8 @@ export interface Config {
   readonly loginMaxFailures: number;
   /** Run the rotation scheduler (due secrets with a generator are rotated automatically). */
   readonly schedulerEnabled: boolean;
+  /** How often the rotation scheduler and the re-encryption job look for work. */
+  readonly schedulerIntervalMs: number;
   /** Webhooks may target private/loopback addresses (SSRF guard off); default only outside production. */
   readonly webhookAllowPrivate: boolean;
   /** Webhooks may use plain http; default only outside production. */
@@ -121,6 +123,7 @@ const EnvSchema = z.object({
   COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: intIn(1, 1_000_000).default(300),
   COFFER_LOGIN_MAX_FAILURES: intIn(1, 1_000_000).default(10),
   COFFER_SCHEDULER_ENABLED: boolish.default(true),
+  COFFER_SCHEDULER_INTERVAL_MS: intIn(100, 3_600_000).default(30_000),
   COFFER_WEBHOOK_ALLOW_PRIVATE: boolish.optional(),
   COFFER_WEBHOOK_ALLOW_HTTP: boolish.optional(),
   COFFER_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional(),
@@ -334,6 +337,7 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       loginRateLimitPerMinute: e.COFFER_LOGIN_RATE_LIMIT_PER_MINUTE,
       loginMaxFailures: e.COFFER_LOGIN_MAX_FAILURES,
       schedulerEnabled: e.COFFER_SCHEDULER_ENABLED,
+      schedulerIntervalMs: e.COFFER_SCHEDULER_INTERVAL_MS,
       webhookAllowPrivate: e.COFFER_WEBHOOK_ALLOW_PRIVATE ?? !production,
       webhookAllowHttp: e.COFFER_WEBHOOK_ALLOW_HTTP ?? !production,
       metricsToken: e.COFFER_METRICS_TOKEN ?? null,
