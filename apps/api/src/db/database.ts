@@ -31,8 +31,13 @@ export function createPool(o: PoolOptions): pg.Pool {
     application_name: o.applicationName,
     keepAlive: true,
   });
-  // An idle client losing its connection (database restart, pg_terminate_backend) must not crash the process.
+  // A client losing its connection (database restart, pg_terminate_backend) must not crash the process: the pool
+  // handles idle clients, and this listener the ones checked out by a transaction (pg emits 'error' on them too;
+  // the query in flight is rejected and answered as 503).
   pool.on('error', o.onError);
+  pool.on('connect', (client) => {
+    client.on('error', o.onError);
+  });
   return pool;
 }
 
