@@ -1,0 +1,76 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type Api,
+  type Cluster,
+  call,
+  isEnvelope,
+  type Keys,
+  makeKeys,
+  startApi,
+  startCluster,
+  tenantOn,
+} from './harness.ts';
+import { recordOutcome } from './results.ts';
+
+let cluster: Cluster;
+let api: Api;
+let keys: Keys;
+
+beforeAll(async () => {
+  cluster = await startCluster();
+  keys = makeKeys();
+  api = await startApi(cluster.ownerUrl, keys, {
+    COFFER_DB_POOL_MAX: '3',
+    COFFER_DB_ACQUIRE_TIMEOUT_MS: '1000',
+    COFFER_DB_LOCK_TIMEOUT_MS: '1000',
+  });
+});
+afterAll(async () => {
+  await api?.stop();
+  await cluster?.destroy();
+});
+
+describe('a lock held on a secret exhausts the pool', () => {
+  it('answers 503 within the configured timeouts and recovers when the lock is released', async () => {
+    const { tenantId, adminToken } = await tenantOn(api, keys);
+    await call(api.base, 'PUT', '/v1/secrets/sandbox/lock/HOT', { token: adminToken, body: { value: 'v0' } });
+    await call(api.base, 'PUT', '/v1/secrets/sandbox/lock/COLD', { token: adminToken, body: { value: 'c' } });
+
+    const holder = new pg.Client({ connectionString: cluster.ownerUrl });
+    await holder.connect();
+    await holder.query('begin');
+    await holder.query(`select set_config('app.tenant_id', $1, true)`, [tenantId]);
+    await holder.query(`select 1 from coffer.secrets where name = 'HOT' for update`);
+
+    const started = Date.now();
+    const writes = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        call(api.base, 'PUT', '/v1/secrets/sandbox/lock/HOT', { token: adminToken, body: { value: `v${i}` } }),
+      ),
+    );
+    const elapsed = Date.now() - started;
+    const statuses = writes.map((w) => w.status);
+    expect(statuses.every((s) => s === 503)).toBe(true);
+    expect(writes.every((w) => isEnvelope(w.body) && Number(w.headers.get('retry-after')) > 0)).toBe(true);
+    // The slowest waits one acquire timeout for a connection, then one lock timeout: never the statement timeout.
+    expect(Math.max(...writes.map((w) => w.ms))).toBeLessThan(4_000);
+
+    await holder.query('rollback');
+    await holder.end();
+    const after = await call(api.base, 'PUT', '/v1/secrets/sandbox/lock/HOT', {
+      token: adminToken,
+      body: { value: 'after' },
+    });
+    expect(after.status).toBe(200);
+    const read = await call(api.base, 'GET', '/v1/secrets/sandbox/lock/HOT', { token: adminToken });
+    expect((read.body as { value: string }).value).toBe('after');
+    recordOutcome('pool-exhaustion', {
+      requests: writes.length,
+      refusedWith503: statuses.filter((s) => s === 503).length,
+      slowestMs: Math.round(Math.max(...writes.map((w) => w.ms))),
+      allAnsweredWithinMs: elapsed,
+      recovered: after.status === 200,
+    });
+  });
+});
