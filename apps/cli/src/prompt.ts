@@ -8,10 +8,11 @@ export function promptHidden(question: string): Promise<string> {
       new CliError('no terminal to prompt on: pass the value with a flag or the environment', EXIT.usage),
     );
   }
-  process.stderr.write(question);
   return new Promise((resolve, reject) => {
     let answer = '';
+    // Echo off before the question appears: whatever is typed after it must never reach the screen.
     stdin.setRawMode(true);
+    process.stderr.write(question);
     stdin.resume();
     stdin.setEncoding('utf8');
     const finish = (fn: () => void) => {

@@ -210,7 +210,7 @@ export class CofferClient {
   async putSecret(
     path: string | SecretPath,
     value: string,
-    opts: Omit<PutSecretRequest, 'value'> = {},
+    opts: Omit<z.input<typeof PutSecretRequest>, 'value'> = {},
   ): Promise<SecretMetadata> {
     const p = parseSecretPath(path);
     const body = { ...opts, value };
@@ -232,7 +232,7 @@ export class CofferClient {
   }
 
   /** Metadata only (description, tags, format, expiry, rotation policy): never a new version. */
-  async patchSecret(path: string | SecretPath, patch: PatchSecretRequest): Promise<SecretMetadata> {
+  async patchSecret(path: string | SecretPath, patch: z.input<typeof PatchSecretRequest>): Promise<SecretMetadata> {
     return this.call('patchSecret', { params: parseSecretPath(path), body: patch });
   }
 
@@ -339,7 +339,11 @@ export class CofferClient {
    * `ifVersion` (so a repeated write cannot apply twice), and a retry that conflicts is checked against the bundle
    * to see whether the first attempt did apply.
    */
-  async writeBundle(kind: OwnerPath['kind'], owner: string, body: BundleWriteRequest): Promise<BundleWriteResponse> {
+  async writeBundle(
+    kind: OwnerPath['kind'],
+    owner: string,
+    body: z.input<typeof BundleWriteRequest>,
+  ): Promise<BundleWriteResponse> {
     const p = parseOwnerPath({ kind, owner });
     const sets = Object.entries(body.set ?? {});
     const guarded = sets.every(([, s]) => s.ifVersion !== undefined);
