@@ -120,6 +120,12 @@ describe('coffer get, set, ls, rm, restore, history, rotate', () => {
 
   it('refuses a value that breaks the format with exit 1 and without echoing it', async () => {
     const c = await cliTenant(t, url);
+    const empty = await runCli(['set', 'sandbox/sbx-1/EMPTY'], { env: c.env, input: '' });
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('standard input was empty');
+    expect((await runCli(['set', 'sandbox/sbx-1/EMPTY', '--value', ''], { env: c.env })).code).toBe(0);
+    expect((await runCli(['get', 'sandbox/sbx-1/EMPTY'], { env: c.env })).stdout).toBe('');
+
     const value = 'definitely-not-a-url-4711';
     const r = await runCli(['set', 'sandbox/sbx-1/DB_URL', '--format', 'postgres-url', '--value', value], {
       env: c.env,

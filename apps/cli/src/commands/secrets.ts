@@ -51,7 +51,12 @@ async function valueFrom(opts: { value?: string; fromFile?: string }, what: stri
       throw usageError(`cannot read ${opts.fromFile} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
-  if (!process.stdin.isTTY) return (await readStdin()).replace(/\r?\n$/, '');
+  if (!process.stdin.isTTY) {
+    const value = (await readStdin()).replace(/\r?\n$/, '');
+    // An empty pipe is far more often a mistake (an unset variable, a missing file) than an intended empty secret.
+    if (value === '') throw usageError("standard input was empty; to store an empty value say so: --value ''");
+    return value;
+  }
   return promptHidden(`${what}: `);
 }
 
