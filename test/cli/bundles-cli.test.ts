@@ -156,6 +156,13 @@ describe('coffer import and export', () => {
 
   it('refuses a file with names that cannot be secrets, naming the key and not the value', async () => {
     const c = await cliTenant(t, url);
+    const empty = await runCli(['export', '--bundle', 'sandbox/sbx-typo'], { env: c.env });
+    expect(empty).toMatchObject({ code: 3, stdout: '' });
+    expect(
+      (await runCli(['export', '--bundle', 'sandbox/sbx-typo', '--allow-empty', '--format', 'json'], { env: c.env }))
+        .stdout,
+    ).toBe('{}\n');
+
     const bad = path.join(c.configDir, 'bad.env');
     writeFileSync(bad, 'GOOD=1\n9LIVES=secret-cat-value\n');
     const r = await runCli(['import', bad, '--bundle', 'sandbox/sbx-bad'], { env: c.env });
@@ -224,8 +231,19 @@ describe('coffer run', () => {
     c.cleanup();
   });
 
-  it('says when the command does not exist (127) or the bundle is not readable (4)', async () => {
+  it('says when the command does not exist (127), the bundle is empty (3) or not readable (4)', async () => {
     const c = await cliTenant(t, url);
+    const started = [process.execPath, '-e', 'console.log("started")'];
+    const empty = await runCli(['run', '--bundle', 'sandbox/sbx-typo', '--', ...started], { env: c.env });
+    expect(empty.code).toBe(3);
+    expect(empty.stdout).toBe('');
+    expect(empty.stderr).toContain('sandbox/sbx-typo has no secrets this identity may read');
+    const allowed = await runCli(['run', '--bundle', 'sandbox/sbx-typo', '--allow-empty', '--', ...started], {
+      env: c.env,
+    });
+    expect(allowed).toMatchObject({ code: 0, stdout: 'started\n' });
+
+    await runCli(['set', 'sandbox/sbx-none/X', '--value', 'x'], { env: c.env });
     const missing = await runCli(['run', '--bundle', 'sandbox/sbx-none', '--', 'coffer-no-such-command-xyz'], {
       env: c.env,
     });

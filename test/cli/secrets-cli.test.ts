@@ -226,6 +226,7 @@ describe('coffer get, set, ls, rm, restore, history, rotate', () => {
       expect(r.code, cmd).toBe(0);
       expect(r.stdout, cmd).toContain('Examples:');
       expect(r.stdout, cmd).toContain(`$ coffer ${cmd}`);
+      expect(r.stdout, cmd).toMatch(/Exit codes: .*(2 usage|126)/);
     }
     const root = await runCli(['--help']);
     expect(root.stdout).toContain('Exit codes:');

@@ -3,7 +3,7 @@ import { parseOwnerPath } from '@coffer/sdk';
 import type { Command } from 'commander';
 import { connect } from '../context.ts';
 import { EXPORT_FORMATS, type ExportFormat, parseEnvFile, serialise } from '../envfile.ts';
-import { json, note, out, Progress, styleFor, usageError } from '../output.ts';
+import { CliError, EXIT, json, note, out, Progress, styleFor, usageError } from '../output.ts';
 import { readStdin } from '../prompt.ts';
 import { examples, globalsOf } from './common.ts';
 
@@ -35,22 +35,32 @@ export function registerBundles(program: Command): void {
       .requiredOption('--bundle <kind/owner>', 'the bundle, e.g. sandbox/sbx-42')
       .option('--format <format>', EXPORT_FORMATS.join(' | '), formatArg, 'dotenv')
       .option('--output <file>', 'write to this file (created with mode 0600) instead of standard output')
-      .action(async (opts: { bundle: string; format: ExportFormat; output?: string }, cmd: Command) => {
-        const owner = parseOwnerPath(opts.bundle);
-        const { client } = connect(globalsOf(cmd));
-        const progress = new Progress(`export ${opts.bundle}`);
-        progress.update('reading the bundle…', true);
-        const bundle = await client.getBundle(owner.kind, owner.owner);
-        progress.update(`writing ${Object.keys(bundle.values).length} secrets…`, true);
-        const text = serialise(bundle.values, opts.format);
-        progress.done();
-        if (opts.output) {
-          writeFileSync(opts.output, text, { mode: 0o600 });
-          note(
-            `Wrote ${Object.keys(bundle.values).length} secrets of ${opts.bundle} to ${opts.output} (${opts.format}).`,
-          );
-        } else out(text);
-      }),
+      .option('--allow-empty', 'write even a bundle with no secrets this identity may read')
+      .action(
+        async (opts: { bundle: string; format: ExportFormat; output?: string; allowEmpty?: boolean }, cmd: Command) => {
+          const owner = parseOwnerPath(opts.bundle);
+          const { client } = connect(globalsOf(cmd));
+          const progress = new Progress(`export ${opts.bundle}`);
+          progress.update('reading the bundle…', true);
+          const bundle = await client.getBundle(owner.kind, owner.owner);
+          if (Object.keys(bundle.values).length === 0 && !opts.allowEmpty) {
+            progress.done();
+            throw new CliError(
+              `${opts.bundle} has no secrets this identity may read (check the name and the policies, or pass --allow-empty)`,
+              EXIT.notFound,
+            );
+          }
+          progress.update(`writing ${Object.keys(bundle.values).length} secrets…`, true);
+          const text = serialise(bundle.values, opts.format);
+          progress.done();
+          if (opts.output) {
+            writeFileSync(opts.output, text, { mode: 0o600 });
+            note(
+              `Wrote ${Object.keys(bundle.values).length} secrets of ${opts.bundle} to ${opts.output} (${opts.format}).`,
+            );
+          } else out(text);
+        },
+      ),
     [
       '$ coffer export --bundle sandbox/sbx-42 --format dotenv --output .env',
       '$ coffer export --bundle sandbox/sbx-42 --format json | jq keys',

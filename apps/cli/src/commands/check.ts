@@ -147,5 +147,6 @@ export function registerCheck(program: Command): void {
       '      maxAgeDays: 90              # the current version must be younger',
       '      class: infrastructure       # infrastructure | service | user (for coffer plan)',
     ],
+    'Exit codes: 0 every secret holds, 1 at least one does not (or a failure), 2 usage or invalid manifest, 4 denied.',
   );
 }

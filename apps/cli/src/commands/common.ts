@@ -4,9 +4,11 @@ import { usageError } from '../output.ts';
 
 export const globalsOf = (cmd: Command): GlobalOptions => cmd.optsWithGlobals() as GlobalOptions;
 
-/** Appends an "Examples:" section to a command's --help. */
-export function examples(cmd: Command, lines: string[]): Command {
-  return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}\n`);
+export const EXIT_CODES_LINE = 'Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 denied.';
+
+/** Appends "Examples:" and the exit codes to a command's --help. */
+export function examples(cmd: Command, lines: string[], exitCodes: string = EXIT_CODES_LINE): Command {
+  return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}\n\n${exitCodes}\n`);
 }
 
 export function positiveInt(name: string) {

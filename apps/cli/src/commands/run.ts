@@ -4,7 +4,7 @@ import { parseOwnerPath } from '@coffer/sdk';
 import type { Command } from 'commander';
 import { inheritedEnv } from '../config.ts';
 import { connect } from '../context.ts';
-import { CliError, usageError } from '../output.ts';
+import { CliError, EXIT, usageError } from '../output.ts';
 import { examples, globalsOf } from './common.ts';
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
@@ -23,27 +23,44 @@ export function registerRun(program: Command): void {
       )
       .requiredOption('--bundle <kind/owner>', 'the bundle to inject (repeat it: later bundles win)', collect)
       .option('--no-override', 'keep variables already set in the environment instead of replacing them')
+      .option('--allow-empty', 'run even if a bundle has no secrets this identity may read')
       .argument('<command...>', 'the command and its arguments, after --')
       .passThroughOptions()
-      .action(async (command: string[], opts: { bundle: string[]; override: boolean }, cmd: Command) => {
-        const [file, ...args] = command;
-        if (!file) throw usageError('give the command to run after --');
-        const owners = opts.bundle.map((b) => parseOwnerPath(b));
-        const { client } = connect(globalsOf(cmd));
-        const env = inheritedEnv();
-        for (const o of owners) {
-          const bundle = await client.getBundle(o.kind, o.owner);
-          for (const [name, value] of Object.entries(bundle.values)) {
-            if (opts.override || env[name] === undefined) env[name] = value;
+      .action(
+        async (
+          command: string[],
+          opts: { bundle: string[]; override: boolean; allowEmpty?: boolean },
+          cmd: Command,
+        ) => {
+          const [file, ...args] = command;
+          if (!file) throw usageError('give the command to run after --');
+          const owners = opts.bundle.map((b) => parseOwnerPath(b));
+          const { client } = connect(globalsOf(cmd));
+          const env = inheritedEnv();
+          for (const o of owners) {
+            const bundle = await client.getBundle(o.kind, o.owner);
+            // A typo in the owner, or an identity that may read none of it, answers an empty bundle: starting the
+            // command without its secrets would fail later and less clearly, so stop here.
+            if (Object.keys(bundle.values).length === 0 && !opts.allowEmpty) {
+              throw new CliError(
+                `${o.kind}/${o.owner} has no secrets this identity may read (check the name and the policies, or pass --allow-empty)`,
+                EXIT.notFound,
+              );
+            }
+            for (const [name, value] of Object.entries(bundle.values)) {
+              if (opts.override || env[name] === undefined) env[name] = value;
+            }
           }
-        }
-        process.exitCode = await runChild(file, args, env);
-      }),
+          process.exitCode = await runChild(file, args, env);
+        },
+      ),
     [
       '$ coffer run --bundle sandbox/sbx-42 -- node server.js',
       '$ coffer run --bundle shared/common --bundle sandbox/sbx-42 -- npm run migrate',
       '$ coffer run --bundle sandbox/sbx-42 -- sh -c \'psql "$DATABASE_URL" -c "select 1"\'',
     ],
+    "Exit codes: the command's own; 128+n if signal n ended it; 127 not found, 126 not executable; before the " +
+      'command starts: 1 failure, 2 usage, 3 empty bundle, 4 denied.',
   );
 }
 
