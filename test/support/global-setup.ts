@@ -13,7 +13,7 @@ import { runMigrations } from '../../apps/api/src/db/migrate.ts';
 import { provisionAppRole } from '../../apps/api/src/db/roles.ts';
 import { identities } from '../../apps/api/src/db/schema.ts';
 import { ensurePlatformAdmin, ROOT_CLIENT_ID } from '../../apps/api/src/tenants/bootstrap.ts';
-import { buildApi } from './build.ts';
+import { buildApi, buildCli } from './build.ts';
 
 /**
  * One PostgreSQL for the whole run, found in this order: TEST_DATABASE_URL (an owner URL you provide), a
@@ -71,6 +71,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await db.close();
 
   await buildApi();
+  await buildCli();
 
   project.provide('ownerDatabaseUrl', ownerUrl);
   project.provide('appDatabaseUrl', appUrl);

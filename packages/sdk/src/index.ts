@@ -1,2 +1,5 @@
-export { CofferClient, type CofferClientOptions } from './client.ts';
-export { CofferError } from './errors.ts';
+export type { CacheOptions } from './cache.ts';
+export { AuditExport, CofferClient, type CofferClientOptions, Paginator } from './client.ts';
+export { type ClientErrorCode, CofferError, isCofferError } from './errors.ts';
+export { formatSecretPath, type OwnerPath, parseOwnerPath, parseSecretPath, type SecretPath } from './paths.ts';
+export { verifyWebhookSignature, type WebhookDelivery } from './webhooks.ts';

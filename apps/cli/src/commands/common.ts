@@ -1,0 +1,43 @@
+import type { Command } from 'commander';
+import type { GlobalOptions } from '../context.ts';
+import { usageError } from '../output.ts';
+
+export const globalsOf = (cmd: Command): GlobalOptions => cmd.optsWithGlobals() as GlobalOptions;
+
+export const EXIT_CODES_LINE = 'Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 denied.';
+
+/** Appends "Examples:" and the exit codes to a command's --help. */
+export function examples(cmd: Command, lines: string[], exitCodes: string = EXIT_CODES_LINE): Command {
+  return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}\n\n${exitCodes}\n`);
+}
+
+export function positiveInt(name: string) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) throw usageError(`${name} must be a positive whole number, not "${raw}"`);
+    return n;
+  };
+}
+
+export function nonNegativeInt(name: string) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0) throw usageError(`${name} must be a whole number ≥ 0, not "${raw}"`);
+    return n;
+  };
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `15m`, `24h`, `7d` (before now), or an RFC 3339 timestamp. */
+export function timeArg(name: string) {
+  return (raw: string): string => {
+    const d = DURATION.exec(raw);
+    if (d) return new Date(Date.now() - Number(d[1]) * (UNIT_MS[d[2] as string] ?? 0)).toISOString();
+    const t = Date.parse(raw);
+    if (Number.isNaN(t) || !/^\d{4}-\d{2}-\d{2}/.test(raw))
+      throw usageError(`${name} must be a duration like 15m, 24h, 7d or a timestamp like 2025-01-31T12:00:00Z`);
+    return new Date(t).toISOString();
+  };
+}

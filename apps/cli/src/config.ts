@@ -1,0 +1,40 @@
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * The only module of the CLI that reads the environment (a lint rule forbids it elsewhere). Every variable the
+ * CLI honours is listed here and in the README.
+ */
+export interface CliEnv {
+  /** COFFER_URL: the server, unless --url says otherwise. */
+  url: string | undefined;
+  /** COFFER_CLIENT_ID / COFFER_CLIENT_SECRET: log in with these on every command instead of a cached token. */
+  clientId: string | undefined;
+  clientSecret: string | undefined;
+  /** COFFER_CONFIG_DIR, else $XDG_CONFIG_HOME/coffer, else ~/.config/coffer: where the token is cached. */
+  configDir: string;
+  /** NO_COLOR (any value) turns colours off; FORCE_COLOR=0 too. */
+  noColor: boolean;
+}
+
+export const DEFAULT_URL = 'http://127.0.0.1:7400';
+
+export function readEnv(): CliEnv {
+  const env = process.env;
+  const nonEmpty = (v: string | undefined) => (v !== undefined && v !== '' ? v : undefined);
+  const xdg = nonEmpty(env.XDG_CONFIG_HOME);
+  return {
+    url: nonEmpty(env.COFFER_URL),
+    clientId: nonEmpty(env.COFFER_CLIENT_ID),
+    clientSecret: nonEmpty(env.COFFER_CLIENT_SECRET),
+    configDir: nonEmpty(env.COFFER_CONFIG_DIR) ?? path.join(xdg ?? path.join(os.homedir(), '.config'), 'coffer'),
+    noColor: env.NO_COLOR !== undefined || env.FORCE_COLOR === '0',
+  };
+}
+
+/** The environment a child of `coffer run` starts from: this process's own, to which the bundle is added. */
+export function inheritedEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;
+  return out;
+}

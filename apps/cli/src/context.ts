@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import { CofferClient } from '@coffer/sdk';
+import { DEFAULT_URL, readEnv } from './config.ts';
+import { readCredentials, writeCredentials } from './credentials.ts';
+import { CliError, EXIT, usageError } from './output.ts';
+
+export const VERSION = '0.1.0';
+
+/** Options every command accepts (declared on the program). */
+export interface GlobalOptions {
+  url?: string;
+}
+
+const normalise = (url: string) => url.replace(/\/+$/, '');
+
+/** Every request of this process carries this prefix in its request id, so `audit --follow` can skip its own polls. */
+export const REQUEST_ID_PREFIX = `cli-${randomBytes(4).toString('hex')}-`;
+
+export function serverUrl(globals: GlobalOptions): string {
+  const env = readEnv();
+  const raw = globals.url ?? env.url ?? readCredentials(env.configDir)?.url ?? DEFAULT_URL;
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+  } catch {
+    throw usageError(`--url / COFFER_URL must be an http(s) URL, e.g. ${DEFAULT_URL}`);
+  }
+  return normalise(raw);
+}
+
+export function newClient(
+  url: string,
+  auth: { clientId?: string; clientSecret?: string; token?: string; tokenExpiresAt?: number },
+) {
+  return new CofferClient({
+    baseUrl: url,
+    ...auth,
+    userAgent: `coffer-cli/${VERSION}`,
+    requestIdPrefix: REQUEST_ID_PREFIX,
+    timeoutMs: 30_000,
+  });
+}
+
+/**
+ * A client for the command: COFFER_CLIENT_ID/COFFER_CLIENT_SECRET when both are set (CI), else the token cached by
+ * `coffer login` for this server (renewed with the saved client secret, if the user chose to save it).
+ */
+export function connect(globals: GlobalOptions): { client: CofferClient; url: string } {
+  const env = readEnv();
+  const url = serverUrl(globals);
+  if (env.clientId && env.clientSecret) {
+    return { client: newClient(url, { clientId: env.clientId, clientSecret: env.clientSecret }), url };
+  }
+  const stored = readCredentials(env.configDir);
+  if (!stored || normalise(stored.url) !== url) {
+    throw new CliError(
+      `not logged in to ${url}: run coffer login, or set COFFER_CLIENT_ID and COFFER_CLIENT_SECRET`,
+      EXIT.denied,
+    );
+  }
+  if (stored.clientSecret) {
+    const client = new CofferClient({
+      baseUrl: url,
+      clientId: stored.clientId,
+      clientSecret: stored.clientSecret,
+      token: stored.accessToken,
+      tokenExpiresAt: stored.expiresAt,
+      userAgent: `coffer-cli/${VERSION}`,
+      requestIdPrefix: REQUEST_ID_PREFIX,
+      timeoutMs: 30_000,
+      onToken: (t) =>
+        writeCredentials(env.configDir, { ...stored, accessToken: t.accessToken, expiresAt: t.expiresAt }),
+    });
+    return { client, url };
+  }
+  if (stored.expiresAt <= Date.now()) {
+    throw new CliError(
+      `the token for ${url} expired at ${new Date(stored.expiresAt).toISOString()}: run coffer login again`,
+      EXIT.denied,
+    );
+  }
+  return { client: newClient(url, { token: stored.accessToken, tokenExpiresAt: stored.expiresAt }), url };
+}

@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import { SecretFormat } from '@coffer/contracts';
+import { parseSecretPath } from '@coffer/sdk';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { usageError } from './output.ts';
+
+export const SECRET_CLASSES = ['infrastructure', 'service', 'user'] as const;
+export const TIERS = ['local', 'desktop', 'cloud'] as const;
+export const PLAN_ACTIONS = ['strip', 'generate', 'prompt', 'inject'] as const;
+export type SecretClass = (typeof SECRET_CLASSES)[number];
+export type Tier = (typeof TIERS)[number];
+export type PlanAction = (typeof PLAN_ACTIONS)[number];
+
+const SecretPathString = z.string().refine((p) => {
+  try {
+    parseSecretPath(p);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be a secret path kind/owner/name, e.g. sandbox/sbx-42/DB_URL');
+
+/**
+ * What a deployment needs (JSON or YAML). `coffer check` verifies each secret exists, is live, unexpired, matches
+ * its format and is younger than `maxAgeDays`; `coffer plan` says what each tier does with it, from its `class`.
+ */
+export const ManifestSecret = z
+  .object({
+    path: SecretPathString,
+    /** A built-in format name or {pattern, minLength, maxLength}; defaults to the format stored with the secret. */
+    format: SecretFormat.optional(),
+    /** The current version must be younger than this many days (fractions allowed). */
+    maxAgeDays: z.number().positive().optional(),
+    class: z.enum(SECRET_CLASSES).optional(),
+    /** Per-tier overrides of what `plan` does with this secret. */
+    tiers: z.partialRecord(z.enum(TIERS), z.enum(PLAN_ACTIONS)).optional(),
+    description: z.string().optional(),
+  })
+  .strict();
+export type ManifestSecret = z.infer<typeof ManifestSecret>;
+
+export const Manifest = z
+  .object({
+    version: z.literal(1).optional(),
+    secrets: z.array(ManifestSecret).min(1, 'must list at least one secret'),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const seen = new Set<string>();
+    m.secrets.forEach((s, i) => {
+      if (seen.has(s.path))
+        ctx.addIssue({ code: 'custom', path: ['secrets', i, 'path'], message: `${s.path} is listed twice` });
+      seen.add(s.path);
+    });
+  });
+export type Manifest = z.infer<typeof Manifest>;
+
+export function loadManifest(file: string): Manifest {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw usageError(`cannot read the manifest ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let data: unknown;
+  try {
+    data = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text);
+  } catch (e) {
+    throw usageError(
+      `the manifest ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`,
+    );
+  }
+  const parsed = Manifest.safeParse(data);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`);
+    throw usageError(`the manifest ${file} is invalid:\n  ${problems.join('\n  ')}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * What each tier does with each class of secret, unless a secret's `tiers` says otherwise:
+ * - infrastructure (databases, payment keys, cloud credentials): never shipped to a machine we do not run, so
+ *   stripped from local and desktop builds; injected from Coffer in the cloud.
+ * - service (secrets a deployment shares only with itself: session keys, internal tokens): regenerated per
+ *   deployment on local and desktop; injected from Coffer (where rotation keeps them) in the cloud.
+ * - user (the user's own keys): prompted for at run time everywhere; Coffer never ships them.
+ */
+export const TIER_RULES: Record<SecretClass, Record<Tier, PlanAction>> = {
+  infrastructure: { local: 'strip', desktop: 'strip', cloud: 'inject' },
+  service: { local: 'generate', desktop: 'generate', cloud: 'inject' },
+  user: { local: 'prompt', desktop: 'prompt', cloud: 'prompt' },
+};
+
+export const ACTION_MEANING: Record<PlanAction, string> = {
+  strip: 'never shipped to this tier',
+  generate: 'regenerated for each deployment',
+  prompt: 'supplied by the user at run time',
+  inject: 'injected from Coffer at start (coffer run)',
+};
