@@ -281,13 +281,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       {
         name: 'master-keyring',
         run: async () => {
-          const missing = [...(await system.census()).keys()].filter((id) => !keyring.has(id));
-          return missing.length === 0
-            ? { ok: true }
-            : {
-                ok: false,
-                message: `keys are wrapped or signed by master key(s) missing from the keyring: ${missing.join(', ')}`,
-              };
+          const problems = await system.keyringProblems();
+          return problems.length === 0 ? { ok: true } : { ok: false, message: problems.join('; ') };
         },
       },
     ],

@@ -132,8 +132,44 @@ export function systemService(deps: SystemServiceDeps) {
     });
   }
 
+  /**
+   * What readiness needs to know: master keys in use that the keyring lacks, and keys present under the right id
+   * that cannot unwrap what they wrapped (one sample data key per master key is tried).
+   */
+  async function keyringProblems(): Promise<string[]> {
+    const problems: string[] = [];
+    const missing = [...(await census()).keys()].filter((id) => !keyring.has(id));
+    if (missing.length > 0)
+      problems.push(`keys are wrapped or signed by master key(s) missing from the keyring: ${missing.join(', ')}`);
+    const samples = await db.withTenant(PLATFORM_TENANT_ID, async (t) => {
+      const { rows } = await t.execute<{
+        tenant_id: string;
+        version: number;
+        wrapped_key: Buffer;
+        master_key_id: string;
+      }>(sql`
+        select distinct on (master_key_id) tenant_id, version, wrapped_key, master_key_id
+        from coffer.tenant_keys where state <> 'retired' order by master_key_id, tenant_id`);
+      return rows;
+    });
+    for (const r of samples) {
+      if (!keyring.has(r.master_key_id)) continue;
+      try {
+        keyring
+          .unwrap({ wrapped: r.wrapped_key, masterKeyId: r.master_key_id }, dataKeyContext(r.tenant_id, r.version))
+          .fill(0);
+      } catch {
+        problems.push(
+          `master key ${r.master_key_id} in the keyring cannot unwrap the data keys it wrapped (wrong key for that id?)`,
+        );
+      }
+    }
+    return problems;
+  }
+
   return {
     census,
+    keyringProblems,
 
     async keys(ctx: RequestContext): Promise<SystemKeys> {
       const c = await census();
