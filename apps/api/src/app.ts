@@ -1,4 +1,6 @@
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { type RouteName, routes } from '@coffer/contracts';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyRateLimit from '@fastify/rate-limit';
@@ -100,12 +102,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: false,
     routerOptions: { maxParamLength: 512 },
     trustProxy: config.tlsTerminatedUpstream,
-    // Native TLS when configured; the instance type is the same for our purposes either way.
-    https: config.tls ? { cert: config.tls.cert, key: config.tls.key } : null,
+    // Our own server (native TLS when configured) so the slow-loris limits are enforced promptly: Node checks
+    // header and request timeouts only every connectionsCheckingInterval (30 s by default).
+    serverFactory: (handler) => {
+      const options = {
+        headersTimeout: config.headersTimeoutMs,
+        requestTimeout: config.requestTimeoutMs,
+        connectionsCheckingInterval: Math.min(1_000, config.headersTimeoutMs),
+      };
+      return config.tls
+        ? https.createServer({ ...options, cert: config.tls.cert, key: config.tls.key }, handler)
+        : http.createServer(options, handler);
+    },
   }) as unknown as FastifyInstance;
-
-  // Slow-loris: a client that dribbles its headers is cut off; the whole request has requestTimeout.
-  app.server.headersTimeout = config.headersTimeoutMs;
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
