@@ -79,7 +79,9 @@ describe('slow-loris and oversized requests', () => {
     expect(body.closedAfterMs).toBeLessThan(8_000);
 
     // (An unauthenticated body is never read at all: the 401 comes first. The login route is public.)
-    const big = await call(api.base, 'POST', '/v1/auth/token', { body: { clientId: 'x', clientSecret: 'x'.repeat(70_000) } });
+    const big = await call(api.base, 'POST', '/v1/auth/token', {
+      body: { clientId: 'x', clientSecret: 'x'.repeat(70_000) },
+    });
     expect(big.status).toBe(413);
     const headers = await slowClient((s) => {
       s.write(`GET /healthz HTTP/1.1\r\nHost: coffer\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
