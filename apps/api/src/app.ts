@@ -6,7 +6,13 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -33,7 +39,7 @@ import { TenantKeyCache } from './crypto/tenant-keys.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
 import { AppError, audited, unavailable } from './errors/app-error.ts';
-import { registerErrorHandling } from './errors/error-handler.ts';
+import { registerErrorHandling, toEnvelope } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
@@ -101,6 +107,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Requests that arrive while closing get our 503 envelope (onRequest below), not Fastify's own body.
     return503OnClosing: false,
     routerOptions: { maxParamLength: 512 },
+    // Errors the router raises before any route (a malformed URL, an over-long parameter) get the envelope too.
+    frameworkErrors: (error, request, reply) => {
+      const requestId = typeof request.id === 'string' ? request.id : randomUUID();
+      const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment is too long' : 'the URL is malformed';
+      void (reply as unknown as FastifyReply)
+        .code(400)
+        .header('x-request-id', requestId)
+        .send(toEnvelope('validation_failed', message, requestId));
+    },
     trustProxy: config.tlsTerminatedUpstream,
     // Our own server (native TLS when configured) so the slow-loris limits are enforced promptly: Node checks
     // header and request timeouts only every connectionsCheckingInterval (30 s by default).
