@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseKeyring } from '../../apps/api/src/config.ts';
+import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
+import { seedVersions } from '../bench/seed.ts';
 import { type Cluster, call, type Keys, makeKeys, sleep, startApi, startCluster, tenantOn, token } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
@@ -89,9 +92,17 @@ describe('crashes in the middle of rotation and re-keying', () => {
       const set = Object.fromEntries(names.map((n) => [n, { value: `${n}-v${v}` }]));
       await call(api.base, 'POST', '/v1/bundles/sandbox/rekey', { token: t.adminToken, body: { set } });
     }
+    // Plenty of versions (seeded straight into the database) so the kill lands while the job is still going.
+    const keyring = new MasterKeyring(parseKeyring(keys.masterKeys, 'test', []) ?? []);
+    await seedVersions(cluster.ownerUrl, keyring, t.tenantId, {
+      kind: 'sandbox',
+      owner: 'bulk',
+      secrets: 2_000,
+      versions: 10,
+    });
     const rotated = await call(api.base, 'POST', '/v1/keys/rotate', { token: t.adminToken });
     expect(rotated.status).toBe(202);
-    await sleep(20 + Math.floor(Math.random() * 60));
+    await sleep(150 + Math.floor(Math.random() * 200));
     api.kill('SIGKILL');
     await api.exited;
     const midway = await cluster.query<{ n: number }>(
@@ -107,6 +118,7 @@ describe('crashes in the middle of rotation and re-keying', () => {
       return items.find((k) => k.version === 1)?.state === 'retired';
     }, 30_000);
     expect(retired).toBe(true);
+    expect(midway[0]?.n ?? 0).toBeGreaterThan(0); // the kill really interrupted the work
     const wrapped = await cluster.query<{ len: number }>(
       `select length(wrapped_key)::int as len from coffer.tenant_keys where tenant_id = $1 and version = 1`,
       [t.tenantId],
@@ -116,9 +128,11 @@ describe('crashes in the middle of rotation and re-keying', () => {
       const r = await call(api.base, 'GET', `/v1/secrets/sandbox/rekey/${n}?version=3`, { token: adminToken });
       expect(r.body).toMatchObject({ value: `${n}-v2` });
     }
+    const bulk = await call(api.base, 'GET', '/v1/secrets/sandbox/bulk/BULK_1999?version=7', { token: adminToken });
+    expect(bulk.body).toMatchObject({ value: 'value-BULK_1999-7' });
     await api.stop();
     recordOutcome('crash-during-re-encryption', {
-      versions: names.length * 25,
+      versions: names.length * 25 + 20_000,
       sealedByOldKeyWhenKilled: midway[0]?.n ?? 0,
       resumed: true,
       oldKeyErased: true,
