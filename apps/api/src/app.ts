@@ -50,6 +50,7 @@ import { keyRoutes } from './keys/keys.routes.ts';
 import { type KeyService, keyService } from './keys/keys.service.ts';
 import { systemService } from './keys/system.service.ts';
 import { countEvent, Metrics } from './metrics/metrics.ts';
+import { ReplicaRegistry } from './ops/replicas.ts';
 import { rotationQueries } from './rotation/rotation.queries.ts';
 import { rotationRoutes } from './rotation/rotation.routes.ts';
 import { type RotationService, rotationService } from './rotation/rotation.service.ts';
@@ -186,6 +187,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       throw new Error(`${route.method} ${route.url} was not mounted from the contracts' route table`);
     }
   });
+  const replicas = new ReplicaRegistry(db, { staleAfterMs: 15_000 });
   // Rate limits, decided per route before the rate-limit plugin sees the route: each identity gets its tenant's
   // (or the default) requests per second across every route, checked right after authentication and before any
   // database work of the handler; logins are limited per source address. Refusals are not audited (a flood
@@ -199,14 +201,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         groupId: 'identity',
         timeWindow: 1000,
         keyGenerator: (req: FastifyRequest) => req.principal?.identityId ?? req.ip,
-        max: async (req: FastifyRequest) => req.principal?.rateLimitPerSecond ?? config.rateLimitPerSecond,
+        max: async (req: FastifyRequest) =>
+          replicas.share(req.principal?.rateLimitPerSecond ?? config.rateLimitPerSecond),
       };
     } else if (routeConfig.routeName === 'issueToken') {
       routeConfig.rateLimit = {
         hook: 'onRequest',
         groupId: 'login',
         timeWindow: 60_000,
-        max: config.loginRateLimitPerMinute,
+        max: async () => replicas.share(config.loginRateLimitPerMinute),
       };
     }
   });
@@ -367,6 +370,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.startJobs) {
     const scheduler = new Scheduler(
       [
+        // First, so the rate-limit share is right from the start.
+        { name: 'replica-heartbeat', intervalMs: 5_000, run: () => replicas.beat() },
         { name: 'purge-deleted-secrets', intervalMs: 3_600_000, run: () => purge.runOnce() },
         { name: 'audit-checkpoints', intervalMs: 5 * 60_000, run: () => auditMaintenance.checkpointAll() },
         { name: 'audit-retention', intervalMs: 24 * 3_600_000, run: () => auditMaintenance.retainAll() },
@@ -378,8 +383,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       ],
       logger,
     );
-    app.addHook('onReady', async () => scheduler.start(Math.min(5_000, config.schedulerIntervalMs)));
-    app.addHook('onClose', async () => scheduler.stop());
+    app.addHook('onReady', async () => {
+      await replicas
+        .beat()
+        .catch((err) => logger.warn({ err: { message: (err as Error).message } }, 'replica heartbeat failed'));
+      scheduler.start(Math.min(5_000, config.schedulerIntervalMs));
+    });
+    app.addHook('onClose', async () => {
+      await scheduler.stop();
+      await replicas.leave().catch(() => undefined);
+    });
   }
 
   await app.register(secretRoutes, {

@@ -278,3 +278,13 @@ export const webhookDeliveries = coffer.table(
     index('webhook_deliveries_webhook_idx').on(t.tenantId, t.webhookId, t.createdAt),
   ],
 );
+
+/**
+ * Live API replicas, each refreshing its row every few seconds: how many share the per-identity rate limit.
+ * Platform data (no tenant's), under the same forced row-level security as everything else.
+ */
+export const replicas = coffer.table('replicas', {
+  id: uuid('id').primaryKey(),
+  tenantId: uuid('tenant_id').notNull(),
+  seenAt: timestamp('seen_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
