@@ -1,0 +1,221 @@
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runMigrations } from '../../apps/api/src/db/migrate.ts';
+import { provisionAppRole } from '../../apps/api/src/db/roles.ts';
+import { freePort } from '../support/server-process.ts';
+import {
+  type Api,
+  type Cluster,
+  call,
+  type Keys,
+  makeKeys,
+  sleep,
+  startApi,
+  startCluster,
+  tenantOn,
+} from './harness.ts';
+import { recordOutcome } from './results.ts';
+
+/**
+ * Coffer through PgBouncer in transaction pooling, with two API replicas. PgBouncer comes from Debian's packages:
+ * installed here when missing (as root, with apt-get), otherwise the test is skipped and says why.
+ */
+function findPgbouncer(): string | null {
+  for (const p of ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'])
+    if (existsSync(p)) return p;
+  return null;
+}
+
+function installPgbouncer(): string | null {
+  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) return null;
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let r = spawnSync('apt-get', ['install', '-y', '-q', 'pgbouncer'], { env, timeout: 180_000, stdio: 'ignore' });
+  if (r.status !== 0) {
+    spawnSync('apt-get', ['update', '-q'], { env, timeout: 180_000, stdio: 'ignore' });
+    r = spawnSync('apt-get', ['install', '-y', '-q', 'pgbouncer'], { env, timeout: 180_000, stdio: 'ignore' });
+  }
+  return findPgbouncer();
+}
+
+const bin = findPgbouncer() ?? installPgbouncer();
+const why = bin ? '' : ' (skipped: PgBouncer is not installed and could not be installed from Debian packages here)';
+
+let cluster: Cluster;
+let keys: Keys;
+let dir: string;
+let stopBouncer: (() => void) | undefined;
+let replicas: Api[] = [];
+
+beforeAll(async () => {
+  if (!bin) return;
+  cluster = await startCluster();
+  keys = makeKeys();
+  await runMigrations(cluster.ownerUrl);
+  const password = randomBytes(18).toString('base64url');
+  await provisionAppRole(cluster.ownerUrl, password);
+
+  dir = mkdtempSync(path.join(os.tmpdir(), 'coffer-pgbouncer-'));
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  writeFileSync(path.join(dir, 'userlist.txt'), `"coffer_app" "${password}"\n`, { mode: 0o600 });
+  writeFileSync(
+    path.join(dir, 'pgbouncer.ini'),
+    [
+      '[databases]',
+      `coffer = host=127.0.0.1 port=${cluster.port} dbname=coffer`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      `unix_socket_dir = ${dir}`,
+      'auth_type = scram-sha-256',
+      `auth_file = ${path.join(dir, 'userlist.txt')}`,
+      'pool_mode = transaction',
+      'max_client_conn = 400',
+      'default_pool_size = 6',
+      // Startup parameters PgBouncer cannot pass on in transaction mode; the role's defaults hold them instead.
+      'ignore_startup_parameters = extra_float_digits,statement_timeout,lock_timeout,idle_in_transaction_session_timeout',
+      `logfile = ${path.join(dir, 'pgbouncer.log')}`,
+      `pidfile = ${path.join(dir, 'pgbouncer.pid')}`,
+      '',
+    ].join('\n'),
+  );
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    for (const f of ['', 'userlist.txt', 'pgbouncer.ini']) chownSync(path.join(dir, f), uid, gid);
+  }
+  const child = asRoot
+    ? spawn('runuser', ['-u', 'postgres', '--', bin, path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore' })
+    : spawn(bin, [path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore' });
+  stopBouncer = () => child.kill('SIGINT');
+  await sleep(500);
+
+  const appUrl = `postgres://coffer_app:${encodeURIComponent(password)}@127.0.0.1:${port}/coffer`;
+  for (let i = 0; i < 2; i++) {
+    replicas.push(
+      await startApi(cluster.ownerUrl, keys, {
+        DATABASE_APP_URL: appUrl,
+        COFFER_AUTO_MIGRATE: 'false',
+        COFFER_DB_POOL_MAX: '10',
+      }),
+    );
+  }
+});
+
+afterAll(async () => {
+  for (const r of replicas) await r.stop();
+  replicas = [];
+  stopBouncer?.();
+  await cluster?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe.skipIf(!bin)(`through PgBouncer in transaction mode, two replicas${why}`, () => {
+  it('serves the core paths through either replica and never shows one tenant another tenant’s data under load', async () => {
+    const [r1, r2] = replicas as [Api, Api];
+    const a = await tenantOn(r1, keys);
+    const b = await tenantOn(r2, keys);
+    // The same paths in both tenants, different values.
+    for (const [t, tag] of [
+      [a, 'A'],
+      [b, 'B'],
+    ] as const) {
+      for (let i = 0; i < 5; i++) {
+        expect(
+          (
+            await call(r1.base, 'PUT', `/v1/secrets/sandbox/app/K${i}`, {
+              token: t.adminToken,
+              body: { value: `${tag}-0` },
+            })
+          ).status,
+        ).toBe(201);
+      }
+    }
+    const counts = { writes: 0, reads: 0, wrong: 0, failed: 0 };
+    const last = new Map<string, number>();
+    let stop = false;
+    const worker = async (w: number) => {
+      const [t, tag] = w % 2 === 0 ? ([a, 'A'] as const) : ([b, 'B'] as const);
+      for (let n = 1; !stop; n++) {
+        const api = n % 2 === 0 ? r1 : r2;
+        const k = `K${w % 5}`;
+        const put = await call(api.base, 'PUT', `/v1/secrets/sandbox/app/${k}`, {
+          token: t.adminToken,
+          body: { value: `${tag}-${w}-${n}` },
+        });
+        if (put.status !== 200) counts.failed++;
+        else counts.writes++;
+        const other = n % 2 === 0 ? r2 : r1;
+        const get = await call(other.base, 'GET', `/v1/secrets/sandbox/app/${k}`, { token: t.adminToken });
+        counts.reads++;
+        const value = (get.body as { value?: string }).value ?? '';
+        if (get.status !== 200) counts.failed++;
+        else if (!value.startsWith(`${tag}-`)) counts.wrong++;
+        last.set(`${tag}/${k}`, n);
+        const bundle = await call(api.base, 'GET', '/v1/bundles/sandbox/app', { token: t.adminToken });
+        if (
+          Object.values((bundle.body as { values: Record<string, string> }).values).some(
+            (v) => !v.startsWith(`${tag}-`),
+          )
+        )
+          counts.wrong++;
+      }
+    };
+    const workers = Array.from({ length: 8 }, (_, w) => worker(w));
+    await sleep(4000);
+    stop = true;
+    await Promise.all(workers);
+    expect(counts.wrong).toBe(0);
+    expect(counts.failed).toBe(0);
+    expect(counts.writes).toBeGreaterThan(50);
+
+    // More of the suite's core paths, through the bouncer: identities, rotation, data-key rotation, audit.
+    const svc = await call(r2.base, 'POST', '/v1/identities', {
+      token: a.adminToken,
+      body: { name: 'svc', role: 'service', policies: [{ path: 'sandbox/app/*', capabilities: ['read', 'rotate'] }] },
+    });
+    expect(svc.status).toBe(201);
+    expect(
+      (
+        await call(r1.base, 'POST', '/v1/secrets/sandbox/app/K0/rotate', {
+          token: a.adminToken,
+          body: { value: 'A-rotated' },
+        })
+      ).status,
+    ).toBe(200);
+    expect((await call(r2.base, 'GET', '/v1/secrets/sandbox/app/K0', { token: a.adminToken })).body).toMatchObject({
+      value: 'A-rotated',
+    });
+    expect((await call(r2.base, 'POST', '/v1/keys/rotate', { token: b.adminToken })).status).toBe(202);
+    expect(
+      (
+        await call(r1.base, 'PUT', '/v1/secrets/sandbox/app/K1', {
+          token: b.adminToken,
+          body: { value: 'B-after-rekey' },
+        })
+      ).status,
+    ).toBe(200);
+    for (const t of [a, b]) {
+      expect((await call(r1.base, 'GET', '/v1/audit/verify', { token: t.adminToken })).body).toMatchObject({
+        ok: true,
+      });
+      const page = await call(r2.base, 'GET', '/v1/audit?limit=5', { token: t.adminToken });
+      expect((page.body as { items: unknown[] }).items).toHaveLength(5);
+    }
+    // PgBouncer really was in the path: its log shows the app's clients.
+    const log = readFileSync(path.join(dir, 'pgbouncer.log'), 'utf8');
+    expect(log).toMatch(/coffer_app/);
+    recordOutcome('pgbouncer-transaction-mode', {
+      replicas: 2,
+      writes: counts.writes,
+      reads: counts.reads,
+      crossTenantLeaks: counts.wrong,
+      failures: counts.failed,
+    });
+  });
+});
