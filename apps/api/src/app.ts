@@ -165,17 +165,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     metrics.httpRequests.inc(labels);
     metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
   });
-  if (config.metricsToken) {
-    const expected = Buffer.from(`Bearer ${config.metricsToken}`);
-    app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
-      const given = Buffer.from(request.headers.authorization ?? '');
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        throw new AppError('unauthorized', 'the metrics token is required');
-      }
-      reply.type(metrics.registry.contentType);
-      return metrics.registry.metrics();
-    });
-  }
 
   // Every route under /v1 comes from the contracts' table through mount(), which declares its action; a route
   // that does not is a build error, and so is a route of the table that nobody mounted.
@@ -409,6 +398,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(keyRoutes, { keys: dataKeys, system });
   await app.register(webhookRoutes, { service: webhooks });
   await app.register(auditRoutes, { service: auditService({ queries: auditReads, audit, keyring }) });
+
+  // Registered after the error handler, so a wrong token answers the envelope like every other route.
+  if (config.metricsToken) {
+    const expected = Buffer.from(`Bearer ${config.metricsToken}`);
+    app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+      const given = Buffer.from(request.headers.authorization ?? '');
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        throw new AppError('unauthorized', 'the metrics token is required');
+      }
+      reply.type(metrics.registry.contentType);
+      return metrics.registry.metrics();
+    });
+  }
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

@@ -24,7 +24,7 @@ export class Metrics {
 
   constructor(private readonly o: { tenantLabels: 'none' | number }) {
     const r = this.registry;
-    collectDefaultMetrics({ register: r, prefix: 'coffer_process_' });
+    collectDefaultMetrics({ register: r, prefix: 'coffer_' });
     this.httpRequests = new Counter({
       name: 'coffer_http_requests_total',
       help: 'HTTP requests',
