@@ -22,6 +22,8 @@ export interface Config {
   readonly dataDir: string;
   readonly databaseUrl: string | null;
   readonly appDatabaseUrl: string | null;
+  /** `migrate` gives the coffer_app role LOGIN with this password (for setups that connect it through PgBouncer). */
+  readonly appRolePassword: string | null;
   readonly autoMigrate: boolean;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
@@ -95,6 +97,7 @@ const EnvSchema = z.object({
   COFFER_DATA_DIR: z.string().min(1).default('.coffer'),
   DATABASE_URL: postgresUrl.optional(),
   DATABASE_APP_URL: postgresUrl.optional(),
+  COFFER_APP_ROLE_PASSWORD: z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional(),
   COFFER_AUTO_MIGRATE: boolish.default(true),
   COFFER_EMBEDDED_PG_PORT: intIn(1, 65_535).default(7432),
   COFFER_DB_POOL_MAX: intIn(1, 1000).default(20),
@@ -312,6 +315,7 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       dataDir: path.resolve(e.COFFER_DATA_DIR),
       databaseUrl: e.DATABASE_URL ?? null,
       appDatabaseUrl: e.DATABASE_APP_URL ?? null,
+      appRolePassword: e.COFFER_APP_ROLE_PASSWORD ?? null,
       autoMigrate: e.COFFER_AUTO_MIGRATE,
       embeddedPgPort: e.COFFER_EMBEDDED_PG_PORT,
       dbPoolMax: e.COFFER_DB_POOL_MAX,

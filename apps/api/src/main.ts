@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { loadConfig, processEnv } from './config.ts';
 import { runMigrations } from './db/migrate.ts';
+import { provisionAppRole } from './db/roles.ts';
 import { withDevelopmentKeys } from './dev-keys.ts';
 import { createLogger } from './logger.ts';
 import { StartupError, startServer } from './server.ts';
@@ -24,6 +25,11 @@ async function main(): Promise<void> {
     }
     await runMigrations(parsed.config.databaseUrl);
     log.info('migrations applied');
+    if (parsed.config.appRolePassword) {
+      // For deployments that reach the database through PgBouncer: the query role gets the password you chose.
+      await provisionAppRole(parsed.config.databaseUrl, parsed.config.appRolePassword);
+      log.info('the coffer_app role can log in with COFFER_APP_ROLE_PASSWORD');
+    }
     return;
   }
   let server: Awaited<ReturnType<typeof startServer>>;
