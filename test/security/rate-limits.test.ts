@@ -97,15 +97,10 @@ describe('per-identity request rate limit (COFFER_RATE_LIMIT_PER_SECOND=5)', () 
   });
 
   /**
-   * BUG (apps/api/src/app.ts, the onRoute hook that sets `rateLimit` with `groupId: 'identity'`): the comment there
-   * promises one budget per identity "across every route", but @fastify/rate-limit gives every route its own store
-   * (`LocalStore.child()` makes a fresh LRU per route; groupId only suffixes the key), so an identity gets the limit
-   * on each of the 36 authenticated routes: 5/s becomes 180/s. Upstream: fastify/fastify-rate-limit#463.
-   * Here 3 whoami and 3 secret lists alternate: the 6th request should be refused, and today it is served.
-   * Fix: one limiter for all of them, `app.createRateLimit({ timeWindow: 1000, keyGenerator, max })` called from a
-   * single preValidation hook on routes with an action (tried: this test then passes, and so do the others here).
+   * Regression: @fastify/rate-limit gives each route its own store, so a per-route limit handed an identity its
+   * budget once per route. Three whoami and three secret lists alternate: the 6th request is refused.
    */
-  it.fails('one budget per identity across routes: whoami and secret lists count together', async () => {
+  it('one budget per identity across routes: whoami and secret lists count together', async () => {
     const tenant = await createTenant(setup.app, root);
     const svc = await createIdentity(setup.app, tenant.adminToken, { role: 'service' });
     const { statuses } = await burst(6, (i) =>
@@ -321,15 +316,10 @@ describe('logins per source address (COFFER_LOGIN_RATE_LIMIT_PER_MINUTE=3)', () 
   });
 
   /**
-   * BUG (apps/api/src/app.ts, `trustProxy: config.tlsTerminatedUpstream`): `true` trusts every hop, so the caller's
-   * address is the LEFT-most X-Forwarded-For entry, which the client writes itself. A proxy that appends the real
-   * address (nginx `$proxy_add_x_forwarded_for`, cloud load balancers) sends `<whatever the client said>, <real>`:
-   * a client that varies its own header gets a fresh per-address login budget on every attempt, and the audit log
-   * records the address it made up. Trusting the proxy's hop only takes the entry the proxy wrote: a list of proxy
-   * addresses (say COFFER_TRUSTED_PROXIES), or `(_addr, hop) => hop === 0` (this Fastify treats a numeric hop count as
-   * "trust nothing"). With that change this test passes, and the others of this file still do.
+   * Regression: trusting every hop made the caller's address the left-most X-Forwarded-For entry, which the client
+   * writes itself; a proxy that appends the real address must win, for the login budget and the audit log alike.
    */
-  it.fails('behind a proxy that appends the real address, a made-up X-Forwarded-For does not buy a fresh budget', async () => {
+  it('behind a proxy that appends the real address, a made-up X-Forwarded-For does not buy a fresh budget', async () => {
     const real = '198.51.100.77';
     const attempts = await inSequence(4, (i) =>
       loginFrom(behindProxy, '10.0.0.2', 'wrong', { 'x-forwarded-for': `203.0.113.${100 + i}, ${real}` }),

@@ -117,7 +117,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         .header('x-request-id', requestId)
         .send(toEnvelope('validation_failed', message, requestId));
     },
-    trustProxy: config.tlsTerminatedUpstream,
+    // Behind a declared proxy, trust only the hop nearest us: the caller's address is the X-Forwarded-For entry our
+    // proxy appended, never one the client wrote itself (which `true` would take, the left-most).
+    trustProxy: config.tlsTerminatedUpstream ? (_addr: string, hop: number) => hop === 0 : false,
     // Our own server (native TLS when configured) so the slow-loris limits are enforced promptly: Node checks
     // header and request timeouts only every connectionsCheckingInterval (30 s by default).
     serverFactory: (handler) => {
@@ -177,23 +179,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   });
   const replicas = new ReplicaRegistry(db, { staleAfterMs: 15_000 });
-  // Rate limits, decided per route before the rate-limit plugin sees the route: each identity gets its tenant's
-  // (or the default) requests per second across every route, checked right after authentication and before any
-  // database work of the handler; logins are limited per source address. Refusals are not audited (a flood
-  // would otherwise write the audit log on the flooder's behalf).
+  // Rate limits. Each identity gets its tenant's (or the default) requests per second across every route
+  // together, checked right after authentication and before any database work of the handler; logins are limited
+  // per source address. Both budgets are split between the live replicas. Refusals are not audited (a flood would
+  // otherwise write the audit log on the flooder's behalf).
   app.addHook('onRoute', (route) => {
     const routeConfig = route.config as Record<string, unknown> | undefined;
-    if (!routeConfig) return;
-    if (routeConfig.action) {
-      routeConfig.rateLimit = {
-        hook: 'preValidation',
-        groupId: 'identity',
-        timeWindow: 1000,
-        keyGenerator: (req: FastifyRequest) => req.principal?.identityId ?? req.ip,
-        max: async (req: FastifyRequest) =>
-          replicas.share(req.principal?.rateLimitPerSecond ?? config.rateLimitPerSecond),
-      };
-    } else if (routeConfig.routeName === 'issueToken') {
+    if (routeConfig?.routeName === 'issueToken') {
       routeConfig.rateLimit = {
         hook: 'onRequest',
         groupId: 'login',
@@ -202,19 +194,30 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       };
     }
   });
+  const rateLimited = (_req: FastifyRequest, context: { after: string; ttl: number }) =>
+    audited(
+      new AppError(
+        'rate_limited',
+        `rate limit exceeded: retry in ${context.after}`,
+        undefined,
+        Math.max(1, Math.ceil(context.ttl / 1000)),
+      ),
+    );
   await app.register(fastifyRateLimit, {
     global: false,
-    onExceeded: (req) =>
-      metrics.rateLimited.inc({ kind: req.routeOptions.config?.routeName === 'issueToken' ? 'login' : 'identity' }),
-    errorResponseBuilder: (_req, context) =>
-      audited(
-        new AppError(
-          'rate_limited',
-          `rate limit exceeded: retry in ${context.after}`,
-          undefined,
-          Math.max(1, Math.ceil(context.ttl / 1000)),
-        ),
-      ),
+    onExceeded: () => metrics.rateLimited.inc({ kind: 'login' }),
+    errorResponseBuilder: rateLimited,
+  });
+  // One counter per identity, shared by every route: a per-route limit would hand out a fresh budget per route.
+  const identityLimit = app.rateLimit({
+    timeWindow: 1000,
+    keyGenerator: (req: FastifyRequest) => req.principal?.identityId ?? req.ip,
+    max: async (req: FastifyRequest) => replicas.share(req.principal?.rateLimitPerSecond ?? config.rateLimitPerSecond),
+    onExceeded: () => metrics.rateLimited.inc({ kind: 'identity' }),
+    errorResponseBuilder: rateLimited,
+  });
+  app.addHook('preValidation', async (request, reply) => {
+    if (request.routeOptions.config?.action) await identityLimit.call(app, request, reply);
   });
   await app.register(fastifyHelmet, {
     // A JSON API: nothing may be framed, scripted or embedded from its responses (Swagger UI sets its own policy).
