@@ -411,11 +411,8 @@ describe('GET /v1/rotation/due', () => {
     expectError(await opsApi(t.app, svc.token).due(), 403, 'forbidden');
   });
 
-  // BUG: the auditor role may call GET /v1/rotation/due (authorize.ts grants it `rotation.due`), but
-  // rotation.service.ts `due` then filters every row through authorize(p, 'secrets.list', path), and the auditor
-  // role has no `secrets.list` action, so an auditor always gets an empty list. The filter is meant for services'
-  // path policies; it should apply only to role 'service'.
-  it.fails('shows an auditor the same due list as the admin', async () => {
+  // Regression: the due list was filtered by services' path policies, which left an auditor an empty list.
+  it('shows an auditor the same due list as the admin', async () => {
     const { tenant, api, ops } = await tenantCtx();
     await api.put('sandbox/a/DUE', { value: 'v', rotation: { intervalDays: 1 } });
     const admin = expectOk(await ops.due(), 200, RotationDue).items;

@@ -215,19 +215,18 @@ export function rotationService(deps: RotationServiceDeps) {
         }),
       );
       return {
-        items: rows
-          .filter((r) => authorize(p, 'secrets.list', pathOf(r)).allowed)
-          .map((r) => ({
-            kind: r.kind,
-            owner: r.owner,
-            name: r.name,
-            path: pathOf(r),
-            intervalDays: r.rotationIntervalDays ?? 0,
-            lastRotatedAt: r.lastRotatedAt?.toISOString() ?? null,
-            nextRotationAt: (r.nextRotationAt as Date).toISOString(),
-            overdue: (r.nextRotationAt as Date).getTime() <= now,
-            automatic: r.generator !== null,
-          })),
+        // Only admins and auditors may ask (authorize.ts), and both see every secret's metadata.
+        items: rows.map((r) => ({
+          kind: r.kind,
+          owner: r.owner,
+          name: r.name,
+          path: pathOf(r),
+          intervalDays: r.rotationIntervalDays ?? 0,
+          lastRotatedAt: r.lastRotatedAt?.toISOString() ?? null,
+          nextRotationAt: (r.nextRotationAt as Date).toISOString(),
+          overdue: (r.nextRotationAt as Date).getTime() <= now,
+          automatic: r.generator !== null,
+        })),
       };
     },
 
