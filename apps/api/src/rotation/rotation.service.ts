@@ -117,14 +117,18 @@ export function rotationService(deps: RotationServiceDeps) {
 
   /** One due secret: claimed, rotated (or its failure recorded and postponed), committed. False when none is due. */
   async function rotateOneDue(): Promise<'rotated' | 'failed' | 'skipped' | 'none'> {
-    let failedTenant: string | null = null;
+    // Set inside the transaction, read after it: a holder, since TypeScript does not track writes in callbacks.
+    const claimed: { current: { tenantId: string; secretId: string; path?: string; version?: number } | null } = {
+      current: null,
+    };
     try {
       return await db.withTenant(PLATFORM_TENANT_ID, async (tx) => {
         const claim = await queries.claimDue(tx);
         if (!claim) return 'none';
-        failedTenant = claim.tenantId;
+        claimed.current = { tenantId: claim.tenantId, secretId: claim.secretId };
         await db.rescope(tx, claim.tenantId);
         const row = await queries.lockSecretById(claim.tenantId, claim.secretId, tx);
+        if (row) claimed.current = { ...claimed.current, path: pathOf(row), version: row.currentVersion };
         if (!row || row.deletedAt || !row.generator) {
           await secrets.schedule(claim.tenantId, claim.secretId, null, false, tx);
           return 'skipped';
@@ -168,11 +172,32 @@ export function rotationService(deps: RotationServiceDeps) {
         }
       });
     } catch (err) {
-      if (pgErrorCode(err) === 'CF001' && failedTenant) {
-        deps.keys.invalidate(failedTenant);
+      const c = claimed.current;
+      if (!c) throw err;
+      if (pgErrorCode(err) === 'CF001') {
+        deps.keys.invalidate(c.tenantId);
         return 'skipped';
       }
-      throw err;
+      // Anything else (a key missing from the keyring, a database error on this secret): the rotation rolled back.
+      // Record it and postpone this secret in a transaction of its own, so one failing secret cannot hold back every
+      // other; if even that fails (the database is gone), the pass ends.
+      deps.log.error({ err, tenantId: c.tenantId, secretId: c.secretId }, 'scheduled rotation failed');
+      await db.withTenant(c.tenantId, async (tx) => {
+        await queries.postpone(c.tenantId, c.secretId, new Date(Date.now() + 3_600_000), tx);
+        await audit.appendInTx(tx, [
+          auditEvent(SCHEDULER, {
+            tenantId: c.tenantId,
+            actorName: 'scheduler',
+            action: 'secrets.rotate',
+            outcome: 'error',
+            errorCode: 'internal',
+            resource: c.path ?? null,
+            version: c.version ?? null,
+            details: { from: c.version ?? null, trigger: 'scheduler', reason: 'internal error' },
+          }),
+        ]);
+      });
+      return 'failed';
     }
   }
 
