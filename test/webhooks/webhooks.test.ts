@@ -458,13 +458,8 @@ describe('the SSRF guard (private targets not allowed)', () => {
     expect(refused?.lastError).toMatch(/^refused: the URL must not point at/);
   });
 
-  // BUG (SSRF): apps/api/src/webhooks/url-policy.ts isPrivateAddress only unwraps IPv4-mapped IPv6 written in
-  // dotted form (`::ffff:127.0.0.1`), but WHATWG URL normalises the host to hex (`[::ffff:7f00:1]`), so
-  // `https://[::ffff:127.0.0.1]/`, `[::ffff:a9fe:a9fe]` (169.254.169.254), `[::127.0.0.1]` and the like pass the
-  // guard, at creation and at delivery, and Node's fetch reaches the IPv4 target through them. Fix: parse IPv6 to its
-  // 16 bytes (e.g. net.BlockList with addSubnet for each private range in both families, or ipaddr.js) and treat
-  // ::ffff:0:0/96, ::/96 (IPv4-compatible) and 64:ff9b::/96 (NAT64) by their embedded IPv4 address.
-  it.fails('refuses IPv4-mapped IPv6 forms of private addresses', async () => {
+  // Regression (SSRF): WHATWG URL writes `[::ffff:127.0.0.1]` as `[::ffff:7f00:1]`, which the guard used to pass.
+  it('refuses IPv4-mapped IPv6 forms of private addresses', async () => {
     const tenant = await createTenant(strict.app, await rootToken(strict.app));
     const ops = opsApi(strict.app, tenant.adminToken);
     for (const url of [
@@ -473,30 +468,68 @@ describe('the SSRF guard (private targets not allowed)', () => {
       'https://[::ffff:169.254.169.254]/latest/meta-data',
       'https://[::ffff:10.0.0.1]/hook',
       'https://[::127.0.0.1]/hook',
+      'https://[64:ff9b::7f00:1]/hook',
+      'https://[2002:7f00:1::1]/hook',
+      'https://[2001:0:7f00:1::1]/hook',
+      'https://[ff02::1]/hook',
+      'https://[2001:db8::1]/hook',
+      'https://224.0.0.1/hook',
+      'https://192.0.2.1/hook',
     ]) {
       expect({ url, status: (await ops.createWebhook({ url, events: ['secret.rotated'] })).statusCode }).toEqual({
         url,
         status: 400,
       });
     }
+    // A global unicast IPv6 address is fine.
+    expectOk(
+      await ops.createWebhook({ url: 'https://[2606:4700:4700::1111]/hook', events: ['secret.rotated'] }),
+      201,
+      CreateWebhookResponse,
+    );
   });
 });
 
-// BUG: packages/contracts/src/rotation.ts WebhookEvent offers `secret.written` and `secret.deleted`, and
-// POST /v1/webhooks accepts them, but nothing ever enqueues them: webhooks.queries.ts enqueueInTx is called only
-// from rotation.service.ts (secret.rotated, secret.rotation_failed) and keys.service.ts (key.rotated). A subscriber
-// silently receives nothing. Fix: enqueue them in secrets.service.ts put/writeBundle/remove (in the same transaction
-// as the change, as rotation does), or drop them from the enum.
-it.fails('delivers secret.written and secret.deleted to a webhook subscribed to them', async () => {
-  const { api, ops } = await tenantCtx();
+// Regression: secret.written and secret.deleted were accepted at subscription but never enqueued.
+it('delivers secret.written and secret.deleted, from single writes and bundles, without the value', async () => {
+  const { tenant, api } = await tenantCtx();
+  const ops = opsApi(t.app, tenant.adminToken);
   const rx = await receiver();
   expectOk(
     await ops.createWebhook({ url: rx.url, events: ['secret.written', 'secret.deleted'] }),
     201,
     CreateWebhookResponse,
   );
-  await api.put('sandbox/app/WRITTEN', { value: 'v1' });
+  await api.put('sandbox/app/WRITTEN', { value: 'webhook-value-one' });
+  await api.put('sandbox/app/WRITTEN', { value: 'webhook-value-two' });
   expectEmpty(await api.remove('sandbox/app/WRITTEN'));
-  for (let i = 0; i < 3; i++) await t.app.jobs.webhooks.deliverDue();
-  expect(rx.received.map((d) => d.headers['coffer-event']).sort()).toEqual(['secret.deleted', 'secret.written']);
+  await api.put('sandbox/app/GONE', { value: 'webhook-value-three' });
+  expect(
+    (await api.writeBundle('sandbox', 'app', { set: { NEW: { value: 'webhook-value-four' } }, delete: ['GONE'] }))
+      .statusCode,
+  ).toBe(200);
+  await deliverUntil(t, rx.received, 6);
+  const got = rx.received
+    .map((d) => ({ event: d.headers['coffer-event'], body: JSON.parse(d.rawBody) }))
+    .map(({ event, body }) => ({
+      event,
+      path: body.path,
+      version: body.version,
+      created: body.created,
+      purged: body.purged,
+    }))
+    .sort((x, y) => `${x.path}${x.version}${x.event}`.localeCompare(`${y.path}${y.version}${y.event}`));
+  expect(got).toEqual([
+    { event: 'secret.deleted', path: 'sandbox/app/GONE', version: 1, created: undefined, purged: false },
+    { event: 'secret.written', path: 'sandbox/app/GONE', version: 1, created: true, purged: undefined },
+    { event: 'secret.written', path: 'sandbox/app/NEW', version: 1, created: true, purged: undefined },
+    { event: 'secret.written', path: 'sandbox/app/WRITTEN', version: 1, created: true, purged: undefined },
+    { event: 'secret.deleted', path: 'sandbox/app/WRITTEN', version: 2, created: undefined, purged: false },
+    { event: 'secret.written', path: 'sandbox/app/WRITTEN', version: 2, created: false, purged: undefined },
+  ]);
+  expect(rx.received.map((d) => d.rawBody).join('\n')).not.toMatch(/webhook-value/);
+  // A change that fails writes no event.
+  expect((await api.put('sandbox/app/NEW', { value: 'x', ifVersion: 7 })).statusCode).toBe(409);
+  await t.app.jobs.webhooks.deliverDue();
+  expect(rx.received).toHaveLength(6);
 });

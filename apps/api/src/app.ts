@@ -394,6 +394,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       keys: tenantKeys,
       audit,
       writer,
+      webhooks: webhookRows,
       refreshPrincipal: (p) => principals.refresh(p),
     }),
   });

@@ -23,6 +23,7 @@ import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, conflict, forbidden, notFound, unauthorized } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import { pathOf, planWrite, rotationColumns, type SecretWriter, toMetadata } from './secret-writes.ts';
 import { bindingLine, type ReadRow, type SecretPath, type SecretQueries, type SecretRow } from './secrets.queries.ts';
 
@@ -34,6 +35,19 @@ export interface SecretServiceDeps {
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   writer: SecretWriter;
   audit: AuditSink;
+  /** `secret.written` and `secret.deleted` go out in the change's own transaction: no change without its event. */
+  webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
+}
+
+type SecretEvent = { event: 'secret.written' | 'secret.deleted'; payload: Record<string, unknown> };
+
+/** What a subscriber learns of a change: where and which version, never the value. */
+function written(tenantId: string, path: string, version: number, created: boolean): SecretEvent {
+  return { event: 'secret.written', payload: { tenantId, path, version, created, at: new Date().toISOString() } };
+}
+
+function deleted(tenantId: string, path: string, version: number, purged: boolean): SecretEvent {
+  return { event: 'secret.deleted', payload: { tenantId, path, version, purged, at: new Date().toISOString() } };
 }
 
 export const integrityError = () =>
@@ -105,6 +119,11 @@ export function secretService(deps: SecretServiceDeps) {
             if (applied === 'raced') continue; // created by a concurrent writer a moment ago: decide again
             events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, body.value, applied.created));
             await audit.appendInTx(tx, events);
+            await deps.webhooks.enqueueManyInTx(
+              p.tenantId,
+              [written(p.tenantId, pathOf(path), plan.version, applied.created)],
+              tx,
+            );
             return applied;
           }
           throw conflict('the secret changed concurrently; retry');
@@ -321,6 +340,11 @@ export function secretService(deps: SecretServiceDeps) {
             version: row.currentVersion,
           }),
         ]);
+        await deps.webhooks.enqueueManyInTx(
+          p.tenantId,
+          [deleted(p.tenantId, pathOf(path), row.currentVersion, purge)],
+          tx,
+        );
       });
     },
 
@@ -497,6 +521,7 @@ export function secretService(deps: SecretServiceDeps) {
             );
           }
           const versions: Record<string, number | null> = {};
+          const changes: SecretEvent[] = [];
           for (const [name, s] of sets) {
             const plan = plans.get(name) as { create: boolean; version: number };
             const applied = await writer.applyWrite(
@@ -511,6 +536,7 @@ export function secretService(deps: SecretServiceDeps) {
             );
             if (applied === 'raced') throw conflict(`${kind}/${owner}/${name} was created concurrently; retry`);
             versions[name] = plan.version;
+            changes.push(written(p.tenantId, pathOf(applied.row), plan.version, applied.created));
             events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, s.value, applied.created, 'bundle'));
           }
           for (const name of deletes) {
@@ -518,6 +544,7 @@ export function secretService(deps: SecretServiceDeps) {
             await secrets.update(p.tenantId, row.id, { deletedAt: new Date(), deletedBy: p.identityId }, tx);
             await secrets.schedule(p.tenantId, row.id, null, false, tx);
             versions[name] = null;
+            changes.push(deleted(p.tenantId, pathOf(row), row.currentVersion, false));
             events.push(
               auditEvent(ctx, {
                 action: 'secrets.delete',
@@ -529,6 +556,7 @@ export function secretService(deps: SecretServiceDeps) {
             );
           }
           await audit.appendInTx(tx, events);
+          await deps.webhooks.enqueueManyInTx(p.tenantId, changes, tx);
           return { versions };
         }),
       );

@@ -1,34 +1,26 @@
 import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 /**
  * Webhook targets are URLs a tenant admin chooses, fetched by the server: without a policy that is a way to make
- * Coffer call its own network (SSRF). Unless private targets are allowed (development, tests), a target must not be
- * or resolve to a loopback, private, link-local, CGNAT or unspecified address. Checked when a webhook is created
- * and again, on the resolved addresses, before each delivery.
+ * Coffer call its own network (SSRF). Unless private targets are allowed (development, tests), a target must be
+ * or resolve only to global unicast addresses: not loopback, private, link-local, CGNAT, multicast, reserved or
+ * unspecified. IPv6 forms that carry an IPv4 address (IPv4-mapped `::ffff:a.b.c.d` in any spelling, the deprecated
+ * IPv4-compatible `::a.b.c.d`, NAT64, 6to4, Teredo) are judged by the address they lead to, or refused. Checked
+ * when a webhook is created and again, on the resolved addresses, before each delivery.
  */
 export function isPrivateAddress(ip: string): boolean {
-  const v = isIP(ip);
-  if (v === 4) {
-    const [a = 0, b = 0] = ip.split('.').map(Number);
-    return (
-      a === 10 ||
-      a === 127 ||
-      a === 0 ||
-      (a === 169 && b === 254) ||
-      (a === 172 && b >= 16 && b <= 31) ||
-      (a === 192 && b === 168) ||
-      (a === 100 && b >= 64 && b <= 127) ||
-      a >= 224
-    );
+  if (!ipaddr.isValid(ip)) return true;
+  // IPv4-mapped IPv6 becomes the IPv4 address it names.
+  const addr = ipaddr.process(ip);
+  if (addr.kind() === 'ipv6') {
+    const parts = (addr as ipaddr.IPv6).parts;
+    // ::/96, IPv4-compatible (deprecated): whatever it embeds, nothing public needs it.
+    if (parts.slice(0, 6).every((p) => p === 0)) return true;
   }
-  if (v === 6) {
-    const x = ip.toLowerCase();
-    if (x === '::1' || x === '::') return true;
-    if (x.startsWith('::ffff:')) return isPrivateAddress(x.slice(7));
-    return /^(fc|fd|fe8|fe9|fea|feb|ff)/.test(x);
-  }
-  return false;
+  // 'unicast' is what remains once every special range (private, loopback, linkLocal, uniqueLocal, carrierGradeNat,
+  // multicast, reserved, rfc6052 (NAT64), 6to4, teredo, ...) has been ruled out.
+  return addr.range() !== 'unicast';
 }
 
 export interface UrlPolicy {
@@ -48,7 +40,9 @@ export async function checkWebhookUrl(raw: string, policy: UrlPolicy): Promise<s
   if (policy.allowPrivate) return null;
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (host === 'localhost' || host.endsWith('.localhost')) return 'must not point at this machine';
-  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true }).catch(() => [])).map((a) => a.address);
+  const addresses = ipaddr.isValid(host)
+    ? [host]
+    : (await lookup(host, { all: true }).catch(() => [])).map((a) => a.address);
   if (addresses.length === 0) return 'the host does not resolve';
   if (addresses.some(isPrivateAddress)) return 'must not point at a private, loopback or link-local address';
   return null;

@@ -19,7 +19,26 @@ export interface ClaimedDelivery {
 }
 
 export function webhookQueries(db: Database) {
+  /** Several events in one statement (a bundle write names each secret it changed). */
+  async function enqueueManyInTx(
+    tenantId: string,
+    events: readonly { event: WebhookEvent; payload: Record<string, unknown> }[],
+    tx: Tx,
+  ): Promise<void> {
+    if (events.length === 0) return;
+    await db.inTenant(tenantId, tx, (t) =>
+      t.execute(sql`
+        insert into coffer.webhook_deliveries (id, tenant_id, webhook_id, event, payload, status, next_attempt_at)
+        select gen_random_uuid(), w.tenant_id, w.id, e.event, e.payload, 'pending', now()
+        from jsonb_to_recordset(${JSON.stringify(events)}::jsonb) as e(event text, payload jsonb)
+        join coffer.webhooks w on w.events ? e.event
+        where w.tenant_id = ${tenantId} and not w.disabled`),
+    );
+  }
+
   return {
+    enqueueManyInTx,
+
     insert(tenantId: string, row: Omit<typeof webhooks.$inferInsert, 'tenantId'>, tx?: Tx): Promise<WebhookRow> {
       return db.inTenant(tenantId, tx, async (t) => {
         const [r] = await t
@@ -56,14 +75,8 @@ export function webhookQueries(db: Database) {
     },
 
     /** In the caller's transaction: one pending delivery per webhook of the tenant that listens for the event. */
-    async enqueueInTx(tenantId: string, event: WebhookEvent, payload: Record<string, unknown>, tx: Tx): Promise<void> {
-      await db.inTenant(tenantId, tx, (t) =>
-        t.execute(sql`
-          insert into coffer.webhook_deliveries (id, tenant_id, webhook_id, event, payload, status, next_attempt_at)
-          select gen_random_uuid(), w.tenant_id, w.id, ${event}, ${JSON.stringify(payload)}::jsonb, 'pending', now()
-          from coffer.webhooks w
-          where w.tenant_id = ${tenantId} and not w.disabled and w.events ? ${event}`),
-      );
+    enqueueInTx(tenantId: string, event: WebhookEvent, payload: Record<string, unknown>, tx: Tx): Promise<void> {
+      return enqueueManyInTx(tenantId, [{ event, payload }], tx);
     },
 
     /**
