@@ -272,14 +272,9 @@ describe('POST /v1/keys/rotate', () => {
   });
 });
 
-// BUG: concurrent POST /v1/keys/rotate for one tenant answer 500 "the tenant has no active data key".
-// keys.service.ts rotate() takes lockAll (SELECT … FOR UPDATE on the tenant's key rows) under READ COMMITTED: a
-// second rotation waits on the active row, then gets that row back re-read as 'retiring' but does not see the
-// row the first rotation inserted, so it finds no active key and throws AppError('internal'). Expected: rotations
-// serialise (each 202 with the next version) or the loser gets a 409. Fix: take a per-tenant lock first (e.g.
-// `select … from coffer.tenants where id = $1 for update`, or pg_advisory_xact_lock) and read the key rows in a
-// later statement, which then sees the committed rotation; or retry once when no active key is found.
-it.fails('concurrent data-key rotations each get the next version; none fails', async () => {
+// Regression: a rotation that waited on the key rows' locks re-read them without the key the other one added, and
+// answered 500.
+it('concurrent data-key rotations each get the next version; none fails', async () => {
   const { tid, ops } = await tenantCtx();
   const results = await Promise.all(Array.from({ length: 6 }, () => ops.rotateKey()));
   expect(results.map((r) => r.statusCode)).toEqual([202, 202, 202, 202, 202, 202]);

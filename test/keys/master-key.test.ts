@@ -249,13 +249,8 @@ describe('master-key rotation', () => {
     expect(readyAgain.status).toBe(200);
   });
 
-  // BUG: /readyz cannot answer "not ready". health.routes.ts sets 503 and returns the Readiness body, but
-  // http/mount.ts gives every route a 503 response schema of ErrorEnvelope (errorResponses) and the `ready` route
-  // in packages/contracts/src/routes.ts declares only `200: Readiness`; the body fails response serialization, so
-  // the caller gets 500 {"error":{"code":"internal"}} and never learns which check failed or which master key id is
-  // missing. Fix: declare `success: { 200: Readiness, 503: Readiness }` for `ready` (mount lets success schemas
-  // override the error ones).
-  it.fails('an instance whose keyring lacks a key in use answers /readyz 503 and names the missing key id', async () => {
+  // Regression: /readyz answered 500 (its 503 body failed the error-envelope schema) instead of naming the key.
+  it('an instance whose keyring lacks a key in use answers /readyz 503 and names the missing key id', async () => {
     const appUnrelated = await appWith(kUnrelated.entry);
     const res = await appUnrelated.app.inject({ url: '/readyz' });
     expect({ status: res.statusCode, body: res.body }).toMatchObject({ status: 503 });

@@ -14,16 +14,22 @@ export function keyQueries(db: Database) {
       );
     },
 
-    /** All key rows, the active one locked: a rotation and a retirement of the same tenant never interleave. */
+    /**
+     * All key rows, locked: a rotation and a retirement of the same tenant never interleave. The tenant row is
+     * locked first, so a rotation that waited reads the rows afresh, the key the other one added included (locking
+     * only the key rows would hand it the set it saw before waiting, and the same next version). NO KEY UPDATE:
+     * writes' foreign-key checks on the tenant row (KEY SHARE) do not wait for it.
+     */
     lockAll(tenantId: string, tx: Tx): Promise<TenantKeyRow[]> {
-      return db.inTenant(tenantId, tx, (t) =>
-        t
+      return db.inTenant(tenantId, tx, async (t) => {
+        await t.execute(sql`select 1 from coffer.tenants where id = ${tenantId} for no key update`);
+        return t
           .select()
           .from(tenantKeys)
           .where(eq(tenantKeys.tenantId, tenantId))
           .orderBy(asc(tenantKeys.version))
-          .for('update'),
-      );
+          .for('update');
+      });
     },
 
     insert(tenantId: string, row: Omit<typeof tenantKeys.$inferInsert, 'tenantId'>, tx: Tx): Promise<void> {
