@@ -173,7 +173,8 @@ export function auditService(deps: AuditServiceDeps) {
         rows: rowsOf(tenantId, {}, afterSeq, throughSeq),
         start,
         checkpoints: partial
-          ? checkpoints.filter((c) => c.seq > afterSeq && c.seq <= (throughSeq ?? c.seq))
+          ? // From afterSeq: when retention removed the event before the range, its checkpoint is the anchor.
+            checkpoints.filter((c) => c.seq >= afterSeq && c.seq <= (throughSeq ?? c.seq))
           : checkpoints,
         checkMac: checkMac(tenantId),
         head: partial ? null : ((await queries.head(tenantId)) ?? { seq: 0, hash: Buffer.alloc(32) }),
