@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export async function freePort(): Promise<number> {
@@ -79,4 +79,30 @@ export async function waitFor(url: string, timeoutMs: number, proc?: Proc): Prom
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${url}\n${proc?.output() ?? ''}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** CPU time (user + system) a process has used, in ms; 0 when it is gone. Linux /proc, 100 ticks per second. */
+export function cpuMsOf(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time of every process named `postgres` on this machine (the embedded cluster: server and backends), in ms. */
+export function postgresCpuMs(): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'postgres') total += cpuMsOf(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
 }

@@ -13,7 +13,7 @@ import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { startEmbeddedPostgres } from '../../apps/api/src/db/embedded.ts';
 import { CofferClient } from '../../packages/sdk/src/index.ts';
-import { freePort, type Proc, start, waitFor } from './processes.ts';
+import { cpuMsOf, freePort, type Proc, postgresCpuMs, start, waitFor } from './processes.ts';
 import { type BenchReport, markdown, type ScenarioResult, svgChart } from './report.ts';
 import { measureS2k } from './s2k.ts';
 import { seedTenants, seedVersions, staleVersions } from './seed.ts';
@@ -28,6 +28,10 @@ const { values: flags } = parseArgs({
     'scale-versions': { type: 'string' },
     'scale-tenants': { type: 'string' },
     'no-scale': { type: 'boolean', default: false },
+    /** Comma-separated scenario names to run (the baselines always run): `--only read,write`. */
+    only: { type: 'string' },
+    /** Start the API with --cpu-prof; profiles land in <out>/profiles (open them in Chrome DevTools). */
+    'cpu-prof': { type: 'boolean', default: false },
     out: { type: 'string', default: path.join(root, 'test/bench/results') },
   },
 });
@@ -37,7 +41,9 @@ const connections = Number(flags.connections ?? 10);
 const rekeyVersions = Number(flags['rekey-versions'] ?? (quick ? 10_000 : 100_000));
 const scaleVersions = Number(flags['scale-versions'] ?? (quick ? 100_000 : 1_000_000));
 const scaleTenants = Number(flags['scale-tenants'] ?? (quick ? 1_000 : 10_000));
-const runScale = !flags['no-scale'];
+const only = flags.only ? new Set(flags.only.split(',')) : null;
+const wanted = (name: string) => name.startsWith('baseline') || !only || only.has(name);
+const runScale = !flags['no-scale'] && (!only || only.has('read@scale') || only.has('list-100@scale'));
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 
 interface Ac {
@@ -126,21 +132,29 @@ async function main(): Promise<void> {
     const apiPort = await freePort();
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'coffer-bench-data-'));
     cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
-    const api = start(process.execPath, [path.join(root, 'apps/api/dist/main.js')], {
-      NODE_ENV: 'production',
-      HOST: '127.0.0.1',
-      PORT: String(apiPort),
-      LOG_LEVEL: 'warn',
-      DATABASE_URL: ownerUrl,
-      COFFER_MASTER_KEYS: masterKeys,
-      COFFER_JWT_PRIVATE_KEY: jwtKey,
-      COFFER_BOOTSTRAP_SECRET: rootSecret,
-      COFFER_DATA_DIR: dataDir,
-      COFFER_RATE_LIMIT_PER_SECOND: '1000000',
-      COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: '1000000',
-      COFFER_LOGIN_MAX_FAILURES: '1000000',
-      COFFER_SCHEDULER_ENABLED: 'false',
-    });
+    const profileDir = path.join(flags.out as string, 'profiles');
+    const api = start(
+      process.execPath,
+      [
+        ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+        path.join(root, 'apps/api/dist/main.js'),
+      ],
+      {
+        NODE_ENV: 'production',
+        HOST: '127.0.0.1',
+        PORT: String(apiPort),
+        LOG_LEVEL: 'warn',
+        DATABASE_URL: ownerUrl,
+        COFFER_MASTER_KEYS: masterKeys,
+        COFFER_JWT_PRIVATE_KEY: jwtKey,
+        COFFER_BOOTSTRAP_SECRET: rootSecret,
+        COFFER_DATA_DIR: dataDir,
+        COFFER_RATE_LIMIT_PER_SECOND: '1000000',
+        COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: '1000000',
+        COFFER_LOGIN_MAX_FAILURES: '1000000',
+        COFFER_SCHEDULER_ENABLED: 'false',
+      },
+    );
     cleanups.push(() => api.stop());
     const base = `http://127.0.0.1:${apiPort}`;
     await waitFor(`${base}/readyz`, 60_000, api);
@@ -208,10 +222,22 @@ async function main(): Promise<void> {
     const authA = { authorization: `Bearer ${tokenA}` };
     const results: ScenarioResult[] = [];
     const run = async (name: string, description: string, o: Parameters<typeof autocannon>[0], note?: string) => {
-      api.resetPeak();
+      if (!wanted(name)) return;
+      const server = name.startsWith('baseline') ? baseline : api;
+      server.resetPeak();
       log(`${name}…`);
+      // Where the time goes: CPU of the server, of PostgreSQL and of the load generator, per request.
+      const before = { server: cpuMsOf(server.child.pid), pg: postgresCpuMs(), self: process.cpuUsage() };
       const r = await cannon(o);
-      results.push(toResult(name, description, r, name.startsWith('baseline') ? baseline : api, note));
+      const self = process.cpuUsage(before.self);
+      const result = toResult(name, description, r, server, note);
+      const n = Math.max(1, r.requests.average * duration);
+      result.cpuUsPerRequest = {
+        server: ((cpuMsOf(server.child.pid) - before.server) * 1000) / n,
+        postgres: ((postgresCpuMs() - before.pg) * 1000) / n,
+        loadGenerator: (self.user + self.system) / n,
+      };
+      results.push(result);
     };
 
     // --- the stack's limits
@@ -249,7 +275,17 @@ async function main(): Promise<void> {
         };
       })();
       log('baseline-sql…');
-      results.push(await baselineSql(appUrl.url, appUrl.params));
+      const pgBefore = postgresCpuMs();
+      const self = process.cpuUsage();
+      const sqlResult = await baselineSql(appUrl.url, appUrl.params);
+      const n = Math.max(1, sqlResult.rps * duration);
+      const own = process.cpuUsage(self);
+      sqlResult.cpuUsPerRequest = {
+        server: 0,
+        postgres: ((postgresCpuMs() - pgBefore) * 1000) / n,
+        loadGenerator: (own.user + own.system) / n,
+      };
+      results.push(sqlResult);
     }
 
     // --- Coffer's hot paths
@@ -299,56 +335,60 @@ async function main(): Promise<void> {
     });
 
     // --- reads while the tenant's data key re-encrypts many versions
-    log(`seeding ${rekeyVersions} versions to re-encrypt`);
-    await seedVersions(ownerUrl, keyring, a.tenant.id, {
-      kind: 'sandbox',
-      owner: 'bulk',
-      secrets: Math.ceil(rekeyVersions / 10),
-      versions: 10,
-    });
-    const rekeyStarted = Date.now();
-    let rekeyDone = 0;
-    const rekeyWatch = (async () => {
-      for (;;) {
-        await new Promise((r) => setTimeout(r, 250));
-        if ((await staleVersions(ownerUrl, a.tenant.id)) === 0) {
-          rekeyDone = Date.now();
-          return;
+    if (wanted('read-during-rekey')) {
+      log(`seeding ${rekeyVersions} versions to re-encrypt`);
+      await seedVersions(ownerUrl, keyring, a.tenant.id, {
+        kind: 'sandbox',
+        owner: 'bulk',
+        secrets: Math.ceil(rekeyVersions / 10),
+        versions: 10,
+      });
+      const rekeyStarted = Date.now();
+      let rekeyDone = 0;
+      const rekeyWatch = (async () => {
+        for (;;) {
+          await new Promise((r) => setTimeout(r, 250));
+          if ((await staleVersions(ownerUrl, a.tenant.id)) === 0) {
+            rekeyDone = Date.now();
+            return;
+          }
         }
-      }
-    })();
-    await adminA.call('rotateDataKey');
-    await run('read-during-rekey', `read while ${rekeyVersions} versions are re-encrypted under a new data key`, {
-      url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
-      headers: authA,
-    });
-    await rekeyWatch;
-    const rekeySeconds = (rekeyDone - rekeyStarted) / 1000;
-    const last = results.at(-1);
-    if (last)
-      last.note = `re-encryption of ${rekeyVersions} versions took ${rekeySeconds.toFixed(1)} s${rekeySeconds < duration ? ` (shorter than the ${duration} s window)` : ''}`;
+      })();
+      await adminA.call('rotateDataKey');
+      await run('read-during-rekey', `read while ${rekeyVersions} versions are re-encrypted under a new data key`, {
+        url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
+        headers: authA,
+      });
+      await rekeyWatch;
+      const rekeySeconds = (rekeyDone - rekeyStarted) / 1000;
+      const last = results.at(-1);
+      if (last)
+        last.note = `re-encryption of ${rekeyVersions} versions took ${rekeySeconds.toFixed(1)} s${rekeySeconds < duration ? ` (shorter than the ${duration} s window)` : ''}`;
+    }
 
     // --- a neighbour flooding at its rate limit
-    const flood = start(
-      process.execPath,
-      [
-        path.join(root, 'node_modules/autocannon/autocannon.js'),
-        '-c',
-        String(connections),
-        '-d',
-        String(duration + 2),
-        '-H',
-        `authorization=Bearer ${tokenB}`,
-        `${base}/v1/secrets/sandbox/b/K`,
-      ],
-      {},
-    );
-    await new Promise((r) => setTimeout(r, 1000));
-    await run('read-noisy-neighbour', "tenant A's read while tenant B floods past its 200 req/s limit", {
-      url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
-      headers: authA,
-    });
-    await flood.stop();
+    if (wanted('read-noisy-neighbour')) {
+      const flood = start(
+        process.execPath,
+        [
+          path.join(root, 'node_modules/autocannon/autocannon.js'),
+          '-c',
+          String(connections),
+          '-d',
+          String(duration + 2),
+          '-H',
+          `authorization=Bearer ${tokenB}`,
+          `${base}/v1/secrets/sandbox/b/K`,
+        ],
+        {},
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      await run('read-noisy-neighbour', "tenant A's read while tenant B floods past its 200 req/s limit", {
+        url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
+        headers: authA,
+      });
+      await flood.stop();
+    }
 
     // --- scale: the same reads with many more stored versions
     const extra: Record<string, unknown> = {};
@@ -476,7 +516,8 @@ async function main(): Promise<void> {
       targets,
     };
     mkdirSync(flags.out as string, { recursive: true });
-    const stem = path.join(flags.out as string, quick ? 'latest-quick' : 'latest');
+    // A partial run (--only) does not replace the published results.
+    const stem = path.join(flags.out as string, only ? 'partial' : quick ? 'latest-quick' : 'latest');
     writeFileSync(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(`${stem}.md`, markdown(report));
     writeFileSync(`${stem}.svg`, svgChart(report));

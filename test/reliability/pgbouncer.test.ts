@@ -42,6 +42,15 @@ function installPgbouncer(): string | null {
 }
 
 const bin = findPgbouncer() ?? installPgbouncer();
+/**
+ * PgBouncer keeps protocol-level prepared statements across transaction pooling from 1.21 on (with
+ * max_prepared_statements); before that Coffer must not name its statements (COFFER_DB_PREPARED_STATEMENTS=false).
+ */
+function tracksPreparedStatements(path: string): boolean {
+  const m = /PgBouncer (\d+)\.(\d+)/.exec(execFileSync(path, ['--version'], { encoding: 'utf8' }));
+  return m ? Number(m[1]) > 1 || Number(m[2]) >= 21 : false;
+}
+const prepared = bin ? tracksPreparedStatements(bin) : false;
 const why = bin ? '' : ' (skipped: PgBouncer is not installed and could not be installed from Debian packages here)';
 
 let cluster: Cluster;
@@ -78,6 +87,7 @@ beforeAll(async () => {
       'default_pool_size = 6',
       // Startup parameters PgBouncer cannot pass on in transaction mode; the role's defaults hold them instead.
       'ignore_startup_parameters = extra_float_digits,statement_timeout,lock_timeout,idle_in_transaction_session_timeout',
+      ...(prepared ? ['max_prepared_statements = 100'] : []),
       `logfile = ${path.join(dir, 'pgbouncer.log')}`,
       `pidfile = ${path.join(dir, 'pgbouncer.pid')}`,
       '',
@@ -102,6 +112,7 @@ beforeAll(async () => {
         DATABASE_APP_URL: appUrl,
         COFFER_AUTO_MIGRATE: 'false',
         COFFER_DB_POOL_MAX: '10',
+        COFFER_DB_PREPARED_STATEMENTS: String(prepared),
       }),
     );
   }

@@ -140,6 +140,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   metrics.watchPool(db.pool);
   const batcher = new AuditBatcher({
     pool: db.pool,
+    preparedStatements: config.dbPreparedStatements,
     onError: (err) => logger.error({ err }, 'audit commit failed'),
     observe: (events, seconds) => {
       metrics.auditBatchSize.observe(events);

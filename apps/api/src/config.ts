@@ -27,6 +27,7 @@ export interface Config {
   readonly autoMigrate: boolean;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
+  readonly dbPreparedStatements: boolean;
   readonly dbStatementTimeoutMs: number;
   readonly dbAcquireTimeoutMs: number;
   /** How long a statement may wait for a row lock before it gives up (and the request answers 503). */
@@ -101,6 +102,7 @@ const EnvSchema = z.object({
   COFFER_AUTO_MIGRATE: boolish.default(true),
   COFFER_EMBEDDED_PG_PORT: intIn(1, 65_535).default(7432),
   COFFER_DB_POOL_MAX: intIn(1, 1000).default(20),
+  COFFER_DB_PREPARED_STATEMENTS: boolish.default(true),
   COFFER_DB_STATEMENT_TIMEOUT_MS: intIn(100, 600_000).default(15_000),
   COFFER_DB_ACQUIRE_TIMEOUT_MS: intIn(50, 120_000).default(5_000),
   COFFER_DB_LOCK_TIMEOUT_MS: intIn(50, 600_000).default(5_000),
@@ -319,6 +321,7 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       autoMigrate: e.COFFER_AUTO_MIGRATE,
       embeddedPgPort: e.COFFER_EMBEDDED_PG_PORT,
       dbPoolMax: e.COFFER_DB_POOL_MAX,
+      dbPreparedStatements: e.COFFER_DB_PREPARED_STATEMENTS,
       dbStatementTimeoutMs: e.COFFER_DB_STATEMENT_TIMEOUT_MS,
       dbAcquireTimeoutMs: e.COFFER_DB_ACQUIRE_TIMEOUT_MS,
       dbLockTimeoutMs: e.COFFER_DB_LOCK_TIMEOUT_MS,

@@ -71,7 +71,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       applicationName: 'coffer-api',
       onError: (err) => log.warn({ err: { message: err.message } }, 'idle database connection lost'),
     });
-    const db = new Database(pool);
+    const db = new Database(pool, { preparedStatements: config.dbPreparedStatements });
     closers.push(() => db.close());
 
     const problems = await checkAppRole(pool);

@@ -45,6 +45,8 @@ interface Pending {
 
 export interface AuditBatcherOptions {
   pool: pg.Pool;
+  /** Name the statement (see Database.statement); off for PgBouncer before 1.21 in transaction mode. */
+  preparedStatements?: boolean;
   /** Events per commit at most. */
   maxBatch?: number;
   /** Commits in flight at once; a second overlaps the first's fsync. */
@@ -102,10 +104,14 @@ export class AuditBatcher {
       // One statement in autocommit: one transaction, one WAL flush, one round trip for the whole batch. Tenants
       // go in a fixed order so two commits that share tenants lock their chain heads in the same order.
       const groups = [...byTenant(batch.map((p) => p.event))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      await this.o.pool.query('select coffer.audit_append_batch($1::uuid[], $2::jsonb[])', [
-        groups.map(([tenantId]) => tenantId),
-        groups.map(([, events]) => JSON.stringify(events.map(toAppendRow))),
-      ]);
+      await this.o.pool.query({
+        ...(this.o.preparedStatements === false ? {} : { name: 'coffer_audit_batch' }),
+        text: 'select coffer.audit_append_batch($1::uuid[], $2::jsonb[])',
+        values: [
+          groups.map(([tenantId]) => tenantId),
+          groups.map(([, events]) => JSON.stringify(events.map(toAppendRow))),
+        ],
+      });
       this.o.observe?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
       for (const p of batch) p.resolve();
     } catch (err) {

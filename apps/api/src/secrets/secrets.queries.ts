@@ -64,18 +64,28 @@ export function secretQueries(db: Database) {
       keys: (string | null)[],
     ): Promise<ReadRow | undefined> {
       const { rows } = await db.pool.query<ReadRow>(
-        'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8)',
-        [tenantId, caller.identityId, caller.revision, path.kind, path.owner, path.name, version, keys],
+        db.statement('coffer_read_secret', 'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8)', [
+          tenantId,
+          caller.identityId,
+          caller.revision,
+          path.kind,
+          path.owner,
+          path.name,
+          version,
+          keys,
+        ]),
       );
       return rows[0];
     },
 
     async bundleNames(tenantId: string, kind: SecretKind, owner: string): Promise<string[]> {
-      const { rows } = await db.pool.query<{ name: string }>('select name from coffer.bundle_names($1, $2, $3)', [
-        tenantId,
-        kind,
-        owner,
-      ]);
+      const { rows } = await db.pool.query<{ name: string }>(
+        db.statement('coffer_bundle_names', 'select name from coffer.bundle_names($1, $2, $3)', [
+          tenantId,
+          kind,
+          owner,
+        ]),
+      );
       return rows.map((r) => r.name);
     },
 
@@ -95,8 +105,11 @@ export function secretQueries(db: Database) {
         version: number;
         plaintext: string | null;
       }>(
-        'select identity_ok, secret_id, name, version, plaintext from coffer.read_bundle($1, $2, $3, $4, $5, $6, $7)',
-        [tenantId, caller.identityId, caller.revision, kind, owner, names, keys],
+        db.statement(
+          'coffer_read_bundle',
+          'select identity_ok, secret_id, name, version, plaintext from coffer.read_bundle($1, $2, $3, $4, $5, $6, $7)',
+          [tenantId, caller.identityId, caller.revision, kind, owner, names, keys],
+        ),
       );
       if (rows[0] && !rows[0].identity_ok) return null;
       return rows;
