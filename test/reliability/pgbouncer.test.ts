@@ -102,7 +102,16 @@ beforeAll(async () => {
   const child = asRoot
     ? spawn('runuser', ['-u', 'postgres', '--', bin, path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore' })
     : spawn(bin, [path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore' });
-  stopBouncer = () => child.kill('SIGINT');
+  // Under runuser the signal must reach PgBouncer itself (its pidfile), or it outlives the test.
+  const pidFile = path.join(dir, 'pgbouncer.pid');
+  stopBouncer = () => {
+    try {
+      process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGINT');
+    } catch {
+      // already gone
+    }
+    child.kill('SIGINT');
+  };
   await sleep(500);
 
   const appUrl = `postgres://coffer_app:${encodeURIComponent(password)}@127.0.0.1:${port}/coffer`;
