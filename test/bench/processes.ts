@@ -93,13 +93,20 @@ export function cpuMsOf(pid: number | undefined): number {
   }
 }
 
-/** CPU time of every process named `postgres` on this machine (the embedded cluster: server and backends), in ms. */
+/**
+ * CPU time of every process named `postgres` on this machine (the embedded cluster: server and backends), in ms,
+ * including backends that have exited since: their time moves to the postmaster's reaped-children counters
+ * (cutime, cstime), so the total never goes down when a pool closes a connection.
+ */
 export function postgresCpuMs(): number {
   let total = 0;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'postgres') total += cpuMsOf(Number(entry));
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== 'postgres') continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10;
     } catch {
       // exited meanwhile
     }

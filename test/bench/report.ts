@@ -10,6 +10,8 @@ export interface ScenarioResult {
   peakRssMb: number;
   /** CPU time per request: the server under test (API or baseline), PostgreSQL, and the load generator. */
   cpuUsPerRequest?: { server: number; postgres: number; loadGenerator: number };
+  /** Write-ahead log written per request (the audit trail makes even a read write): sizes disks and replicas. */
+  walBytesPerRequest?: number;
   /** Ratios to baseline-http (throughput and p99), filled in at the end. */
   rpsRatio?: number;
   p99Ratio?: number;
@@ -31,11 +33,11 @@ export function markdown(r: BenchReport): string {
   const lines = [
     `Machine: ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGb} GB, Node ${r.machine.node}, ${r.machine.postgres}; ${r.date}`,
     '',
-    '| scenario | req/s | p50 ms | p99 ms | p99.9 ms | errors | non-2xx | peak RSS MB | × baseline req/s | × baseline p99 | CPU µs/req: server | Postgres | load gen |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| scenario | req/s | p50 ms | p99 ms | p99.9 ms | errors | non-2xx | peak RSS MB | × baseline req/s | × baseline p99 | CPU µs/req: server | Postgres | load gen | WAL B/req |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...r.scenarios.map(
       (s) =>
-        `| ${s.name} | ${f(s.rps, 0)} | ${f(s.p50)} | ${f(s.p99)} | ${f(s.p999)} | ${s.errors} | ${s.non2xx} | ${f(s.peakRssMb, 0)} | ${f(s.rpsRatio, 2)} | ${f(s.p99Ratio, 2)} | ${f(s.cpuUsPerRequest?.server, 0)} | ${f(s.cpuUsPerRequest?.postgres, 0)} | ${f(s.cpuUsPerRequest?.loadGenerator, 0)} |`,
+        `| ${s.name} | ${f(s.rps, 0)} | ${f(s.p50)} | ${f(s.p99)} | ${f(s.p999)} | ${s.errors} | ${s.non2xx} | ${f(s.peakRssMb, 0)} | ${f(s.rpsRatio, 2)} | ${f(s.p99Ratio, 2)} | ${f(s.cpuUsPerRequest?.server, 0)} | ${f(s.cpuUsPerRequest?.postgres, 0)} | ${f(s.cpuUsPerRequest?.loadGenerator, 0)} | ${f(s.walBytesPerRequest, 0)} |`,
     ),
     '',
     '| target | goal | measured | met |',

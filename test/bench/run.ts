@@ -47,7 +47,7 @@ const runScale = !flags['no-scale'] && (!only || only.has('read@scale') || only.
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 
 interface Ac {
-  requests: { average: number };
+  requests: { average: number; total: number };
   latency: { p50: number; p99: number; p99_9?: number; average: number };
   errors: number;
   timeouts: number;
@@ -221,15 +221,28 @@ async function main(): Promise<void> {
 
     const authA = { authorization: `Bearer ${tokenA}` };
     const results: ScenarioResult[] = [];
+    // WAL position before and after each scenario, read through its own owner connection.
+    const walClient = new pg.Client({ connectionString: ownerUrl });
+    await walClient.connect();
+    cleanups.push(() => walClient.end());
+    const walLsn = async () =>
+      (await walClient.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn')).rows[0]?.lsn ?? '0/0';
+    const walBytesSince = async (from: string) =>
+      Number(
+        (await walClient.query<{ n: string }>('select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1) as n', [from]))
+          .rows[0]?.n ?? 0,
+      );
     const run = async (name: string, description: string, o: Parameters<typeof autocannon>[0], note?: string) => {
       if (!wanted(name)) return;
       const server = name.startsWith('baseline') ? baseline : api;
       server.resetPeak();
       log(`${name}…`);
       // Where the time goes: CPU of the server, of PostgreSQL and of the load generator, per request.
+      const wal = await walLsn();
       const before = { server: cpuMsOf(server.child.pid), pg: postgresCpuMs(), self: process.cpuUsage() };
       const r = await cannon(o);
       const self = process.cpuUsage(before.self);
+      const walBytes = await walBytesSince(wal);
       const result = toResult(name, description, r, server, note);
       const n = Math.max(1, r.requests.average * duration);
       result.cpuUsPerRequest = {
@@ -237,6 +250,7 @@ async function main(): Promise<void> {
         postgres: ((postgresCpuMs() - before.pg) * 1000) / n,
         loadGenerator: (self.user + self.system) / n,
       };
+      result.walBytesPerRequest = walBytes / Math.max(1, r.requests.total);
       results.push(result);
     };
 
@@ -275,9 +289,11 @@ async function main(): Promise<void> {
         };
       })();
       log('baseline-sql…');
+      const wal = await walLsn();
       const pgBefore = postgresCpuMs();
       const self = process.cpuUsage();
       const sqlResult = await baselineSql(appUrl.url, appUrl.params);
+      sqlResult.walBytesPerRequest = (await walBytesSince(wal)) / Math.max(1, sqlResult.rps * duration);
       const n = Math.max(1, sqlResult.rps * duration);
       const own = process.cpuUsage(self);
       sqlResult.cpuUsPerRequest = {
