@@ -6,6 +6,7 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { Tracer } from '@opentelemetry/api';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -51,6 +52,7 @@ import { type KeyService, keyService } from './keys/keys.service.ts';
 import { systemService } from './keys/system.service.ts';
 import { countEvent, Metrics } from './metrics/metrics.ts';
 import { ReplicaRegistry } from './ops/replicas.ts';
+import { traceRequests } from './ops/tracing.ts';
 import { rotationQueries } from './rotation/rotation.queries.ts';
 import { rotationRoutes } from './rotation/rotation.routes.ts';
 import { type RotationService, rotationService } from './rotation/rotation.service.ts';
@@ -77,6 +79,8 @@ export interface AppDeps {
   startJobs?: boolean;
   /** Share one registry with a separate metrics listener (main.ts); tests let the app make its own. */
   metrics?: Metrics;
+  /** OpenTelemetry tracing is on: a span per request (see ops/tracing.ts). */
+  tracer?: Tracer;
 }
 
 declare module 'fastify' {
@@ -133,6 +137,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         : http.createServer(options, handler);
     },
   }) as unknown as FastifyInstance;
+  // First of all hooks, so that every statement of the request (authentication's too) falls inside its span.
+  if (deps.tracer) traceRequests(app, deps.tracer);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

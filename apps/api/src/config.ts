@@ -73,6 +73,8 @@ export interface Config {
   readonly metricsHost: string;
   /** Tenant label on per-tenant metrics: the top N tenants by traffic, or none. */
   readonly metricsTenantLabels: 'none' | number;
+  /** OpenTelemetry traces over OTLP/HTTP (unset: no tracing, no hooks, no cost). */
+  readonly tracing: { endpoint: string; serviceName: string; sampleRatio: number } | null;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -135,6 +137,11 @@ const EnvSchema = z.object({
   COFFER_METRICS_PORT: intIn(1, 65_535).optional(),
   COFFER_METRICS_HOST: z.string().min(1).optional(),
   COFFER_METRICS_TENANT_LABELS: z.union([z.literal('none'), z.coerce.number().int().min(1).max(1000)]).default(20),
+  COFFER_OTEL_TRACES_ENDPOINT: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. http://otel-collector:4318/v1/traces' })
+    .optional(),
+  COFFER_OTEL_SERVICE_NAME: z.string().min(1).max(100).default('coffer-api'),
+  COFFER_OTEL_SAMPLE_RATIO: z.coerce.number().min(0).max(1).default(1),
 });
 
 /** Every variable Coffer reads (`.env.example` lists them all; a test checks it). */
@@ -351,6 +358,13 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       metricsPort: e.COFFER_METRICS_PORT ?? null,
       metricsHost: e.COFFER_METRICS_HOST ?? e.HOST,
       metricsTenantLabels: e.COFFER_METRICS_TENANT_LABELS,
+      tracing: e.COFFER_OTEL_TRACES_ENDPOINT
+        ? {
+            endpoint: e.COFFER_OTEL_TRACES_ENDPOINT,
+            serviceName: e.COFFER_OTEL_SERVICE_NAME,
+            sampleRatio: e.COFFER_OTEL_SAMPLE_RATIO,
+          }
+        : null,
     },
   };
 }

@@ -10,6 +10,7 @@ import { startEmbeddedPostgres } from './db/embedded.ts';
 import { findMigrationsFolder, runMigrations } from './db/migrate.ts';
 import { APP_ROLE_PASSWORD_PURPOSE, checkAppRole, provisionAppRole } from './db/roles.ts';
 import { Metrics } from './metrics/metrics.ts';
+import { Tracing, traceQueries } from './ops/tracing.ts';
 import { ensurePlatformAdmin } from './tenants/bootstrap.ts';
 
 export interface RunningServer {
@@ -38,6 +39,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const closeAll = async () => {
     for (const c of closers.splice(0).reverse()) await c().catch((err) => log.error({ err }, 'error while closing'));
   };
+
+  // Started first so it is stopped last, after the app has flushed its final spans.
+  const tracing = config.tracing ? Tracing.start(config.tracing) : null;
+  if (tracing) closers.push(() => tracing.shutdown());
 
   try {
     let ownerUrl = config.databaseUrl;
@@ -71,6 +76,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       applicationName: 'coffer-api',
       onError: (err) => log.warn({ err: { message: err.message } }, 'idle database connection lost'),
     });
+    if (tracing) traceQueries(pool, tracing.tracer);
     const db = new Database(pool, { preparedStatements: config.dbPreparedStatements });
     closers.push(() => db.close());
 
@@ -89,6 +95,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       migrationsFolder,
       startJobs: true,
       metrics,
+      ...(tracing ? { tracer: tracing.tracer } : {}),
     });
     closers.push(() => app.close());
     if (config.metricsPort) {
