@@ -436,6 +436,19 @@ async function main(): Promise<void> {
         extra['list-100 p50 latency ratio at scale (× small)'] = bigList.p50 / Math.max(smallList.p50, 0.5);
     }
 
+    // --- storage per stored version and per audit event (table, TOAST and indexes), for the capacity model
+    for (const [label, table] of [
+      ['bytes per stored secret version', 'coffer.secret_versions'],
+      ['bytes per audit event', 'coffer.audit_events'],
+    ] as const) {
+      const row = (
+        await walClient.query<{ bytes: string; n: string }>(
+          `select pg_total_relation_size('${table}') as bytes, (select count(*) from ${table}) as n`,
+        )
+      ).rows[0];
+      if (row && Number(row.n) > 0) extra[label] = `${(Number(row.bytes) / Number(row.n)).toFixed(0)} (${row.n} rows)`;
+    }
+
     // --- S2K cost inside PostgreSQL
     for (const s of await measureS2k(ownerUrl, 2000))
       extra[`pgcrypto ${s.options.replace('cipher-algo=aes256, compress-algo=0, ', '')}`] =
