@@ -13,7 +13,8 @@ const SAMPLES: Record<string, string[]> = {
   'stripe-webhook-secret': ['whsec_abcdefghijklmnop', 'whsec_short', 'wh_abcdefghijklmnopqrs'],
   url: ['https://example.com/x', 'ftp://example.com', 'not a url', 'http://'],
   'postgres-url': ['postgres://u:p@h:5432/db', 'postgresql://h/db', 'mysql://h/db', ''],
-  'pem-private-key': [pem, '-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----', 'plain'],
+  // Regression: two blocks in one value; the CLI's own copy of the PEM rule had not been tightened with the server's.
+  'pem-private-key': [pem, '-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----', 'plain', pem + pem],
   uuid: ['123e4567-e89b-12d3-a456-426614174000', '123e4567e89b12d3a456426614174000'],
   base64: ['aGVsbG8=', 'aGVsbG8', ''],
   hex: ['deadbeef', 'abc', 'zz'],

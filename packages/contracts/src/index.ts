@@ -2,6 +2,7 @@ export * from './audit.ts';
 export * from './auth.ts';
 export * from './common.ts';
 export * from './errors.ts';
+export * from './formats.ts';
 export * from './health.ts';
 export * from './identities.ts';
 export * from './rotation.ts';
