@@ -1,9 +1,9 @@
 import { PLATFORM_TENANT_ID, type RewrapResponse, type SystemKeys } from '@coffer/contracts';
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { CHECKPOINT_PURPOSE, checkpointMac } from '../audit/audit.verify.ts';
-import { dataKeyContext, fingerprintKeyContext, type MasterKeyring } from '../crypto/keyring.ts';
+import { dataKeyContext, fingerprintKeyContext, type MasterKeyring, type WrappedKey } from '../crypto/keyring.ts';
 import type { Database } from '../db/database.ts';
 import { webhookSecretContext } from '../webhooks/webhooks.service.ts';
 
@@ -47,63 +47,57 @@ export function systemService(deps: SystemServiceDeps) {
     });
   }
 
-  async function rewrapDataKeys(): Promise<number> {
+  /**
+   * Re-wraps one batch of keys that an older master key wraps under the active one, in one transaction. The
+   * plaintext key lives only between unwrap and wrap, and is zeroed at once.
+   */
+  async function rewrapBatch<R extends { wrapped: Buffer; master_key_id: string }>(
+    select: SQL,
+    contextOf: (r: R) => string,
+    update: (r: R, w: WrappedKey) => SQL,
+  ): Promise<number> {
     return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
-      const { rows } = await t.execute<{
-        tenant_id: string;
-        version: number;
-        wrapped_key: Buffer;
-        master_key_id: string;
-      }>(sql`
-        select tenant_id, version, wrapped_key, master_key_id from coffer.tenant_keys
-        where state <> 'retired' and master_key_id <> ${keyring.activeId} and master_key_id = any(${sql.param(keyring.ids)}::text[])
-        limit ${batch} for update skip locked`);
-      for (const r of rows) {
-        const context = dataKeyContext(r.tenant_id, r.version);
-        const dek = keyring.unwrap({ wrapped: r.wrapped_key, masterKeyId: r.master_key_id }, context);
-        const w = keyring.wrap(dek, context);
-        dek.fill(0);
-        await t.execute(sql`update coffer.tenant_keys set wrapped_key = ${w.wrapped}, master_key_id = ${w.masterKeyId}
-          where tenant_id = ${r.tenant_id} and version = ${r.version}`);
-      }
-      return rows.length;
-    });
-  }
-
-  async function rewrapFingerprintKeys(): Promise<number> {
-    return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
-      const { rows } = await t.execute<{ id: string; wrapped: Buffer; master_key_id: string }>(sql`
-        select id, fingerprint_key_wrapped as wrapped, fingerprint_key_master_id as master_key_id from coffer.tenants
-        where fingerprint_key_master_id <> ${keyring.activeId} and fingerprint_key_master_id = any(${sql.param(keyring.ids)}::text[])
-        limit ${batch} for update skip locked`);
-      for (const r of rows) {
-        const context = fingerprintKeyContext(r.id);
+      const { rows } = await t.execute<Record<string, unknown>>(select);
+      for (const r of rows as unknown as R[]) {
+        const context = contextOf(r);
         const key = keyring.unwrap({ wrapped: r.wrapped, masterKeyId: r.master_key_id }, context);
         const w = keyring.wrap(key, context);
         key.fill(0);
-        await t.execute(sql`update coffer.tenants set fingerprint_key_wrapped = ${w.wrapped}, fingerprint_key_master_id = ${w.masterKeyId}
-          where id = ${r.id}`);
+        await t.execute(update(r, w));
       }
       return rows.length;
     });
   }
+  /** Wrapped by a master key the keyring still holds, other than the active one. */
+  const olderKey = (column: SQL) =>
+    sql`${column} <> ${keyring.activeId} and ${column} = any(${sql.param(keyring.ids)}::text[])`;
 
-  async function rewrapWebhookSecrets(): Promise<number> {
-    return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
-      const { rows } = await t.execute<{ id: string; wrapped: Buffer; master_key_id: string }>(sql`
-        select id, secret_wrapped as wrapped, secret_master_key_id as master_key_id from coffer.webhooks
-        where secret_master_key_id <> ${keyring.activeId} and secret_master_key_id = any(${sql.param(keyring.ids)}::text[])
-        limit ${batch} for update skip locked`);
-      for (const r of rows) {
-        const context = webhookSecretContext(r.id);
-        const w = keyring.wrap(keyring.unwrap({ wrapped: r.wrapped, masterKeyId: r.master_key_id }, context), context);
-        await t.execute(
-          sql`update coffer.webhooks set secret_wrapped = ${w.wrapped}, secret_master_key_id = ${w.masterKeyId} where id = ${r.id}`,
-        );
-      }
-      return rows.length;
-    });
-  }
+  const rewrapDataKeys = () =>
+    rewrapBatch<{ tenant_id: string; version: number; wrapped: Buffer; master_key_id: string }>(
+      sql`select tenant_id, version, wrapped_key as wrapped, master_key_id from coffer.tenant_keys
+        where state <> 'retired' and ${olderKey(sql`master_key_id`)} limit ${batch} for update skip locked`,
+      (r) => dataKeyContext(r.tenant_id, r.version),
+      (r, w) => sql`update coffer.tenant_keys set wrapped_key = ${w.wrapped}, master_key_id = ${w.masterKeyId}
+        where tenant_id = ${r.tenant_id} and version = ${r.version}`,
+    );
+
+  const rewrapFingerprintKeys = () =>
+    rewrapBatch<{ id: string; wrapped: Buffer; master_key_id: string }>(
+      sql`select id, fingerprint_key_wrapped as wrapped, fingerprint_key_master_id as master_key_id from coffer.tenants
+        where ${olderKey(sql`fingerprint_key_master_id`)} limit ${batch} for update skip locked`,
+      (r) => fingerprintKeyContext(r.id),
+      (r, w) => sql`update coffer.tenants set fingerprint_key_wrapped = ${w.wrapped},
+        fingerprint_key_master_id = ${w.masterKeyId} where id = ${r.id}`,
+    );
+
+  const rewrapWebhookSecrets = () =>
+    rewrapBatch<{ id: string; wrapped: Buffer; master_key_id: string }>(
+      sql`select id, secret_wrapped as wrapped, secret_master_key_id as master_key_id from coffer.webhooks
+        where ${olderKey(sql`secret_master_key_id`)} limit ${batch} for update skip locked`,
+      (r) => webhookSecretContext(r.id),
+      (r, w) => sql`update coffer.webhooks set secret_wrapped = ${w.wrapped}, secret_master_key_id = ${w.masterKeyId}
+        where id = ${r.id}`,
+    );
 
   /** Re-signs checkpoints whose old signature is valid; a bad one is left as it is, for verify to report. */
   async function resignCheckpoints(): Promise<{ resigned: number; seen: number }> {
