@@ -1,7 +1,7 @@
 // `npm run bench [-- --quick]`: every hot path of Coffer, side by side with the stack's own limit, in one run.
 // See README "Performance". Results: test/bench/results/latest.{json,md,svg}.
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,7 @@ import { CofferClient } from '../../packages/sdk/src/index.ts';
 import { cpuMsOf, freePort, type Proc, postgresCpuMs, start, waitFor } from './processes.ts';
 import { type BenchReport, markdown, type ScenarioResult, svgChart } from './report.ts';
 import { measureS2k } from './s2k.ts';
-import { seedTenants, seedVersions, staleVersions } from './seed.ts';
+import { seedAuditEvents, seedTenants, seedVersions, staleVersions } from './seed.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: flags } = parseArgs({
@@ -28,6 +28,8 @@ const { values: flags } = parseArgs({
     'scale-versions': { type: 'string' },
     'scale-tenants': { type: 'string' },
     'no-scale': { type: 'boolean', default: false },
+    /** Audit events seeded for the audit query, export and verify figures (0: skip them). */
+    'audit-events': { type: 'string' },
     /** Comma-separated scenario names to run (the baselines always run): `--only read,write`. */
     only: { type: 'string' },
     /** Start the API with --cpu-prof; profiles land in <out>/profiles (open them in Chrome DevTools). */
@@ -42,7 +44,11 @@ const rekeyVersions = Number(flags['rekey-versions'] ?? (quick ? 10_000 : 100_00
 const scaleVersions = Number(flags['scale-versions'] ?? (quick ? 100_000 : 1_000_000));
 const scaleTenants = Number(flags['scale-tenants'] ?? (quick ? 1_000 : 10_000));
 const only = flags.only ? new Set(flags.only.split(',')) : null;
-const wanted = (name: string) => name.startsWith('baseline') || !only || only.has(name);
+const wanted = (name: string) =>
+  name.startsWith('baseline') || !only || only.has(name) || (name.startsWith('audit-') && only.has('audit'));
+const auditEvents = Number(flags['audit-events'] ?? (quick ? 100_000 : 1_000_000));
+const AUDIT_SCENARIOS = ['audit-query', 'audit-query-actor', 'audit-query-path', 'audit-query-denied'];
+const runAudit = auditEvents > 0 && (!only || AUDIT_SCENARIOS.some((n) => only.has(n)) || only.has('audit'));
 const runScale = !flags['no-scale'] && (!only || only.has('read@scale') || only.has('list-100@scale'));
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 
@@ -447,6 +453,83 @@ async function main(): Promise<void> {
       if (small && big) extra['read p50 latency ratio at scale (× small)'] = big.p50 / Math.max(small.p50, 0.5);
       if (smallList && bigList)
         extra['list-100 p50 latency ratio at scale (× small)'] = bigList.p50 / Math.max(smallList.p50, 0.5);
+    }
+
+    // --- the audit log at size: queries, export and verify over one tenant's chain of `auditEvents` events
+    if (runAudit) {
+      const t = await rootClient.call('createTenant', { body: { slug: 'bench-audit', name: 'Bench audit' } });
+      const admin = new CofferClient({ baseUrl: base, ...t.admin });
+      const auditor = await admin.call('createIdentity', { body: { name: 'auditor', role: 'auditor' } });
+      const auditorToken = await new CofferClient({
+        baseUrl: base,
+        clientId: auditor.identity.clientId,
+        clientSecret: auditor.clientSecret,
+      }).accessToken();
+      const actors = [
+        { id: auditor.identity.id, name: 'auditor' },
+        { id: randomUUID(), name: 'payments-api' },
+        { id: randomUUID(), name: 'deploy-bot' },
+        { id: randomUUID(), name: 'alice' },
+      ];
+      log(`audit: seeding ${auditEvents} events`);
+      const seeded = Date.now();
+      await seedAuditEvents(ownerUrl, {
+        tenantId: t.tenant.id,
+        count: auditEvents,
+        actors,
+        onProgress: (n) => {
+          if (n % 200_000 === 0) log(`  ${n} events`);
+        },
+      });
+      extra['audit events seeded (chained through audit_append), per second'] =
+        auditEvents / ((Date.now() - seeded) / 1000);
+      const auth = { authorization: `Bearer ${auditorToken}` };
+      const day = (d: number) => new Date(Date.now() - d * 86_400_000).toISOString();
+      const short = Math.min(duration, 10);
+      const n = auditEvents.toLocaleString('en');
+      await run('audit-query', `newest page of 100 of ${n} events`, {
+        url: `${base}/v1/audit?limit=100`,
+        headers: auth,
+        duration: short,
+      });
+      await run('audit-query-actor', `page of 100 by one actor of ${n}`, {
+        url: `${base}/v1/audit?actor=${actors[1]?.id}&limit=100`,
+        headers: auth,
+        duration: short,
+      });
+      await run('audit-query-path', `page of 100 under one path prefix of ${n}`, {
+        url: `${base}/v1/audit?path=sandbox/app-42/&limit=100`,
+        headers: auth,
+        duration: short,
+      });
+      await run('audit-query-denied', `denials in one day of ${n}, page of 100`, {
+        url: `${base}/v1/audit?outcome=denied&from=${day(10)}&to=${day(9)}&limit=100`,
+        headers: auth,
+        duration: short,
+      });
+      // Export: the whole chain as NDJSON, read to the end.
+      {
+        const started = performance.now();
+        const res = await fetch(`${base}/v1/audit/export?format=ndjson`, { headers: auth });
+        let bytes = 0;
+        let lines = 0;
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          bytes += chunk.length;
+          for (const b of chunk) if (b === 10) lines++;
+        }
+        const seconds = (performance.now() - started) / 1000;
+        extra['audit export (NDJSON)'] =
+          `${lines} events in ${seconds.toFixed(1)} s: ${(lines / seconds).toFixed(0)} events/s, ${(bytes / 1_048_576 / seconds).toFixed(1)} MB/s (HTTP ${res.status})`;
+      }
+      // Verify: every link of the chain and every checkpoint, recomputed from the stored columns.
+      {
+        const started = performance.now();
+        const res = await fetch(`${base}/v1/audit/verify`, { headers: auth });
+        const body = (await res.json()) as { ok?: boolean; checked?: number };
+        const seconds = (performance.now() - started) / 1000;
+        extra['audit verify (whole chain)'] =
+          `${body.checked ?? 0} events in ${seconds.toFixed(1)} s: ${((body.checked ?? 0) / seconds).toFixed(0)} events/s, ok=${body.ok} (HTTP ${res.status})`;
+      }
     }
 
     // --- storage per stored version and per audit event (table, TOAST and indexes), for the capacity model

@@ -126,3 +126,51 @@ export async function staleVersions(url: string, tenantId: string): Promise<numb
     await c.end();
   }
 }
+
+/**
+ * `count` audit events for one tenant, chained by coffer.audit_append exactly as the API appends them (so verify
+ * checks every link), in batches of 5 000. A mix the audit queries can filter on: a few actors, reads, writes,
+ * logins and deletes over a hundred owners, one event in twenty denied, spread over the last 30 days in order.
+ */
+export async function seedAuditEvents(
+  ownerUrl: string,
+  o: { tenantId: string; count: number; actors: { id: string; name: string }[]; onProgress?: (n: number) => void },
+): Promise<void> {
+  const { toAppendRow } = await import('../../apps/api/src/audit/audit.digest.ts');
+  const c = new pg.Client({ connectionString: ownerUrl });
+  await c.connect();
+  try {
+    const actions = ['secrets.read', 'secrets.read', 'secrets.read', 'secrets.write', 'auth.token', 'secrets.delete'];
+    const start = Date.now() - 30 * 86_400_000;
+    const step = (30 * 86_400_000) / o.count;
+    for (let done = 0; done < o.count; ) {
+      const n = Math.min(5_000, o.count - done);
+      const rows = Array.from({ length: n }, (_, k) => {
+        const i = done + k;
+        const actor = o.actors[i % o.actors.length] as { id: string; name: string };
+        const action = actions[i % actions.length] as string;
+        return toAppendRow({
+          tenantId: o.tenantId,
+          occurredAt: new Date(start + i * step),
+          actorId: actor.id,
+          actorName: actor.name,
+          action,
+          resource: action === 'auth.token' ? `identity/${actor.id}` : `sandbox/app-${i % 100}/KEY_${i % 50}`,
+          version: action === 'auth.token' ? null : (i % 7) + 1,
+          outcome: i % 20 === 0 ? 'denied' : 'allowed',
+          errorCode: i % 20 === 0 ? 'forbidden' : null,
+          requestId: randomUUID(),
+          sourceIp: '10.0.0.1',
+          userAgent: 'coffer-bench',
+          fingerprint: null,
+          details: null,
+        });
+      });
+      await c.query('select coffer.audit_append($1::uuid, $2::jsonb)', [o.tenantId, JSON.stringify(rows)]);
+      done += n;
+      o.onProgress?.(done);
+    }
+  } finally {
+    await c.end();
+  }
+}

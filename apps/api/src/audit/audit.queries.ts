@@ -18,15 +18,30 @@ export interface AuditFilter {
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, '\\$&');
 
+/**
+ * `column` starts with `prefix`, in a form the (tenant, column text_pattern_ops, seq) index can serve under row-level
+ * security: LIKE is not leakproof, so with RLS on PostgreSQL will not use it as an index condition and filtered
+ * every event of the tenant instead (61 ms against 1.5 ms on 100 000 events). The byte-order range
+ * [prefix, prefix with its last character bumped) is (leakproof `~>=~` and `~<~`); LIKE stays as the exact check.
+ */
+function startsWith(column: typeof auditEvents.resource | typeof auditEvents.action, prefix: string) {
+  const chars = [...prefix];
+  const last = chars.pop()?.codePointAt(0);
+  const exact = like(column, `${escapeLike(prefix)}%`);
+  if (last === undefined || last >= 0x10ffff || (last >= 0xd7ff && last < 0xe000)) return exact;
+  const upper = chars.join('') + String.fromCodePoint(last + 1);
+  return and(sql`${column} ~>=~ ${prefix}`, sql`${column} ~<~ ${upper}`, exact);
+}
+
 function conditions(f: AuditFilter) {
   return [
     f.actor ? eq(auditEvents.actorId, f.actor) : undefined,
     f.action
       ? f.action.endsWith('.')
-        ? like(auditEvents.action, `${escapeLike(f.action)}%`)
+        ? startsWith(auditEvents.action, f.action)
         : eq(auditEvents.action, f.action)
       : undefined,
-    f.path ? like(auditEvents.resource, `${escapeLike(f.path)}%`) : undefined,
+    f.path ? startsWith(auditEvents.resource, f.path) : undefined,
     f.outcome ? eq(auditEvents.outcome, f.outcome) : undefined,
     f.from ? gte(auditEvents.occurredAt, new Date(f.from)) : undefined,
     f.to ? lt(auditEvents.occurredAt, new Date(f.to)) : undefined,
