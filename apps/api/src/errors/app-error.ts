@@ -14,7 +14,12 @@ export class AppError extends Error {
     /** Already written to the audit log by whoever threw it; the error handler must not add another event. */
     readonly audited = false,
   ) {
+    // An answer, not a fault: no stack trace is captured (it was the costliest step of a 429 under a flood),
+    // except for 'internal', whose stack is logged.
+    const limit = Error.stackTraceLimit;
+    if (code !== 'internal') Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.name = 'AppError';
   }
 }
