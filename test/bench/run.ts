@@ -411,19 +411,38 @@ async function main(): Promise<void> {
           '-c',
           String(connections),
           '-d',
-          String(duration + 2),
+          String(duration + 1),
+          '-j',
           '-H',
           `authorization=Bearer ${tokenB}`,
           `${base}/v1/secrets/sandbox/b/K`,
         ],
         {},
       );
+      const floodEnded = new Promise((r) => flood.child.once('exit', r));
       await new Promise((r) => setTimeout(r, 1000));
       await run('read-noisy-neighbour', "tenant A's read while tenant B floods past its 200 req/s limit", {
         url: `${base}/v1/secrets/sandbox/app/DATABASE_URL`,
         headers: authA,
       });
+      await Promise.race([floodEnded, new Promise((r) => setTimeout(r, 10_000))]);
       await flood.stop();
+      // What the flood got: its 2xx are tenant B's budget, the rest were refused with 429.
+      const report = flood.output().trim().split('\n').at(-1) ?? '';
+      try {
+        const b = JSON.parse(report.slice(report.indexOf('{'))) as {
+          requests: { total: number };
+          non2xx: number;
+          duration: number;
+        };
+        const last = results.at(-1);
+        if (last) {
+          const per = (n: number) => Math.round(n / b.duration);
+          last.note = `tenant B sent ${per(b.requests.total)} req/s: ${per(b.requests.total - b.non2xx)}/s served, ${per(b.non2xx)}/s refused with 429`;
+        }
+      } catch {
+        log(`the flood's report was not readable: ${report.slice(0, 200)}`);
+      }
     }
 
     // --- scale: the same reads with many more stored versions

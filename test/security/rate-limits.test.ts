@@ -96,6 +96,37 @@ describe('per-identity request rate limit (COFFER_RATE_LIMIT_PER_SECOND=5)', () 
     expect((await whoami(rl, svc.token)).statusCode).toBe(200);
   });
 
+  it('once refused, a token is refused before authentication until the window ends, with the same answer', async () => {
+    const tenant = await createTenant(setup.app, root);
+    const svc = await createIdentity(setup.app, tenant.adminToken, { role: 'service' });
+    const { refused } = await burst(6, () => whoami(rl, svc.token));
+    if (!refused) throw new Error('no request was refused');
+    expectRateLimited(refused, 1);
+    // Disabled now: a request that went the whole way would get 401. Within the window the token is refused
+    // first, by the same limiter's answer: the flood costs no signature check and no identity lookup.
+    const disable = await setup.app.inject({
+      method: 'PATCH',
+      url: `/v1/identities/${svc.identity.id}`,
+      headers: bearer(tenant.adminToken),
+      payload: { disabled: true },
+    });
+    expect(disable.statusCode, disable.body).toBe(200);
+    const early = await whoami(rl, svc.token);
+    const retryAfter = expectRateLimited(early, 1);
+    for (const h of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'content-type', 'cache-control']) {
+      expect(early.headers[h], h).toBe(refused.headers[h]);
+    }
+    expect(early.headers['x-ratelimit-remaining']).toBe('0');
+    expect(early.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(ErrorEnvelope.parse(early.json()).error.message).toBe(ErrorEnvelope.parse(refused.json()).error.message);
+    expect(await auditRowsFor(owner, String(early.headers['x-request-id']))).toEqual([]);
+
+    // The next window authenticates again, and the disabled identity is turned away for what it is.
+    await nextWindow(retryAfter);
+    const after = await whoami(rl, svc.token);
+    expect(after.statusCode, after.body).toBe(401);
+  });
+
   /**
    * Regression: @fastify/rate-limit gives each route its own store, so a per-route limit handed an identity its
    * budget once per route. Three whoami and three secret lists alternate: the 6th request is refused.

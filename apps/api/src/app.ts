@@ -1,6 +1,7 @@
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type RouteName, routes } from '@coffer/contracts';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
@@ -42,6 +43,7 @@ import { migrationsCurrent } from './db/migrate.ts';
 import { AppError, audited, unavailable } from './errors/app-error.ts';
 import { registerErrorHandling, toEnvelope } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
+import { OverLimitTokens } from './http/over-limit.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
 import { identityService } from './identities/identities.service.ts';
@@ -216,12 +218,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     errorResponseBuilder: rateLimited,
   });
   // One counter per identity, shared by every route: a per-route limit would hand out a fresh budget per route.
+  // A token refused for its identity's rate is remembered until the window ends and refused from then on before
+  // any other work (see OverLimitTokens): a flood past the limit must not eat its neighbours' CPU.
+  const overLimit = new OverLimitTokens();
   const identityLimit = app.rateLimit({
     timeWindow: 1000,
     keyGenerator: (req: FastifyRequest) => req.principal?.identityId ?? req.ip,
     max: async (req: FastifyRequest) => replicas.share(req.principal?.rateLimitPerSecond ?? config.rateLimitPerSecond),
     onExceeded: () => metrics.rateLimited.inc({ kind: 'identity' }),
-    errorResponseBuilder: rateLimited,
+    errorResponseBuilder: (req: FastifyRequest, context: { after: string; ttl: number; max: number }) => {
+      const key = OverLimitTokens.keyOf(req.headers.authorization);
+      if (key && req.principal) overLimit.add(key, context.ttl, context.max);
+      return rateLimited(req, context);
+    },
   });
   app.addHook('preValidation', async (request, reply) => {
     if (request.routeOptions.config?.action) await identityLimit.call(app, request, reply);
@@ -254,6 +263,24 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (closing) {
       reply.header('connection', 'close');
       throw unavailable('the server is shutting down; retry on another instance', 1);
+    }
+    if (request.routeOptions.config?.action) {
+      const key = OverLimitTokens.keyOf(request.headers.authorization);
+      const refused = key ? overLimit.check(key) : null;
+      if (refused) {
+        // The same refusal the limiter gives (headers, envelope, metric), without verifying the token again,
+        // after a short pause that slows a client ignoring Retry-After (see OverLimitTokens).
+        metrics.rateLimited.inc({ kind: 'identity' });
+        await sleep(refused.pauseMs);
+        const seconds = refused.retryAfterSeconds;
+        reply.headers({
+          'x-ratelimit-limit': refused.max,
+          'x-ratelimit-remaining': 0,
+          'x-ratelimit-reset': seconds,
+          'retry-after': seconds,
+        });
+        throw rateLimited(request, { after: `${seconds} second${seconds === 1 ? '' : 's'}`, ttl: refused.ttlMs });
+      }
     }
   });
   app.addHook('onSend', async (_request, reply) => {
