@@ -392,6 +392,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     webhooks: webhookRows,
     log: logger,
     metrics,
+    dutyCycle: config.rekeyDutyCycle,
   });
 
   const purge = purgeJob({ db, secrets, tenants, audit, recoveryMs, log: logger });

@@ -62,6 +62,8 @@ export interface Config {
   readonly schedulerEnabled: boolean;
   /** How often the rotation scheduler and the re-encryption job look for work. */
   readonly schedulerIntervalMs: number;
+  /** Share of the time the re-encryption job works (it pauses between batches for the rest), in (0, 1]. */
+  readonly rekeyDutyCycle: number;
   /** Webhooks may target private/loopback addresses (SSRF guard off); default only outside production. */
   readonly webhookAllowPrivate: boolean;
   /** Webhooks may use plain http; default only outside production. */
@@ -131,6 +133,7 @@ const EnvSchema = z.object({
   COFFER_LOGIN_MAX_FAILURES: intIn(1, 1_000_000).default(10),
   COFFER_SCHEDULER_ENABLED: boolish.default(true),
   COFFER_SCHEDULER_INTERVAL_MS: intIn(100, 3_600_000).default(30_000),
+  COFFER_REKEY_DUTY_CYCLE: z.coerce.number().gt(0).max(1).default(0.5),
   COFFER_WEBHOOK_ALLOW_PRIVATE: boolish.optional(),
   COFFER_WEBHOOK_ALLOW_HTTP: boolish.optional(),
   COFFER_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional(),
@@ -352,6 +355,7 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       loginMaxFailures: e.COFFER_LOGIN_MAX_FAILURES,
       schedulerEnabled: e.COFFER_SCHEDULER_ENABLED,
       schedulerIntervalMs: e.COFFER_SCHEDULER_INTERVAL_MS,
+      rekeyDutyCycle: e.COFFER_REKEY_DUTY_CYCLE,
       webhookAllowPrivate: e.COFFER_WEBHOOK_ALLOW_PRIVATE ?? !production,
       webhookAllowHttp: e.COFFER_WEBHOOK_ALLOW_HTTP ?? !production,
       metricsToken: e.COFFER_METRICS_TOKEN ?? null,

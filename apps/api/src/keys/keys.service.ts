@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { DataKeys, RotateDataKeyResponse } from '@coffer/contracts';
 import type { Logger } from 'pino';
 import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
@@ -20,6 +21,11 @@ export interface KeyServiceDeps {
   webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
   log: Logger;
   batchSize?: number;
+  /**
+   * Share of the time re-encryption works: after a batch that took t, it pauses t × (1 − d) / d, so it yields to
+   * the reads and writes it shares the database with, and yields more when they keep the database busy.
+   */
+  dutyCycle?: number;
   metrics?: Pick<Metrics, 'rekeyMoved' | 'rekeyRemaining'>;
 }
 
@@ -31,6 +37,7 @@ export interface KeyServiceDeps {
 export function keyService(deps: KeyServiceDeps) {
   const { db, queries, keys, audit } = deps;
   const batchSize = deps.batchSize ?? 500;
+  const dutyCycle = deps.dutyCycle ?? 1;
   const running = new Map<string, Promise<number>>();
 
   /** Retires (erases) every retiring key that no ciphertext uses any more, under the key rows' locks. */
@@ -76,10 +83,12 @@ export function keyService(deps: KeyServiceDeps) {
     const set = await keys.get(tenantId);
     let moved = 0;
     for (;;) {
+      const started = performance.now();
       const n = await queries.reencryptBatch(tenantId, set.sqlKeys, set.activeVersion, set.activeKey, batchSize);
       moved += n;
       deps.metrics?.rekeyMoved.inc(n);
       if (n === 0) break;
+      if (n === batchSize && dutyCycle < 1) await sleep(((performance.now() - started) * (1 - dutyCycle)) / dutyCycle);
     }
     deps.metrics?.rekeyRemaining.remove({ tenant: tenantId });
     const retired = await retireUnused(tenantId);
