@@ -118,12 +118,13 @@ export function secretService(deps: SecretServiceDeps) {
             const applied = await writer.applyWrite(p.identityId, p.tenantId, path, row, body, plan, keySet, tx);
             if (applied === 'raced') continue; // created by a concurrent writer a moment ago: decide again
             events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, body.value, applied.created));
-            await audit.appendInTx(tx, events);
             await deps.webhooks.enqueueManyInTx(
               p.tenantId,
               [written(p.tenantId, pathOf(path), plan.version, applied.created)],
               tx,
             );
+            // Last: it takes the tenant's chain-head lock, which every other write of the tenant waits for.
+            await audit.appendInTx(tx, events);
             return applied;
           }
           throw conflict('the secret changed concurrently; retry');
