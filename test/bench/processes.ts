@@ -81,15 +81,15 @@ export async function waitFor(url: string, timeoutMs: number, proc?: Proc): Prom
   }
 }
 
-/** CPU time (user + system) a process has used, in ms; 0 when it is gone. Linux /proc, 100 ticks per second. */
-export function cpuMsOf(pid: number | undefined): number {
-  if (!pid) return 0;
+/** CPU time a process has used in user space and in the kernel, in ms; 0 when it is gone. Linux /proc, 100 Hz. */
+export function cpuSplitOf(pid: number | undefined): { user: number; system: number } {
+  if (!pid) return { user: 0, system: 0 };
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    return { user: Number(fields[11]) * 10, system: Number(fields[12]) * 10 };
   } catch {
-    return 0;
+    return { user: 0, system: 0 };
   }
 }
 

@@ -8,8 +8,11 @@ export interface ScenarioResult {
   errors: number;
   non2xx: number;
   peakRssMb: number;
-  /** CPU time per request: the server under test (API or baseline), PostgreSQL, and the load generator. */
-  cpuUsPerRequest?: { server: number; postgres: number; loadGenerator: number };
+  /**
+   * CPU time per request: the server under test (API or baseline), PostgreSQL, and the load generator; and the
+   * share of the server's spent in the kernel (sockets: every round trip to PostgreSQL is a send and a receive).
+   */
+  cpuUsPerRequest?: { server: number; serverKernelShare?: number; postgres: number; loadGenerator: number };
   /** Write-ahead log written per request (the audit trail makes even a read write): sizes disks and replicas. */
   walBytesPerRequest?: number;
   /** Ratios to baseline-http (throughput and p99), filled in at the end. */
@@ -37,7 +40,7 @@ export function markdown(r: BenchReport): string {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...r.scenarios.map(
       (s) =>
-        `| ${s.name} | ${f(s.rps, 0)} | ${f(s.p50)} | ${f(s.p99)} | ${f(s.p999)} | ${s.errors} | ${s.non2xx} | ${f(s.peakRssMb, 0)} | ${f(s.rpsRatio, 2)} | ${f(s.p99Ratio, 2)} | ${f(s.cpuUsPerRequest?.server, 0)} | ${f(s.cpuUsPerRequest?.postgres, 0)} | ${f(s.cpuUsPerRequest?.loadGenerator, 0)} | ${f(s.walBytesPerRequest, 0)} |`,
+        `| ${s.name} | ${f(s.rps, 0)} | ${f(s.p50)} | ${f(s.p99)} | ${f(s.p999)} | ${s.errors} | ${s.non2xx} | ${f(s.peakRssMb, 0)} | ${f(s.rpsRatio, 2)} | ${f(s.p99Ratio, 2)} | ${f(s.cpuUsPerRequest?.server, 0)}${s.cpuUsPerRequest?.serverKernelShare !== undefined ? ` (${Math.round(s.cpuUsPerRequest.serverKernelShare * 100)} % kernel)` : ''} | ${f(s.cpuUsPerRequest?.postgres, 0)} | ${f(s.cpuUsPerRequest?.loadGenerator, 0)} | ${f(s.walBytesPerRequest, 0)} |`,
     ),
     '',
     '| target | goal | measured | met |',

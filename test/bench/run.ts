@@ -13,7 +13,7 @@ import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { startEmbeddedPostgres } from '../../apps/api/src/db/embedded.ts';
 import { CofferClient } from '../../packages/sdk/src/index.ts';
-import { cpuMsOf, freePort, type Proc, postgresCpuMs, start, waitFor } from './processes.ts';
+import { cpuSplitOf, freePort, type Proc, postgresCpuMs, start, waitFor } from './processes.ts';
 import { type BenchReport, markdown, type ScenarioResult, svgChart } from './report.ts';
 import { measureS2k } from './s2k.ts';
 import { seedAuditEvents, seedTenants, seedVersions, staleVersions } from './seed.ts';
@@ -248,14 +248,17 @@ async function main(): Promise<void> {
       log(`${name}…`);
       // Where the time goes: CPU of the server, of PostgreSQL and of the load generator, per request.
       const wal = await walLsn();
-      const before = { server: cpuMsOf(server.child.pid), pg: postgresCpuMs(), self: process.cpuUsage() };
+      const before = { server: cpuSplitOf(server.child.pid), pg: postgresCpuMs(), self: process.cpuUsage() };
       const r = await cannon(o);
       const self = process.cpuUsage(before.self);
       const walBytes = await walBytesSince(wal);
       const result = toResult(name, description, r, server, note);
       const n = Math.max(1, r.requests.average * duration);
+      const after = cpuSplitOf(server.child.pid);
+      const serverMs = after.user + after.system - before.server.user - before.server.system;
       result.cpuUsPerRequest = {
-        server: ((cpuMsOf(server.child.pid) - before.server) * 1000) / n,
+        server: (serverMs * 1000) / n,
+        serverKernelShare: serverMs > 0 ? (after.system - before.server.system) / serverMs : 0,
         postgres: ((postgresCpuMs() - before.pg) * 1000) / n,
         loadGenerator: (self.user + self.system) / n,
       };
