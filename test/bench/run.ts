@@ -336,32 +336,41 @@ async function main(): Promise<void> {
       url: `${base}/v1/bundles/sandbox/bundle20`,
       headers: authA,
     });
-    let writeCounter = 0;
+    // As many secrets as connections; a request takes one that no other request in flight holds and sends the
+    // version it last saw, so every PUT is a compare-and-set that succeeds and makes a new version of an existing
+    // secret (after the first of each). autocannon resets a request's `context` each time its sequence loops, so
+    // what must last across requests lives here, and `context` only says which slot a request took.
+    const slots = Array.from({ length: connections }, (_, i) => ({ name: `W_${i}`, version: 0, busy: false }));
     await run('write', 'PUT with compare-and-set, a new version each time', {
       url: base,
       headers: { ...authA, 'content-type': 'application/json' },
       requests: [
         {
           method: 'PUT',
-          // Each connection writes its own secret and sends the version it last saw: every PUT is a
-          // compare-and-set that succeeds and makes a new version.
           setupRequest: (req, context) => {
-            const c = context as { name?: string; version?: number };
-            c.name ??= `W_${writeCounter++}`;
-            c.version ??= 0;
+            const slot = slots.find((s) => !s.busy) ?? (slots[0] as (typeof slots)[number]);
+            slot.busy = true;
+            (context as { slot?: typeof slot }).slot = slot;
             return {
               ...req,
-              path: `/v1/secrets/sandbox/writes/${c.name}`,
-              body: JSON.stringify({ value: randomBytes(16).toString('hex'), ifVersion: c.version }),
+              path: `/v1/secrets/sandbox/writes/${slot.name}`,
+              body: JSON.stringify({ value: randomBytes(16).toString('hex'), ifVersion: slot.version }),
             };
           },
           onResponse: (status, body, context) => {
-            if (status === 200 || status === 201)
-              (context as { version?: number }).version = (JSON.parse(body) as { version: number }).version;
+            const slot = (context as { slot?: (typeof slots)[number] }).slot;
+            if (!slot) return;
+            if (status === 200 || status === 201) slot.version = (JSON.parse(body) as { version: number }).version;
+            slot.busy = false;
           },
         },
       ],
     });
+    const versionsWritten = slots.reduce((n, s) => n + s.version, 0);
+    const wrote = results.at(-1);
+    if (wrote?.name === 'write') {
+      wrote.note = `${slots.length} secrets, ${versionsWritten} versions written (${versionsWritten - slots.length} of them updates)`;
+    }
     await run('login', 'POST /v1/auth/token (scrypt-verified client secret)', {
       url: `${base}/v1/auth/token`,
       method: 'POST',

@@ -74,6 +74,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       statementTimeoutMs: config.dbStatementTimeoutMs,
       lockTimeoutMs: config.dbLockTimeoutMs,
       applicationName: 'coffer-api',
+      namedStatements: config.dbPreparedStatements,
       onError: (err) => log.warn({ err: { message: err.message } }, 'idle database connection lost'),
     });
     if (tracing) traceQueries(pool, tracing.tracer);

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
+import { namingClient, StatementNames } from './named-statements.ts';
 import { scrubQueryError } from './pg-errors.ts';
 import * as schema from './schema.ts';
 
@@ -16,7 +17,12 @@ export interface PoolOptions {
   lockTimeoutMs?: number;
   applicationName: string;
   onError: (err: Error) => void;
+  /** Name every parameterised statement after its text (see namingClient); off for PgBouncer before 1.21. */
+  namedStatements?: boolean;
 }
+
+/** One set of names for the process: a statement's name depends only on its text. */
+const statementNames = new StatementNames();
 
 export function createPool(o: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
@@ -30,6 +36,7 @@ export function createPool(o: PoolOptions): pg.Pool {
     idle_in_transaction_session_timeout: Math.max(o.statementTimeoutMs * 2, 10_000),
     application_name: o.applicationName,
     keepAlive: true,
+    ...(o.namedStatements === false ? {} : { Client: namingClient(statementNames) }),
   });
   // A client losing its connection (database restart, pg_terminate_backend) must not crash the process: the pool
   // handles idle clients, and this listener the ones checked out by a transaction (pg emits 'error' on them too;
