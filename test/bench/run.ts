@@ -143,6 +143,8 @@ async function main(): Promise<void> {
       process.execPath,
       [
         ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+        // As `npm start` and the image run it.
+        '--max-semi-space-size=32',
         path.join(root, 'apps/api/dist/main.js'),
       ],
       {
