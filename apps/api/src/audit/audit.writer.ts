@@ -18,15 +18,17 @@ function byTenant(events: readonly AuditEvent[]): Map<string, AuditEvent[]> {
 }
 
 /**
- * Appends events inside the caller's transaction, so a change and its audit events commit together or not at
- * all. Call it last: it takes the tenant's chain-head lock, held until commit. Leaves the transaction scoped to
- * the last tenant appended; callers that continue must rescope.
+ * Writes events inside the caller's transaction, so a change and its audit events commit together or not at
+ * all. They are staged, and chained by a deferred trigger when the transaction commits (migration 0011): the
+ * tenant's chain head is locked for the commit alone, not for the rest of the transaction. If chaining fails
+ * there, the COMMIT fails with CF002 (see Database.withTenant: 503, nothing changed). Leaves the transaction
+ * scoped to the last tenant staged; callers that continue must rescope.
  */
 export async function appendInTx(tx: Tx, events: readonly AuditEvent[]): Promise<void> {
   for (const [tenantId, group] of byTenant(events)) {
     try {
       await tx.execute(
-        sql`select coffer.audit_append(${tenantId}::uuid, ${JSON.stringify(group.map(toAppendRow))}::jsonb)`,
+        sql`select coffer.audit_stage(${tenantId}::uuid, ${JSON.stringify(group.map(toAppendRow))}::jsonb)`,
       );
     } catch (err) {
       // No audit event, no change: the caller's transaction rolls back and the request is refused as unavailable.

@@ -1,8 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
+import { unavailable } from '../errors/app-error.ts';
 import { namingClient, StatementNames } from './named-statements.ts';
-import { scrubQueryError } from './pg-errors.ts';
+import { pgErrorCode, scrubQueryError } from './pg-errors.ts';
 import * as schema from './schema.ts';
 
 export type Orm = NodePgDatabase<typeof schema>;
@@ -81,6 +82,12 @@ export class Database {
         return fn(tx);
       });
     } catch (err) {
+      // The deferred trigger that chains the transaction's audit events refused at COMMIT: nothing was changed.
+      if (pgErrorCode(err) === 'CF002') {
+        throw Object.assign(unavailable('the audit log is unavailable, so the change was not made'), {
+          cause: scrubQueryError(err),
+        });
+      }
       throw scrubQueryError(err);
     }
   }

@@ -151,6 +151,17 @@ export const auditHeads = coffer.table('audit_heads', {
   updatedAt: updatedAt(),
 });
 
+/**
+ * Audit events written inside a change's transaction wait here, unchained, until the transaction commits: a
+ * deferred trigger then links them into the tenant's chain and deletes the row (migration 0011). Always empty
+ * outside an open transaction; the chain head is locked only for the commit itself.
+ */
+export const auditStaged = coffer.table('audit_staged', {
+  id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+  tenantId: uuid('tenant_id').notNull(),
+  events: jsonb('events').notNull(),
+});
+
 export const secretKinds = ['sandbox', 'user', 'shared'] as const;
 
 /** A secret's identity and metadata. Values live in secret_versions, encrypted. */
