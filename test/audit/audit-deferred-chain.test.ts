@@ -1,12 +1,13 @@
 import { AuditVerifyResult } from '@coffer/contracts';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import { pgErrorCode } from '../../apps/api/src/db/pg-errors.ts';
-import { createTenant, rootToken } from '../support/factories.ts';
+import { createTenant } from '../support/factories.ts';
 import { opsApi, ownerEvent } from '../support/ops.ts';
-import { auditRowsOf, expectOk, ownerClient, secretsApi } from '../support/secrets.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { auditRowsOf, expectOk, secretsApi } from '../support/secrets.ts';
+import { ownerSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 /**
  * A change's audit events are staged in its transaction and chained when it commits (migration 0011): the tenant's
@@ -17,14 +18,8 @@ import { createTestApp, type TestApp } from '../support/test-app.ts';
 let t: TestApp;
 let owner: pg.Client;
 let root: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner?.end();
-  await t?.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 /** A connection as the API's own query role, for transactions held open by hand. */

@@ -2,33 +2,27 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { AuditEventView, type AuditPage } from '@coffer/contracts';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { describe, expect, it } from 'vitest';
+import { createTenant, type TestTenant } from '../support/factories.ts';
 import { appendEvents, type OpsApi, opsApi, ownerEvent, parseCsv } from '../support/ops.ts';
 import {
   auditRowsFor,
   auditRowsOf,
   expectError,
-  ownerClient,
   requestIdOf,
   type SecretsApi,
   secretsApi,
   sleep,
 } from '../support/secrets.ts';
+import { ownerSuite } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let owner: pg.Client;
 let root: string;
 
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner.end();
-  await t.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 interface Ctx {

@@ -8,8 +8,8 @@ import {
   SecretWithValue,
 } from '@coffer/contracts';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { describe, expect, it } from 'vitest';
+import { bearer, createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
 import { type OpsApi, opsApi } from '../support/ops.ts';
 import {
   type AuditRow,
@@ -18,27 +18,21 @@ import {
   expectError,
   expectOk,
   identityIdOf,
-  ownerClient,
   type Response,
   requestIdOf,
   type SecretsApi,
   secretsApi,
   sleep,
 } from '../support/secrets.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { ownerSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let owner: pg.Client;
 let root: string;
 
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner.end();
-  await t.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 interface Ctx {

@@ -1,21 +1,21 @@
 import { AuditPage, AuditVerifyResult } from '@coffer/contracts';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { eventDigest, linkHash, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import { pgErrorCode } from '../../apps/api/src/db/pg-errors.ts';
-import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
 import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain } from '../support/ops.ts';
 import {
   type AuditRow,
   auditRowsOf,
   expectOk,
   firstBrokenLink,
-  ownerClient,
   type SecretsApi,
   secretsApi,
   toAuditEvent,
 } from '../support/secrets.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { ownerSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 /** Tampering is done as the owner, on this file's own tenants only, with triggers off for that session only. */
 
@@ -23,14 +23,8 @@ let t: TestApp;
 let owner: pg.Client;
 let root: string;
 
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner.end();
-  await t.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 interface Ctx {

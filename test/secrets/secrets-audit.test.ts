@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PLATFORM_TENANT_ID, SecretVersions, SecretWithValue } from '@coffer/contracts';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { describe, expect, it } from 'vitest';
+import { createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
 import {
   type AuditRow,
   auditRowsFor,
@@ -11,12 +11,12 @@ import {
   expectOk,
   firstBrokenLink,
   identityIdOf,
-  ownerClient,
   type Response,
   type SecretsApi,
   secretsApi,
 } from '../support/secrets.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { ownerSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let owner: pg.Client;
@@ -24,14 +24,8 @@ let root: string;
 
 const USER_AGENT = 'coffer-audit-test/1.0';
 
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner.end();
-  await t.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {

@@ -9,29 +9,16 @@ import {
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant, rootToken, type TestTenant } from '../support/factories.ts';
-import {
-  expectEmpty,
-  expectError,
-  expectOk,
-  identityIdOf,
-  ownerClient,
-  type SecretsApi,
-  secretsApi,
-} from '../support/secrets.ts';
+import { expectEmpty, expectError, expectOk, identityIdOf, type SecretsApi, secretsApi } from '../support/secrets.ts';
+import { ownerSuite } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let owner: pg.Client;
 let root: string;
 
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner.end();
-  await t.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {

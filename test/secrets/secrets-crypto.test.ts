@@ -1,26 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { SecretWithValue } from '@coffer/contracts';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-keys.ts';
-import { createTenant, rootToken, type TestTenant } from '../support/factories.ts';
-import { expectEmpty, expectError, expectOk, ownerClient, type SecretsApi, secretsApi } from '../support/secrets.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { createTenant, type TestTenant } from '../support/factories.ts';
+import { expectEmpty, expectError, expectOk, type SecretsApi, secretsApi } from '../support/secrets.ts';
+import { ownerSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let owner: pg.Client;
 let root: string;
 
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner.end();
-  await t.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {

@@ -8,32 +8,26 @@ import {
   SecretWithValue,
 } from '@coffer/contracts';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { describe, expect, it } from 'vitest';
+import { bearer, createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
 import {
   auditRowsFor,
   expectEmpty,
   expectError,
   expectOk,
-  ownerClient,
   type Response,
   type SecretsApi,
   secretsApi,
 } from '../support/secrets.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { ownerSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let owner: pg.Client;
 let root: string;
 
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner.end();
-  await t.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {

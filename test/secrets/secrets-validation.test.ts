@@ -1,23 +1,18 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { type BuiltinFormat, SecretMetadata, SecretWithValue } from '@coffer/contracts';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createTenant, rootToken, type TestTenant } from '../support/factories.ts';
-import { expectError, expectOk, ownerClient, type SecretsApi, secretsApi } from '../support/secrets.ts';
+import { expectError, expectOk, type SecretsApi, secretsApi } from '../support/secrets.ts';
+import { ownerSuite } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let owner: pg.Client;
 let root: string;
 
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
-  root = await rootToken(t.app);
-});
-afterAll(async () => {
-  await owner.end();
-  await t.close();
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
 });
 
 async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {
