@@ -10,7 +10,7 @@ import { craftJwt, decodeJwt, ed25519Signer, encodePart, type JwtPart, nowSecond
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 /**
- * Signing-key rotation, and the token attacks that test/foundation/auth.test.ts does not already cover: a future
+ * Signing-key rotation, and the token attacks that test/auth/auth.test.ts does not already cover: a future
  * `nbf`, key-naming headers other than `jwk` (`jku`, `x5u`, `x5c`, `crit`), and tokens that point at the right key
  * but name an identity of another tenant.
  */
@@ -128,7 +128,7 @@ describe('signing-key rotation', () => {
   });
 });
 
-describe('token attacks not covered in test/foundation/auth.test.ts (each 401 on GET /v1/auth/whoami)', () => {
+describe('token attacks not covered in test/auth/auth.test.ts (each 401 on GET /v1/auth/whoami)', () => {
   let t: TestApp;
   let svc: TestIdentity;
   let foreign: TestIdentity; // a service of another tenant

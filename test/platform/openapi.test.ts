@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { type RouteDef, routes } from '@coffer/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
@@ -108,6 +109,19 @@ describe('GET /openapi.json', () => {
     for (const status of ['400', '401', '403', '404', '409']) {
       expect(JSON.stringify(op?.responses?.[status]), status).toContain('#/components/schemas/Error"');
     }
+  });
+});
+
+/**
+ * The published document is the wire format: a refactor must leave it byte for byte as it was. The snapshot is
+ * rewritten only on purpose (COFFER_UPDATE_OPENAPI_SNAPSHOT=1), in the same commit as the contract change it shows.
+ */
+describe('OpenAPI snapshot', () => {
+  const snapshot = new URL('./openapi.snapshot.json', import.meta.url);
+  it('equals the committed snapshot', async () => {
+    const text = `${JSON.stringify(await document(), null, 2)}\n`;
+    if (process.env.COFFER_UPDATE_OPENAPI_SNAPSHOT === '1') writeFileSync(snapshot, text);
+    expect(text).toBe(readFileSync(snapshot, 'utf8'));
   });
 });
 
