@@ -45,6 +45,23 @@ describe('coffer login and whoami', () => {
     c.cleanup();
   });
 
+  it('takes --url after the command name, as the README and `coffer login --help` write it, over COFFER_URL', async () => {
+    const c = await cliTenant(t, url);
+    const env = {
+      COFFER_URL: 'http://127.0.0.1:9',
+      COFFER_CONFIG_DIR: c.configDir,
+      COFFER_CLIENT_ID: c.admin.clientId,
+      COFFER_CLIENT_SECRET: c.admin.clientSecret,
+    };
+    const login = await runCli(['login', '--url', url], { env });
+    expect(login.stderr).toContain(`Logged in to ${url}`);
+    expect(login.code).toBe(0);
+    const me = await runCli(['whoami', '--url', url, '--json'], { env });
+    expect(me.code).toBe(0);
+    expect(JSON.parse(me.stdout)).toMatchObject({ role: 'admin' });
+    c.cleanup();
+  });
+
   it('takes the credentials from flags and stdin, saves the secret only when asked, and refuses a bad one with exit 4', async () => {
     const c = await cliTenant(t, url);
     const env = { COFFER_URL: url, COFFER_CONFIG_DIR: c.configDir };

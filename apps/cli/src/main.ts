@@ -48,9 +48,13 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerPlan(program);
   registerAudit(program);
-  program.commands.forEach(function exitOverride(c: Command) {
+  program.commands.forEach(function perCommand(c: Command) {
+    // Positional options (which `run -- cmd` needs) would take --url only before the command name; users write it
+    // after (`coffer login --url …`), so every command accepts it too. COFFER_URL stays on the program's option,
+    // so an explicit --url anywhere wins over the environment.
+    if (!c.options.some((o) => o.long === '--url')) c.option('--url <url>', 'the Coffer server');
     c.exitOverride();
-    c.commands.forEach(exitOverride);
+    c.commands.forEach(perCommand);
   });
   program.exitOverride();
   return program;

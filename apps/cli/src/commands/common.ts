@@ -2,7 +2,11 @@ import type { Command } from 'commander';
 import type { GlobalOptions } from '../context.ts';
 import { usageError } from '../output.ts';
 
-export const globalsOf = (cmd: Command): GlobalOptions => cmd.optsWithGlobals() as GlobalOptions;
+/** The options of a command and its ancestors; a --url given after the command name wins over COFFER_URL. */
+export const globalsOf = (cmd: Command): GlobalOptions => {
+  const local = cmd.opts() as { url?: string };
+  return { ...(cmd.optsWithGlobals() as GlobalOptions), ...(local.url ? { url: local.url } : {}) };
+};
 
 export const EXIT_CODES_LINE = 'Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 denied.';
 
