@@ -22,6 +22,7 @@ import {
 } from 'fastify-type-provider-zod';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
+import { auditFollower } from './audit/audit.follow.ts';
 import { type AuditJobs, auditJobs } from './audit/audit.jobs.ts';
 import { auditQueries } from './audit/audit.queries.ts';
 import { auditRoutes } from './audit/audit.routes.ts';
@@ -441,7 +442,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(rotationRoutes, { service: rotation });
   await app.register(keyRoutes, { keys: dataKeys, system });
   await app.register(webhookRoutes, { service: webhooks });
-  await app.register(auditRoutes, { service: auditService({ queries: auditReads, audit, keyring }) });
+  await app.register(auditRoutes, {
+    service: auditService({ queries: auditReads, audit, keyring }),
+    follow: auditFollower({ queries: auditReads, audit, refreshPrincipal: (p) => principals.refresh(p) }),
+  });
 
   // Registered after the error handler, so a wrong token answers the envelope like every other route.
   if (config.metricsToken) {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   AuditExportQuery,
+  AuditFollowQuery,
   AuditPage,
   AuditQuery,
   AuditSummary,
@@ -100,6 +101,7 @@ export const Action = z.enum([
   'webhooks.deliveries',
   'audit.query',
   'audit.export',
+  'audit.follow',
   'audit.verify',
   'audit.summary',
 ]);
@@ -468,6 +470,18 @@ export const routes = {
     query: AuditExportQuery,
     success: { 200: z.string().describe('NDJSON (one AuditEvent per line) or CSV with a header row') },
     produces: ['application/x-ndjson', 'text/csv'],
+  }),
+  followAudit: route({
+    method: 'GET',
+    path: '/v1/audit/stream',
+    summary: 'Follow new audit events as server-sent events, audited once per session (admin, auditor)',
+    tag: 'audit',
+    action: 'audit.follow',
+    query: AuditFollowQuery,
+    success: {
+      200: z.string().describe('text/event-stream: `id: <seq>`, `event: audit`, `data: <AuditEvent JSON>` per event'),
+    },
+    produces: ['text/event-stream'],
   }),
   verifyAudit: route({
     method: 'GET',
