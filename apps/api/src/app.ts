@@ -3,13 +3,13 @@ import { auditRoutes } from './audit/audit.routes.ts';
 import { authRoutes } from './auth/auth.routes.ts';
 import { authenticate } from './auth/authenticate.plugin.ts';
 import { type AppDeps, composeServices } from './composition.ts';
+import { dataKeyRoutes } from './data-keys/data-keys.routes.ts';
 import { registerErrorHandling } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
 import { createFastify } from './http/fastify-instance.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { jobs } from './jobs/jobs.plugin.ts';
-import { keyRoutes } from './keys/keys.routes.ts';
 import type { Metrics } from './metrics/metrics.ts';
 import { gracefulClose } from './plugins/graceful-close.plugin.ts';
 import { httpMetrics } from './plugins/http-metrics.plugin.ts';
@@ -72,7 +72,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobs, { handles: s.jobs, replicas: s.replicas, config, log, start: deps.startJobs === true });
   await app.register(secretRoutes, { service: s.secrets });
   await app.register(rotationRoutes, { service: s.rotation });
-  await app.register(keyRoutes, { keys: s.dataKeys, system: s.system });
+  await app.register(dataKeyRoutes, { keys: s.dataKeys, system: s.system });
   await app.register(webhookRoutes, { service: s.webhooks });
   await app.register(auditRoutes, { service: s.auditService });
 

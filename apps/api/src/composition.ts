@@ -13,7 +13,10 @@ import { PrincipalResolver } from './auth/principals.ts';
 import type { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import type { MasterKeyring } from './crypto/keyring.ts';
-import { TenantKeyCache } from './crypto/tenant-keys.ts';
+import { TenantKeyCache } from './crypto/tenant-key-cache.ts';
+import { dataKeyQueries } from './data-keys/data-keys.queries.ts';
+import { dataKeyService } from './data-keys/data-keys.service.ts';
+import { systemService } from './data-keys/system.service.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
 import type { ReadinessCheck } from './health/health.routes.ts';
@@ -21,9 +24,6 @@ import { identityQueries } from './identities/identities.queries.ts';
 import { identityService } from './identities/identities.service.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { ReplicaRegistry } from './jobs/replica-registry.ts';
-import { keyQueries } from './keys/keys.queries.ts';
-import { keyService } from './keys/keys.service.ts';
-import { systemService } from './keys/system.service.ts';
 import { countEvent, Metrics } from './metrics/metrics.ts';
 import { rotationQueries } from './rotation/rotation.queries.ts';
 import { rotationService } from './rotation/rotation.service.ts';
@@ -92,7 +92,7 @@ export function composeServices(deps: CompositionDeps) {
   const tenants = tenantQueries(db);
   const secrets = secretQueries(db);
   const auditReads = auditQueries(db);
-  const webhookRows = webhookQueries(db);
+  const webhookOutbox = webhookQueries(db);
   const tenantKeys = new TenantKeyCache(db, keyring);
   const principals = new PrincipalResolver(identities);
   const replicas = new ReplicaRegistry(db, { staleAfterMs: 15_000 });
@@ -103,7 +103,7 @@ export function composeServices(deps: CompositionDeps) {
   const writer = secretWriter({ secrets, keys: tenantKeys, maxValueBytes: config.maxSecretBytes, recoveryMs });
   const webhooks = webhookService({
     db,
-    queries: webhookRows,
+    queries: webhookOutbox,
     keyring,
     audit,
     urlPolicy: { allowPrivate: config.webhookAllowPrivate, allowHttp: config.webhookAllowHttp },
@@ -117,16 +117,16 @@ export function composeServices(deps: CompositionDeps) {
     keys: tenantKeys,
     writer,
     audit,
-    webhooks: webhookRows,
+    webhookOutbox,
     log,
   });
-  const dataKeys = keyService({
+  const dataKeys = dataKeyService({
     db,
-    queries: keyQueries(db),
+    queries: dataKeyQueries(db),
     keyring,
     keys: tenantKeys,
     audit,
-    webhooks: webhookRows,
+    webhookOutbox,
     log,
     metrics,
     dutyCycle: config.rekeyDutyCycle,
@@ -182,7 +182,7 @@ export function composeServices(deps: CompositionDeps) {
       keys: tenantKeys,
       audit,
       writer,
-      webhooks: webhookRows,
+      webhooks: webhookOutbox,
       refreshPrincipal: (p) => principals.refresh(p),
     }),
     rotation,

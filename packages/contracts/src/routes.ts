@@ -10,6 +10,7 @@ import {
 } from './audit.ts';
 import { JwkSet, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
 import { IdParams, PageQuery } from './common.ts';
+import { DataKeys, RewrapResponse, RotateDataKeyResponse, SystemKeys } from './data-keys.ts';
 import { Health, Readiness } from './health.ts';
 import {
   CreateIdentityRequest,
@@ -20,20 +21,7 @@ import {
   RotateClientSecretResponse,
   UpdateIdentityRequest,
 } from './identities.ts';
-import {
-  CreateWebhookRequest,
-  CreateWebhookResponse,
-  DataKeys,
-  RewrapResponse,
-  RotateDataKeyResponse,
-  RotationDue,
-  RotationDueQuery,
-  RotationLog,
-  RotationLogQuery,
-  SystemKeys,
-  WebhookDeliveries,
-  WebhookList,
-} from './rotation.ts';
+import { RotationDue, RotationDueQuery, RotationLog, RotationLogQuery } from './rotation.ts';
 import {
   Bundle,
   BundleWriteRequest,
@@ -60,6 +48,7 @@ import {
   TenantPage,
   UpdateTenantRequest,
 } from './tenants.ts';
+import { CreateWebhookRequest, CreateWebhookResponse, WebhookDeliveries, WebhookList } from './webhooks.ts';
 
 /**
  * What a route does, in the vocabulary the authorizer and the audit log share.

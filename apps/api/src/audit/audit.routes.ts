@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { mount } from '../http/mount.ts';
-import { requestContext } from './audit.context.ts';
+import { requestContext } from '../http/request-context.ts';
 import type { AuditService } from './audit.service.ts';
 
 export async function auditRoutes(app: FastifyInstance, o: { service: AuditService }): Promise<void> {

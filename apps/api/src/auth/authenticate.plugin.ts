@@ -2,7 +2,7 @@ import type { Action } from '@coffer/contracts';
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { attemptedResource, requestEvent } from '../audit/audit.context.ts';
+import { attemptedResource, requestEvent } from '../audit/audit.events.ts';
 import type { AuditBatcher } from '../audit/audit.writer.ts';
 import { AppError, audited, forbidden, unauthorized } from '../errors/app-error.ts';
 import { mayAttempt } from './authorize.ts';

@@ -1,6 +1,6 @@
 import type { AuditJobs } from '../audit/audit.jobs.ts';
 import type { Config } from '../config.ts';
-import type { KeyService } from '../keys/keys.service.ts';
+import type { DataKeyService } from '../data-keys/data-keys.service.ts';
 import type { RotationService } from '../rotation/rotation.service.ts';
 import type { PurgeJob } from '../secrets/purge.job.ts';
 import type { WebhookService } from '../webhooks/webhooks.service.ts';
@@ -12,7 +12,7 @@ export interface JobHandles {
   purge: PurgeJob;
   audit: AuditJobs;
   rotation: RotationService;
-  rekey: KeyService;
+  rekey: DataKeyService;
   webhooks: WebhookService;
 }
 
