@@ -69,7 +69,6 @@ export function composeServices(deps: CompositionDeps) {
   metrics.watchPool(db.pool);
   const batcher = new AuditBatcher({
     pool: db.pool,
-    preparedStatements: config.dbPreparedStatements,
     onError: (err) => log.error({ err }, 'audit commit failed'),
     observe: (events, seconds) => {
       metrics.auditBatchSize.observe(events);
