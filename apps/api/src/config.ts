@@ -259,7 +259,9 @@ export function parseJwtPrivateKey(pem: string, source: string, problems: string
   }
 }
 
-export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
+export function loadConfig(given: Record<string, string | undefined>): ConfigResult {
+  // An empty value is no value: `NAME=` lines (.env.example loaded with `set -a` or `node --env-file`) mean unset.
+  const env = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== ''));
   const problems: string[] = [];
   const failed = new Set<string>();
   const c = parseEach(
