@@ -47,7 +47,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // 4. authentication (the route's onRequest), 5. the identity's rate limit (preValidation, once it is known).
   await app.register(tracing, { tracer: deps.tracer });
   await app.register(httpMetrics, { metrics: s.metrics });
-  await app.register(securityHeaders);
+  const servedOverTls = config.tls !== null;
+  await app.register(securityHeaders, { servedOverTls });
   await app.register(responseHeaders);
   await app.register(gracefulClose, { flush: s.flushAudit });
   await app.register(rateLimits, {
@@ -56,7 +57,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     perSecond: config.rateLimitPerSecond,
     loginPerMinute: config.loginRateLimitPerMinute,
   });
-  await app.register(openApi);
+  await app.register(openApi, { servedOverTls });
   registerErrorHandling(app, s.audit);
   const { jwtIssuer: issuer, jwtAudience: audience } = config;
   await app.register(authenticate, { keys, issuer, audience, principals: s.principals, audit: s.audit });

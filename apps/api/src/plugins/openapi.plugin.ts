@@ -8,7 +8,7 @@ import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-pro
  * OpenAPI 3.1 from the routes' zod schemas, with Swagger UI at /docs. Registered before any route, since the
  * document is collected as routes are added.
  */
-async function openApiPlugin(app: FastifyInstance): Promise<void> {
+async function openApiPlugin(app: FastifyInstance, o: { servedOverTls: boolean }): Promise<void> {
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
@@ -23,7 +23,13 @@ async function openApiPlugin(app: FastifyInstance): Promise<void> {
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    // Swagger UI's own policy asks for https:// too: over plain HTTP the page would load none of its scripts.
+    transformStaticCSP: (policy) =>
+      o.servedOverTls ? policy : policy.replace(/\s*upgrade-insecure-requests;?/, '').trim(),
+  });
 }
 
 /** GET /openapi.json; registered after the error handler, so even its failures answer the envelope. */
