@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
-import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-keys.ts';
+import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-key-cache.ts';
 import { createTenant, type TestTenant } from '../support/factories.ts';
 import { expectEmpty, expectError, expectOk, type SecretsApi, secretsApi } from '../support/secrets.ts';
 import { ownerSuite } from '../support/suite.ts';

@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Principal } from '../auth/principal.ts';
 import { principalOf } from '../auth/principal.ts';
-import { auditEvent, type RequestContext } from './audit.context.ts';
+import type { RequestContext } from '../http/request-context.ts';
+import { auditEvent } from './audit.events.ts';
 import type { AuditFilter, AuditQueries } from './audit.queries.ts';
 import { toView } from './audit.service.ts';
 import type { AuditSink } from './audit.sink.ts';

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { mount } from '../http/mount.ts';
-import { requestContext } from './audit.context.ts';
+import { requestContext } from '../http/request-context.ts';
 import type { AuditFollow } from './audit.follow.ts';
 import type { AuditService } from './audit.service.ts';
 

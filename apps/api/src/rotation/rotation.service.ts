@@ -6,17 +6,18 @@ import {
   type SecretMetadata,
 } from '@coffer/contracts';
 import type { Logger } from 'pino';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditQueries } from '../audit/audit.queries.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { authorize } from '../auth/authorize.ts';
 import { principalOf } from '../auth/principal.ts';
-import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
+import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-key-cache.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, forbidden, notFound } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import { DEFAULT_GRACE_HOURS, pathOf, type SecretWriter, toMetadata } from '../secrets/secret-writes.ts';
 import type { SecretPath, SecretQueries, SecretRow } from '../secrets/secrets.queries.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
@@ -31,7 +32,8 @@ export interface RotationServiceDeps {
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   writer: SecretWriter;
   audit: AuditSink;
-  webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
+  /** The webhook outbox: events enqueued in the change's own transaction. */
+  webhookOutbox: Pick<WebhookQueries, 'enqueueInTx'>;
   log: Logger;
 }
 
@@ -46,7 +48,7 @@ type Trigger = 'manual' | 'scheduler';
  * rotates due secrets with a generator, each exactly once across replicas.
  */
 export function rotationService(deps: RotationServiceDeps) {
-  const { db, secrets, queries, writer, audit, webhooks } = deps;
+  const { db, secrets, queries, writer, audit, webhookOutbox } = deps;
 
   /** The rotation itself, on a row locked in `tx`. Throws AppError (422) when the value fails the format. */
   async function rotateLocked(
@@ -99,7 +101,7 @@ export function rotationService(deps: RotationServiceDeps) {
         details: { from, to, trigger },
       }),
     ]);
-    await webhooks.enqueueInTx(
+    await webhookOutbox.enqueueInTx(
       tenantId,
       'secret.rotated',
       { tenantId, path: pathOf(row), fromVersion: from, toVersion: to, trigger, rotatedAt: now.toISOString() },
@@ -162,7 +164,7 @@ export function rotationService(deps: RotationServiceDeps) {
           ];
           await queries.postpone(claim.tenantId, row.id, new Date(Date.now() + 3_600_000), tx);
           await audit.appendInTx(tx, events);
-          await webhooks.enqueueInTx(
+          await webhookOutbox.enqueueInTx(
             claim.tenantId,
             'secret.rotation_failed',
             { tenantId: claim.tenantId, path: pathOf(row), reason: err.code },

@@ -1,11 +1,12 @@
 import type { RotationPolicy, SecretFormat, SecretMetadata } from '@coffer/contracts';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { newId } from '../crypto/ids.ts';
-import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
+import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-key-cache.ts';
 import type { Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError } from '../errors/app-error.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import { checkFormat } from './formats.ts';
 import type { SecretPath, SecretQueries, SecretRow } from './secrets.queries.ts';
 

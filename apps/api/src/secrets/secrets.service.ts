@@ -13,16 +13,17 @@ import type {
   SecretVersions,
   SecretWithValue,
 } from '@coffer/contracts';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { authorize } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
-import type { TenantKeyCache } from '../crypto/tenant-keys.ts';
+import type { TenantKeyCache } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, conflict, forbidden, notFound, unauthorized } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import { pathOf, planWrite, rotationColumns, type SecretWriter, toMetadata } from './secret-writes.ts';
 import { bindingLine, type ReadRow, type SecretPath, type SecretQueries, type SecretRow } from './secrets.queries.ts';

@@ -1,25 +1,7 @@
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import type { FastifyRequest } from 'fastify';
-import type { Principal } from '../auth/principal.ts';
+import { type RequestContext, requestContext } from '../http/request-context.ts';
 import type { AuditEvent } from './audit.types.ts';
-
-/** What services need to know about the request they serve: who, and where from. No Fastify types past here. */
-export interface RequestContext {
-  principal: Principal | null;
-  requestId: string;
-  sourceIp: string | null;
-  userAgent: string | null;
-}
-
-export function requestContext(request: FastifyRequest): RequestContext {
-  const ua = request.headers['user-agent'];
-  return {
-    principal: request.principal,
-    requestId: request.id,
-    sourceIp: request.ip ?? null,
-    userAgent: ua ? ua.slice(0, 256) : null,
-  };
-}
 
 /**
  * An audit event for a request, attributed to its principal (or to nobody, in the platform's chain, when the
