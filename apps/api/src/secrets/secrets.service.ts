@@ -1,6 +1,4 @@
 import type {
-  Action,
-  Bundle,
   BundleWriteRequest,
   BundleWriteResponse,
   ErrorIssue,
@@ -9,23 +7,18 @@ import type {
   SecretFormat,
   SecretKind,
   SecretMetadata,
-  SecretPage,
-  SecretVersions,
-  SecretWithValue,
 } from '@coffer/contracts';
 import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
-import { authorize } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import type { TenantKeyCache } from '../crypto/tenant-keys.ts';
 import type { Database } from '../db/database.ts';
-import { pgErrorCode } from '../db/pg-errors.ts';
-import { AppError, conflict, forbidden, notFound, unauthorized } from '../errors/app-error.ts';
-import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import { AppError, conflict, notFound } from '../errors/app-error.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
+import { allowed, requireAllowed, secretReads } from './secret-reads.service.ts';
 import { pathOf, planWrite, rotationColumns, type SecretWriter, toMetadata } from './secret-writes.ts';
-import { bindingLine, type ReadRow, type SecretPath, type SecretQueries, type SecretRow } from './secrets.queries.ts';
+import type { SecretPath, SecretQueries, SecretRow } from './secrets.queries.ts';
 
 export interface SecretServiceDeps {
   db: Pick<Database, 'withTenant'>;
@@ -50,37 +43,9 @@ function deleted(tenantId: string, path: string, version: number, purged: boolea
   return { event: 'secret.deleted', payload: { tenantId, path, version, purged, at: new Date().toISOString() } };
 }
 
-export const integrityError = () =>
-  new AppError('integrity_error', 'a stored ciphertext failed its integrity check; the incident was recorded');
-
-/** Decided by the one authorization function; a refusal is a 403 that names the missing capability. */
-function requireAllowed(p: Principal, action: Action, path: string): void {
-  const d = authorize(p, action, path);
-  if (!d.allowed) throw forbidden(d.reason);
-}
-
-const allowed = (p: Principal, action: Action, path: string): boolean => authorize(p, action, path).allowed;
-
-/** Decrypted plaintext → value, after checking that its binding line names this tenant, secret and version. */
-export function unbind(tenantId: string, secretId: string, version: number, plaintext: string): string {
-  const binding = bindingLine(tenantId, secretId, version);
-  if (!plaintext.startsWith(binding)) throw integrityError();
-  return plaintext.slice(binding.length);
-}
-
-/** pgcrypto reports a ciphertext that is not under the given key as "Wrong key or corrupt data" (39000). */
-async function withIntegrity<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (pgErrorCode(err) === '39000') throw integrityError();
-    throw err;
-  }
-}
-
 /** Secrets of one tenant: reading, writing, versioning and deleting, each with its audit event. */
 export function secretService(deps: SecretServiceDeps) {
-  const { db, secrets, keys, audit, writer } = deps;
+  const { db, secrets, audit, writer } = deps;
 
   function unprocessable(problem: string, where: string): AppError {
     return new AppError('unprocessable', `the value does not satisfy the secret's format (${problem})`, [
@@ -89,6 +54,8 @@ export function secretService(deps: SecretServiceDeps) {
   }
 
   return {
+    ...secretReads(deps),
+
     async put(
       ctx: RequestContext,
       path: SecretPath,
@@ -169,159 +136,6 @@ export function secretService(deps: SecretServiceDeps) {
       return toMetadata(row);
     },
 
-    async get(
-      ctx: RequestContext,
-      path: SecretPath,
-      version: number | 'previous' | undefined,
-    ): Promise<SecretWithValue> {
-      let p = principalOf(ctx);
-      if (p.cached && !allowed(p, 'secrets.read', pathOf(path))) {
-        // A cached principal may carry policies that were widened since: refuse only on the current ones.
-        p = await deps.refreshPrincipal(p);
-        ctx.principal = p;
-      }
-      requireAllowed(p, 'secrets.read', pathOf(path));
-      const wanted = version === 'previous' ? -1 : (version ?? null);
-      let keySet = await keys.get(p.tenantId);
-      let row: ReadRow | undefined;
-      let reloadedKeys = false;
-      let reloadedIdentity = false;
-      for (;;) {
-        const set = keySet;
-        const caller = p;
-        row = await withIntegrity(() => secrets.read(caller.tenantId, caller, path, wanted, set.sqlKeys));
-        if (row && !row.identity_ok) {
-          // The identity changed since its principal was cached: rebuild it and decide again (401/403 if it must).
-          if (reloadedIdentity) throw unauthorized('the token is no longer valid: log in again');
-          reloadedIdentity = true;
-          p = await deps.refreshPrincipal(p);
-          ctx.principal = p;
-          requireAllowed(p, 'secrets.read', pathOf(path));
-          continue;
-        }
-        const served = !row?.served_until || row.served_until > new Date();
-        const keyMissing = row?.version != null && !row.destroyed && !row.expired && served && row.plaintext === null;
-        if (!keyMissing) break;
-        // Sealed under a data key this replica has not loaded yet (rotated elsewhere): reload once.
-        if (reloadedKeys) throw integrityError();
-        reloadedKeys = true;
-        keys.invalidate(p.tenantId);
-        keySet = await keys.get(p.tenantId);
-      }
-      if (!row) throw notFound('secret');
-      if (row.version === null)
-        throw notFound(
-          version === 'previous' ? 'a previous version of the secret' : `version ${version} of the secret`,
-        );
-      if (row.expired) throw new AppError('expired', `the secret expired at ${row.expires_at?.toISOString()}`);
-      if (row.destroyed) throw new AppError('gone', `version ${row.version} was destroyed`);
-      if (row.plaintext === null && row.served_until) {
-        throw new AppError(
-          'gone',
-          `version ${row.version} was rotated out; its grace period ended at ${row.served_until.toISOString()}`,
-        );
-      }
-      const value = unbind(p.tenantId, row.secret_id, row.version, row.plaintext as string);
-      await audit.record(
-        auditEvent(ctx, { action: 'secrets.read', outcome: 'allowed', resource: pathOf(path), version: row.version }),
-      );
-      const metadata = toMetadata({
-        id: row.secret_id,
-        tenantId: p.tenantId,
-        ...path,
-        currentVersion: row.current_version,
-        description: row.description,
-        tags: row.tags,
-        format: row.format,
-        expiresAt: row.expires_at,
-        createdAt: row.created_at,
-        updatedAt: row.updated_at,
-        createdBy: row.created_by,
-        updatedBy: null,
-        deletedAt: null,
-        deletedBy: null,
-        rotationIntervalDays: row.rotation_interval_days,
-        rotationGraceHours: row.rotation_grace_hours,
-        generator: row.generator,
-        lastRotatedAt: row.last_rotated_at,
-        nextRotationAt: row.next_rotation_at,
-      });
-      return { ...metadata, version: row.version, value };
-    },
-
-    async versions(ctx: RequestContext, path: SecretPath): Promise<SecretVersions> {
-      const p = principalOf(ctx);
-      const where = pathOf(path);
-      requireAllowed(p, 'secrets.versions', where);
-      const items = await db.withTenant(p.tenantId, async (tx) => {
-        const row = await secrets.lock(p.tenantId, path, tx);
-        if (!row || row.deletedAt) throw notFound('secret');
-        const rows = await secrets.versions(p.tenantId, row.id, tx);
-        return rows.map((v) => ({
-          version: v.version,
-          createdAt: v.createdAt.toISOString(),
-          createdBy: v.createdBy,
-          destroyedAt: v.destroyedAt?.toISOString() ?? null,
-          servedUntil: v.servedUntil?.toISOString() ?? null,
-          state: v.destroyed
-            ? ('destroyed' as const)
-            : v.version === row.currentVersion
-              ? ('current' as const)
-              : v.version === row.currentVersion - 1
-                ? ('previous' as const)
-                : ('old' as const),
-        }));
-      });
-      await audit.record(auditEvent(ctx, { action: 'secrets.versions', outcome: 'allowed', resource: where }));
-      return { items: items.reverse() };
-    },
-
-    async list(
-      ctx: RequestContext,
-      q: {
-        kind?: SecretKind | undefined;
-        owner?: string | undefined;
-        prefix?: string | undefined;
-        limit: number;
-        cursor?: string | undefined;
-      },
-    ): Promise<SecretPage> {
-      const p = principalOf(ctx);
-      const cursor = decodeCursor(q.cursor, ['k', 'o', 'n'] as const);
-      let after: SecretPath | undefined = cursor
-        ? { kind: cursor.k as SecretKind, owner: cursor.o, name: cursor.n }
-        : undefined;
-      const items: SecretRow[] = [];
-      let exhausted = false;
-      // Services see only what they may list: keep reading until this page is full or the rows run out.
-      for (let round = 0; round < 20 && items.length <= q.limit && !exhausted; round++) {
-        const batch = await secrets.list(p.tenantId, q, after, q.limit + 1);
-        exhausted = batch.length < q.limit + 1;
-        for (const row of batch) {
-          if (allowed(p, 'secrets.list', pathOf(row))) items.push(row);
-          after = row;
-          if (items.length > q.limit) break;
-        }
-      }
-      const pageItems = items.slice(0, q.limit);
-      // A full page continues after its last item; a scan that ran out of budget continues after the last row
-      // it looked at (so a service whose secrets sort late still reaches them, page by page).
-      const resumeAt: SecretPath | undefined =
-        items.length > q.limit ? pageItems.at(-1) : exhausted ? undefined : after;
-      await audit.record(
-        auditEvent(ctx, {
-          action: 'secrets.list',
-          outcome: 'allowed',
-          resource: [q.kind, q.owner, q.prefix].filter((x) => x !== undefined).join('/') || null,
-          details: { count: pageItems.length },
-        }),
-      );
-      return {
-        items: pageItems.map(toMetadata),
-        nextCursor: resumeAt ? encodeCursor({ k: resumeAt.kind, o: resumeAt.owner, n: resumeAt.name }) : null,
-      };
-    },
-
     async remove(ctx: RequestContext, path: SecretPath, purge: boolean): Promise<void> {
       const p = principalOf(ctx);
       requireAllowed(p, 'secrets.delete', pathOf(path));
@@ -397,63 +211,6 @@ export function secretService(deps: SecretServiceDeps) {
           auditEvent(ctx, { action: 'secrets.destroy', outcome: 'allowed', resource: pathOf(path), version }),
         ]);
       });
-    },
-
-    async bundle(ctx: RequestContext, kind: SecretKind, owner: string): Promise<Bundle> {
-      let p = principalOf(ctx);
-      const values: Record<string, string> = {};
-      const versions: Record<string, number> = {};
-      let keySet = await keys.get(p.tenantId);
-      let reloadedKeys = false;
-      let reloadedIdentity = false;
-      for (;;) {
-        // Admins read every name, so the list of names is only fetched to filter a service's view.
-        let names: string[] | null = null;
-        if (p.role !== 'admin') {
-          const caller = p;
-          const all = await secrets.bundleNames(p.tenantId, kind, owner);
-          // Even with no readable name the read goes ahead: its statement re-checks a cached identity.
-          names = all.filter((n) => allowed(caller, 'secrets.read', `${kind}/${owner}/${n}`));
-        }
-        const set = keySet;
-        const caller = p;
-        const rows = await withIntegrity(() =>
-          secrets.readBundle(caller.tenantId, caller, kind, owner, names, set.sqlKeys),
-        );
-        if (rows === null) {
-          if (reloadedIdentity) throw unauthorized('the token is no longer valid: log in again');
-          reloadedIdentity = true;
-          p = await deps.refreshPrincipal(p);
-          ctx.principal = p;
-          continue;
-        }
-        if (rows.some((r) => r.plaintext === null)) {
-          if (reloadedKeys) throw integrityError();
-          reloadedKeys = true;
-          keys.invalidate(p.tenantId);
-          keySet = await keys.get(p.tenantId);
-          continue;
-        }
-        for (const r of rows) {
-          values[r.name] = unbind(p.tenantId, r.secret_id, r.version, r.plaintext as string);
-          versions[r.name] = r.version;
-        }
-        break;
-      }
-      await audit.record(
-        auditEvent(ctx, {
-          action: 'bundles.read',
-          outcome: 'allowed',
-          resource: `${kind}/${owner}`,
-          details: {
-            count: Object.keys(versions).length,
-            secrets: Object.entries(versions)
-              .map(([n, v]) => `${n}@${v}`)
-              .join(','),
-          },
-        }),
-      );
-      return { values, versions };
     },
 
     /** All or nothing: every compare-and-set and format must hold, or nothing is written and every failure is named. */
