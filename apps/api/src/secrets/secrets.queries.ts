@@ -14,9 +14,9 @@ export interface SecretPath {
 }
 
 /**
- * pgp_sym_encrypt options. The key is 32 random bytes, not a passphrase, so the iterated S2K (≈180 µs a call here)
- * buys nothing; salted S2K (mode 1) still derives a fresh key per message. AES-256, no compression (compression
- * before encryption leaks length information).
+ * pgp_sym_encrypt options. The key is 32 random bytes, not a passphrase, so the costly iterated S2K buys nothing;
+ * salted S2K (mode 1) still derives a fresh key per message. AES-256, no compression (compression before encryption
+ * leaks length information).
  */
 export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1, s2k-digest-algo=sha256';
 
@@ -299,21 +299,17 @@ export function secretQueries(db: Database) {
     },
 
     /**
-     * Whether `value` matches a custom format's pattern, decided by PostgreSQL's regex engine. Inside a write it
-     * runs on the write's own connection: a second connection per write could exhaust the pool.
+     * Whether `value` matches a custom format's pattern, decided by PostgreSQL's regex engine (its statement timeout
+     * bounds a hostile pattern), on the write's own connection: a second connection per write could exhaust the pool.
      */
-    async matchesPattern(value: string, pattern: string, tx?: Tx): Promise<boolean> {
-      if (tx) {
-        const { rows } = await tx.execute<{ ok: boolean }>(sql`select ${value}::text ~ ${pattern}::text as ok`);
-        return rows[0]?.ok === true;
-      }
-      const { rows } = await db.pool.query<{ ok: boolean }>('select $1::text ~ $2::text as ok', [value, pattern]);
+    async matchesPattern(value: string, pattern: string, tx: Tx): Promise<boolean> {
+      const { rows } = await tx.execute<{ ok: boolean }>(sql`select ${value}::text ~ ${pattern}::text as ok`);
       return rows[0]?.ok === true;
     },
 
-    /** Throws SQLSTATE 2201B when the pattern is not a valid regular expression. */
-    async checkPattern(pattern: string): Promise<void> {
-      await db.pool.query("select ''::text ~ $1::text", [pattern]);
+    /** Throws SQLSTATE 2201B when the pattern is not a valid regular expression (and aborts `tx`). */
+    async compilePattern(pattern: string, tx: Tx): Promise<void> {
+      await tx.execute(sql`select ''::text ~ ${pattern}::text`);
     },
   };
 }
