@@ -117,7 +117,7 @@ export function composeServices(deps: CompositionDeps) {
     keys: tenantKeys,
     writer,
     audit,
-    webhookOutbox,
+    webhooks: webhookOutbox,
     log,
   });
   const dataKeys = dataKeyService({

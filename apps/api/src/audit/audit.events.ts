@@ -29,6 +29,37 @@ export function auditEvent(
   };
 }
 
+/**
+ * The service's own actors. A job's event names its actor and no request; the scheduler's events keep the request id
+ * and user agent they have always carried, so queries by either still find them.
+ */
+const SYSTEM_ACTORS = {
+  system: { requestId: null, userAgent: null },
+  scheduler: { requestId: 'scheduler', userAgent: 'coffer-scheduler' },
+} as const;
+
+export type SystemActor = keyof typeof SYSTEM_ACTORS;
+
+/** An audit event the service originates itself (a job, the scheduler): no principal, no source address. */
+export function systemEvent(
+  actor: SystemActor,
+  e: Pick<AuditEvent, 'tenantId' | 'action' | 'outcome'> & Partial<AuditEvent>,
+): AuditEvent {
+  return {
+    occurredAt: new Date(),
+    actorId: null,
+    actorName: actor,
+    resource: null,
+    version: null,
+    errorCode: null,
+    sourceIp: null,
+    fingerprint: null,
+    details: null,
+    ...SYSTEM_ACTORS[actor],
+    ...e,
+  };
+}
+
 export function requestEvent(
   request: FastifyRequest,
   e: Pick<AuditEvent, 'action' | 'outcome'> & Partial<AuditEvent>,

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DataKeys, RotateDataKeyResponse } from '@coffer/contracts';
 import type { Logger } from 'pino';
-import { auditEvent } from '../audit/audit.events.ts';
+import { auditEvent, systemEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { principalOf } from '../auth/principal.ts';
 import { dataKeyContext, type MasterKeyring, newDataKey } from '../crypto/keyring.ts';
@@ -56,22 +56,13 @@ export function dataKeyService(deps: DataKeyServiceDeps) {
       }
       if (done.length > 0) {
         await audit.appendInTx(tx, [
-          {
+          systemEvent('system', {
             tenantId,
-            occurredAt: new Date(),
-            actorId: null,
-            actorName: 'system',
             action: 'keys.retire',
             resource: 'keys',
-            version: null,
             outcome: 'allowed',
-            errorCode: null,
-            requestId: null,
-            sourceIp: null,
-            userAgent: null,
-            fingerprint: null,
             details: { versions: done.join(',') },
-          },
+          }),
         ]);
       }
       return done;
