@@ -10,12 +10,24 @@ if (!parsed.ok) {
   process.exit(1);
 }
 const { config } = parsed;
-const embedded = config.databaseUrl
-  ? null
-  : await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), port: config.embeddedPgPort });
 try {
-  await runMigrations(config.databaseUrl ?? (embedded?.url as string));
-  process.stdout.write('coffer: migrations applied\n');
-} finally {
-  await embedded?.stop();
+  // Beside a running `npm start`, its database is borrowed (and left running), never stopped.
+  const embedded = config.databaseUrl
+    ? null
+    : await startEmbeddedPostgres({
+        dir: path.join(config.dataDir, 'postgres'),
+        port: config.embeddedPgPort,
+        whenInUse: 'connect',
+      });
+  try {
+    await runMigrations(config.databaseUrl ?? (embedded?.url as string));
+    const through =
+      embedded && !embedded.owned ? ` (through the running embedded PostgreSQL, pid ${embedded.pid})` : '';
+    process.stdout.write(`coffer: migrations applied${through}\n`);
+  } finally {
+    await embedded?.stop();
+  }
+} catch (err) {
+  process.stderr.write(`coffer: migrations failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
 }
