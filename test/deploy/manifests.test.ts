@@ -341,3 +341,22 @@ describe('overlays', () => {
     for (const p of k.patches ?? []) expect(() => named(p.target.kind, p.target.name)).not.toThrow();
   });
 });
+
+describe('docker-compose.yml', () => {
+  const compose = parse(readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf8')) as {
+    services: Record<string, { environment?: Record<string, string>; secrets?: string[] }>;
+  };
+  const urls = Object.entries(compose.services).flatMap(([service, s]) =>
+    Object.entries(s.environment ?? {})
+      .filter(([, v]) => typeof v === 'string' && v.startsWith('postgres://'))
+      .map(([name, url]) => [`${service} ${name}`, s, url] as const),
+  );
+
+  it('has database URLs to check', () => expect(urls.length).toBeGreaterThanOrEqual(3));
+
+  it.each(urls)('%s verifies the server over TLS, with a CA the service mounts', (_, service, url) => {
+    expect(url).toMatch(/[?&]sslmode=verify-full(&|$)/);
+    const ca = /[?&]sslrootcert=\/run\/secrets\/([\w-]+)/.exec(url)?.[1];
+    expect(service.secrets ?? []).toContain(ca);
+  });
+});
