@@ -10,6 +10,15 @@ if (!parsed.ok) {
   process.exit(1);
 }
 const { config } = parsed;
+// A signal would otherwise end the process without its exit hook, leaving the PostgreSQL it started running (that
+// runs in its own process group, so a Ctrl-C reaches only this process).
+for (const [signal, n] of [
+  ['SIGINT', 2],
+  ['SIGTERM', 15],
+  ['SIGHUP', 1],
+] as const) {
+  process.once(signal, () => process.exit(128 + n));
+}
 try {
   // Beside a running `npm start`, its database is borrowed (and left running), never stopped.
   const embedded = config.databaseUrl
