@@ -6,7 +6,7 @@ import { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import { MasterKeyring } from './crypto/keyring.ts';
 import { createPool, Database } from './db/database.ts';
-import { startEmbeddedPostgres } from './db/embedded.ts';
+import { EmbeddedPostgresInUseError, startEmbeddedPostgres } from './db/embedded.ts';
 import { findMigrationsFolder, runMigrations } from './db/migrate.ts';
 import { APP_ROLE_PASSWORD_PURPOSE, checkAppRole, provisionAppRole } from './db/roles.ts';
 import { Metrics } from './metrics/metrics.ts';
@@ -53,6 +53,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         dir,
         port: config.embeddedPgPort,
         onLog: (line) => log.debug({ postgres: line }, 'postgres'),
+        // A server owns its database: sharing one another server started would leave it stopped under us.
+        whenInUse: 'refuse',
+      }).catch((err: unknown) => {
+        throw err instanceof EmbeddedPostgresInUseError ? new StartupError([err.message]) : err;
       });
       closers.push(() => embedded.stop());
       ownerUrl = embedded.url;
