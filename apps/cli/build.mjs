@@ -16,6 +16,7 @@ await build({
   format: 'esm',
   target: 'node20',
   sourcemap: true,
+  conditions: ['@coffer/source'],
   external: [...external, 'zod'],
   banner: { js: '#!/usr/bin/env node' },
   logLevel: 'warning',
