@@ -5,6 +5,7 @@ export * from './errors.ts';
 export * from './formats.ts';
 export * from './health.ts';
 export * from './identities.ts';
+export * from './patterns.ts';
 export * from './rotation.ts';
 export * from './routes.ts';
 export * from './secrets.ts';
