@@ -61,23 +61,16 @@ beforeAll(async () => {
   chmodSync(tmp, 0o755);
   const tarballs = path.join(tmp, 'tarballs');
   mkdirSync(tarballs);
-  // prepack builds each package, as `npm publish` would.
-  execFileSync(
-    'npm',
-    [
-      'pack',
-      '--loglevel=error',
-      '-w',
-      '@coffer/contracts',
-      '-w',
-      '@coffer/sdk',
-      '-w',
-      '@coffer/cli',
-      '--pack-destination',
-      tarballs,
-    ],
-    { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] },
-  );
+  // prepack builds the contracts and the SDK, as `npm publish` would. The CLI's bundle is the one the global setup
+  // built: rebuilding it here would pull its files from under the CLI tests running beside this one.
+  const pack = (workspaces: string[], extra: string[] = []) =>
+    execFileSync(
+      'npm',
+      ['pack', '--loglevel=error', ...extra, ...workspaces.flatMap((w) => ['-w', w]), '--pack-destination', tarballs],
+      { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+  pack(['@coffer/contracts', '@coffer/sdk']);
+  pack(['@coffer/cli'], ['--ignore-scripts']);
   project = path.join(tmp, 'service');
   mkdirSync(project);
   writeFileSync(
