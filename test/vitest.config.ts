@@ -3,9 +3,15 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SOURCE_FIRST = ['@coffer/source', 'node', 'development|production'];
 
 export default defineConfig({
   root,
+  // Workspace packages are consumed as TypeScript source (their `@coffer/source` export), never their dist/.
+  // (then what Node itself matches). The global setup runs in vitest's own `__vitest__` environment.
+  resolve: { conditions: SOURCE_FIRST },
+  ssr: { resolve: { conditions: SOURCE_FIRST } },
+  environments: { __vitest__: { resolve: { conditions: SOURCE_FIRST } } },
   test: {
     include: ['test/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'packages/*/src/**/*.test.ts'],
     exclude: ['**/node_modules/**', '**/dist/**', 'test/bench/**', 'test/reliability/**'],

@@ -24,5 +24,7 @@ await build({
   target: 'node20',
   sourcemap: true,
   external: [...external, 'pino-pretty'],
+  // the workspace packages' TypeScript source, not their published build (which may not exist in a checkout)
+  conditions: ['@coffer/source'],
   logLevel: 'warning',
 });

@@ -1,3 +1,5 @@
+import type { StartupResult } from './cli-start.ts';
+
 export interface ScenarioResult {
   name: string;
   description: string;
@@ -26,6 +28,8 @@ export interface BenchReport {
   machine: { cpus: number; cpuModel: string; memoryGb: number; node: string; postgres: string };
   settings: Record<string, unknown>;
   scenarios: ScenarioResult[];
+  /** Process start-ups (the CLI beside a bare Node), timed from spawn to exit. */
+  startup?: StartupResult[];
   extra: Record<string, unknown>;
   targets: { name: string; goal: string; measured: string; met: boolean }[];
 }
@@ -42,6 +46,17 @@ export function markdown(r: BenchReport): string {
       (s) =>
         `| ${s.name} | ${f(s.rps, 0)} | ${f(s.p50)} | ${f(s.p99)} | ${f(s.p999)} | ${s.errors} | ${s.non2xx} | ${f(s.peakRssMb, 0)} | ${f(s.rpsRatio, 2)} | ${f(s.p99Ratio, 2)} | ${f(s.cpuUsPerRequest?.server, 0)}${s.cpuUsPerRequest?.serverKernelShare !== undefined ? ` (${Math.round(s.cpuUsPerRequest.serverKernelShare * 100)} % kernel)` : ''} | ${f(s.cpuUsPerRequest?.postgres, 0)} | ${f(s.cpuUsPerRequest?.loadGenerator, 0)} | ${f(s.walBytesPerRequest, 0)} |`,
     ),
+    ...(r.startup?.length
+      ? [
+          '',
+          '| start-up | runs | median ms | p90 ms | min ms | CPU ms/run | what |',
+          '|---|---:|---:|---:|---:|---:|---|',
+          ...r.startup.map(
+            (s) =>
+              `| ${s.name} | ${s.runs} | ${f(s.medianMs)} | ${f(s.p90Ms)} | ${f(s.minMs)} | ${f(s.cpuMs, 0)} | ${s.description} |`,
+          ),
+        ]
+      : []),
     '',
     '| target | goal | measured | met |',
     '|---|---|---|---|',

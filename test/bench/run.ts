@@ -13,6 +13,7 @@ import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { startEmbeddedPostgres } from '../../apps/api/src/db/embedded.ts';
 import { CofferClient } from '../../packages/sdk/src/index.ts';
+import { processCase, timeCases } from './cli-start.ts';
 import { cpuSplitOf, freePort, type Proc, postgresCpuMs, start, waitFor } from './processes.ts';
 import { type BenchReport, markdown, type ScenarioResult, svgChart } from './report.ts';
 import { measureS2k } from './s2k.ts';
@@ -118,6 +119,8 @@ async function main(): Promise<void> {
   const startedAt = Date.now();
   log(`mode ${quick ? 'quick' : 'full'}: ${duration}s per scenario, ${connections} connections`);
   execFileSync(process.execPath, ['build.mjs'], { cwd: path.join(root, 'apps/api'), stdio: 'inherit' });
+  if (wanted('cli'))
+    execFileSync(process.execPath, ['build.mjs'], { cwd: path.join(root, 'apps/cli'), stdio: 'inherit' });
 
   const cleanups: (() => Promise<unknown>)[] = [];
   try {
@@ -230,6 +233,64 @@ async function main(): Promise<void> {
     await adminB.call('putSecret', { params: { kind: 'sandbox', owner: 'b', name: 'K' }, body: { value: 'b' } });
 
     const authA = { authorization: `Bearer ${tokenA}` };
+    const startup: NonNullable<BenchReport['startup']> = [];
+    if (wanted('cli')) {
+      // `coffer run -- true` with the token `coffer login` caches, as a deployment's process starts it.
+      log('cli: start-up…');
+      const configDir = mkdtempSync(path.join(os.tmpdir(), 'coffer-bench-cli-'));
+      cleanups.push(async () => rmSync(configDir, { recursive: true, force: true }));
+      writeFileSync(
+        path.join(configDir, 'credentials.json'),
+        JSON.stringify({
+          url: base,
+          clientId: svcA.identity.clientId,
+          accessToken: tokenA,
+          expiresAt: Date.now() + 600_000,
+        }),
+        { mode: 0o600 },
+      );
+      const env = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: os.homedir(),
+        COFFER_URL: base,
+        COFFER_CONFIG_DIR: configDir,
+      };
+      const cli = path.join(root, 'apps/cli/dist/coffer.js');
+      const runs = quick ? 20 : 50;
+      const bundleUrl = `${base}/v1/bundles/sandbox/bundle20`;
+      startup.push(
+        ...(await timeCases(
+          [
+            processCase('node -e 0', 'a bare Node.js start: the floor', process.execPath, ['-e', '0'], env),
+            processCase(
+              'coffer run -- true',
+              'cached token, one bundle of 20 secrets, then `true` as the command (target ≤ 150 ms)',
+              process.execPath,
+              [cli, 'run', '--bundle', 'sandbox/bundle20', '--', 'true'],
+              env,
+            ),
+            {
+              name: 'GET the bundle',
+              description: "the server's part of that run: the same request from a warm client (this process)",
+              run: async () => {
+                const res = await fetch(bundleUrl, { headers: authA });
+                await res.arrayBuffer();
+                if (res.status !== 200) throw new Error(`GET bundle: ${res.status}`);
+              },
+            },
+            processCase(
+              'coffer --version',
+              'the full CLI (commander and every command) loaded',
+              process.execPath,
+              [cli, '--version'],
+              env,
+            ),
+          ],
+          runs,
+        )),
+      );
+    }
+
     const results: ScenarioResult[] = [];
     const extra: Record<string, unknown> = {};
     // WAL position before and after each scenario, read through its own owner connection.
@@ -616,6 +677,16 @@ async function main(): Promise<void> {
     const get = (n: string) => results.find((r) => r.name === n);
     const ratio = (n: string) => get(n)?.rpsRatio ?? 0;
     const targets: BenchReport['targets'] = [
+      ...(startup.length > 0
+        ? [
+            {
+              name: 'coffer run -- true (cached token)',
+              goal: '≤ 150 ms end to end (median)',
+              measured: `median ${(startup[1]?.medianMs ?? 0).toFixed(0)} ms, p90 ${(startup[1]?.p90Ms ?? 0).toFixed(0)} ms, CPU ${(startup[1]?.cpuMs ?? Number.NaN).toFixed(0)} ms (node -e 0: ${(startup[0]?.medianMs ?? 0).toFixed(0)} ms, CPU ${(startup[0]?.cpuMs ?? Number.NaN).toFixed(0)} ms)`,
+              met: (startup[1]?.medianMs ?? Number.POSITIVE_INFINITY) <= 150,
+            },
+          ]
+        : []),
       {
         name: 'read throughput',
         goal: '≥ 0.6 × baseline-http',
@@ -698,6 +769,7 @@ async function main(): Promise<void> {
         scaleTenants: runScale ? scaleTenants : 0,
       },
       scenarios: results,
+      ...(startup.length > 0 ? { startup } : {}),
       extra,
       targets,
     };

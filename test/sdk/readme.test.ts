@@ -17,7 +17,10 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-/** Runs a README example as a user would (`npx tsx example.ts`), from a folder that resolves @coffer/sdk. */
+/**
+ * Runs a README example as `node service.mjs`, from a folder that resolves @coffer/sdk to its workspace source (tsx
+ * compiles it; test/packages/pack-install.test.ts runs the same examples on the built package with plain node).
+ */
 function runExample(
   code: string,
   n: number,
@@ -25,12 +28,12 @@ function runExample(
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const dir = path.join(repoRoot, 'node_modules', '.cache', 'readme-tests');
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `sdk-example-${process.pid}-${n}.mts`);
+  const file = path.join(dir, `sdk-example-${process.pid}-${n}.mjs`);
   writeFileSync(file, code);
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', file],
+      ['--conditions=@coffer/source', '--import', 'tsx', file],
       { cwd: repoRoot, env, timeout: 60_000 },
       (err, stdout, stderr) => {
         rmSync(file, { force: true });
@@ -52,7 +55,7 @@ describe('packages/sdk/README.md', () => {
       COFFER_CLIENT_SECRET: tenant.admin.clientSecret,
     });
 
-    const blocks = readmeBlocks('packages/sdk/README.md').filter((b) => b.directive === 'tsx');
+    const blocks = readmeBlocks('packages/sdk/README.md').filter((b) => b.directive === 'node');
     expect(blocks).toHaveLength(2);
     const [startup, cache] = blocks;
     expect(startup?.code.split('\n').length).toBeLessThanOrEqual(10);

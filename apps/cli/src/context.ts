@@ -1,31 +1,16 @@
-import { randomBytes } from 'node:crypto';
 import { CofferClient } from '@coffer/sdk';
-import { DEFAULT_URL, readEnv } from './config.ts';
+import { readEnv } from './config.ts';
 import { readCredentials, writeCredentials } from './credentials.ts';
-import { CliError, EXIT, usageError } from './output.ts';
+import { REQUEST_ID_PREFIX, USER_AGENT } from './meta.ts';
+import { CliError, EXIT } from './output.ts';
+import { normalise, serverUrl } from './server-url.ts';
 
-export const VERSION = '0.1.0';
+export { REQUEST_ID_PREFIX, VERSION } from './meta.ts';
+export { serverUrl } from './server-url.ts';
 
 /** Options every command accepts (declared on the program). */
 export interface GlobalOptions {
   url?: string;
-}
-
-const normalise = (url: string) => url.replace(/\/+$/, '');
-
-/** Every request of this process carries this prefix in its request id, so `audit --follow` can skip its own polls. */
-export const REQUEST_ID_PREFIX = `cli-${randomBytes(4).toString('hex')}-`;
-
-export function serverUrl(globals: GlobalOptions): string {
-  const env = readEnv();
-  const raw = globals.url ?? env.url ?? readCredentials(env.configDir)?.url ?? DEFAULT_URL;
-  try {
-    const u = new URL(raw);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
-  } catch {
-    throw usageError(`--url / COFFER_URL must be an http(s) URL, e.g. ${DEFAULT_URL}`);
-  }
-  return normalise(raw);
 }
 
 export function newClient(
@@ -35,7 +20,7 @@ export function newClient(
   return new CofferClient({
     baseUrl: url,
     ...auth,
-    userAgent: `coffer-cli/${VERSION}`,
+    userAgent: USER_AGENT,
     requestIdPrefix: REQUEST_ID_PREFIX,
     timeoutMs: 30_000,
   });
@@ -65,7 +50,7 @@ export function connect(globals: GlobalOptions): { client: CofferClient; url: st
       clientSecret: stored.clientSecret,
       token: stored.accessToken,
       tokenExpiresAt: stored.expiresAt,
-      userAgent: `coffer-cli/${VERSION}`,
+      userAgent: USER_AGENT,
       requestIdPrefix: REQUEST_ID_PREFIX,
       timeoutMs: 30_000,
       onToken: (t) =>

@@ -1,21 +1,41 @@
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { z } from 'zod';
 import { CliError } from './output.ts';
 
 /**
  * The token cache: one JSON file, mode 0600 in a 0700 folder, holding the access token for one server and, only
  * when the user asked for it with `coffer login --save-secret`, the client secret that renews it.
  */
-export const StoredCredentials = z.object({
-  url: z.string(),
-  clientId: z.string(),
-  accessToken: z.string(),
+export interface StoredCredentials {
+  url: string;
+  clientId: string;
+  accessToken: string;
   /** ms since the epoch */
-  expiresAt: z.number(),
-  clientSecret: z.string().optional(),
-});
-export type StoredCredentials = z.infer<typeof StoredCredentials>;
+  expiresAt: number;
+  clientSecret?: string;
+}
+
+/**
+ * Checked by hand, not with a zod schema: every `coffer run` reads this file, and loading zod would cost more
+ * than the rest of the start-up. Unknown keys are dropped, as z.object did.
+ */
+function asStoredCredentials(v: unknown): StoredCredentials {
+  const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+  const str = (k: string): string => {
+    const value = o[k];
+    if (typeof value !== 'string') throw new Error(k);
+    return value;
+  };
+  if (typeof o.expiresAt !== 'number' || !Number.isFinite(o.expiresAt)) throw new Error('expiresAt');
+  if (o.clientSecret !== undefined && typeof o.clientSecret !== 'string') throw new Error('clientSecret');
+  return {
+    url: str('url'),
+    clientId: str('clientId'),
+    accessToken: str('accessToken'),
+    expiresAt: o.expiresAt,
+    ...(o.clientSecret !== undefined ? { clientSecret: o.clientSecret } : {}),
+  };
+}
 
 export const credentialsFile = (configDir: string) => path.join(configDir, 'credentials.json');
 
@@ -36,7 +56,7 @@ export function readCredentials(configDir: string): StoredCredentials | null {
     throw new CliError(`cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   try {
-    return StoredCredentials.parse(JSON.parse(raw));
+    return asStoredCredentials(JSON.parse(raw));
   } catch {
     throw new CliError(`${file} is not a Coffer credentials file; remove it and run coffer login`);
   }

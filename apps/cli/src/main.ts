@@ -1,92 +1,49 @@
-import { CofferError } from '@coffer/sdk';
-import { Command, CommanderError, Option } from 'commander';
-import { registerAudit } from './commands/audit.ts';
-import { registerAuth } from './commands/auth.ts';
-import { registerBundles } from './commands/bundles.ts';
-import { registerCheck } from './commands/check.ts';
-import { registerPlan } from './commands/plan.ts';
-import { registerRun } from './commands/run.ts';
-import { registerSecrets } from './commands/secrets.ts';
+#!/usr/bin/env node
+import module from 'node:module';
 import { readEnv } from './config.ts';
-import { VERSION } from './context.ts';
+import { fastRun } from './fast-run.ts';
 import { CliError, describeCofferError, EXIT, exitCodeFor, setColorAllowed, styleFor } from './output.ts';
 
-const FOOTER = `
-Environment:
-  COFFER_URL                  the server (default http://127.0.0.1:7400; --url wins)
-  COFFER_CLIENT_ID            with COFFER_CLIENT_SECRET: log in on every command (CI), no cached token
-  COFFER_CLIENT_SECRET
-  COFFER_CONFIG_DIR           where coffer login caches the token (default ~/.config/coffer)
-  NO_COLOR                    no colours (they are only used on a terminal anyway)
+// V8's code cache for the chunks loaded below (Node 22.1+; a no-op before): a later run skips compiling them.
+(module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
-Exit codes:
-  0  ok
-  1  failure (including a check that does not hold)
-  2  usage: bad arguments, unreadable or invalid input
-  3  not found
-  4  denied: not logged in, bad credentials, or no permission
-  coffer run exits with the command's own code.
-`;
-
-export function buildProgram(): Command {
-  const program = new Command('coffer')
-    .description('The Coffer command-line client: secrets for services, CI gates and deployments.')
-    .version(`coffer ${VERSION}`, '-v, --version')
-    .addOption(new Option('--url <url>', 'the Coffer server').env('COFFER_URL'))
-    .option('--no-color', 'no colours')
-    .enablePositionalOptions()
-    .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', FOOTER)
-    .hook('preAction', (thisCommand) => {
-      const opts = thisCommand.optsWithGlobals() as { color?: boolean };
-      setColorAllowed(opts.color !== false && !readEnv().noColor);
-    });
-  registerAuth(program);
-  registerSecrets(program);
-  registerRun(program);
-  registerBundles(program);
-  registerCheck(program);
-  registerPlan(program);
-  registerAudit(program);
-  program.commands.forEach(function perCommand(c: Command) {
-    // Positional options (which `run -- cmd` needs) would take --url only before the command name; users write it
-    // after (`coffer login --url …`), so every command accepts it too. COFFER_URL stays on the program's option,
-    // so an explicit --url anywhere wins over the environment.
-    if (!c.options.some((o) => o.long === '--url')) c.option('--url <url>', 'the Coffer server');
-    c.exitOverride();
-    c.commands.forEach(perCommand);
-  });
-  program.exitOverride();
-  return program;
-}
-
-/** Runs the CLI; resolves with the exit code. Every failure is one line on stderr, never a secret value. */
+/**
+ * Runs the CLI; resolves with the exit code. Every failure is one line on stderr, never a secret value.
+ * Commander, the commands and the SDK load only when needed: `coffer run` with a cached token needs none of them
+ * (fast-run.ts), and a process that starts with every deployment should not pay for them.
+ */
 export async function main(argv: string[]): Promise<number> {
   setColorAllowed(!readEnv().noColor && !argv.includes('--no-color'));
-  const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    const fast = await fastRun(argv);
+    if (fast !== null) return fast;
+    const { buildProgram } = await import('./program.ts');
+    await buildProgram().parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (e) {
-    const s = styleFor(process.stderr);
-    if (e instanceof CommanderError) {
-      // Commander has printed its own message (or the help / version, which exit 0).
-      return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
-    }
-    if (e instanceof CliError) {
-      process.stderr.write(`${s.red('coffer:')} ${e.message}\n`);
-      return e.exitCode;
-    }
-    if (e instanceof CofferError) {
-      process.stderr.write(`${s.red('coffer:')} ${describeCofferError(e)}\n`);
-      // A path the user typed that the SDK refused before sending anything is a usage error.
-      return e.status === 0 && e.code === 'validation_failed' ? EXIT.usage : exitCodeFor(e);
-    }
-    process.stderr.write(`${s.red('coffer:')} unexpected error: ${e instanceof Error ? e.message : 'unknown'}\n`);
-    return EXIT.failure;
+    return report(e);
   }
 }
 
+async function report(e: unknown): Promise<number> {
+  const s = styleFor(process.stderr);
+  if (e instanceof CliError) {
+    process.stderr.write(`${s.red('coffer:')} ${e.message}\n`);
+    return e.exitCode;
+  }
+  const [{ CommanderError }, { CofferError }] = await Promise.all([import('commander'), import('@coffer/sdk')]);
+  if (e instanceof CommanderError) {
+    // Commander has printed its own message (or the help / version, which exit 0).
+    return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  }
+  if (e instanceof CofferError) {
+    process.stderr.write(`${s.red('coffer:')} ${describeCofferError(e)}\n`);
+    // A path the user typed that the SDK refused before sending anything is a usage error.
+    return e.status === 0 && e.code === 'validation_failed' ? EXIT.usage : exitCodeFor(e);
+  }
+  process.stderr.write(`${s.red('coffer:')} unexpected error: ${e instanceof Error ? e.message : 'unknown'}\n`);
+  return EXIT.failure;
+}
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   // `coffer ls | head` closes the pipe early: that is not a failure.
   if (e.code === 'EPIPE') process.exit(EXIT.ok);

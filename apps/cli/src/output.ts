@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { CofferError } from '@coffer/sdk';
+import type { CofferError } from '@coffer/sdk';
 
 /** Exit codes, documented in `coffer --help` and the README. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, denied: 4 } as const;
@@ -123,5 +123,3 @@ export class Progress {
     if (this.active) err('\r\u001b[2K');
   }
 }
-
-export const isCofferError = (e: unknown): e is CofferError => e instanceof CofferError;

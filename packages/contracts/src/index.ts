@@ -6,6 +6,7 @@ export * from './errors.ts';
 export * from './formats.ts';
 export * from './health.ts';
 export * from './identities.ts';
+export * from './patterns.ts';
 export * from './rotation.ts';
 // Out of order on purpose: the order modules load is the order of the components in /openapi.json, and these two
 // were part of rotation.ts when the document was published.
@@ -14,3 +15,4 @@ export * from './webhooks.ts';
 export * from './routes.ts';
 export * from './secrets.ts';
 export * from './tenants.ts';
+export * from './version.ts';

@@ -1,18 +1,19 @@
 import { z } from 'zod';
 import { Cursor, Timestamp, Uuid } from './common.ts';
+import { SECRET_KINDS, SECRET_NAME_PATTERN, SECRET_OWNER_PATTERN } from './patterns.ts';
 
-export const SecretKind = z.enum(['sandbox', 'user', 'shared']).meta({ id: 'SecretKind' });
+export const SecretKind = z.enum(SECRET_KINDS).meta({ id: 'SecretKind' });
 export type SecretKind = z.infer<typeof SecretKind>;
 
 /** Sandbox id, user id or group name. */
 export const SecretOwner = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be 1-128 letters, digits, _ . - starting with a letter or digit');
+  .regex(SECRET_OWNER_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or digit');
 
 /** Environment-variable friendly. */
 export const SecretName = z
   .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be 1-128 letters, digits, _ . - starting with a letter or _');
+  .regex(SECRET_NAME_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or _');
 
 export const SecretPathParams = z.object({ kind: SecretKind, owner: SecretOwner, name: SecretName });
 export const OwnerParams = z.object({ kind: SecretKind, owner: SecretOwner });

@@ -8,7 +8,6 @@ import {
   type BundleWriteRequest,
   type BundleWriteResponse,
   buildPath,
-  ErrorEnvelope,
   type ListSecretsQuery,
   type PatchSecretRequest,
   type PutSecretRequest,
@@ -27,7 +26,7 @@ import {
 import type { z } from 'zod';
 import { auditEventsOf } from './audit-follow.ts';
 import { type CacheOptions, ReadCache } from './cache.ts';
-import { CofferError } from './errors.ts';
+import { CofferError, errorFromResponse } from './errors.ts';
 import { type OwnerPath, parseOwnerPath, parseSecretPath, type SecretPath } from './paths.ts';
 
 export interface CofferClientOptions {
@@ -601,20 +600,6 @@ export class CofferClient {
         throw new CofferError('invalid_response', 'the response does not match the contract', res.status, requestId);
       }
     }
-    const retryAfter = Number(res.headers.get('retry-after'));
-    let envelope: ReturnType<typeof ErrorEnvelope.parse> | undefined;
-    try {
-      envelope = ErrorEnvelope.parse(JSON.parse(text));
-    } catch {
-      // not an envelope (a proxy's page, say)
-    }
-    throw new CofferError(
-      envelope?.error.code ?? (res.status === 503 ? 'unavailable' : 'invalid_response'),
-      envelope?.error.message ?? `HTTP ${res.status}`,
-      res.status,
-      envelope?.error.requestId ?? requestId,
-      envelope?.error.details ?? [],
-      Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null,
-    );
+    throw errorFromResponse(res.status, res.headers, text);
   }
 }

@@ -1,0 +1,12 @@
+/**
+ * The shapes of a secret path's parts as plain values, without zod: the schemas in secrets.ts are built from them,
+ * and a client that must start fast (the CLI's `coffer run`) checks a path with them without loading zod.
+ * Exported as `@coffer/contracts/patterns`.
+ */
+export const SECRET_KINDS = ['sandbox', 'user', 'shared'] as const;
+
+/** Sandbox id, user id or group name. */
+export const SECRET_OWNER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Environment-variable friendly. */
+export const SECRET_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
