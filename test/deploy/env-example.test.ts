@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ENV_VARIABLES } from '../../apps/api/src/config.ts';
@@ -17,9 +17,12 @@ describe('.env.example', () => {
   });
 });
 
-describe('README configuration table', () => {
-  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+describe('the documentation', () => {
+  const docs = ['README.md', ...readdirSync(path.join(repoRoot, 'docs')).map((f) => `docs/${f}`)]
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => readFileSync(path.join(repoRoot, f), 'utf8'))
+    .join('\n');
   it('documents every variable the configuration reads', () => {
-    expect(ENV_VARIABLES.filter((v) => !readme.includes(`\`${v}\``))).toEqual([]);
+    expect(ENV_VARIABLES.filter((v) => !docs.includes(`\`${v}\``))).toEqual([]);
   });
 });
