@@ -5,8 +5,8 @@ import { CofferClient } from '@coffer/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../support/build.ts';
 import { baseEnv } from '../support/cli.ts';
+import { docBlocks } from '../support/doc-blocks.ts';
 import { createTenant } from '../support/factories.ts';
-import { readmeBlocks } from '../support/readme.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -52,7 +52,7 @@ describe('packages/sdk/README.md', () => {
       COFFER_CLIENT_SECRET: tenant.admin.clientSecret,
     });
 
-    const blocks = readmeBlocks('packages/sdk/README.md').filter((b) => b.directive === 'tsx');
+    const blocks = docBlocks('packages/sdk/README.md').filter((b) => b.directive === 'tsx');
     expect(blocks).toHaveLength(2);
     const [startup, cache] = blocks;
     expect(startup?.code.split('\n').length).toBeLessThanOrEqual(10);
