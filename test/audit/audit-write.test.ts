@@ -7,23 +7,19 @@ import {
   type WhoAmI,
 } from '@coffer/contracts';
 import type { LightMyRequestResponse } from 'fastify';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type pg from 'pg';
+import { describe, expect, inject, it } from 'vitest';
 import { eventDigest } from '../../apps/api/src/audit/audit.digest.ts';
 import type { AuditEvent } from '../../apps/api/src/audit/audit.types.ts';
 import { type AuditRow, auditRowsFor, auditRowsOf, firstBrokenLink } from '../support/audit.ts';
 import { bearer, createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { ownerSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
-let owner: pg.Pool;
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = new pg.Pool({ connectionString: inject('ownerDatabaseUrl'), max: 2 });
-});
-afterAll(async () => {
-  await t.close();
-  await owner.end();
+let owner: pg.Client;
+ownerSuite((s) => {
+  ({ t, owner } = s);
 });
 
 const newRequestId = () => `audit-${randomBytes(8).toString('hex')}`;

@@ -17,18 +17,23 @@ type Method = 'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH';
 /** `kind/owner/name`, as the routes address a secret. */
 export const spath = (kind: SecretKind, owner: string, name: string) => `${kind}/${owner}/${name}`;
 
-/**
- * The secrets routes, called as one identity (or as nobody, with `token` null). Paths are passed as written:
- * callers that test odd names encode them themselves.
- */
-export function secretsApi(app: FastifyInstance, token: string | null, extraHeaders: Record<string, string> = {}) {
-  const send = (method: Method, url: string, payload?: unknown, headers: Record<string, string> = {}) =>
+/** `app.inject` as one identity (or as nobody, with `token` null), with headers every request of it carries. */
+export function sender(app: FastifyInstance, token: string | null, extraHeaders: Record<string, string> = {}) {
+  return (method: Method, url: string, payload?: unknown, headers: Record<string, string> = {}) =>
     app.inject({
       method,
       url,
       headers: { ...(token ? bearer(token) : {}), ...extraHeaders, ...headers },
       ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
     });
+}
+
+/**
+ * The secrets routes, called as one identity (or as nobody, with `token` null). Paths are passed as written:
+ * callers that test odd names encode them themselves.
+ */
+export function secretsApi(app: FastifyInstance, token: string | null, extraHeaders: Record<string, string> = {}) {
+  const send = sender(app, token, extraHeaders);
   return {
     send,
     put: (path: string, body: PutSecretRequest | Record<string, unknown>) => send('PUT', `/v1/secrets/${path}`, body),
