@@ -136,21 +136,26 @@ describe('every shell block of the README and docs/, run as pasted', () => {
     expect(marked.map(({ file, b }) => `${file}: ${b.code.split('\n')[0]?.split(' #')[0]?.trim()}`)).toEqual(NOT_RUN);
   });
 
-  it.each(documents)('%s', async (file) => {
-    const blocks = docBlocks(file).filter((b) => isShell(b) && b.directive === undefined);
-    const run = await runShellDocument(
-      file,
-      blocks.map((b) => ({ code: onTestPort(b.code), line: b.line })),
-      { cwd: work, env },
-    );
-    const output = run.stdout + run.stderr;
-    expect(run.code, `${run.failedAt ?? file} failed:\n${output}\nserver log:\n${serverLog.slice(-3000)}`).toBe(0);
-    expect(output, `${file}: an API error in the output`).not.toMatch(/"error"\s*:\s*\{/);
-    if (file === 'README.md') {
-      // The walkthrough's promises: the service reads what the admin wrote, and the CLI injects it.
-      expect(output).toMatch(/^postgres:\/\/app:pw@db\.internal:5432\/app$/m);
-      expect(output).toContain('db host: db.internal:5432');
-    }
-    if (file === 'docs/secrets.md') expect(output).toMatch(/^409\n/m);
-  });
+  // Long: the README builds and installs the CLI as a user would.
+  it.each(documents)(
+    '%s',
+    async (file) => {
+      const blocks = docBlocks(file).filter((b) => isShell(b) && b.directive === undefined);
+      const run = await runShellDocument(
+        file,
+        blocks.map((b) => ({ code: onTestPort(b.code), line: b.line })),
+        { cwd: work, env, timeoutMs: 170_000 },
+      );
+      const output = run.stdout + run.stderr;
+      expect(run.code, `${run.failedAt ?? file} failed:\n${output}\nserver log:\n${serverLog.slice(-3000)}`).toBe(0);
+      expect(output, `${file}: an API error in the output`).not.toMatch(/"error"\s*:\s*\{/);
+      if (file === 'README.md') {
+        // The walkthrough's promises: the service reads what the admin wrote, and the CLI injects it.
+        expect(output).toMatch(/^postgres:\/\/app:pw@db\.internal:5432\/app$/m);
+        expect(output).toContain('db host: db.internal:5432');
+      }
+      if (file === 'docs/secrets.md') expect(output).toMatch(/^409\n/m);
+    },
+    180_000,
+  );
 });
