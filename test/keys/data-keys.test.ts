@@ -3,8 +3,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
-import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-keys.ts';
-import { keyQueries } from '../../apps/api/src/keys/keys.queries.ts';
+import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-key-cache.ts';
+import { dataKeyQueries } from '../../apps/api/src/data-keys/data-keys.queries.ts';
 import { auditRowsOf, firstBrokenLink } from '../support/audit.ts';
 import { createIdentity, rootToken } from '../support/factories.ts';
 import { eventually, type OpsApi, opsApi, secretIdOf } from '../support/ops.ts';
@@ -189,7 +189,7 @@ describe('POST /v1/keys/rotate', () => {
 
     // Two small batches by hand, then the worker "crashes" (stops).
     const set = await new TenantKeyCache(t.db, masterKeyring()).get(tid);
-    const queries = keyQueries(t.db);
+    const queries = dataKeyQueries(t.db);
     expect(await queries.reencryptBatch(tid, set.sqlKeys, set.activeVersion, set.activeKey, 5)).toBe(5);
     expect(await queries.reencryptBatch(tid, set.sqlKeys, set.activeVersion, set.activeKey, 5)).toBe(5);
     expect((await keysOf(ops)).items.map((k) => [k.state, k.ciphertexts])).toEqual([

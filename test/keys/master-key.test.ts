@@ -8,10 +8,10 @@ import {
 } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { RequestContext } from '../../apps/api/src/audit/audit.context.ts';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring, type WrappedKey } from '../../apps/api/src/crypto/keyring.ts';
-import { systemService } from '../../apps/api/src/keys/system.service.ts';
+import { systemService } from '../../apps/api/src/data-keys/system.service.ts';
+import type { RequestContext } from '../../apps/api/src/http/request-context.ts';
 import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
 import { baseMasterKeyId, newMasterKey, opsApi } from '../support/ops.ts';
 import { expectError, expectOk, ownerClient, secretsApi } from '../support/secrets.ts';

@@ -86,12 +86,14 @@ describe('named statements', () => {
       statementTimeoutMs: 5_000,
       applicationName: 'coffer-test-unnamed',
       onError: () => undefined,
-      namedStatements: false,
+      preparedStatements: false,
     });
     try {
       const client = await off.connect();
       try {
         await client.query('select $1::int as unnamed', [3]);
+        // The code's own names too (Database.statement, the audit batcher): one switch for every statement.
+        await client.query({ name: 'coffer_test_own_name', text: 'select $1::int as own', values: [4] });
         expect(await prepared(client)).toEqual([]);
       } finally {
         client.release();

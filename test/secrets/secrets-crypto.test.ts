@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
-import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-keys.ts';
+import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-key-cache.ts';
 import { expectEmpty, expectError, expectOk, type SecretsApi } from '../support/secrets.ts';
 import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';

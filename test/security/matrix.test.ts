@@ -191,6 +191,15 @@ function auditActorsOf(body: unknown, res: Response): (string | null)[] {
       .filter(Boolean)
       .map((l) => (JSON.parse(l) as { actorId: string | null }).actorId);
   }
+  if (ct.startsWith('text/event-stream')) {
+    return res.body
+      .split('\n\n')
+      .filter((frame) => frame.includes('event: audit'))
+      .map((frame) => {
+        const data = frame.split('\n').find((l) => l.startsWith('data: ')) ?? 'data: {}';
+        return (JSON.parse(data.slice('data: '.length)) as { actorId: string | null }).actorId;
+      });
+  }
   const page = AuditPage.safeParse(body);
   if (page.success) return page.data.items.map((i) => i.actorId);
   const summary = AuditSummary.safeParse(body);
@@ -428,6 +437,8 @@ const fixtures = {
   },
   queryAudit: { input: (w) => ({ query: { from: w.startedAt, limit: 1000 } }), callers: auditRoute(checkAuditActors) },
   exportAudit: { input: (w) => ({ query: { from: w.startedAt } }), callers: auditRoute(checkAuditActors) },
+  // From the chain's start, for a second: what the session sends is the caller's own tenant's events.
+  followAudit: { input: () => ({ query: { after: 0, maxSeconds: 1 } }), callers: auditRoute(checkAuditActors) },
   verifyAudit: {
     input: (w) => ({ query: { from: w.startedAt } }),
     callers: auditRoute((_w, b, caller) => {

@@ -6,7 +6,7 @@ import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { eq } from 'drizzle-orm';
 import pino from 'pino';
 import type { TestProject } from 'vitest/node';
-import { hashClientSecret } from '../../apps/api/src/crypto/secrets-hash.ts';
+import { hashClientSecret } from '../../apps/api/src/crypto/client-secret-hash.ts';
 import { createPool, Database } from '../../apps/api/src/db/database.ts';
 import { startEmbeddedPostgres } from '../../apps/api/src/db/embedded.ts';
 import { runMigrations } from '../../apps/api/src/db/migrate.ts';

@@ -48,9 +48,8 @@ export async function createTestApp(extraEnv: Record<string, string> = {}): Prom
       lockTimeoutMs: config.dbLockTimeoutMs,
       applicationName: 'coffer-test',
       onError: () => undefined,
-      namedStatements: config.dbPreparedStatements,
+      preparedStatements: config.dbPreparedStatements,
     }),
-    { preparedStatements: config.dbPreparedStatements },
   );
   const app = await buildApp({
     config,

@@ -14,73 +14,6 @@ export interface MasterKey {
   readonly key: Buffer;
 }
 
-export interface Config {
-  readonly env: 'development' | 'test' | 'production';
-  readonly host: string;
-  readonly port: number;
-  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  readonly dataDir: string;
-  readonly databaseUrl: string | null;
-  readonly appDatabaseUrl: string | null;
-  /** `migrate` gives the coffer_app role LOGIN with this password (for setups that connect it through PgBouncer). */
-  readonly appRolePassword: string | null;
-  readonly autoMigrate: boolean;
-  readonly embeddedPgPort: number;
-  readonly dbPoolMax: number;
-  readonly dbPreparedStatements: boolean;
-  readonly dbStatementTimeoutMs: number;
-  readonly dbAcquireTimeoutMs: number;
-  /** How long a statement may wait for a row lock before it gives up (and the request answers 503). */
-  readonly dbLockTimeoutMs: number;
-  /** How long a client may take to send the request headers (slow-loris guard). */
-  readonly headersTimeoutMs: number;
-  /** First key wraps; the rest only unwrap. `null` until main.ts supplies development keys. */
-  readonly masterKeys: readonly MasterKey[] | null;
-  readonly jwtPrivateKey: KeyObject | null;
-  /** Extra verify-only public keys (PEM), so tokens signed by a previous key stay valid until they expire. */
-  readonly jwtPreviousPublicKeys: readonly KeyObject[];
-  readonly jwtIssuer: string;
-  readonly jwtAudience: string;
-  readonly tokenTtlSeconds: number;
-  readonly tls: { readonly cert: Buffer; readonly key: Buffer } | null;
-  readonly tlsTerminatedUpstream: boolean;
-  readonly bootstrapSecret: string | null;
-  readonly bodyLimitBytes: number;
-  readonly shutdownTimeoutMs: number;
-  readonly requestTimeoutMs: number;
-  /** Largest secret value, in UTF-8 bytes. */
-  readonly maxSecretBytes: number;
-  /** How long a soft-deleted secret stays restorable. */
-  readonly recoveryDays: number;
-  /** Requests per second per identity, unless its tenant sets its own. */
-  readonly rateLimitPerSecond: number;
-  /** Login attempts per minute per source address. */
-  readonly loginRateLimitPerMinute: number;
-  /** Failed logins per client id per 15 minutes before it is refused until the window ends. */
-  readonly loginMaxFailures: number;
-  /** Run the rotation scheduler (due secrets with a generator are rotated automatically). */
-  readonly schedulerEnabled: boolean;
-  /** How often the rotation scheduler and the re-encryption job look for work. */
-  readonly schedulerIntervalMs: number;
-  /** Share of the time the re-encryption job works (it pauses between batches for the rest), in (0, 1]. */
-  readonly rekeyDutyCycle: number;
-  /** Webhooks may target private/loopback addresses (SSRF guard off); default only outside production. */
-  readonly webhookAllowPrivate: boolean;
-  /** Webhooks may use plain http; default only outside production. */
-  readonly webhookAllowHttp: boolean;
-  /** Bearer token that /metrics on the API port requires (unset: no /metrics there). */
-  readonly metricsToken: string | null;
-  /** Serve /metrics on its own port instead (or as well), e.g. for a Prometheus scrape inside the cluster. */
-  readonly metricsPort: number | null;
-  readonly metricsHost: string;
-  /** Tenant label on per-tenant metrics: the top N tenants by traffic, or none. */
-  readonly metricsTenantLabels: 'none' | number;
-  /** OpenTelemetry traces over OTLP/HTTP (unset: no tracing, no hooks, no cost). */
-  readonly tracing: { endpoint: string; serviceName: string; sampleRatio: number } | null;
-}
-
-export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
-
 const MASTER_KEY_HINT = 'make one with: echo "k1:$(openssl rand -base64 32)"';
 const JWT_KEY_HINT = 'make one with: openssl genpkey -algorithm ed25519 -out jwt-signing.pem';
 
@@ -93,62 +26,155 @@ const postgresUrl = z
   .refine((v) => /^postgres(ql)?:\/\//.test(v), 'expected a postgres:// or postgresql:// connection URL');
 
 const intIn = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const orNull = <T>(v: T | undefined): T | null => v ?? null;
 
-const EnvSchema = z.object({
-  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
-  HOST: z.string().min(1).default('127.0.0.1'),
-  PORT: intIn(0, 65_535).default(7400),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  COFFER_DATA_DIR: z.string().min(1).default('.coffer'),
-  DATABASE_URL: postgresUrl.optional(),
-  DATABASE_APP_URL: postgresUrl.optional(),
-  COFFER_APP_ROLE_PASSWORD: z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional(),
-  COFFER_AUTO_MIGRATE: boolish.default(true),
-  COFFER_EMBEDDED_PG_PORT: intIn(1, 65_535).default(7432),
-  COFFER_DB_POOL_MAX: intIn(1, 1000).default(20),
-  COFFER_DB_PREPARED_STATEMENTS: boolish.default(true),
-  COFFER_DB_STATEMENT_TIMEOUT_MS: intIn(100, 600_000).default(15_000),
-  COFFER_DB_ACQUIRE_TIMEOUT_MS: intIn(50, 120_000).default(5_000),
-  COFFER_DB_LOCK_TIMEOUT_MS: intIn(50, 600_000).default(5_000),
-  COFFER_HEADERS_TIMEOUT_MS: intIn(100, 600_000).default(10_000),
+interface Setting<S extends z.ZodType> {
+  readonly variable: string;
+  readonly schema: S;
+}
+const from = <S extends z.ZodType>(variable: string, schema: S): Setting<S> => ({ variable, schema });
+
+/**
+ * The settings that each come from one variable, under their name in `Config`: the variable, how it is parsed and
+ * its default. docs/configuration.md explains each one (a test checks that every variable is there).
+ */
+const SETTINGS = {
+  env: from('NODE_ENV', z.enum(['development', 'test', 'production']).default('development')),
+  host: from('HOST', z.string().min(1).default('127.0.0.1')),
+  port: from('PORT', intIn(0, 65_535).default(7400)),
+  logLevel: from('LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  dataDir: from(
+    'COFFER_DATA_DIR',
+    z
+      .string()
+      .min(1)
+      .default('.coffer')
+      .transform((dir) => path.resolve(dir)),
+  ),
+  databaseUrl: from('DATABASE_URL', postgresUrl.optional().transform(orNull)),
+  appDatabaseUrl: from('DATABASE_APP_URL', postgresUrl.optional().transform(orNull)),
+  /** `migrate` gives the coffer_app role LOGIN with this password (for setups that connect it through PgBouncer). */
+  appRolePassword: from(
+    'COFFER_APP_ROLE_PASSWORD',
+    z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional().transform(orNull),
+  ),
+  autoMigrate: from('COFFER_AUTO_MIGRATE', boolish.default(true)),
+  embeddedPgPort: from('COFFER_EMBEDDED_PG_PORT', intIn(1, 65_535).default(7432)),
+  dbPoolMax: from('COFFER_DB_POOL_MAX', intIn(1, 1000).default(20)),
+  dbPreparedStatements: from('COFFER_DB_PREPARED_STATEMENTS', boolish.default(true)),
+  dbStatementTimeoutMs: from('COFFER_DB_STATEMENT_TIMEOUT_MS', intIn(100, 600_000).default(15_000)),
+  dbAcquireTimeoutMs: from('COFFER_DB_ACQUIRE_TIMEOUT_MS', intIn(50, 120_000).default(5_000)),
+  /** How long a statement may wait for a row lock before it gives up (and the request answers 503). */
+  dbLockTimeoutMs: from('COFFER_DB_LOCK_TIMEOUT_MS', intIn(50, 600_000).default(5_000)),
+  /** How long a client may take to send the request headers (slow-loris guard). */
+  headersTimeoutMs: from('COFFER_HEADERS_TIMEOUT_MS', intIn(100, 600_000).default(10_000)),
+  jwtIssuer: from('COFFER_JWT_ISSUER', z.string().min(1).default('coffer')),
+  jwtAudience: from('COFFER_JWT_AUDIENCE', z.string().min(1).default('coffer-api')),
+  tokenTtlSeconds: from('COFFER_TOKEN_TTL_SECONDS', intIn(60, 86_400).default(900)),
+  tlsTerminatedUpstream: from('COFFER_TLS_TERMINATED_UPSTREAM', boolish.default(false)),
+  bootstrapSecret: from('COFFER_BOOTSTRAP_SECRET', z.string().optional().transform(orNull)),
+  bodyLimitBytes: from('COFFER_BODY_LIMIT_BYTES', intIn(1024, 64 * 1024 * 1024).default(1024 * 1024)),
+  shutdownTimeoutMs: from('COFFER_SHUTDOWN_TIMEOUT_MS', intIn(100, 600_000).default(10_000)),
+  requestTimeoutMs: from('COFFER_REQUEST_TIMEOUT_MS', intIn(100, 600_000).default(30_000)),
+  /** Largest secret value, in UTF-8 bytes. */
+  maxSecretBytes: from('COFFER_MAX_SECRET_BYTES', intIn(1, 1_048_576).default(65_536)),
+  /** How long a soft-deleted secret stays restorable. */
+  recoveryDays: from('COFFER_RECOVERY_DAYS', z.coerce.number().min(0).max(3650).default(7)),
+  /** Requests per second per identity, unless its tenant sets its own. */
+  rateLimitPerSecond: from('COFFER_RATE_LIMIT_PER_SECOND', intIn(1, 1_000_000).default(1000)),
+  /** Login attempts per minute per source address. */
+  loginRateLimitPerMinute: from('COFFER_LOGIN_RATE_LIMIT_PER_MINUTE', intIn(1, 1_000_000).default(300)),
+  /** Failed logins per client id per 15 minutes before it is refused until the window ends. */
+  loginMaxFailures: from('COFFER_LOGIN_MAX_FAILURES', intIn(1, 1_000_000).default(10)),
+  /** Run the rotation scheduler (due secrets with a generator are rotated automatically). */
+  schedulerEnabled: from('COFFER_SCHEDULER_ENABLED', boolish.default(true)),
+  /** How often the rotation scheduler and the re-encryption job look for work. */
+  schedulerIntervalMs: from('COFFER_SCHEDULER_INTERVAL_MS', intIn(100, 3_600_000).default(30_000)),
+  /** Share of the time the re-encryption job works (it pauses between batches for the rest), in (0, 1]. */
+  rekeyDutyCycle: from('COFFER_REKEY_DUTY_CYCLE', z.coerce.number().gt(0).max(1).default(0.5)),
+  /** Bearer token that /metrics on the API port requires (unset: no /metrics there). */
+  metricsToken: from(
+    'COFFER_METRICS_TOKEN',
+    z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional().transform(orNull),
+  ),
+  /** Serve /metrics on its own port instead (or as well), e.g. for a Prometheus scrape inside the cluster. */
+  metricsPort: from('COFFER_METRICS_PORT', intIn(1, 65_535).optional().transform(orNull)),
+  /** Tenant label on per-tenant metrics: the top N tenants by traffic, or none. */
+  metricsTenantLabels: from(
+    'COFFER_METRICS_TENANT_LABELS',
+    z.union([z.literal('none'), z.coerce.number().int().min(1).max(1000)]).default(20),
+  ),
+} as const;
+
+/** Variables that are not a setting of their own: keys and files read below, defaults that depend on another. */
+const INPUTS = {
   COFFER_MASTER_KEYS: z.string().optional(),
   COFFER_MASTER_KEYS_FILE: z.string().optional(),
   COFFER_JWT_PRIVATE_KEY: z.string().optional(),
   COFFER_JWT_PRIVATE_KEY_FILE: z.string().optional(),
   COFFER_JWT_PREVIOUS_PUBLIC_KEYS_FILE: z.string().optional(),
-  COFFER_JWT_ISSUER: z.string().min(1).default('coffer'),
-  COFFER_JWT_AUDIENCE: z.string().min(1).default('coffer-api'),
-  COFFER_TOKEN_TTL_SECONDS: intIn(60, 86_400).default(900),
   COFFER_TLS_CERT_FILE: z.string().optional(),
   COFFER_TLS_KEY_FILE: z.string().optional(),
-  COFFER_TLS_TERMINATED_UPSTREAM: boolish.default(false),
-  COFFER_BOOTSTRAP_SECRET: z.string().optional(),
-  COFFER_BODY_LIMIT_BYTES: intIn(1024, 64 * 1024 * 1024).default(1024 * 1024),
-  COFFER_SHUTDOWN_TIMEOUT_MS: intIn(100, 600_000).default(10_000),
-  COFFER_REQUEST_TIMEOUT_MS: intIn(100, 600_000).default(30_000),
-  COFFER_MAX_SECRET_BYTES: intIn(1, 1_048_576).default(65_536),
-  COFFER_RECOVERY_DAYS: z.coerce.number().min(0).max(3650).default(7),
-  COFFER_RATE_LIMIT_PER_SECOND: intIn(1, 1_000_000).default(1000),
-  COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: intIn(1, 1_000_000).default(300),
-  COFFER_LOGIN_MAX_FAILURES: intIn(1, 1_000_000).default(10),
-  COFFER_SCHEDULER_ENABLED: boolish.default(true),
-  COFFER_SCHEDULER_INTERVAL_MS: intIn(100, 3_600_000).default(30_000),
-  COFFER_REKEY_DUTY_CYCLE: z.coerce.number().gt(0).max(1).default(0.5),
   COFFER_WEBHOOK_ALLOW_PRIVATE: boolish.optional(),
   COFFER_WEBHOOK_ALLOW_HTTP: boolish.optional(),
-  COFFER_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional(),
-  COFFER_METRICS_PORT: intIn(1, 65_535).optional(),
   COFFER_METRICS_HOST: z.string().min(1).optional(),
-  COFFER_METRICS_TENANT_LABELS: z.union([z.literal('none'), z.coerce.number().int().min(1).max(1000)]).default(20),
   COFFER_OTEL_TRACES_ENDPOINT: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. http://otel-collector:4318/v1/traces' })
     .optional(),
   COFFER_OTEL_SERVICE_NAME: z.string().min(1).max(100).default('coffer-api'),
   COFFER_OTEL_SAMPLE_RATIO: z.coerce.number().min(0).max(1).default(1),
-});
+} as const;
 
-/** Every variable Coffer reads (`.env.example` lists them all; a test checks it). */
-export const ENV_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape);
+type Settings = typeof SETTINGS;
+
+/** What the service runs with: the settings above, parsed, and those built from several variables or files. */
+export type Config = { readonly [K in keyof Settings]: z.output<Settings[K]['schema']> } & {
+  /** First key wraps; the rest only unwrap. `null` until main.ts supplies development keys. */
+  readonly masterKeys: readonly MasterKey[] | null;
+  readonly jwtPrivateKey: KeyObject | null;
+  /** Extra verify-only public keys (PEM), so tokens signed by a previous key stay valid until they expire. */
+  readonly jwtPreviousPublicKeys: readonly KeyObject[];
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer } | null;
+  /** Webhooks may target private/loopback addresses (SSRF guard off); default only outside production. */
+  readonly webhookAllowPrivate: boolean;
+  /** Webhooks may use plain http; default only outside production. */
+  readonly webhookAllowHttp: boolean;
+  readonly metricsHost: string;
+  /** OpenTelemetry traces over OTLP/HTTP (unset: no tracing, no hooks, no cost). */
+  readonly tracing: { endpoint: string; serviceName: string; sampleRatio: number } | null;
+};
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
+
+/** Every variable Coffer reads (`.env.example` and docs/configuration.md list them all; a test checks it). */
+export const ENV_VARIABLES: readonly string[] = [
+  ...Object.values(SETTINGS).map((s) => s.variable),
+  ...Object.keys(INPUTS),
+];
+
+/**
+ * Parses each variable on its own, so one bad value does not hide the others: a variable that fails is reported
+ * (one problem per issue, named after the variable) and its default stands in, so the checks that follow still run.
+ */
+function parseEach(
+  entries: readonly (readonly [key: string, variable: string, schema: z.ZodType])[],
+  env: Record<string, string | undefined>,
+  problems: string[],
+  failed: Set<string>,
+): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const [key, variable, schema] of entries) {
+    const r = schema.safeParse(env[variable]);
+    if (r.success) values[key] = r.data;
+    else {
+      failed.add(variable);
+      for (const issue of r.error.issues) problems.push(`${[variable, ...issue.path].join('.')}: ${issue.message}`);
+      const fallback = schema.safeParse(undefined);
+      values[key] = fallback.success ? fallback.data : undefined;
+    }
+  }
+  return values;
+}
 
 /** Reads `NAME` or the file named by `NAME_FILE`; both set is a problem. Never puts the value into a message. */
 function valueOrFile(
@@ -233,24 +259,24 @@ export function parseJwtPrivateKey(pem: string, source: string, problems: string
   }
 }
 
-export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
+export function loadConfig(given: Record<string, string | undefined>): ConfigResult {
+  // An empty value is no value: `NAME=` lines (.env.example loaded with `set -a` or `node --env-file`) mean unset.
+  const env = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== ''));
   const problems: string[] = [];
-  // Each variable on its own, so one bad value does not hide the others: a variable that fails is reported and
-  // its default stands in, so the checks below (keys, database, TLS) still run and report too.
-  const values: Record<string, unknown> = {};
   const failed = new Set<string>();
-  for (const [name, schema] of Object.entries(EnvSchema.shape)) {
-    const r = (schema as z.ZodType).safeParse(env[name]);
-    if (r.success) values[name] = r.data;
-    else {
-      failed.add(name);
-      for (const issue of r.error.issues) problems.push(`${[name, ...issue.path].join('.')}: ${issue.message}`);
-      const fallback = (schema as z.ZodType).safeParse(undefined);
-      values[name] = fallback.success ? fallback.data : undefined;
-    }
-  }
-  const e = values as z.infer<typeof EnvSchema>;
-  const production = e.NODE_ENV === 'production';
+  const c = parseEach(
+    Object.entries(SETTINGS).map(([key, s]) => [key, s.variable, s.schema] as const),
+    env,
+    problems,
+    failed,
+  ) as { [K in keyof Settings]: z.output<Settings[K]['schema']> };
+  const e = parseEach(
+    Object.entries(INPUTS).map(([variable, schema]) => [variable, variable, schema] as const),
+    env,
+    problems,
+    failed,
+  ) as { [K in keyof typeof INPUTS]: z.output<(typeof INPUTS)[K]> };
+  const production = c.env === 'production';
 
   let masterKeys: MasterKey[] | null = null;
   const keyring = valueOrFile(env, 'COFFER_MASTER_KEYS', problems);
@@ -279,8 +305,8 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
 
   if (
     production &&
-    !e.DATABASE_URL &&
-    !e.DATABASE_APP_URL &&
+    !c.databaseUrl &&
+    !c.appDatabaseUrl &&
     !failed.has('DATABASE_URL') &&
     !failed.has('DATABASE_APP_URL')
   ) {
@@ -288,13 +314,13 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       'DATABASE_URL (or DATABASE_APP_URL) is required in production (the embedded PostgreSQL is for development only)',
     );
   }
-  if (e.DATABASE_APP_URL && !e.DATABASE_URL && e.COFFER_AUTO_MIGRATE) {
+  if (c.appDatabaseUrl && !c.databaseUrl && c.autoMigrate) {
     problems.push(
       'DATABASE_APP_URL alone cannot run migrations: set DATABASE_URL (the owner) too, or COFFER_AUTO_MIGRATE=false and migrate separately (node apps/api/dist/main.js migrate)',
     );
   }
 
-  if (e.COFFER_BOOTSTRAP_SECRET !== undefined && e.COFFER_BOOTSTRAP_SECRET.length < 24) {
+  if (c.bootstrapSecret !== null && c.bootstrapSecret.length < 24) {
     problems.push('COFFER_BOOTSTRAP_SECRET must be at least 24 characters; make one with: openssl rand -base64 32');
   }
 
@@ -309,9 +335,9 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     }
   }
 
-  if (production && !tls && !e.COFFER_TLS_TERMINATED_UPSTREAM && !isLoopback(e.HOST)) {
+  if (production && !tls && !c.tlsTerminatedUpstream && !isLoopback(c.host)) {
     problems.push(
-      `HOST=${e.HOST} would serve plain HTTP on a network interface in production: set COFFER_TLS_CERT_FILE and COFFER_TLS_KEY_FILE, listen on 127.0.0.1, or set COFFER_TLS_TERMINATED_UPSTREAM=true behind a TLS-terminating proxy`,
+      `HOST=${c.host} would serve plain HTTP on a network interface in production: set COFFER_TLS_CERT_FILE and COFFER_TLS_KEY_FILE, listen on 127.0.0.1, or set COFFER_TLS_TERMINATED_UPSTREAM=true behind a TLS-terminating proxy`,
     );
   }
 
@@ -320,48 +346,14 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
   return {
     ok: true,
     config: {
-      env: e.NODE_ENV,
-      host: e.HOST,
-      port: e.PORT,
-      logLevel: e.LOG_LEVEL,
-      dataDir: path.resolve(e.COFFER_DATA_DIR),
-      databaseUrl: e.DATABASE_URL ?? null,
-      appDatabaseUrl: e.DATABASE_APP_URL ?? null,
-      appRolePassword: e.COFFER_APP_ROLE_PASSWORD ?? null,
-      autoMigrate: e.COFFER_AUTO_MIGRATE,
-      embeddedPgPort: e.COFFER_EMBEDDED_PG_PORT,
-      dbPoolMax: e.COFFER_DB_POOL_MAX,
-      dbPreparedStatements: e.COFFER_DB_PREPARED_STATEMENTS,
-      dbStatementTimeoutMs: e.COFFER_DB_STATEMENT_TIMEOUT_MS,
-      dbAcquireTimeoutMs: e.COFFER_DB_ACQUIRE_TIMEOUT_MS,
-      dbLockTimeoutMs: e.COFFER_DB_LOCK_TIMEOUT_MS,
-      headersTimeoutMs: e.COFFER_HEADERS_TIMEOUT_MS,
+      ...c,
       masterKeys,
       jwtPrivateKey,
       jwtPreviousPublicKeys,
-      jwtIssuer: e.COFFER_JWT_ISSUER,
-      jwtAudience: e.COFFER_JWT_AUDIENCE,
-      tokenTtlSeconds: e.COFFER_TOKEN_TTL_SECONDS,
       tls,
-      tlsTerminatedUpstream: e.COFFER_TLS_TERMINATED_UPSTREAM,
-      bootstrapSecret: e.COFFER_BOOTSTRAP_SECRET ?? null,
-      bodyLimitBytes: e.COFFER_BODY_LIMIT_BYTES,
-      shutdownTimeoutMs: e.COFFER_SHUTDOWN_TIMEOUT_MS,
-      requestTimeoutMs: e.COFFER_REQUEST_TIMEOUT_MS,
-      maxSecretBytes: e.COFFER_MAX_SECRET_BYTES,
-      recoveryDays: e.COFFER_RECOVERY_DAYS,
-      rateLimitPerSecond: e.COFFER_RATE_LIMIT_PER_SECOND,
-      loginRateLimitPerMinute: e.COFFER_LOGIN_RATE_LIMIT_PER_MINUTE,
-      loginMaxFailures: e.COFFER_LOGIN_MAX_FAILURES,
-      schedulerEnabled: e.COFFER_SCHEDULER_ENABLED,
-      schedulerIntervalMs: e.COFFER_SCHEDULER_INTERVAL_MS,
-      rekeyDutyCycle: e.COFFER_REKEY_DUTY_CYCLE,
       webhookAllowPrivate: e.COFFER_WEBHOOK_ALLOW_PRIVATE ?? !production,
       webhookAllowHttp: e.COFFER_WEBHOOK_ALLOW_HTTP ?? !production,
-      metricsToken: e.COFFER_METRICS_TOKEN ?? null,
-      metricsPort: e.COFFER_METRICS_PORT ?? null,
-      metricsHost: e.COFFER_METRICS_HOST ?? e.HOST,
-      metricsTenantLabels: e.COFFER_METRICS_TENANT_LABELS,
+      metricsHost: e.COFFER_METRICS_HOST ?? c.host,
       tracing: e.COFFER_OTEL_TRACES_ENDPOINT
         ? {
             endpoint: e.COFFER_OTEL_TRACES_ENDPOINT,

@@ -74,11 +74,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       statementTimeoutMs: config.dbStatementTimeoutMs,
       lockTimeoutMs: config.dbLockTimeoutMs,
       applicationName: 'coffer-api',
-      namedStatements: config.dbPreparedStatements,
+      preparedStatements: config.dbPreparedStatements,
       onError: (err) => log.warn({ err: { message: err.message } }, 'idle database connection lost'),
     });
     if (tracing) traceQueries(pool, tracing.tracer);
-    const db = new Database(pool, { preparedStatements: config.dbPreparedStatements });
+    const db = new Database(pool);
     closers.push(() => db.close());
 
     const problems = await checkAppRole(pool);

@@ -61,6 +61,33 @@ export const AuditPage = z
   .meta({ id: 'AuditPage' });
 export type AuditPage = z.infer<typeof AuditPage>;
 
+/**
+ * A follow session: events of the caller's tenant after `after` (or after `Last-Event-ID`), oldest first, as
+ * server-sent events (`id:` the seq, `event: audit`, `data:` one AuditEvent), within a second of their commit. The
+ * session is audited once, when it opens; the server ends it after `maxSeconds` or when the token expires, and the
+ * client resumes with `Last-Event-ID`.
+ */
+export const AuditFollowQuery = z.object({
+  actor: AuditQuery.shape.actor,
+  action: AuditQuery.shape.action,
+  path: AuditQuery.shape.path,
+  outcome: AuditQuery.shape.outcome,
+  after: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .describe('Start after this seq (default: the newest event now; Last-Event-ID wins)'),
+  maxSeconds: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3600)
+    .default(3600)
+    .describe('End the session after this long (the client reconnects with Last-Event-ID)'),
+});
+
 export const AuditExportQuery = z.object({
   format: z.enum(['ndjson', 'csv']).default('ndjson'),
   ...TimeRange,

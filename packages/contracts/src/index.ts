@@ -1,3 +1,4 @@
+// biome-ignore-all assist/source/organizeImports: the load order of these modules is the wire format (see below)
 export * from './audit.ts';
 export * from './auth.ts';
 export * from './common.ts';
@@ -6,6 +7,10 @@ export * from './formats.ts';
 export * from './health.ts';
 export * from './identities.ts';
 export * from './rotation.ts';
+// Out of order on purpose: the order modules load is the order of the components in /openapi.json, and these two
+// were part of rotation.ts when the document was published.
+export * from './data-keys.ts';
+export * from './webhooks.ts';
 export * from './routes.ts';
 export * from './secrets.ts';
 export * from './tenants.ts';

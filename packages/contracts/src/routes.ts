@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   AuditExportQuery,
+  AuditFollowQuery,
   AuditPage,
   AuditQuery,
   AuditSummary,
@@ -10,6 +11,7 @@ import {
 } from './audit.ts';
 import { JwkSet, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
 import { IdParams, PageQuery } from './common.ts';
+import { DataKeys, RewrapResponse, RotateDataKeyResponse, SystemKeys } from './data-keys.ts';
 import { Health, Readiness } from './health.ts';
 import {
   CreateIdentityRequest,
@@ -20,20 +22,7 @@ import {
   RotateClientSecretResponse,
   UpdateIdentityRequest,
 } from './identities.ts';
-import {
-  CreateWebhookRequest,
-  CreateWebhookResponse,
-  DataKeys,
-  RewrapResponse,
-  RotateDataKeyResponse,
-  RotationDue,
-  RotationDueQuery,
-  RotationLog,
-  RotationLogQuery,
-  SystemKeys,
-  WebhookDeliveries,
-  WebhookList,
-} from './rotation.ts';
+import { RotationDue, RotationDueQuery, RotationLog, RotationLogQuery } from './rotation.ts';
 import {
   Bundle,
   BundleWriteRequest,
@@ -60,6 +49,7 @@ import {
   TenantPage,
   UpdateTenantRequest,
 } from './tenants.ts';
+import { CreateWebhookRequest, CreateWebhookResponse, WebhookDeliveries, WebhookList } from './webhooks.ts';
 
 /**
  * What a route does, in the vocabulary the authorizer and the audit log share.
@@ -100,6 +90,7 @@ export const Action = z.enum([
   'webhooks.deliveries',
   'audit.query',
   'audit.export',
+  'audit.follow',
   'audit.verify',
   'audit.summary',
 ]);
@@ -122,6 +113,17 @@ export interface RouteDef {
   readonly success: { readonly [status: number]: z.ZodType | null };
   /** Set when the success body is not JSON but a stream of these media types. */
   readonly produces?: readonly string[];
+  /**
+   * The route's one SQL statement re-checks the identity's revision and refuses when it moved, so authentication
+   * may start from a cached identity. Set it only where that holds: a test disables an identity whose token is
+   * cached and expects each flagged route to refuse it on the very next request.
+   */
+  readonly identityRecheckedInSql?: boolean;
+  /**
+   * Which budget the route draws on. Authenticated routes share their identity's requests per second; `login` is
+   * counted per source address, before any credential is checked.
+   */
+  readonly rateLimit?: 'login';
 }
 
 const route = <const R extends RouteDef>(r: R): R => r;
@@ -157,6 +159,7 @@ export const routes = {
     summary: 'Exchange client credentials for a short-lived access token',
     tag: 'auth',
     action: null,
+    rateLimit: 'login',
     body: TokenRequest,
     success: { 200: TokenResponse },
   }),
@@ -276,6 +279,7 @@ export const routes = {
     summary: 'The value of the current (or a given) version',
     tag: 'secrets',
     action: 'secrets.read',
+    identityRecheckedInSql: true,
     params: SecretPathParams,
     query: GetSecretQuery,
     success: { 200: SecretWithValue },
@@ -437,6 +441,7 @@ export const routes = {
     summary: 'Every live secret of one sandbox, user or group in one call (the names the caller may read)',
     tag: 'bundles',
     action: 'bundles.read',
+    identityRecheckedInSql: true,
     params: OwnerParams,
     success: { 200: Bundle },
   }),
@@ -468,6 +473,18 @@ export const routes = {
     query: AuditExportQuery,
     success: { 200: z.string().describe('NDJSON (one AuditEvent per line) or CSV with a header row') },
     produces: ['application/x-ndjson', 'text/csv'],
+  }),
+  followAudit: route({
+    method: 'GET',
+    path: '/v1/audit/stream',
+    summary: 'Follow new audit events as server-sent events, audited once per session (admin, auditor)',
+    tag: 'audit',
+    action: 'audit.follow',
+    query: AuditFollowQuery,
+    success: {
+      200: z.string().describe('text/event-stream: `id: <seq>`, `event: audit`, `data: <AuditEvent JSON>` per event'),
+    },
+    produces: ['text/event-stream'],
   }),
   verifyAudit: route({
     method: 'GET',

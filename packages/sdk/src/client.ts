@@ -1,6 +1,7 @@
 import {
   type AuditEventView,
   type AuditExportQuery,
+  type AuditFollowQuery,
   type AuditQuery,
   type AuditVerifyResult,
   type Bundle,
@@ -24,6 +25,7 @@ import {
   type WhoAmI,
 } from '@coffer/contracts';
 import type { z } from 'zod';
+import { auditEventsOf } from './audit-follow.ts';
 import { type CacheOptions, ReadCache } from './cache.ts';
 import { CofferError } from './errors.ts';
 import { type OwnerPath, parseOwnerPath, parseSecretPath, type SecretPath } from './paths.ts';
@@ -68,6 +70,10 @@ interface RequestOptions {
    * have been applied): returns `{ value }` if the earlier attempt did apply, undefined if that cannot be shown.
    */
   resolve?: (err: CofferError) => Promise<{ value: unknown } | undefined>;
+  /** Extra request headers (Last-Event-ID). */
+  headers?: Record<string, string>;
+  /** Aborts the request, and the stream once it has started. */
+  signal?: AbortSignal | undefined;
 }
 
 const IDEMPOTENT = new Set(['GET', 'PUT', 'DELETE']);
@@ -392,6 +398,41 @@ export class CofferClient {
     return new AuditExport(res.body, res.headers.get('content-type') ?? '');
   }
 
+  /**
+   * New audit events as they commit (server-sent events), oldest first, across sessions: when the server ends one
+   * (after `maxSeconds`, or when the token expires) or the connection drops, it reconnects after the last event
+   * seen, with a fresh token. Ends when `signal` aborts. The server audits each session once, not each event.
+   */
+  async *followAudit(
+    query: z.input<typeof AuditFollowQuery> = {},
+    opts: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<AuditEventView> {
+    let lastId = query.after !== undefined ? String(query.after) : undefined;
+    let failures = 0;
+    while (!opts.signal?.aborted) {
+      try {
+        const res = (await this.request(
+          routes.followAudit,
+          { query },
+          { stream: true, attempts: 1, signal: opts.signal, headers: lastId ? { 'last-event-id': lastId } : {} },
+        )) as Response;
+        if (!res.body) throw new CofferError('invalid_response', 'the stream has no body', res.status, null);
+        failures = 0;
+        yield* auditEventsOf(res.body, (id) => {
+          lastId = id;
+        });
+      } catch (err) {
+        if (opts.signal?.aborted) return;
+        // A dropped stream surfaces as a plain read error; a refusal (forbidden, unauthorized) is final.
+        const retryable = !(err instanceof CofferError) || isRetryable(err);
+        if (!retryable || ++failures >= (this.o.maxAttempts ?? 3) + 2) throw err;
+        await sleep(
+          this.backoff(failures, err instanceof CofferError ? err : new CofferError('network_error', '', 0, null)),
+        );
+      }
+    }
+  }
+
   // ---- cache ----------------------------------------------------------------------------------------------------
 
   /**
@@ -468,11 +509,14 @@ export class CofferClient {
     for (let attempt = 1; ; attempt++) {
       let sent = false;
       try {
-        const headers = this.headers({ accept: def.produces ? def.produces.join(', ') : 'application/json' });
+        const headers = this.headers({
+          accept: def.produces ? def.produces.join(', ') : 'application/json',
+          ...opts.headers,
+        });
         if (def.action) headers.authorization = `Bearer ${await this.accessToken()}`;
         if (input.body !== undefined) headers['content-type'] = 'application/json';
         sent = true;
-        const res = await this.send(url, def.method, headers, input.body, opts.stream === true);
+        const res = await this.send(url, def.method, headers, input.body, opts.stream === true, opts.signal);
         if (res.status === 401 && def.action && !reauthenticated && this.canLogin()) {
           // The token was revoked or expired early: log in once more and try again.
           await res.body?.cancel();
@@ -513,9 +557,11 @@ export class CofferClient {
     headers: Record<string, string>,
     body: unknown,
     stream: boolean,
+    signal?: AbortSignal,
   ): Promise<Response> {
     const timeoutMs = this.o.timeoutMs ?? 10_000;
     const controller = new AbortController();
+    signal?.addEventListener('abort', () => controller.abort(signal.reason), { once: true });
     const timer = setTimeout(() => controller.abort(new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
     try {
       const res = await this.fetchImpl(url, {

@@ -1,3 +1,4 @@
+export { type ServerSentEvent, serverSentEvents } from './audit-follow.ts';
 export type { CacheOptions } from './cache.ts';
 export { AuditExport, CofferClient, type CofferClientOptions, Paginator } from './client.ts';
 export { type ClientErrorCode, CofferError, isCofferError } from './errors.ts';

@@ -89,10 +89,10 @@ export function auditQueries(db: Database) {
       );
     },
 
-    /** Oldest first, after `afterSeq`, within the time range and up to `throughSeq`: the unit of export and verify. */
+    /** Oldest first, after `afterSeq`, matching `f` and up to `throughSeq`: the unit of export, verify and follow. */
     batch(
       tenantId: string,
-      f: Pick<AuditFilter, 'from' | 'to'>,
+      f: AuditFilter,
       afterSeq: number,
       limit: number,
       throughSeq?: number,

@@ -47,8 +47,6 @@ interface Pending {
 
 export interface AuditBatcherOptions {
   pool: pg.Pool;
-  /** Name the statement (see Database.statement); off for PgBouncer before 1.21 in transaction mode. */
-  preparedStatements?: boolean;
   /** Events per commit at most. */
   maxBatch?: number;
   /**
@@ -112,7 +110,7 @@ export class AuditBatcher {
       // go in a fixed order so two commits that share tenants lock their chain heads in the same order.
       const groups = [...byTenant(batch.map((p) => p.event))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
       await this.o.pool.query({
-        ...(this.o.preparedStatements === false ? {} : { name: 'coffer_audit_batch' }),
+        name: 'coffer_audit_batch',
         text: 'select coffer.audit_append_batch($1::uuid[], $2::jsonb[])',
         values: [
           groups.map(([tenantId]) => tenantId),

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { requestContext } from '../audit/audit.context.ts';
 import { mount } from '../http/mount.ts';
+import { requestContext } from '../http/request-context.ts';
 import type { AuthService } from './auth.service.ts';
 import { principalOf } from './principal.ts';
 import type { SigningKeys } from './signing-keys.ts';

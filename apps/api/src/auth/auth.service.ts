@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { PLATFORM_TENANT_ID, type TokenResponse, type WhoAmI } from '@coffer/contracts';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
-import { decoyHash, verifyClientSecret } from '../crypto/secrets-hash.ts';
+import { decoyHash, verifyClientSecret } from '../crypto/client-secret-hash.ts';
 import { AppError, audited, unauthorized } from '../errors/app-error.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
 import type { LoginThrottle } from './login-throttle.ts';
 import type { Principal } from './principal.ts';

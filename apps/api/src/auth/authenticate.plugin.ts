@@ -2,7 +2,7 @@ import type { Action } from '@coffer/contracts';
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { attemptedResource, requestEvent } from '../audit/audit.context.ts';
+import { attemptedResource, requestEvent } from '../audit/audit.events.ts';
 import type { AuditBatcher } from '../audit/audit.writer.ts';
 import { AppError, audited, forbidden, unauthorized } from '../errors/app-error.ts';
 import { mayAttempt } from './authorize.ts';
@@ -30,8 +30,6 @@ export interface AuthenticateOptions {
   issuer: string;
   audience: string;
   principals: Pick<PrincipalResolver, 'resolve'>;
-  /** Routes whose database statement re-checks the identity's revision, so a cached identity is safe there. */
-  cachedRoutes: ReadonlySet<string>;
   audit: Pick<AuditBatcher, 'record'>;
 }
 
@@ -105,8 +103,8 @@ async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions):
       return deny(request, action, unauthorized(expired ? 'the token has expired' : 'invalid token'));
     }
 
-    const useCache = o.cachedRoutes.has(request.routeOptions.config.routeName ?? '');
-    const principal = await o.principals.resolve(claims, useCache);
+    // Only where the route's SQL re-checks the identity's revision (its entry in the contracts says so).
+    const principal = await o.principals.resolve(claims, request.routeOptions.config.identityRecheckedInSql === true);
     if (!principal) {
       return deny(request, action, unauthorized('the token is no longer valid: log in again'), {
         tenantId: claims.tid,

@@ -37,7 +37,7 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'webhooks.deliveries',
 ];
 
-const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.verify', 'audit.summary'];
+const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.follow', 'audit.verify', 'audit.summary'];
 
 const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
   // Tenants and master keys; the platform's own audit chain (tenant creation, its logins), never a tenant's.

@@ -18,8 +18,8 @@ export interface PoolOptions {
   lockTimeoutMs?: number;
   applicationName: string;
   onError: (err: Error) => void;
-  /** Name every parameterised statement after its text (see namingClient); off for PgBouncer before 1.21. */
-  namedStatements?: boolean;
+  /** Prepare statements (see namingClient); off for PgBouncer before 1.21 in transaction mode. */
+  preparedStatements?: boolean;
 }
 
 /** One set of names for the process: a statement's name depends only on its text. */
@@ -37,7 +37,7 @@ export function createPool(o: PoolOptions): pg.Pool {
     idle_in_transaction_session_timeout: Math.max(o.statementTimeoutMs * 2, 10_000),
     application_name: o.applicationName,
     keepAlive: true,
-    ...(o.namedStatements === false ? {} : { Client: namingClient(statementNames) }),
+    Client: namingClient(o.preparedStatements === false ? null : statementNames),
   });
   // A client losing its connection (database restart, pg_terminate_backend) must not crash the process: the pool
   // handles idle clients, and this listener the ones checked out by a transaction (pg emits 'error' on them too;
@@ -58,20 +58,16 @@ export class Database {
   /** Which tenant each open transaction is scoped to, so a query handed a transaction can check it. */
   private readonly scopes = new WeakMap<object, string>();
 
-  constructor(
-    readonly pool: pg.Pool,
-    private readonly o: { preparedStatements?: boolean } = {},
-  ) {
+  constructor(readonly pool: pg.Pool) {
     this.orm = drizzle(pool, { schema });
   }
 
   /**
-   * A hot statement, named so each connection parses and plans it once and then only binds and executes it
-   * (about a fifth less CPU per read, API and PostgreSQL together; see README "Performance"). Unnamed when
-   * prepared statements are off, for PgBouncer before 1.21 in transaction mode.
+   * A hot statement under a name of its own, which labels it in traces and pg_prepared_statements. Whether it is
+   * prepared is the pool's decision (createPool's `preparedStatements`), as for every other statement.
    */
   statement(name: string, text: string, values: unknown[]): pg.QueryConfig {
-    return this.o.preparedStatements === false ? { text, values } : { name, text, values };
+    return { name, text, values };
   }
 
   async withTenant<T>(tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {

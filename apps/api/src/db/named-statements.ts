@@ -27,30 +27,32 @@ export class StatementNames {
 }
 
 /**
- * A pg client that names every parameterised statement it is handed unnamed (drizzle's are): PostgreSQL then
- * plans each once per connection instead of on every execution. In a write's transaction that planning was
- * 100-190 µs of PostgreSQL CPU per statement (under row-level security), more than executing it. Statements
- * without parameters (BEGIN, COMMIT, SET) stay unnamed, as do those already named and streamed ones (cursors).
- * Off where prepared statements cannot be used (PgBouncer before 1.21 in transaction mode).
+ * The one place that decides whether statements are prepared. On, a pg client that names every parameterised
+ * statement it is handed unnamed (drizzle's are) after its text, and keeps the names the code gave its hot
+ * statements (they label traces and pg_prepared_statements): PostgreSQL then plans each once per connection instead
+ * of on every execution, which under row-level security costs more than executing it. Off (PgBouncer before 1.21 in
+ * transaction mode), a client that drops every name, the code's own included, so nothing is prepared. Statements
+ * without parameters (BEGIN, COMMIT, SET) and streamed ones (cursors) are left as they are either way.
  */
-export function namingClient(names: StatementNames): typeof pg.Client {
+export function namingClient(names: StatementNames | null): typeof pg.Client {
   const query = pg.Client.prototype.query;
   class NamingClient extends pg.Client {}
   NamingClient.prototype.query = function (this: pg.Client, ...args: unknown[]) {
     const [config, values] = args;
     if (typeof config === 'string') {
-      const name = Array.isArray(values) && values.length > 0 ? names.nameFor(config) : undefined;
+      const name = names && Array.isArray(values) && values.length > 0 ? names.nameFor(config) : undefined;
       if (name) args[0] = { name, text: config };
     } else if (config !== null && typeof config === 'object') {
       const c = config as { text?: unknown; name?: unknown; values?: unknown; submit?: unknown };
       const params = Array.isArray(values) ? values : c.values;
-      if (
-        typeof c.text === 'string' &&
-        c.name === undefined &&
-        typeof c.submit !== 'function' &&
-        Array.isArray(params) &&
-        params.length > 0
-      ) {
+      if (typeof c.submit === 'function' || typeof c.text !== 'string') {
+        // a cursor or something pg will refuse: as it is
+      } else if (!names) {
+        if (c.name !== undefined) {
+          const { name: _dropped, ...unnamed } = c;
+          args[0] = unnamed;
+        }
+      } else if (c.name === undefined && Array.isArray(params) && params.length > 0) {
         const name = names.nameFor(c.text);
         if (name) args[0] = { ...c, name };
       }

@@ -1,7 +1,7 @@
 import { type ErrorCode, type ErrorEnvelope, type ErrorIssue, statusForCode } from '@coffer/contracts';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
-import { attemptedResource, requestEvent } from '../audit/audit.context.ts';
+import { attemptedResource, requestEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { isDatabaseUnavailable, pgConstraint, pgErrorCode } from '../db/pg-errors.ts';
 import { AppError } from './app-error.ts';

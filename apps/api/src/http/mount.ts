@@ -2,6 +2,15 @@ import { ErrorEnvelope, type RouteDef, type RouteName, type RouteOutput, routes 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** From the route's entry in the contracts (see RouteDef): authentication may use a cached identity. */
+    identityRecheckedInSql?: boolean;
+    /** From the route's entry in the contracts: the rate-limit class other than the identity's own. */
+    rateLimitClass?: RouteDef['rateLimit'];
+  }
+}
+
 type Parsed<S> = S extends z.ZodType ? z.output<S> : undefined;
 
 /** A request whose params, query and body have been validated against the route's contract. */
@@ -55,7 +64,12 @@ export function mount<N extends RouteName>(
       response,
       ...(def.action ? { security: [{ bearerAuth: [] }] } : {}),
     },
-    config: { routeName: name, action: def.action },
+    config: {
+      routeName: name,
+      action: def.action,
+      identityRecheckedInSql: def.identityRecheckedInSql === true,
+      rateLimitClass: def.rateLimit,
+    },
     ...(def.action ? { onRequest: [app.authenticate] } : {}),
     handler: async (request, reply) => {
       reply.code(firstStatus ?? 200);

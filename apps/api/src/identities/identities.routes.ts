@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { requestContext } from '../audit/audit.context.ts';
 import { mount } from '../http/mount.ts';
+import { requestContext } from '../http/request-context.ts';
 import type { IdentityService } from './identities.service.ts';
 
 export async function identityRoutes(app: FastifyInstance, o: { service: IdentityService }): Promise<void> {

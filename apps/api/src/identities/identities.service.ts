@@ -6,14 +6,15 @@ import type {
   IdentityPage,
   UpdateIdentityRequest,
 } from '@coffer/contracts';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { principalOf } from '../auth/principal.ts';
+import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientId, newClientSecret, newId } from '../crypto/ids.ts';
-import { hashClientSecret } from '../crypto/secrets-hash.ts';
 import type { Database } from '../db/database.ts';
 import { AppError, conflict, notFound } from '../errors/app-error.ts';
 import { decodeIdCursor, pageOf } from '../http/cursor.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import type { TenantQueries } from '../tenants/tenants.queries.ts';
 import type { IdentityQueries, IdentityRow } from './identities.queries.ts';
 

@@ -6,18 +6,26 @@ import {
   type SecretMetadata,
 } from '@coffer/contracts';
 import type { Logger } from 'pino';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent, systemEvent } from '../audit/audit.events.ts';
 import type { AuditQueries } from '../audit/audit.queries.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { authorize } from '../auth/authorize.ts';
 import { principalOf } from '../auth/principal.ts';
-import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
+import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-key-cache.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, forbidden, notFound } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor } from '../http/cursor.ts';
-import { DEFAULT_GRACE_HOURS, pathOf, type SecretWriter, toMetadata } from '../secrets/secret-writes.ts';
+import type { RequestContext } from '../http/request-context.ts';
+import { notices, recordChange } from '../secrets/secret-changes.ts';
+import {
+  DEFAULT_GRACE_HOURS,
+  pathOf,
+  type SecretWriter,
+  toMetadata,
+  writeTransaction,
+} from '../secrets/secret-writes.ts';
 import type { SecretPath, SecretQueries, SecretRow } from '../secrets/secrets.queries.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import { generateValue } from './generator.ts';
@@ -31,7 +39,7 @@ export interface RotationServiceDeps {
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   writer: SecretWriter;
   audit: AuditSink;
-  webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
+  webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
   log: Logger;
 }
 
@@ -46,11 +54,24 @@ type Trigger = 'manual' | 'scheduler';
  * rotates due secrets with a generator, each exactly once across replicas.
  */
 export function rotationService(deps: RotationServiceDeps) {
-  const { db, secrets, queries, writer, audit, webhooks } = deps;
+  const { db, secrets, queries, writer, audit } = deps;
 
-  /** The rotation itself, on a row locked in `tx`. Throws AppError (422) when the value fails the format. */
+  /** A rotation's events: the caller's, or the scheduler's own. */
+  const eventOf = (origin: RequestContext | 'scheduler', e: Parameters<typeof systemEvent>[1]): AuditEvent =>
+    origin === 'scheduler' ? systemEvent('scheduler', e) : auditEvent(origin, e);
+
+  /** A new value, generated or given, checked before it is written (write-validation.ts). */
+  const checkedValue = (value: string): string => {
+    writer.validate({ values: [{ value, where: 'body.value' }] });
+    return value;
+  };
+
+  /**
+   * The rotation itself, on a row locked in `tx`, with a value already through `checkedValue`. Throws AppError (422)
+   * when the value fails the format.
+   */
   async function rotateLocked(
-    ctx: RequestContext,
+    origin: RequestContext | 'scheduler',
     tenantId: string,
     row: SecretRow,
     value: string,
@@ -58,7 +79,6 @@ export function rotationService(deps: RotationServiceDeps) {
     keySet: TenantKeySet,
     tx: Tx,
   ): Promise<SecretRow> {
-    writer.checkSize(value, 'body.value');
     const problem = await writer.formatProblem((row.format ?? null) as never, value, tx);
     if (problem) {
       throw new AppError('unprocessable', `the new value does not satisfy the secret's format (${problem})`, [
@@ -69,7 +89,7 @@ export function rotationService(deps: RotationServiceDeps) {
     const from = row.currentVersion;
     const to = from + 1;
     const applied = await writer.applyWrite(
-      ctx.principal?.identityId ?? null,
+      origin === 'scheduler' ? null : (origin.principal?.identityId ?? null),
       tenantId,
       row,
       row,
@@ -84,36 +104,24 @@ export function rotationService(deps: RotationServiceDeps) {
           : null,
       },
     );
-    if (applied === 'raced') throw new Error('unreachable: rotation of an existing row cannot race its creation');
     const grace = (row.rotationGraceHours ?? DEFAULT_GRACE_HOURS) * 3_600_000;
     await secrets.serveUntil(tenantId, row.id, from, new Date(now.getTime() + grace), tx);
-    await audit.appendInTx(tx, [
-      auditEvent(ctx, {
-        tenantId,
-        ...(trigger === 'scheduler' ? { actorName: 'scheduler' } : {}),
-        action: 'secrets.rotate',
-        outcome: 'allowed',
-        resource: pathOf(row),
-        version: to,
-        fingerprint: TenantKeyCache.fingerprint(keySet, value),
-        details: { from, to, trigger },
-      }),
-    ]);
-    await webhooks.enqueueInTx(
-      tenantId,
-      'secret.rotated',
-      { tenantId, path: pathOf(row), fromVersion: from, toVersion: to, trigger, rotatedAt: now.toISOString() },
-      tx,
-    );
+    await recordChange(deps, tx, tenantId, {
+      events: [
+        eventOf(origin, {
+          tenantId,
+          action: 'secrets.rotate',
+          outcome: 'allowed',
+          resource: pathOf(row),
+          version: to,
+          fingerprint: TenantKeyCache.fingerprint(keySet, value),
+          details: { from, to, trigger },
+        }),
+      ],
+      notices: [notices.rotated(tenantId, pathOf(row), from, to, trigger, now)],
+    });
     return applied.row;
   }
-
-  const SCHEDULER: RequestContext = {
-    principal: null,
-    requestId: 'scheduler',
-    sourceIp: null,
-    userAgent: 'coffer-scheduler',
-  };
 
   /** One due secret: claimed, rotated (or its failure recorded and postponed), committed. False when none is due. */
   async function rotateOneDue(): Promise<'rotated' | 'failed' | 'skipped' | 'none'> {
@@ -136,10 +144,10 @@ export function rotationService(deps: RotationServiceDeps) {
         const keySet = await deps.keys.get(claim.tenantId);
         try {
           await rotateLocked(
-            SCHEDULER,
+            'scheduler',
             claim.tenantId,
             row,
-            generateValue(row.generator as never),
+            checkedValue(generateValue(row.generator as never)),
             'scheduler',
             keySet,
             tx,
@@ -148,26 +156,21 @@ export function rotationService(deps: RotationServiceDeps) {
         } catch (err) {
           if (!(err instanceof AppError)) throw err;
           // The generator cannot satisfy the format: record it, tell the webhooks, try again in an hour.
-          const events: AuditEvent[] = [
-            auditEvent(SCHEDULER, {
-              tenantId: claim.tenantId,
-              actorName: 'scheduler',
-              action: 'secrets.rotate',
-              outcome: 'error',
-              errorCode: err.code,
-              resource: pathOf(row),
-              version: row.currentVersion,
-              details: { from: row.currentVersion, trigger: 'scheduler', reason: err.message.slice(0, 200) },
-            }),
-          ];
           await queries.postpone(claim.tenantId, row.id, new Date(Date.now() + 3_600_000), tx);
-          await audit.appendInTx(tx, events);
-          await webhooks.enqueueInTx(
-            claim.tenantId,
-            'secret.rotation_failed',
-            { tenantId: claim.tenantId, path: pathOf(row), reason: err.code },
-            tx,
-          );
+          await recordChange(deps, tx, claim.tenantId, {
+            events: [
+              systemEvent('scheduler', {
+                tenantId: claim.tenantId,
+                action: 'secrets.rotate',
+                outcome: 'error',
+                errorCode: err.code,
+                resource: pathOf(row),
+                version: row.currentVersion,
+                details: { from: row.currentVersion, trigger: 'scheduler', reason: err.message.slice(0, 200) },
+              }),
+            ],
+            notices: [notices.rotationFailed(claim.tenantId, pathOf(row), err.code)],
+          });
           return 'failed';
         }
       });
@@ -184,18 +187,19 @@ export function rotationService(deps: RotationServiceDeps) {
       deps.log.error({ err, tenantId: c.tenantId, secretId: c.secretId }, 'scheduled rotation failed');
       await db.withTenant(c.tenantId, async (tx) => {
         await queries.postpone(c.tenantId, c.secretId, new Date(Date.now() + 3_600_000), tx);
-        await audit.appendInTx(tx, [
-          auditEvent(SCHEDULER, {
-            tenantId: c.tenantId,
-            actorName: 'scheduler',
-            action: 'secrets.rotate',
-            outcome: 'error',
-            errorCode: 'internal',
-            resource: c.path ?? null,
-            version: c.version ?? null,
-            details: { from: c.version ?? null, trigger: 'scheduler', reason: 'internal error' },
-          }),
-        ]);
+        await recordChange(deps, tx, c.tenantId, {
+          events: [
+            systemEvent('scheduler', {
+              tenantId: c.tenantId,
+              action: 'secrets.rotate',
+              outcome: 'error',
+              errorCode: 'internal',
+              resource: c.path ?? null,
+              version: c.version ?? null,
+              details: { from: c.version ?? null, trigger: 'scheduler', reason: 'internal error' },
+            }),
+          ],
+        });
       });
       return 'failed';
     }
@@ -208,22 +212,21 @@ export function rotationService(deps: RotationServiceDeps) {
       const p = principalOf(ctx);
       const d = authorize(p, 'secrets.rotate', pathOf(path));
       if (!d.allowed) throw forbidden(d.reason);
-      const row = await writer.withFreshKeys(p.tenantId, (keySet) =>
-        db.withTenant(p.tenantId, async (tx) => {
-          const current = await secrets.lock(p.tenantId, path, tx);
-          if (!current || current.deletedAt) throw notFound('secret');
-          let value = body.value;
-          if (value === undefined) {
-            if (!current.generator) {
-              throw new AppError('unprocessable', 'the secret has no generator: give the new value', [
-                { path: 'body.value', message: 'required when the secret has no rotation generator' },
-              ]);
-            }
-            value = generateValue(current.generator as never);
+      const given = body.value === undefined ? undefined : checkedValue(body.value);
+      const row = await writeTransaction(deps, p.tenantId, async (keySet, tx) => {
+        const current = await secrets.lock(p.tenantId, path, tx);
+        if (!current || current.deletedAt) throw notFound('secret');
+        let value = given;
+        if (value === undefined) {
+          if (!current.generator) {
+            throw new AppError('unprocessable', 'the secret has no generator: give the new value', [
+              { path: 'body.value', message: 'required when the secret has no rotation generator' },
+            ]);
           }
-          return rotateLocked(ctx, p.tenantId, current, value, 'manual', keySet, tx);
-        }),
-      );
+          value = checkedValue(generateValue(current.generator as never));
+        }
+        return rotateLocked(ctx, p.tenantId, current, value, 'manual', keySet, tx);
+      });
       return toMetadata(row);
     },
 

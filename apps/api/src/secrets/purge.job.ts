@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
+import { systemEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import type { Database } from '../db/database.ts';
 import type { TenantQueries } from '../tenants/tenants.queries.ts';
+import { recordChange } from './secret-changes.ts';
 import { pathOf } from './secret-writes.ts';
 import type { SecretQueries } from './secrets.queries.ts';
 
@@ -30,24 +32,18 @@ export function purgeJob(deps: PurgeJobDeps) {
         const events: AuditEvent[] = [];
         for (const row of rows) {
           await deps.secrets.purge(tenantId, row.id, tx);
-          events.push({
-            tenantId,
-            occurredAt: new Date(),
-            actorId: null,
-            actorName: 'system',
-            action: 'secrets.purge',
-            resource: pathOf(row),
-            version: row.currentVersion,
-            outcome: 'allowed',
-            errorCode: null,
-            requestId: null,
-            sourceIp: null,
-            userAgent: null,
-            fingerprint: null,
-            details: { reason: 'recovery_window_closed' },
-          });
+          events.push(
+            systemEvent('system', {
+              tenantId,
+              action: 'secrets.purge',
+              resource: pathOf(row),
+              version: row.currentVersion,
+              outcome: 'allowed',
+              details: { reason: 'recovery_window_closed' },
+            }),
+          );
         }
-        if (events.length > 0) await deps.audit.appendInTx(tx, events);
+        await recordChange(deps, tx, tenantId, { events });
         return rows.length;
       });
       total += purged;

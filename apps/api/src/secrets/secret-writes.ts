@@ -1,13 +1,15 @@
 import type { RotationPolicy, SecretFormat, SecretMetadata } from '@coffer/contracts';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { newId } from '../crypto/ids.ts';
-import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
-import type { Tx } from '../db/database.ts';
+import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-key-cache.ts';
+import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
-import { AppError } from '../errors/app-error.ts';
+import { type AppError, conflict } from '../errors/app-error.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import { checkFormat } from './formats.ts';
 import type { SecretPath, SecretQueries, SecretRow } from './secrets.queries.ts';
+import { invalidPattern, type NewPattern, validateWrite, type WriteRequest } from './write-validation.ts';
 
 /** The pieces every path that writes a secret version shares: secrets CRUD, bundles, rotation and the scheduler. */
 
@@ -84,48 +86,81 @@ export function planWrite(row: SecretRow | undefined, ifVersion: number | undefi
   return { ok: true, create: false, version: row.currentVersion + 1 };
 }
 
+/** Another writer created the secret between this write's lock and its insert. */
+export class LostRace extends Error {
+  constructor(readonly path: string) {
+    super(`${path} was created concurrently`);
+  }
+}
+
+export interface WriteTransactionDeps {
+  db: Pick<Database, 'withTenant'>;
+  keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
+}
+
+/**
+ * The one retry of secret writes. Runs `fn` in a transaction of the tenant with its data keys, and runs it again from
+ * the start, once for each, when a concurrent writer made the first try stale: another replica rotated the data key
+ * (the database refuses the cached one with CF001: reload the keys), or another writer created the secret after it
+ * was found missing (LostRace: this time it is locked). `lostRace` turns a lost race into the caller's error
+ * instead (a bundle is decided on what its caller saw, so it does not retry).
+ */
+export async function writeTransaction<T>(
+  deps: WriteTransactionDeps,
+  tenantId: string,
+  fn: (keySet: TenantKeySet, tx: Tx) => Promise<T>,
+  lostRace?: (err: LostRace) => AppError,
+): Promise<T> {
+  const retried = { keys: false, race: false };
+  for (;;) {
+    const keySet = await deps.keys.get(tenantId);
+    try {
+      return await deps.db.withTenant(tenantId, (tx) => fn(keySet, tx));
+    } catch (err) {
+      if (pgErrorCode(err) === 'CF001' && !retried.keys) {
+        retried.keys = true;
+        deps.keys.invalidate(tenantId);
+        continue;
+      }
+      if (!(err instanceof LostRace)) throw err;
+      if (lostRace) throw lostRace(err);
+      if (retried.race) throw conflict('the secret changed concurrently; retry');
+      retried.race = true;
+    }
+  }
+}
+
 export interface SecretWriterDeps {
   secrets: SecretQueries;
-  keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
+  /** Unused: the data keys' retry moved to writeTransaction. Drop it when the composition root stops passing it. */
+  keys?: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   maxValueBytes: number;
   recoveryMs: number;
 }
 
 export function secretWriter(deps: SecretWriterDeps) {
-  const { secrets, keys } = deps;
+  const { secrets } = deps;
 
   return {
-    checkSize(value: string, where: string): void {
-      const bytes = Buffer.byteLength(value, 'utf8');
-      if (bytes > deps.maxValueBytes) {
-        throw new AppError('payload_too_large', `the value is ${bytes} bytes; the limit is ${deps.maxValueBytes}`, [
-          { path: where, message: `must be at most ${deps.maxValueBytes} bytes` },
-        ]);
-      }
+    /** The request's checks that need no I/O (write-validation.ts), under this service's limits. */
+    validate(req: WriteRequest): NewPattern[] {
+      return validateWrite(req, deps.maxValueBytes);
     },
 
-    async checkNewFormat(format: SecretFormat | null | undefined, where: string): Promise<void> {
-      if (!format || typeof format !== 'object' || format.pattern === undefined) return;
-      try {
-        await secrets.checkPattern(format.pattern);
-      } catch (err) {
-        if (pgErrorCode(err) !== '2201B') throw err;
-        throw new AppError('validation_failed', 'the format pattern is not a valid regular expression', [
-          { path: `${where}.pattern`, message: 'must be a valid PostgreSQL (POSIX ARE) regular expression' },
-        ]);
-      }
-    },
-
-    checkExpiry(expiresAt: string | null | undefined): void {
-      if (expiresAt && Date.parse(expiresAt) <= Date.now()) {
-        throw new AppError('validation_failed', 'expiresAt must be in the future', [
-          { path: 'body.expiresAt', message: 'must be in the future' },
-        ]);
+    /** Compiles the request's new custom patterns in the write's transaction; one that does not compile is a 400. */
+    async compilePatterns(patterns: readonly NewPattern[], tx: Tx): Promise<void> {
+      for (const { pattern, where } of patterns) {
+        try {
+          await secrets.compilePattern(pattern, tx);
+        } catch (err) {
+          if (pgErrorCode(err) !== '2201B') throw err;
+          throw invalidPattern(where);
+        }
       }
     },
 
     /** The failed rule for a value under its effective format, or null. Custom patterns run in PostgreSQL. */
-    async formatProblem(format: SecretFormat | null, value: string, tx?: Tx): Promise<string | null> {
+    async formatProblem(format: SecretFormat | null, value: string, tx: Tx): Promise<string | null> {
       const r = checkFormat(format, value);
       if (!r.ok) return r.rule ?? 'format';
       if (r.pattern !== undefined && !(await secrets.matchesPattern(value, r.pattern, tx))) {
@@ -158,7 +193,7 @@ export function secretWriter(deps: SecretWriterDeps) {
 
     /**
      * The secret row (created or updated) and its new version, encrypted by PostgreSQL under the tenant's
-     * active data key. 'raced' when another writer created the secret a moment ago (decide again).
+     * active data key. Throws LostRace when another writer created the secret since it was locked.
      */
     async applyWrite(
       actorId: string | null,
@@ -170,7 +205,7 @@ export function secretWriter(deps: SecretWriterDeps) {
       keySet: TenantKeySet,
       tx: Tx,
       extra: Partial<Omit<SecretRow, 'id' | 'tenantId'>> = {},
-    ): Promise<{ row: SecretRow; created: boolean } | 'raced'> {
+    ): Promise<{ row: SecretRow; created: boolean }> {
       let target = row;
       const rotation = input.rotation !== undefined ? rotationColumns(input.rotation, row?.lastRotatedAt ?? null) : {};
       if (plan.create) {
@@ -193,7 +228,7 @@ export function secretWriter(deps: SecretWriterDeps) {
           },
           tx,
         );
-        if (!target) return 'raced';
+        if (!target) throw new LostRace(pathOf(path));
       }
       const secret = target as SecretRow;
       await secrets.insertVersion(
@@ -253,20 +288,6 @@ export function secretWriter(deps: SecretWriterDeps) {
         fingerprint: TenantKeyCache.fingerprint(keySet, value),
         details: { created, ...(via ? { via } : {}) },
       });
-    },
-
-    /**
-     * Runs a write with the tenant's keys; if another replica rotated the data key since they were cached
-     * (the database refuses the stale key with CF001), reloads them and runs it once more.
-     */
-    async withFreshKeys<T>(tenantId: string, fn: (keySet: TenantKeySet) => Promise<T>): Promise<T> {
-      try {
-        return await fn(await keys.get(tenantId));
-      } catch (err) {
-        if (pgErrorCode(err) !== 'CF001') throw err;
-        keys.invalidate(tenantId);
-        return fn(await keys.get(tenantId));
-      }
     },
   };
 }

@@ -2,6 +2,7 @@ import type { SecretKind } from '@coffer/contracts';
 import { and, asc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
 import { rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
+import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
 export type SecretVersionRow = Omit<typeof secretVersions.$inferSelect, 'ciphertext'> & { destroyed: boolean };
@@ -13,9 +14,9 @@ export interface SecretPath {
 }
 
 /**
- * pgp_sym_encrypt options. The key is 32 random bytes, not a passphrase, so the iterated S2K (≈180 µs a call here)
- * buys nothing; salted S2K (mode 1) still derives a fresh key per message. AES-256, no compression (compression
- * before encryption leaks length information).
+ * pgp_sym_encrypt options. The key is 32 random bytes, not a passphrase, so the costly iterated S2K buys nothing;
+ * salted S2K (mode 1) still derives a fresh key per message. AES-256, no compression (compression before encryption
+ * leaks length information).
  */
 export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1, s2k-digest-algo=sha256';
 
@@ -24,9 +25,10 @@ export function bindingLine(tenantId: string, secretId: string, version: number)
   return `coffer:v1:${tenantId}:${secretId}:${version}\n`;
 }
 
+/** One row of coffer.read_secret: `outcome` says whether `plaintext` is there, and why not. */
 export interface ReadRow {
-  /** False when the caller's identity changed since its principal was built: nothing else is returned. */
-  identity_ok: boolean;
+  outcome: ReadOutcome;
+  /** The secret's columns are null when the outcome is identity_changed or not_found. */
   secret_id: string;
   current_version: number;
   description: string | null;
@@ -37,9 +39,6 @@ export interface ReadRow {
   updated_at: Date;
   created_by: string | null;
   version: number | null;
-  dek_version: number | null;
-  destroyed: boolean | null;
-  expired: boolean;
   served_until: Date | null;
   plaintext: string | null;
   rotation_interval_days: number | null;
@@ -47,6 +46,14 @@ export interface ReadRow {
   generator: { length: number; charset: string; prefix?: string } | null;
   last_rotated_at: Date | null;
   next_rotation_at: Date | null;
+}
+
+export interface BundleRow {
+  outcome: BundleOutcome;
+  secret_id: string;
+  name: string;
+  version: number;
+  plaintext: string | null;
 }
 
 /** Data access for secrets. Every function takes the tenant first and an optional transaction last. */
@@ -60,22 +67,25 @@ export function secretQueries(db: Database) {
       tenantId: string,
       caller: { identityId: string; revision: number },
       path: SecretPath,
-      version: number | null,
+      version: WantedVersion,
       keys: (string | null)[],
-    ): Promise<ReadRow | undefined> {
+    ): Promise<ReadRow> {
       const { rows } = await db.pool.query<ReadRow>(
-        db.statement('coffer_read_secret', 'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8)', [
+        db.statement('coffer_read_secret', 'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8, $9)', [
           tenantId,
           caller.identityId,
           caller.revision,
           path.kind,
           path.owner,
           path.name,
-          version,
+          typeof version === 'number' ? version : null,
+          version === 'previous',
           keys,
         ]),
       );
-      return rows[0];
+      const [row] = rows;
+      if (!row) throw new Error('coffer.read_secret returned no row');
+      return row;
     },
 
     async bundleNames(tenantId: string, kind: SecretKind, owner: string): Promise<string[]> {
@@ -89,7 +99,7 @@ export function secretQueries(db: Database) {
       return rows.map((r) => r.name);
     },
 
-    /** Current values of an owner's live secrets; `null` when the caller's identity changed (see read). */
+    /** Current values of an owner's live secrets, each with its outcome (see coffer.read_bundle). */
     async readBundle(
       tenantId: string,
       caller: { identityId: string; revision: number },
@@ -97,21 +107,18 @@ export function secretQueries(db: Database) {
       owner: string,
       names: string[] | null,
       keys: (string | null)[],
-    ): Promise<{ secret_id: string; name: string; version: number; plaintext: string | null }[] | null> {
-      const { rows } = await db.pool.query<{
-        identity_ok: boolean;
-        secret_id: string;
-        name: string;
-        version: number;
-        plaintext: string | null;
-      }>(
-        db.statement(
-          'coffer_read_bundle',
-          'select identity_ok, secret_id, name, version, plaintext from coffer.read_bundle($1, $2, $3, $4, $5, $6, $7)',
-          [tenantId, caller.identityId, caller.revision, kind, owner, names, keys],
-        ),
+    ): Promise<BundleRow[]> {
+      const { rows } = await db.pool.query<BundleRow>(
+        db.statement('coffer_read_bundle', 'select * from coffer.read_bundle($1, $2, $3, $4, $5, $6, $7)', [
+          tenantId,
+          caller.identityId,
+          caller.revision,
+          kind,
+          owner,
+          names,
+          keys,
+        ]),
       );
-      if (rows[0] && !rows[0].identity_ok) return null;
       return rows;
     },
 
@@ -292,21 +299,17 @@ export function secretQueries(db: Database) {
     },
 
     /**
-     * Whether `value` matches a custom format's pattern, decided by PostgreSQL's regex engine. Inside a write it
-     * runs on the write's own connection: a second connection per write could exhaust the pool.
+     * Whether `value` matches a custom format's pattern, decided by PostgreSQL's regex engine (its statement timeout
+     * bounds a hostile pattern), on the write's own connection: a second connection per write could exhaust the pool.
      */
-    async matchesPattern(value: string, pattern: string, tx?: Tx): Promise<boolean> {
-      if (tx) {
-        const { rows } = await tx.execute<{ ok: boolean }>(sql`select ${value}::text ~ ${pattern}::text as ok`);
-        return rows[0]?.ok === true;
-      }
-      const { rows } = await db.pool.query<{ ok: boolean }>('select $1::text ~ $2::text as ok', [value, pattern]);
+    async matchesPattern(value: string, pattern: string, tx: Tx): Promise<boolean> {
+      const { rows } = await tx.execute<{ ok: boolean }>(sql`select ${value}::text ~ ${pattern}::text as ok`);
       return rows[0]?.ok === true;
     },
 
-    /** Throws SQLSTATE 2201B when the pattern is not a valid regular expression. */
-    async checkPattern(pattern: string): Promise<void> {
-      await db.pool.query("select ''::text ~ $1::text", [pattern]);
+    /** Throws SQLSTATE 2201B when the pattern is not a valid regular expression (and aborts `tx`). */
+    async compilePattern(pattern: string, tx: Tx): Promise<void> {
+      await tx.execute(sql`select ''::text ~ ${pattern}::text`);
     },
   };
 }

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientSecret, newId } from '../crypto/ids.ts';
-import { hashClientSecret } from '../crypto/secrets-hash.ts';
 import type { Database } from '../db/database.ts';
 import { identities } from '../db/schema.ts';
 

@@ -6,15 +6,16 @@ import {
   type TenantPage,
   type UpdateTenantRequest,
 } from '@coffer/contracts';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
+import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientId, newClientSecret, newId } from '../crypto/ids.ts';
 import { dataKeyContext, fingerprintKeyContext, type MasterKeyring, newDataKey } from '../crypto/keyring.ts';
-import { hashClientSecret } from '../crypto/secrets-hash.ts';
 import type { Database } from '../db/database.ts';
 import { pgConstraint, pgErrorCode } from '../db/pg-errors.ts';
 import { conflict, notFound } from '../errors/app-error.ts';
 import { decodeIdCursor, pageOf } from '../http/cursor.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
 import type { TenantQueries, TenantRow } from './tenants.queries.ts';
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { requestContext } from '../audit/audit.context.ts';
 import { mount } from '../http/mount.ts';
+import { requestContext } from '../http/request-context.ts';
 import type { WebhookService } from './webhooks.service.ts';
 
 export async function webhookRoutes(app: FastifyInstance, o: { service: WebhookService }): Promise<void> {

@@ -1,13 +1,14 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { CreateWebhookRequest, CreateWebhookResponse, Webhook, WebhookEvent } from '@coffer/contracts';
 import type { Logger } from 'pino';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { principalOf } from '../auth/principal.ts';
 import { newId } from '../crypto/ids.ts';
 import type { MasterKeyring } from '../crypto/keyring.ts';
 import type { Database } from '../db/database.ts';
 import { AppError, notFound } from '../errors/app-error.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import { checkWebhookUrl, type UrlPolicy } from './url-policy.ts';
 import type { ClaimedDelivery, WebhookQueries, WebhookRow } from './webhooks.queries.ts';
 

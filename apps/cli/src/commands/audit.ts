@@ -1,8 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import { type AuditEventView, AuditOutcome } from '@coffer/contracts';
-import type { CofferClient } from '@coffer/sdk';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { connect, REQUEST_ID_PREFIX } from '../context.ts';
 import { CliError, EXIT, json, note, out, Progress, styleFor, table, usageError } from '../output.ts';
 import { examples, globalsOf, positiveInt, timeArg } from './common.ts';
@@ -16,7 +15,6 @@ interface AuditOptions {
   until?: string;
   limit: number;
   follow?: boolean;
-  interval: number;
   json?: boolean;
 }
 
@@ -25,8 +23,6 @@ function outcomeArg(raw: string): AuditOutcome {
   if (!o.success) throw usageError(`--outcome must be one of ${AuditOutcome.options.join(', ')}`);
   return o.data;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function printEvents(events: AuditEventView[], asJson: boolean): void {
   if (asJson) {
@@ -45,30 +41,9 @@ function printEvents(events: AuditEventView[], asJson: boolean): void {
   if (rows.length > 0) out(table(rows));
 }
 
-/** Every event newer than `afterSeq` that matches the filters, oldest first (the newest-first pages read backwards). */
-async function eventsAfter(
-  client: CofferClient,
-  query: Record<string, unknown>,
-  afterSeq: number,
-): Promise<AuditEventView[]> {
-  const fresh: AuditEventView[] = [];
-  for await (const page of client.queryAudit({ ...query, limit: 100 }).pages()) {
-    let reached = false;
-    for (const e of page.items) {
-      if (e.seq <= afterSeq) {
-        reached = true;
-        break;
-      }
-      fresh.push(e);
-    }
-    if (reached) break;
-  }
-  return fresh.reverse();
-}
-
-/** This process's own polls would otherwise show up as a steady trickle of audit.query events. */
-const isOwnPoll = (e: AuditEventView) =>
-  e.action === 'audit.query' && (e.requestId ?? '').startsWith(REQUEST_ID_PREFIX);
+/** This process's own requests (its first page, the follow session) would otherwise show up in what it follows. */
+const isOwnRequest = (e: AuditEventView) =>
+  (e.action === 'audit.query' || e.action === 'audit.follow') && (e.requestId ?? '').startsWith(REQUEST_ID_PREFIX);
 
 export function registerAudit(program: Command): void {
   const audit = examples(
@@ -86,8 +61,9 @@ export function registerAudit(program: Command): void {
       .option('--since <time>', 'a duration (15m, 24h, 7d) or a timestamp', timeArg('--since'))
       .option('--until <time>', 'a duration or a timestamp', timeArg('--until'))
       .option('--limit <n>', 'how many of the newest events to show first', positiveInt('--limit'), 20)
-      .option('--follow', 'keep polling for new events (Ctrl-C to stop)')
-      .option('--interval <seconds>', 'poll interval for --follow', positiveInt('--interval'), 2)
+      .option('--follow', 'keep printing new events as they are committed (Ctrl-C to stop)')
+      // Kept so existing scripts still run: the server now pushes events, there is nothing to poll.
+      .addOption(new Option('--interval <seconds>', 'ignored').hideHelp())
       .option('--json', 'one JSON object per line')
       .action(async (opts: AuditOptions, cmd: Command) => {
         const { client } = connect(globalsOf(cmd));
@@ -106,27 +82,18 @@ export function registerAudit(program: Command): void {
           if (initial.length === 0 && !opts.json) note('No audit events match.');
           return;
         }
-        let lastSeq = first.items[0]?.seq ?? 0;
-        if (first.items.length === 0) {
-          // Nothing matched yet: start from the tenant's newest event, whatever it is.
-          const newest = await client.call('queryAudit', { query: { limit: 1 } });
-          lastSeq = newest.items[0]?.seq ?? 0;
-        }
-        let stopped = false;
-        const stop = () => {
-          stopped = true;
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-        while (!stopped) {
-          for (let waited = 0; waited < opts.interval * 1000 && !stopped; waited += 100) await sleep(100);
-          if (stopped) break;
-          const fresh = await eventsAfter(client, query, lastSeq);
-          if (fresh.length > 0) lastSeq = fresh.at(-1)?.seq ?? lastSeq;
-          printEvents(
-            fresh.filter((e) => !isOwnPoll(e)),
-            opts.json === true,
-          );
+        // Streamed by the server (one audit event per session, not one per poll), from the newest event shown, or
+        // from the tenant's newest event when nothing matched yet.
+        const stop = new AbortController();
+        process.once('SIGINT', () => stop.abort());
+        process.once('SIGTERM', () => stop.abort());
+        const { from: _from, to: _to, ...filters } = query;
+        const after = first.items[0]?.seq;
+        for await (const e of client.followAudit(
+          { ...filters, ...(after !== undefined ? { after } : {}) },
+          { signal: stop.signal },
+        )) {
+          if (!isOwnRequest(e)) printEvents([e], opts.json === true);
         }
       }),
     [

@@ -1,24 +1,26 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DataKeys, RotateDataKeyResponse } from '@coffer/contracts';
 import type { Logger } from 'pino';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent, systemEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { principalOf } from '../auth/principal.ts';
 import { dataKeyContext, type MasterKeyring, newDataKey } from '../crypto/keyring.ts';
-import type { TenantKeyCache } from '../crypto/tenant-keys.ts';
+import type { TenantKeyCache } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
 import { AppError } from '../errors/app-error.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
-import type { KeyQueries } from './keys.queries.ts';
+import type { DataKeyQueries } from './data-keys.queries.ts';
 
-export interface KeyServiceDeps {
+export interface DataKeyServiceDeps {
   db: Pick<Database, 'withTenant'>;
-  queries: KeyQueries;
+  queries: DataKeyQueries;
   keyring: Pick<MasterKeyring, 'wrap'>;
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   audit: AuditSink;
-  webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
+  /** The webhook outbox: events enqueued in the change's own transaction. */
+  webhookOutbox: Pick<WebhookQueries, 'enqueueInTx'>;
   log: Logger;
   batchSize?: number;
   /**
@@ -34,7 +36,7 @@ export interface KeyServiceDeps {
  * by older keys in small batches (each its own transaction, so it resumes from the database after a crash and
  * never holds a read or write for more than a batch), and erases an old key once no ciphertext needs it.
  */
-export function keyService(deps: KeyServiceDeps) {
+export function dataKeyService(deps: DataKeyServiceDeps) {
   const { db, queries, keys, audit } = deps;
   const batchSize = deps.batchSize ?? 500;
   const dutyCycle = deps.dutyCycle ?? 1;
@@ -54,22 +56,13 @@ export function keyService(deps: KeyServiceDeps) {
       }
       if (done.length > 0) {
         await audit.appendInTx(tx, [
-          {
+          systemEvent('system', {
             tenantId,
-            occurredAt: new Date(),
-            actorId: null,
-            actorName: 'system',
             action: 'keys.retire',
             resource: 'keys',
-            version: null,
             outcome: 'allowed',
-            errorCode: null,
-            requestId: null,
-            sourceIp: null,
-            userAgent: null,
-            fingerprint: null,
             details: { versions: done.join(',') },
-          },
+          }),
         ]);
       }
       return done;
@@ -145,7 +138,7 @@ export function keyService(deps: KeyServiceDeps) {
             details: { retiring: retiring.join(',') },
           }),
         ]);
-        await deps.webhooks.enqueueInTx(tenantId, 'key.rotated', { tenantId, keyVersion: version, retiring }, tx);
+        await deps.webhookOutbox.enqueueInTx(tenantId, 'key.rotated', { tenantId, keyVersion: version, retiring }, tx);
         return { keyVersion: version, retiring };
       });
       keys.invalidate(tenantId);
@@ -175,4 +168,4 @@ export function keyService(deps: KeyServiceDeps) {
   };
 }
 
-export type KeyService = ReturnType<typeof keyService>;
+export type DataKeyService = ReturnType<typeof dataKeyService>;

@@ -1,10 +1,11 @@
 import { PLATFORM_TENANT_ID, type RewrapResponse, type SystemKeys } from '@coffer/contracts';
 import { type SQL, sql } from 'drizzle-orm';
-import { auditEvent, type RequestContext } from '../audit/audit.context.ts';
+import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { CHECKPOINT_PURPOSE, checkpointMac } from '../audit/audit.verify.ts';
 import { dataKeyContext, fingerprintKeyContext, type MasterKeyring, type WrappedKey } from '../crypto/keyring.ts';
 import type { Database } from '../db/database.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import { webhookSecretContext } from '../webhooks/webhooks.service.ts';
 
 export interface SystemServiceDeps {

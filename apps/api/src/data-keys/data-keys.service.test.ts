@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { TenantKeySet } from '../crypto/tenant-keys.ts';
-import { type KeyServiceDeps, keyService } from './keys.service.ts';
+import type { TenantKeySet } from '../crypto/tenant-key-cache.ts';
+import { type DataKeyServiceDeps, dataKeyService } from './data-keys.service.ts';
 
 /**
  * The re-encryption job's pacing, on its own: batches of `batchSize` that each take ~30 ms of (simulated) database
@@ -22,13 +22,13 @@ function pacedRekey(dutyCycle: number | undefined, batches: number) {
     },
     keys: { get: async () => ({}) as TenantKeySet, invalidate: () => undefined },
     audit: {},
-    webhooks: {},
+    webhookOutbox: {},
     keyring: {},
     log: pino({ level: 'silent' }),
     batchSize: 10,
     ...(dutyCycle !== undefined ? { dutyCycle } : {}),
-  } as unknown as KeyServiceDeps;
-  return { service: keyService(deps), calls, started };
+  } as unknown as DataKeyServiceDeps;
+  return { service: dataKeyService(deps), calls, started };
 }
 
 describe('re-encryption pacing (COFFER_REKEY_DUTY_CYCLE)', () => {

@@ -1,25 +1,7 @@
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import type { FastifyRequest } from 'fastify';
-import type { Principal } from '../auth/principal.ts';
+import { type RequestContext, requestContext } from '../http/request-context.ts';
 import type { AuditEvent } from './audit.types.ts';
-
-/** What services need to know about the request they serve: who, and where from. No Fastify types past here. */
-export interface RequestContext {
-  principal: Principal | null;
-  requestId: string;
-  sourceIp: string | null;
-  userAgent: string | null;
-}
-
-export function requestContext(request: FastifyRequest): RequestContext {
-  const ua = request.headers['user-agent'];
-  return {
-    principal: request.principal,
-    requestId: request.id,
-    sourceIp: request.ip ?? null,
-    userAgent: ua ? ua.slice(0, 256) : null,
-  };
-}
 
 /**
  * An audit event for a request, attributed to its principal (or to nobody, in the platform's chain, when the
@@ -43,6 +25,37 @@ export function auditEvent(
     userAgent: ctx.userAgent,
     fingerprint: null,
     details: null,
+    ...e,
+  };
+}
+
+/**
+ * The service's own actors. A job's event names its actor and no request; the scheduler's events keep the request id
+ * and user agent they have always carried, so queries by either still find them.
+ */
+const SYSTEM_ACTORS = {
+  system: { requestId: null, userAgent: null },
+  scheduler: { requestId: 'scheduler', userAgent: 'coffer-scheduler' },
+} as const;
+
+export type SystemActor = keyof typeof SYSTEM_ACTORS;
+
+/** An audit event the service originates itself (a job, the scheduler): no principal, no source address. */
+export function systemEvent(
+  actor: SystemActor,
+  e: Pick<AuditEvent, 'tenantId' | 'action' | 'outcome'> & Partial<AuditEvent>,
+): AuditEvent {
+  return {
+    occurredAt: new Date(),
+    actorId: null,
+    actorName: actor,
+    resource: null,
+    version: null,
+    errorCode: null,
+    sourceIp: null,
+    fingerprint: null,
+    details: null,
+    ...SYSTEM_ACTORS[actor],
     ...e,
   };
 }

@@ -6,7 +6,7 @@ import { PGP_OPTIONS } from '../secrets/secrets.queries.ts';
 
 export type TenantKeyRow = typeof tenantKeys.$inferSelect;
 
-export function keyQueries(db: Database) {
+export function dataKeyQueries(db: Database) {
   return {
     list(tenantId: string, tx?: Tx): Promise<TenantKeyRow[]> {
       return db.inTenant(tenantId, tx, (t) =>
@@ -105,4 +105,4 @@ export function keyQueries(db: Database) {
   };
 }
 
-export type KeyQueries = ReturnType<typeof keyQueries>;
+export type DataKeyQueries = ReturnType<typeof dataKeyQueries>;

@@ -1,0 +1,197 @@
+import { createHmac } from 'node:crypto';
+import type { Tracer } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import { auditFollower } from './audit/audit.follow.ts';
+import { auditJobs } from './audit/audit.jobs.ts';
+import { auditQueries } from './audit/audit.queries.ts';
+import { auditService } from './audit/audit.service.ts';
+import type { AuditSink } from './audit/audit.sink.ts';
+import type { AuditEvent } from './audit/audit.types.ts';
+import { AuditBatcher, appendInTx } from './audit/audit.writer.ts';
+import { authService } from './auth/auth.service.ts';
+import { LoginThrottle } from './auth/login-throttle.ts';
+import { PrincipalResolver } from './auth/principals.ts';
+import type { SigningKeys } from './auth/signing-keys.ts';
+import type { Config } from './config.ts';
+import type { MasterKeyring } from './crypto/keyring.ts';
+import { TenantKeyCache } from './crypto/tenant-key-cache.ts';
+import { dataKeyQueries } from './data-keys/data-keys.queries.ts';
+import { dataKeyService } from './data-keys/data-keys.service.ts';
+import { systemService } from './data-keys/system.service.ts';
+import type { Database } from './db/database.ts';
+import { migrationsCurrent } from './db/migrate.ts';
+import type { ReadinessCheck } from './health/health.routes.ts';
+import { identityQueries } from './identities/identities.queries.ts';
+import { identityService } from './identities/identities.service.ts';
+import type { JobHandles } from './jobs/background-jobs.ts';
+import { ReplicaRegistry } from './jobs/replica-registry.ts';
+import { countEvent, Metrics } from './metrics/metrics.ts';
+import { rotationQueries } from './rotation/rotation.queries.ts';
+import { rotationService } from './rotation/rotation.service.ts';
+import { purgeJob } from './secrets/purge.job.ts';
+import { secretWriter } from './secrets/secret-writes.ts';
+import { secretQueries } from './secrets/secrets.queries.ts';
+import { secretService } from './secrets/secrets.service.ts';
+import { tenantQueries } from './tenants/tenants.queries.ts';
+import { tenantService } from './tenants/tenants.service.ts';
+import { webhookQueries } from './webhooks/webhooks.queries.ts';
+import { webhookService } from './webhooks/webhooks.service.ts';
+
+/** What the app is built from: server.ts makes these from the config, tests from the test database. */
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  keyring: MasterKeyring;
+  signingKeys: SigningKeys;
+  logger: Logger;
+  migrationsFolder: string;
+  /** Run background jobs; tests drive them by hand through `app.jobs`. */
+  startJobs?: boolean;
+  /** Share one registry with a separate metrics listener (server.ts); tests let the app make its own. */
+  metrics?: Metrics;
+  /** OpenTelemetry tracing is on: a span per request (see ops/tracing.ts). */
+  tracer?: Tracer;
+}
+
+export interface CompositionDeps extends Pick<AppDeps, 'config' | 'db' | 'keyring' | 'logger' | 'migrationsFolder'> {
+  metrics?: Metrics | undefined;
+  /** Signs a token; bound late, since the signer is registered on the app after the services are built. */
+  sign: (claims: Record<string, unknown>, ttlSeconds: number) => string;
+}
+
+/**
+ * The composition root: every query set, service and job built once from its narrow dependencies. Nothing here
+ * knows Fastify; app.ts hands the results to the plugins and capability modules.
+ */
+export function composeServices(deps: CompositionDeps) {
+  const { config, db, keyring, logger: log } = deps;
+
+  const metrics = deps.metrics ?? new Metrics({ tenantLabels: config.metricsTenantLabels });
+  metrics.watchPool(db.pool);
+  const batcher = new AuditBatcher({
+    pool: db.pool,
+    onError: (err) => log.error({ err }, 'audit commit failed'),
+    observe: (events, seconds) => {
+      metrics.auditBatchSize.observe(events);
+      metrics.auditCommitSeconds.observe(seconds);
+    },
+  });
+  // Every audit event passes here, so it is also where secret reads and writes, logins and rotations are counted.
+  const count = (events: readonly AuditEvent[]) => {
+    for (const e of events) countEvent(metrics, e);
+  };
+  const audit: AuditSink = {
+    record: (e) => batcher.record(e).then(() => count([e])),
+    appendInTx: async (tx, events) => {
+      await appendInTx(tx, events);
+      count(events);
+    },
+  };
+
+  const identities = identityQueries(db);
+  const tenants = tenantQueries(db);
+  const secrets = secretQueries(db);
+  const auditReads = auditQueries(db);
+  const webhookOutbox = webhookQueries(db);
+  const tenantKeys = new TenantKeyCache(db, keyring);
+  const principals = new PrincipalResolver(identities);
+  const replicas = new ReplicaRegistry(db, { staleAfterMs: 15_000 });
+  const recoveryMs = config.recoveryDays * 86_400_000;
+  const unknownClientKey = keyring.derive('coffer/unknown-client-id/v1');
+
+  const system = systemService({ db, keyring, audit });
+  const writer = secretWriter({ secrets, keys: tenantKeys, maxValueBytes: config.maxSecretBytes, recoveryMs });
+  const webhooks = webhookService({
+    db,
+    queries: webhookOutbox,
+    keyring,
+    audit,
+    urlPolicy: { allowPrivate: config.webhookAllowPrivate, allowHttp: config.webhookAllowHttp },
+    log,
+  });
+  const rotation = rotationService({
+    db,
+    secrets,
+    queries: rotationQueries(db),
+    auditReads,
+    keys: tenantKeys,
+    writer,
+    audit,
+    webhooks: webhookOutbox,
+    log,
+  });
+  const dataKeys = dataKeyService({
+    db,
+    queries: dataKeyQueries(db),
+    keyring,
+    keys: tenantKeys,
+    audit,
+    webhookOutbox,
+    log,
+    metrics,
+    dutyCycle: config.rekeyDutyCycle,
+  });
+  const jobs: JobHandles = {
+    purge: purgeJob({ db, secrets, tenants, audit, recoveryMs, log }),
+    audit: auditJobs({ queries: auditReads, tenants, keyring, log }),
+    rotation,
+    rekey: dataKeys,
+    webhooks,
+  };
+
+  const readiness: ReadinessCheck[] = [
+    {
+      name: 'database',
+      run: async () => {
+        await db.pool.query('select 1');
+        return { ok: true };
+      },
+    },
+    { name: 'migrations', run: () => migrationsCurrent(db.pool, deps.migrationsFolder) },
+    {
+      name: 'master-keyring',
+      run: async () => {
+        const problems = await system.keyringProblems();
+        return problems.length === 0 ? { ok: true } : { ok: false, message: problems.join('; ') };
+      },
+    },
+  ];
+
+  return {
+    metrics,
+    audit,
+    /** Resolves once every recorded audit event has committed (graceful close). */
+    flushAudit: () => batcher.drain(),
+    principals,
+    replicas,
+    readiness,
+    jobs,
+    auth: authService({
+      identities,
+      audit,
+      defaultTtlSeconds: config.tokenTtlSeconds,
+      throttle: new LoginThrottle(config.loginMaxFailures, 15 * 60_000),
+      fingerprint: (value) => createHmac('sha256', unknownClientKey).update(value).digest('hex').slice(0, 32),
+      sign: deps.sign,
+    }),
+    tenants: tenantService({ db, tenants, identities, keyring, audit }),
+    identities: identityService({ db, identities, tenants, audit }),
+    secrets: secretService({
+      db,
+      secrets,
+      keys: tenantKeys,
+      audit,
+      writer,
+      webhooks: webhookOutbox,
+      refreshPrincipal: (p) => principals.refresh(p),
+    }),
+    rotation,
+    dataKeys,
+    system,
+    webhooks,
+    auditService: auditService({ queries: auditReads, audit, keyring }),
+    auditFollow: auditFollower({ queries: auditReads, audit, refreshPrincipal: (p) => principals.refresh(p) }),
+  };
+}
+
+export type Services = ReturnType<typeof composeServices>;

@@ -1,0 +1,64 @@
+import type { WebhookEvent } from '@coffer/contracts';
+import type { AuditSink } from '../audit/audit.sink.ts';
+import type { AuditEvent } from '../audit/audit.types.ts';
+import type { Tx } from '../db/database.ts';
+import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
+
+/** What a webhook subscriber learns of a change: where and which version, never the value. */
+export interface ChangeNotice {
+  event: WebhookEvent;
+  payload: Record<string, unknown>;
+}
+
+export interface Change {
+  events: readonly AuditEvent[];
+  notices?: readonly ChangeNotice[];
+}
+
+export interface ChangeSinks {
+  audit: Pick<AuditSink, 'appendInTx'>;
+  /** Only paths that notify subscribers need it. */
+  webhooks?: Pick<WebhookQueries, 'enqueueManyInTx'>;
+}
+
+/**
+ * Records a change's audit events and webhook rows inside the change's own transaction, so they commit with it or
+ * not at all: no change without its events, no notice of a change that did not happen. Every path that changes a
+ * secret (writes, bundles, rotation, purges) records through here. The audit chain is appended at COMMIT (the
+ * deferred audit_chain_staged trigger), so neither step holds the tenant's chain head.
+ */
+export async function recordChange(sinks: ChangeSinks, tx: Tx, tenantId: string, change: Change): Promise<void> {
+  if (change.events.length > 0) await sinks.audit.appendInTx(tx, change.events);
+  const notices = change.notices ?? [];
+  if (notices.length === 0) return;
+  if (!sinks.webhooks) throw new Error('a change with webhook notices needs the webhook queries');
+  await sinks.webhooks.enqueueManyInTx(tenantId, notices, tx);
+}
+
+const at = () => new Date().toISOString();
+
+export const notices = {
+  written: (tenantId: string, path: string, version: number, created: boolean): ChangeNotice => ({
+    event: 'secret.written',
+    payload: { tenantId, path, version, created, at: at() },
+  }),
+  deleted: (tenantId: string, path: string, version: number, purged: boolean): ChangeNotice => ({
+    event: 'secret.deleted',
+    payload: { tenantId, path, version, purged, at: at() },
+  }),
+  rotated: (
+    tenantId: string,
+    path: string,
+    fromVersion: number,
+    toVersion: number,
+    trigger: string,
+    rotatedAt: Date,
+  ): ChangeNotice => ({
+    event: 'secret.rotated',
+    payload: { tenantId, path, fromVersion, toVersion, trigger, rotatedAt: rotatedAt.toISOString() },
+  }),
+  rotationFailed: (tenantId: string, path: string, reason: string): ChangeNotice => ({
+    event: 'secret.rotation_failed',
+    payload: { tenantId, path, reason },
+  }),
+};

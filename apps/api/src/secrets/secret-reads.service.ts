@@ -1,0 +1,243 @@
+import type { Action, Bundle, SecretKind, SecretPage, SecretVersions, SecretWithValue } from '@coffer/contracts';
+import { auditEvent } from '../audit/audit.events.ts';
+import type { AuditSink } from '../audit/audit.sink.ts';
+import { authorize } from '../auth/authorize.ts';
+import { type Principal, principalOf } from '../auth/principal.ts';
+import type { TenantKeyCache, TenantKeySet } from '../crypto/tenant-key-cache.ts';
+import type { Database } from '../db/database.ts';
+import { pgErrorCode } from '../db/pg-errors.ts';
+import { AppError, forbidden, notFound, unauthorized } from '../errors/app-error.ts';
+import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import type { RequestContext } from '../http/request-context.ts';
+import { bundleStep, type ReadStep, readStep, type WantedVersion } from './read-outcomes.ts';
+import { pathOf, toMetadata } from './secret-writes.ts';
+import { bindingLine, type ReadRow, type SecretPath, type SecretQueries, type SecretRow } from './secrets.queries.ts';
+
+export interface SecretReadDeps {
+  db: Pick<Database, 'withTenant'>;
+  /** Rebuilds a principal whose identity changed (a hot read's statement found a newer revision). */
+  refreshPrincipal: (p: Principal) => Promise<Principal>;
+  secrets: Pick<SecretQueries, 'read' | 'readBundle' | 'bundleNames' | 'list' | 'lock' | 'versions'>;
+  keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
+  audit: Pick<AuditSink, 'record'>;
+}
+
+export const integrityError = () =>
+  new AppError('integrity_error', 'a stored ciphertext failed its integrity check; the incident was recorded');
+
+/** Decided by the one authorization function; a refusal is a 403 that names the missing capability. */
+export function requireAllowed(p: Principal, action: Action, path: string): void {
+  const d = authorize(p, action, path);
+  if (!d.allowed) throw forbidden(d.reason);
+}
+
+export const allowed = (p: Principal, action: Action, path: string): boolean => authorize(p, action, path).allowed;
+
+/** Decrypted plaintext → value, after checking that its binding line names this tenant, secret and version. */
+export function unbind(tenantId: string, secretId: string, version: number, plaintext: string): string {
+  const binding = bindingLine(tenantId, secretId, version);
+  if (!plaintext.startsWith(binding)) throw integrityError();
+  return plaintext.slice(binding.length);
+}
+
+/** pgcrypto reports a ciphertext that is not under the given key as "Wrong key or corrupt data" (39000). */
+async function withIntegrity<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (pgErrorCode(err) === '39000') throw integrityError();
+    throw err;
+  }
+}
+
+function metadataOf(tenantId: string, path: SecretPath, row: ReadRow): SecretRow {
+  return {
+    id: row.secret_id,
+    tenantId,
+    ...path,
+    currentVersion: row.current_version,
+    description: row.description,
+    tags: row.tags,
+    format: row.format,
+    expiresAt: row.expires_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    createdBy: row.created_by,
+    updatedBy: null,
+    deletedAt: null,
+    deletedBy: null,
+    rotationIntervalDays: row.rotation_interval_days,
+    rotationGraceHours: row.rotation_grace_hours,
+    generator: row.generator,
+    lastRotatedAt: row.last_rotated_at,
+    nextRotationAt: row.next_rotation_at,
+  };
+}
+
+/** Reading secrets: one value, a bundle, versions and lists, each with its audit event. */
+export function secretReads(deps: SecretReadDeps) {
+  const { db, secrets, keys, audit } = deps;
+
+  /**
+   * Reads until the database's outcome needs nothing reloaded. A changed identity is rebuilt once (then 401), and
+   * keys another replica rotated are reloaded once (then the ciphertext is treated as corrupt).
+   */
+  async function untilFresh<T>(
+    ctx: RequestContext,
+    read: (p: Principal, keySet: TenantKeySet) => Promise<{ step: ReadStep; result: T }>,
+  ): Promise<{ p: Principal; result: T }> {
+    let p = principalOf(ctx);
+    let keySet = await keys.get(p.tenantId);
+    const reloaded = { identity: false, keys: false };
+    for (;;) {
+      const { step, result } = await read(p, keySet);
+      if (step.next === 'value') return { p, result };
+      if (reloaded[step.stale]) {
+        throw step.stale === 'identity' ? unauthorized('the token is no longer valid: log in again') : integrityError();
+      }
+      reloaded[step.stale] = true;
+      if (step.stale === 'identity') {
+        p = await deps.refreshPrincipal(p);
+        ctx.principal = p;
+      } else {
+        keys.invalidate(p.tenantId);
+        keySet = await keys.get(p.tenantId);
+      }
+    }
+  }
+
+  return {
+    async get(ctx: RequestContext, path: SecretPath, version: WantedVersion): Promise<SecretWithValue> {
+      const where = pathOf(path);
+      const first = principalOf(ctx);
+      if (first.cached && !allowed(first, 'secrets.read', where)) {
+        // A cached principal may carry policies that were widened since: refuse only on the current ones.
+        ctx.principal = await deps.refreshPrincipal(first);
+      }
+      requireAllowed(principalOf(ctx), 'secrets.read', where);
+      const { p, result: row } = await untilFresh(ctx, async (caller, keySet) => {
+        requireAllowed(caller, 'secrets.read', where);
+        const r = await withIntegrity(() => secrets.read(caller.tenantId, caller, path, version, keySet.sqlKeys));
+        return { step: readStep(r, version), result: r };
+      });
+      // readStep let only `ok` through: the version and its plaintext are there.
+      const readVersion = row.version as number;
+      const value = unbind(p.tenantId, row.secret_id, readVersion, row.plaintext as string);
+      await audit.record(
+        auditEvent(ctx, { action: 'secrets.read', outcome: 'allowed', resource: where, version: readVersion }),
+      );
+      return { ...toMetadata(metadataOf(p.tenantId, path, row)), version: readVersion, value };
+    },
+
+    async versions(ctx: RequestContext, path: SecretPath): Promise<SecretVersions> {
+      const p = principalOf(ctx);
+      const where = pathOf(path);
+      requireAllowed(p, 'secrets.versions', where);
+      const items = await db.withTenant(p.tenantId, async (tx) => {
+        const row = await secrets.lock(p.tenantId, path, tx);
+        if (!row || row.deletedAt) throw notFound('secret');
+        const rows = await secrets.versions(p.tenantId, row.id, tx);
+        return rows.map((v) => ({
+          version: v.version,
+          createdAt: v.createdAt.toISOString(),
+          createdBy: v.createdBy,
+          destroyedAt: v.destroyedAt?.toISOString() ?? null,
+          servedUntil: v.servedUntil?.toISOString() ?? null,
+          state: v.destroyed
+            ? ('destroyed' as const)
+            : v.version === row.currentVersion
+              ? ('current' as const)
+              : v.version === row.currentVersion - 1
+                ? ('previous' as const)
+                : ('old' as const),
+        }));
+      });
+      await audit.record(auditEvent(ctx, { action: 'secrets.versions', outcome: 'allowed', resource: where }));
+      return { items: items.reverse() };
+    },
+
+    async list(
+      ctx: RequestContext,
+      q: {
+        kind?: SecretKind | undefined;
+        owner?: string | undefined;
+        prefix?: string | undefined;
+        limit: number;
+        cursor?: string | undefined;
+      },
+    ): Promise<SecretPage> {
+      const p = principalOf(ctx);
+      const cursor = decodeCursor(q.cursor, ['k', 'o', 'n'] as const);
+      let after: SecretPath | undefined = cursor
+        ? { kind: cursor.k as SecretKind, owner: cursor.o, name: cursor.n }
+        : undefined;
+      const items: SecretRow[] = [];
+      let exhausted = false;
+      // Services see only what they may list: keep reading until this page is full or the rows run out.
+      for (let round = 0; round < 20 && items.length <= q.limit && !exhausted; round++) {
+        const batch = await secrets.list(p.tenantId, q, after, q.limit + 1);
+        exhausted = batch.length < q.limit + 1;
+        for (const row of batch) {
+          if (allowed(p, 'secrets.list', pathOf(row))) items.push(row);
+          after = row;
+          if (items.length > q.limit) break;
+        }
+      }
+      const pageItems = items.slice(0, q.limit);
+      // A full page continues after its last item; a scan that ran out of budget continues after the last row
+      // it looked at (so a service whose secrets sort late still reaches them, page by page).
+      const resumeAt: SecretPath | undefined =
+        items.length > q.limit ? pageItems.at(-1) : exhausted ? undefined : after;
+      await audit.record(
+        auditEvent(ctx, {
+          action: 'secrets.list',
+          outcome: 'allowed',
+          resource: [q.kind, q.owner, q.prefix].filter((x) => x !== undefined).join('/') || null,
+          details: { count: pageItems.length },
+        }),
+      );
+      return {
+        items: pageItems.map(toMetadata),
+        nextCursor: resumeAt ? encodeCursor({ k: resumeAt.kind, o: resumeAt.owner, n: resumeAt.name }) : null,
+      };
+    },
+
+    async bundle(ctx: RequestContext, kind: SecretKind, owner: string): Promise<Bundle> {
+      const { p, result: rows } = await untilFresh(ctx, async (caller, keySet) => {
+        // Admins read every name, so the list of names is only fetched to filter a service's view.
+        let names: string[] | null = null;
+        if (caller.role !== 'admin') {
+          const all = await secrets.bundleNames(caller.tenantId, kind, owner);
+          // Even with no readable name the read goes ahead: its statement re-checks a cached identity.
+          names = all.filter((n) => allowed(caller, 'secrets.read', `${kind}/${owner}/${n}`));
+        }
+        const r = await withIntegrity(() =>
+          secrets.readBundle(caller.tenantId, caller, kind, owner, names, keySet.sqlKeys),
+        );
+        return { step: bundleStep(r), result: r };
+      });
+      const values: Record<string, string> = {};
+      const versions: Record<string, number> = {};
+      for (const r of rows) {
+        values[r.name] = unbind(p.tenantId, r.secret_id, r.version, r.plaintext as string);
+        versions[r.name] = r.version;
+      }
+      await audit.record(
+        auditEvent(ctx, {
+          action: 'bundles.read',
+          outcome: 'allowed',
+          resource: `${kind}/${owner}`,
+          details: {
+            count: Object.keys(versions).length,
+            secrets: Object.entries(versions)
+              .map(([n, v]) => `${n}@${v}`)
+              .join(','),
+          },
+        }),
+      );
+      return { values, versions };
+    },
+  };
+}
+
+export type SecretReads = ReturnType<typeof secretReads>;
