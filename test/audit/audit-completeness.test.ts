@@ -2,17 +2,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { AuditVerifyResult, PLATFORM_TENANT_ID } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AuditRow, auditRowsOf, firstBrokenLink } from '../support/audit.ts';
 import { createIdentity, createTenant, rootToken } from '../support/factories.ts';
 import { opsApi } from '../support/ops.ts';
-import {
-  type AuditRow,
-  auditRowsOf,
-  expectOk,
-  firstBrokenLink,
-  ownerClient,
-  type Response,
-  secretsApi,
-} from '../support/secrets.ts';
+import { expectOk, ownerClient, type Response, secretsApi } from '../support/secrets.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;

@@ -3,9 +3,10 @@ import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import { pgErrorCode } from '../../apps/api/src/db/pg-errors.ts';
+import { auditRowsOf } from '../support/audit.ts';
 import { createTenant } from '../support/factories.ts';
 import { opsApi, ownerEvent } from '../support/ops.ts';
-import { auditRowsOf, expectOk, secretsApi } from '../support/secrets.ts';
+import { expectOk, secretsApi } from '../support/secrets.ts';
 import { ownerSuite } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
 

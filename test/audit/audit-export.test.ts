@@ -3,18 +3,10 @@ import vm from 'node:vm';
 import { AuditEventView, type AuditPage } from '@coffer/contracts';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { createTenant, type TestTenant } from '../support/factories.ts';
-import { appendEvents, type OpsApi, opsApi, ownerEvent, parseCsv } from '../support/ops.ts';
-import {
-  auditRowsFor,
-  auditRowsOf,
-  expectError,
-  requestIdOf,
-  type SecretsApi,
-  secretsApi,
-  sleep,
-} from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { auditRowsFor, auditRowsOf } from '../support/audit.ts';
+import { appendEvents, ownerEvent, parseCsv } from '../support/ops.ts';
+import { expectError, requestIdOf, sleep } from '../support/secrets.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -24,23 +16,6 @@ let root: string;
 ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
-
-interface Ctx {
-  tenant: TestTenant;
-  tid: string;
-  api: SecretsApi;
-  ops: OpsApi;
-}
-
-async function tenantCtx(): Promise<Ctx> {
-  const tenant = await createTenant(t.app, root);
-  return {
-    tenant,
-    tid: tenant.tenant.id,
-    api: secretsApi(t.app, tenant.adminToken),
-    ops: opsApi(t.app, tenant.adminToken),
-  };
-}
 
 const COLUMNS = [
   'id',
@@ -80,7 +55,7 @@ const ndjsonOf = (body: string) =>
 
 describe('GET /v1/audit/export', () => {
   it('streams NDJSON and CSV, oldest first, escaping commas, quotes and line breaks', async () => {
-    const { tid, api, ops } = await tenantCtx();
+    const { tid, api, ops } = await tenantCtx(t, root);
     const agent = 'Agent/1.0 (X11, Linux) "quoted", more';
     await api.send('PUT', '/v1/secrets/sandbox/app/KEY', { value: 'v' }, { 'user-agent': agent });
     await api.get('sandbox/app/KEY');
@@ -147,7 +122,7 @@ describe('GET /v1/audit/export', () => {
   });
 
   it('limits the export to a time range, and refuses an unknown format', async () => {
-    const { tid, api, ops } = await tenantCtx();
+    const { tid, api, ops } = await tenantCtx(t, root);
     await api.put('sandbox/app/A', { value: 'a' });
     await sleep(5);
     const from = new Date().toISOString();
@@ -175,7 +150,7 @@ describe('GET /v1/audit/export', () => {
   });
 
   it('streams 20 000 events over a socket without holding them in memory', async () => {
-    const { tenant, tid } = await tenantCtx();
+    const { tenant, tid } = await tenantCtx(t, root);
     const N = 20_000;
     const padding = 'x'.repeat(1200);
     const started = Date.now();

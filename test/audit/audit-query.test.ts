@@ -9,22 +9,19 @@ import {
 } from '@coffer/contracts';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { bearer, createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
+import { type AuditRow, auditRowsFor, auditRowsOf } from '../support/audit.ts';
+import { bearer, createIdentity } from '../support/factories.ts';
 import { type OpsApi, opsApi } from '../support/ops.ts';
 import {
-  type AuditRow,
-  auditRowsFor,
-  auditRowsOf,
   expectError,
   expectOk,
   identityIdOf,
   type Response,
   requestIdOf,
-  type SecretsApi,
   secretsApi,
   sleep,
 } from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -34,23 +31,6 @@ let root: string;
 ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
-
-interface Ctx {
-  tenant: TestTenant;
-  tid: string;
-  api: SecretsApi;
-  ops: OpsApi;
-}
-
-async function tenantCtx(): Promise<Ctx> {
-  const tenant = await createTenant(t.app, root);
-  return {
-    tenant,
-    tid: tenant.tenant.id,
-    api: secretsApi(t.app, tenant.adminToken),
-    ops: opsApi(t.app, tenant.adminToken),
-  };
-}
 
 /** Every item of a query, following cursors. */
 async function allPages(ops: OpsApi, query: Record<string, string | number | undefined>): Promise<AuditPage['items']> {
@@ -67,7 +47,7 @@ async function allPages(ops: OpsApi, query: Record<string, string | number | und
 
 describe('GET /v1/audit filters', () => {
   it('filters by actor, action, action prefix, path prefix, outcome, time, and their combination', async () => {
-    const { tenant, tid, api, ops } = await tenantCtx();
+    const { tenant, tid, api, ops } = await tenantCtx(t, root);
     const adminId = await identityIdOf(t.app, tenant.adminToken);
     const svc = await createIdentity(t.app, tenant.adminToken, {
       role: 'service',
@@ -186,7 +166,7 @@ describe('GET /v1/audit filters', () => {
   });
 
   it('refuses malformed filters with 400', async () => {
-    const { ops } = await tenantCtx();
+    const { ops } = await tenantCtx(t, root);
     for (const query of [
       { actor: 'not-a-uuid' },
       { action: 'Secrets.Read' },
@@ -207,7 +187,7 @@ describe('GET /v1/audit filters', () => {
 
 describe('GET /v1/audit pagination', () => {
   it('is keyset-stable while other requests keep appending events', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     for (let i = 0; i < 40; i++) expect((await api.put(`sandbox/p/S_${i}`, { value: `v${i}` })).statusCode).toBe(201);
 
     let stop = false;
@@ -243,8 +223,8 @@ describe('GET /v1/audit pagination', () => {
 
 describe('tenant isolation of the audit log', () => {
   it('a tenant admin sees only its own tenant’s events, whatever the filter', async () => {
-    const a = await tenantCtx();
-    const b = await tenantCtx();
+    const a = await tenantCtx(t, root);
+    const b = await tenantCtx(t, root);
     const bAdmin = await identityIdOf(t.app, b.tenant.adminToken);
     // Same path in both tenants.
     await a.api.put('sandbox/app/SAME', { value: 'a' });
@@ -282,7 +262,7 @@ describe('tenant isolation of the audit log', () => {
 
 describe('the auditor role', () => {
   it('reads the record of what happened, never a secret value, and cannot change anything', async () => {
-    const { tenant, tid, api } = await tenantCtx();
+    const { tenant, tid, api } = await tenantCtx(t, root);
     const V = 'auditor-must-never-see-this';
     await api.put('sandbox/app/SECRET', { value: V });
     await api.put('sandbox/app/SECRET', { value: `${V}-2` });
@@ -361,7 +341,7 @@ describe('the auditor role', () => {
 
 describe('GET /v1/audit/summary', () => {
   it('counts by action, outcome and actor, and lists which secrets each identity read', async () => {
-    const { tenant, tid, api, ops } = await tenantCtx();
+    const { tenant, tid, api, ops } = await tenantCtx(t, root);
     const svc = await createIdentity(t.app, tenant.adminToken, {
       role: 'service',
       policies: [{ path: 'sandbox/app/*', capabilities: ['read'] }],

@@ -3,18 +3,11 @@ import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { eventDigest, linkHash, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import { pgErrorCode } from '../../apps/api/src/db/pg-errors.ts';
-import { createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
+import { type AuditRow, auditRowsOf, firstBrokenLink, toAuditEvent } from '../support/audit.ts';
+import { createIdentity } from '../support/factories.ts';
 import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain } from '../support/ops.ts';
-import {
-  type AuditRow,
-  auditRowsOf,
-  expectOk,
-  firstBrokenLink,
-  type SecretsApi,
-  secretsApi,
-  toAuditEvent,
-} from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { expectOk } from '../support/secrets.ts';
+import { ownerSuite, type TenantCtx, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
 
 /** Tampering is done as the owner, on this file's own tenants only, with triggers off for that session only. */
@@ -27,26 +20,9 @@ ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
 
-interface Ctx {
-  tenant: TestTenant;
-  tid: string;
-  api: SecretsApi;
-  ops: OpsApi;
-}
-
-async function tenantCtx(): Promise<Ctx> {
-  const tenant = await createTenant(t.app, root);
-  return {
-    tenant,
-    tid: tenant.tenant.id,
-    api: secretsApi(t.app, tenant.adminToken),
-    ops: opsApi(t.app, tenant.adminToken),
-  };
-}
-
 /** A tenant whose chain holds `writes` secret writes after its first event, and its rows (with ids). */
-async function chainOf(writes = 8): Promise<Ctx & { rows: (AuditRow & { id: string })[] }> {
-  const ctx = await tenantCtx();
+async function chainOf(writes = 8): Promise<TenantCtx & { rows: (AuditRow & { id: string })[] }> {
+  const ctx = await tenantCtx(t, root);
   for (let i = 0; i < writes; i++)
     expect((await ctx.api.put(`sandbox/app/S_${i}`, { value: `v${i}` })).statusCode).toBe(201);
   return { ...ctx, rows: await rowsWithIds(ctx.tid) };
@@ -317,7 +293,7 @@ describe('GET /v1/audit/verify finds tampering', () => {
 
 describe('the chain under concurrent writers', () => {
   it('stays whole with 50 concurrent writers in 5 tenants', async () => {
-    const tenants = await Promise.all(Array.from({ length: 5 }, () => tenantCtx()));
+    const tenants = await Promise.all(Array.from({ length: 5 }, () => tenantCtx(t, root)));
     const before = new Map<string, number>();
     for (const c of tenants) before.set(c.tid, (await auditRowsOf(owner, c.tid)).length);
     // Ten writers per tenant, each writing and reading its own secret three times.
@@ -349,7 +325,7 @@ describe('retention', () => {
 
   /** A tenant whose history starts `ageDays` ago: `old` events then, `recent` now (owner-appended, valid chain). */
   async function tenantWithHistory(old: number, recent: number, ageDays = 60) {
-    const ctx = await tenantCtx();
+    const ctx = await tenantCtx(t, root);
     await resetChain(owner, ctx.tid);
     const start = Date.now() - ageDays * DAY;
     await appendEvents(

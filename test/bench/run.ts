@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick]`: every hot path of Coffer, side by side with the stack's own limit, in one run.
-// See README "Performance". Results: test/bench/results/latest.{json,md,svg}.
+// See docs/performance.md. Results: test/bench/results/latest.{json,md,svg}.
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

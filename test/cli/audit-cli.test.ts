@@ -1,18 +1,17 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { AuditEventView } from '@coffer/contracts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cliTenant, runCli, spawnCli } from '../support/cli.ts';
 import { bearer, createIdentity } from '../support/factories.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { listeningSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let url: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+listeningSuite((s) => {
+  ({ t, url } = s);
 });
-afterAll(() => t.close());
 
 const ndjson = (text: string) =>
   text

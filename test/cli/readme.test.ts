@@ -1,40 +1,23 @@
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { cliEntry } from '../support/build.ts';
 import { baseEnv, cliTenant } from '../support/cli.ts';
-import { readmeBlocks } from '../support/readme.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { docBlocks, runShellDocument, type ScriptPart } from '../support/doc-blocks.ts';
+import { listeningSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let url: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+listeningSuite((s) => {
+  ({ t, url } = s);
 });
-afterAll(() => t.close());
-
-function bash(
-  script: string,
-  cwd: string,
-  env: Record<string, string>,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      'bash',
-      ['--norc', '--noprofile', '-euo', 'pipefail', '-c', script],
-      { cwd, env, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe('apps/cli/README.md', () => {
   it('runs every marked example, in order, against a real server', async () => {
-    const blocks = readmeBlocks('apps/cli/README.md');
+    const blocks = docBlocks('apps/cli/README.md').filter((b) => b.directive !== undefined);
     expect(blocks.map((b) => b.directive)).toEqual(
       expect.arrayContaining(['run', 'workflow', 'file deploy/secrets.yaml']),
     );
@@ -47,28 +30,23 @@ describe('apps/cli/README.md', () => {
     chmodSync(path.join(bin, 'coffer'), 0o755);
     const env = baseEnv({ ...c.credentialsEnv, PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: work });
 
-    let stdout = '';
-    for (const block of blocks) {
-      const where = `README line ${block.line} (${block.directive})`;
-      if (block.directive.startsWith('file ')) {
-        const file = path.join(work, block.directive.slice(5));
-        mkdirSync(path.dirname(file), { recursive: true });
-        writeFileSync(file, `${block.code}\n`);
-        continue;
+    // The marked blocks in order, as one script in one shell: a `file` block becomes the file it names.
+    const parts = blocks.flatMap((block): ScriptPart[] => {
+      if (block.directive?.startsWith('file ')) {
+        const file = JSON.stringify(block.directive.slice(5));
+        const heredoc = `mkdir -p "$(dirname ${file})" && cat > ${file} <<'COFFER_README_EOF'\n${block.code}\nCOFFER_README_EOF`;
+        return [{ code: heredoc, line: block.line }];
       }
-      const scripts =
-        block.directive === 'workflow'
-          ? (YAML.parse(block.code) as { run?: string }[])
-              .map((step) => step.run)
-              .filter((r): r is string => Boolean(r))
-          : [block.code];
-      expect(scripts.length, where).toBeGreaterThan(0);
-      for (const script of scripts) {
-        const r = await bash(script, work, env);
-        expect(r.code, `${where}\n${r.stderr}`).toBe(0);
-        stdout += r.stdout;
-      }
-    }
+      if (block.directive === 'workflow')
+        return (YAML.parse(block.code) as { run?: string }[])
+          .map((step) => step.run)
+          .filter((r): r is string => Boolean(r))
+          .map((code) => ({ code, line: block.line }));
+      return block.directive === 'run' ? [{ code: block.code, line: block.line }] : [];
+    });
+    const run = await runShellDocument('apps/cli/README.md', parts, { cwd: work, env });
+    expect(run.code, `${run.failedAt ?? 'apps/cli/README.md'} failed:\n${run.stdout}${run.stderr}`).toBe(0);
+    const stdout = run.stdout;
     // What the examples promise, seen in their output.
     expect(stdout).toContain('postgres://app@db.internal:5432/app');
     expect(stdout).toContain('db host: db.internal:5432');
@@ -80,5 +58,5 @@ describe('apps/cli/README.md', () => {
     expect(stdout).toMatch(/^ok: \d+ events/m);
     rmSync(work, { recursive: true, force: true });
     c.cleanup();
-  });
+  }, 120_000);
 });

@@ -1,17 +1,16 @@
 import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cliTenant, runCli } from '../support/cli.ts';
 import { createIdentity } from '../support/factories.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { listeningSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let url: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+listeningSuite((s) => {
+  ({ t, url } = s);
 });
-afterAll(() => t.close());
 
 describe('coffer login and whoami', () => {
   it('logs in from the environment, caches only the token in a 0600 file, and whoami uses it', async () => {

@@ -1,18 +1,17 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cliEntry } from '../support/build.ts';
 import { baseEnv, cliTenant } from '../support/cli.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { listeningSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let url: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+listeningSuite((s) => {
+  ({ t, url } = s);
 });
-afterAll(() => t.close());
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 

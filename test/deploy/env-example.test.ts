@@ -47,10 +47,3 @@ describe('docs/configuration.md', () => {
     expect([...new Set(documented)].sort()).toEqual([...listed].sort());
   });
 });
-
-describe('README configuration table', () => {
-  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
-  it('documents every variable the configuration reads', () => {
-    expect(ENV_VARIABLES.filter((v) => !readme.includes(`\`${v}\``))).toEqual([]);
-  });
-});

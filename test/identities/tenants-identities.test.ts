@@ -13,20 +13,16 @@ import {
   type WhoAmI,
 } from '@coffer/contracts';
 import type { LightMyRequestResponse } from 'fastify';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { bearer, createIdentity, createTenant, login, rootToken, uniqueSlug } from '../support/factories.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { ownerSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
-let owner: pg.Pool;
-beforeAll(async () => {
-  t = await createTestApp();
-  owner = new pg.Pool({ connectionString: inject('ownerDatabaseUrl'), max: 2 });
-});
-afterAll(async () => {
-  await t.close();
-  await owner.end();
+let owner: pg.Client;
+ownerSuite((s) => {
+  ({ t, owner } = s);
 });
 
 function call(

@@ -5,19 +5,19 @@ import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-key-cache.ts';
 import { dataKeyQueries } from '../../apps/api/src/data-keys/data-keys.queries.ts';
-import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { auditRowsOf, firstBrokenLink } from '../support/audit.ts';
+import { createIdentity, rootToken } from '../support/factories.ts';
 import { eventually, type OpsApi, opsApi, secretIdOf } from '../support/ops.ts';
 import {
-  auditRowsOf,
   expectEmpty,
   expectError,
   expectOk,
-  firstBrokenLink,
   ownerClient,
   type Response,
   type SecretsApi,
   secretsApi,
 } from '../support/secrets.ts';
+import { type TenantCtx, tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 /**
@@ -41,23 +41,6 @@ afterAll(async () => {
   await owner.end();
   await t.close();
 });
-
-interface Ctx {
-  tenant: TestTenant;
-  tid: string;
-  api: SecretsApi;
-  ops: OpsApi;
-}
-
-async function tenantCtx(app: TestApp = t): Promise<Ctx> {
-  const tenant = await createTenant(app.app, app === t ? root : await rootToken(app.app));
-  return {
-    tenant,
-    tid: tenant.tenant.id,
-    api: secretsApi(app.app, tenant.adminToken),
-    ops: opsApi(app.app, tenant.adminToken),
-  };
-}
 
 /** Writes `count` secrets `N_000…` under `sandbox/<owner>` in one bundle, with values `<tag>-<i>`. */
 async function seedBundle(api: SecretsApi, ownerName: string, count: number, tag: string): Promise<void> {
@@ -101,7 +84,7 @@ function masterKeyring(): MasterKeyring {
 
 describe('POST /v1/keys/rotate', () => {
   it('makes a new data key active at once, re-encrypts every version, then erases the old key', async () => {
-    const { tid, api, ops } = await tenantCtx();
+    const { tid, api, ops } = await tenantCtx(t, root);
     await seedBundle(api, 'app', 20, 'one');
     await seedBundle(api, 'app', 20, 'two');
     await api.put('sandbox/app/DESTROYED', { value: 'd1' });
@@ -171,7 +154,7 @@ describe('POST /v1/keys/rotate', () => {
   });
 
   it('re-encryption that stops part-way is resumed by another instance, and no read or write waits on it', async () => {
-    const { tid, api, ops } = await tenantCtx();
+    const { tid, api, ops } = await tenantCtx(t, root);
     await seedBundle(api, 'app', 30, 'first');
     await seedBundle(api, 'app', 30, 'second');
     const ids: string[] = [];
@@ -237,9 +220,9 @@ describe('POST /v1/keys/rotate', () => {
 
   it('an instance closed in the middle of re-encrypting leaves work another instance finishes', async () => {
     const x = await createTestApp(ENV);
-    let ctx: Ctx;
+    let ctx: TenantCtx;
     try {
-      ctx = await tenantCtx(x);
+      ctx = await tenantCtx(x, await rootToken(x.app));
       await seedBundle(ctx.api, 'big', 750, 'a');
       await seedBundle(ctx.api, 'big', 750, 'b');
       expect(await dekCounts(ctx.tid)).toEqual({ 1: 1500 });
@@ -275,7 +258,7 @@ describe('POST /v1/keys/rotate', () => {
 // Regression: a rotation that waited on the key rows' locks re-read them without the key the other one added, and
 // answered 500.
 it('concurrent data-key rotations each get the next version; none fails', async () => {
-  const { tid, ops } = await tenantCtx();
+  const { tid, ops } = await tenantCtx(t, root);
   const results = await Promise.all(Array.from({ length: 6 }, () => ops.rotateKey()));
   expect(results.map((r) => r.statusCode)).toEqual([202, 202, 202, 202, 202, 202]);
   const versions = results.map((r) => RotateDataKeyResponse.parse(r.json()).keyVersion).sort((x, y) => x - y);
@@ -288,7 +271,7 @@ describe('data keys under load', () => {
   it('rotating twice while two instances read and write: zero failed reads, zero failed writes', async () => {
     const b = await createTestApp(ENV);
     try {
-      const { tenant, tid, api } = await tenantCtx();
+      const { tenant, tid, api } = await tenantCtx(t, root);
       await seedBundle(api, 'r', 200, 'v1');
       await seedBundle(api, 'r', 200, 'v2');
       const apis = [api, secretsApi(b.app, tenant.adminToken)] as const;
@@ -391,8 +374,8 @@ describe('data keys under load', () => {
 
 describe('who may see and rotate data keys', () => {
   it('an auditor may list keys but not rotate; a service may do neither; each tenant sees its own', async () => {
-    const a = await tenantCtx();
-    const other = await tenantCtx();
+    const a = await tenantCtx(t, root);
+    const other = await tenantCtx(t, root);
     expect(expectOk(await other.ops.rotateKey(), 202, RotateDataKeyResponse).keyVersion).toBe(2);
     await t.app.jobs.rekey.rekey(other.tid);
 

@@ -20,8 +20,8 @@ import { CofferClient } from '@coffer/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../support/build.ts';
 import { baseEnv } from '../support/cli.ts';
+import { docBlocks } from '../support/doc-blocks.ts';
 import { createTenant, type TestTenant } from '../support/factories.ts';
-import { readmeBlocks } from '../support/readme.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 const NPM_FLAGS = ['--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'];
@@ -94,7 +94,7 @@ afterAll(async () => {
 });
 
 const sdkExamples = () => {
-  const blocks = readmeBlocks('packages/sdk/README.md').filter((b) => b.directive === 'node');
+  const blocks = docBlocks('packages/sdk/README.md').filter((b) => b.directive === 'node');
   expect(blocks).toHaveLength(2);
   return blocks.map((b) => b.code);
 };

@@ -1,31 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type Api,
-  type Cluster,
-  call,
-  isEnvelope,
-  type Keys,
-  makeKeys,
-  sleep,
-  startApi,
-  startCluster,
-  tenantOn,
-} from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { type Api, type Cluster, call, clusterSuite, isEnvelope, type Keys, sleep, tenantOn } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
 let cluster: Cluster;
 let api: Api;
 let keys: Keys;
-
-beforeAll(async () => {
-  cluster = await startCluster();
-  keys = makeKeys();
-  api = await startApi(cluster.ownerUrl, keys);
-});
-afterAll(async () => {
-  await api?.stop();
-  await cluster?.destroy();
+clusterSuite({ apis: [{}] }, (s) => {
+  ({ cluster, keys } = s);
+  [api] = s.apis;
 });
 
 describe("the API's database connections are killed mid-request", () => {

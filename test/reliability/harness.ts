@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { startEmbeddedPostgres } from '../../apps/api/src/db/embedded.ts';
 import { apiEntry } from '../support/build.ts';
 import { freePort } from '../support/server-process.ts';
@@ -221,3 +222,34 @@ export function isEnvelope(body: unknown): boolean {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface ClusterSuite<N extends readonly Record<string, string>[]> {
+  cluster: Cluster;
+  keys: Keys;
+  /** One running API per entry of `apis`, started with that entry's extra environment. */
+  apis: { [K in keyof N]: Api };
+}
+
+/**
+ * The setup every fault test shares: a PostgreSQL cluster of its own, fresh keys and the APIs it asks for, made
+ * before the file's tests and torn down after them (APIs first, then the cluster). `set` hands them to the file's
+ * own variables, as `ownerSuite()` does for the unit suites: `clusterSuite({ apis: [{}] }, (s) => ({ cluster, keys,
+ * apis: [api] } = s));`.
+ */
+export function clusterSuite<const N extends readonly Record<string, string>[] = []>(
+  o: { apis?: N; postgresFlags?: string[] },
+  set: (s: ClusterSuite<N>) => void,
+): void {
+  let cluster: Cluster | undefined;
+  const apis: Api[] = [];
+  beforeAll(async () => {
+    cluster = await startCluster(o.postgresFlags ? { postgresFlags: o.postgresFlags } : {});
+    const keys = makeKeys();
+    for (const env of o.apis ?? []) apis.push(await startApi(cluster.ownerUrl, keys, env));
+    set({ cluster, keys, apis: apis as { [K in keyof N]: Api } });
+  });
+  afterAll(async () => {
+    for (const api of apis) await api.stop();
+    await cluster?.destroy();
+  });
+}

@@ -1,28 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { dataKeyContext, MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
-import {
-  type Api,
-  type Cluster,
-  call,
-  type Keys,
-  makeKeys,
-  startApi,
-  startCluster,
-  tenantOn,
-  token,
-} from './harness.ts';
+import { type Api, type Cluster, call, clusterSuite, type Keys, tenantOn, token } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
 let cluster: Cluster;
 let api: Api;
 let keys: Keys;
-
-// The whole cluster logs every statement with its parameters: only the query role's own settings (made by the
-// migrations) keep values and keys out of the server log, and that is what this test checks.
-beforeAll(async () => {
-  cluster = await startCluster({
+clusterSuite(
+  {
+    // Everything PostgreSQL can be made to log, so that the scan would find a value or key that reached it.
     postgresFlags: [
       '-c',
       'log_statement=all',
@@ -35,14 +23,13 @@ beforeAll(async () => {
       '-c',
       'log_min_error_statement=info',
     ],
-  });
-  keys = makeKeys();
-  api = await startApi(cluster.ownerUrl, keys, { LOG_LEVEL: 'debug' });
-});
-afterAll(async () => {
-  await api?.stop();
-  await cluster?.destroy();
-});
+    apis: [{ LOG_LEVEL: 'debug' }],
+  },
+  (s) => {
+    ({ cluster, keys } = s);
+    [api] = s.apis;
+  },
+);
 
 describe('leak scan with PostgreSQL statement logging on for the whole cluster', () => {
   it('finds the canary secret, canary token and data key in no application log, server log, error body or audit column', async () => {

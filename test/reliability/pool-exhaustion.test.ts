@@ -1,36 +1,27 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type Api,
-  type Cluster,
-  call,
-  isEnvelope,
-  type Keys,
-  makeKeys,
-  startApi,
-  startCluster,
-  tenantOn,
-} from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { type Api, type Cluster, call, clusterSuite, isEnvelope, type Keys, tenantOn } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
 let cluster: Cluster;
 let api: Api;
 let keys: Keys;
-
-beforeAll(async () => {
-  cluster = await startCluster();
-  keys = makeKeys();
-  api = await startApi(cluster.ownerUrl, keys, {
-    COFFER_DB_POOL_MAX: '3',
-    COFFER_DB_ACQUIRE_TIMEOUT_MS: '1000',
-    COFFER_DB_LOCK_TIMEOUT_MS: '1000',
-    COFFER_DB_STATEMENT_TIMEOUT_MS: '30000',
-  });
-});
-afterAll(async () => {
-  await api?.stop();
-  await cluster?.destroy();
-});
+clusterSuite(
+  {
+    apis: [
+      {
+        COFFER_DB_POOL_MAX: '3',
+        COFFER_DB_ACQUIRE_TIMEOUT_MS: '1000',
+        COFFER_DB_LOCK_TIMEOUT_MS: '1000',
+        COFFER_DB_STATEMENT_TIMEOUT_MS: '30000',
+      },
+    ],
+  },
+  (s) => {
+    ({ cluster, keys } = s);
+    [api] = s.apis;
+  },
+);
 
 describe('a lock held on a secret exhausts the pool', () => {
   it('answers 503 within the configured timeouts and recovers when the lock is released', async () => {

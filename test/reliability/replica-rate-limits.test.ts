@@ -1,35 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type Api,
-  type Cluster,
-  call,
-  type Keys,
-  makeKeys,
-  sleep,
-  startApi,
-  startCluster,
-  tenantOn,
-  token,
-} from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { type Api, call, clusterSuite, type Keys, sleep, tenantOn, token } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
-let cluster: Cluster;
 let keys: Keys;
-const apis: Api[] = [];
-
-beforeAll(async () => {
-  cluster = await startCluster();
-  keys = makeKeys();
-  for (let i = 0; i < 2; i++) apis.push(await startApi(cluster.ownerUrl, keys, { COFFER_RATE_LIMIT_PER_SECOND: '10' }));
-});
-afterAll(async () => {
-  for (const a of apis) await a.stop();
-  await cluster?.destroy();
+let a: Api;
+let b: Api;
+const replica = { COFFER_RATE_LIMIT_PER_SECOND: '10' };
+clusterSuite({ apis: [replica, replica] }, (s) => {
+  ({ keys } = s);
+  [a, b] = s.apis;
 });
 
 describe('rate limits across replicas', () => {
   it('an identity gets its limit across the fleet, not once per replica', async () => {
-    const [a, b] = apis as [Api, Api];
     const t = await tenantOn(a, keys);
     const onB = await token(b.base, t.admin.clientId, t.admin.clientSecret);
     // Both replicas have heartbeated at start; wait one more beat so each counts the other.

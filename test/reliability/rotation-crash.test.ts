@@ -1,19 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { seedVersions } from '../bench/seed.ts';
-import { type Cluster, call, type Keys, makeKeys, sleep, startApi, startCluster, tenantOn, token } from './harness.ts';
+import { type Cluster, call, clusterSuite, type Keys, sleep, startApi, tenantOn, token } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
 let cluster: Cluster;
 let keys: Keys;
-
-beforeAll(async () => {
-  cluster = await startCluster();
-  keys = makeKeys();
-});
-afterAll(async () => {
-  await cluster?.destroy();
+clusterSuite({}, (s) => {
+  ({ cluster, keys } = s);
 });
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {

@@ -1,17 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Cluster, call, type Keys, makeKeys, sleep, startApi, startCluster, tenantOn, token } from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { type Cluster, call, clusterSuite, type Keys, sleep, startApi, tenantOn, token } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
 let cluster: Cluster;
 let keys: Keys;
-
-beforeAll(async () => {
-  cluster = await startCluster();
-  keys = makeKeys();
-});
-afterAll(async () => {
-  await cluster?.destroy();
+clusterSuite({}, (s) => {
+  ({ cluster, keys } = s);
 });
 
 describe('the API is killed with SIGKILL in the middle of writes, again and again', () => {

@@ -1,26 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type Api,
-  type Cluster,
-  call,
-  type Keys,
-  makeKeys,
-  sleep,
-  startApi,
-  startCluster,
-  tenantOn,
-} from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { type Api, type Cluster, call, clusterSuite, type Keys, sleep, startApi, tenantOn } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
 let cluster: Cluster;
 let keys: Keys;
-
-beforeAll(async () => {
-  cluster = await startCluster();
-  keys = makeKeys();
-});
-afterAll(async () => {
-  await cluster?.destroy();
+clusterSuite({}, (s) => {
+  ({ cluster, keys } = s);
 });
 
 describe('SIGTERM under load', () => {

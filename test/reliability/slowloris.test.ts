@@ -1,24 +1,16 @@
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Cluster, call, type Keys, makeKeys, sleep, startApi, startCluster } from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { type Api, call, clusterSuite, sleep } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
-let cluster: Cluster;
 let api: Api;
-let keys: Keys;
-
-beforeAll(async () => {
-  cluster = await startCluster();
-  keys = makeKeys();
-  api = await startApi(cluster.ownerUrl, keys, {
-    COFFER_HEADERS_TIMEOUT_MS: '1500',
-    COFFER_REQUEST_TIMEOUT_MS: '4000',
-    COFFER_BODY_LIMIT_BYTES: '65536',
-  });
-});
-afterAll(async () => {
-  await api?.stop();
-  await cluster?.destroy();
+const limits = {
+  COFFER_HEADERS_TIMEOUT_MS: '1500',
+  COFFER_REQUEST_TIMEOUT_MS: '4000',
+  COFFER_BODY_LIMIT_BYTES: '65536',
+};
+clusterSuite({ apis: [limits] }, (s) => {
+  [api] = s.apis;
 });
 
 const port = () => Number(new URL(api.base).port);

@@ -1,32 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type Api,
-  type Cluster,
-  call,
-  type Keys,
-  makeKeys,
-  startApi,
-  startCluster,
-  tenantOn,
-  token,
-} from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { type Api, type Cluster, call, clusterSuite, type Keys, tenantOn, token } from './harness.ts';
 import { recordOutcome } from './results.ts';
 
 let cluster: Cluster;
 let keys: Keys;
 let a: Api;
 let b: Api;
-
-beforeAll(async () => {
-  cluster = await startCluster();
-  keys = makeKeys();
-  a = await startApi(cluster.ownerUrl, keys, { COFFER_SCHEDULER_ENABLED: 'false' });
-  b = await startApi(cluster.ownerUrl, keys, { COFFER_SCHEDULER_ENABLED: 'false' });
-});
-afterAll(async () => {
-  await a?.stop();
-  await b?.stop();
-  await cluster?.destroy();
+clusterSuite({ apis: [{ COFFER_SCHEDULER_ENABLED: 'false' }, { COFFER_SCHEDULER_ENABLED: 'false' }] }, (s) => {
+  ({ cluster, keys } = s);
+  [a, b] = s.apis;
 });
 
 describe('two API instances on one database', () => {

@@ -9,21 +9,11 @@ import {
 } from '@coffer/contracts';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
-import { makeDue, type OpsApi, opsApi, secretIdOf, withFailingTrigger } from '../support/ops.ts';
-import {
-  auditRowsFor,
-  auditRowsOf,
-  expectError,
-  expectOk,
-  firstBrokenLink,
-  identityIdOf,
-  requestIdOf,
-  type SecretsApi,
-  secretsApi,
-  sleep,
-} from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { auditRowsFor, auditRowsOf, firstBrokenLink } from '../support/audit.ts';
+import { createIdentity } from '../support/factories.ts';
+import { makeDue, opsApi, secretIdOf, withFailingTrigger } from '../support/ops.ts';
+import { expectError, expectOk, identityIdOf, requestIdOf, type SecretsApi, sleep } from '../support/secrets.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -33,17 +23,6 @@ let root: string;
 ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
-
-interface Ctx {
-  tenant: TestTenant;
-  api: SecretsApi;
-  ops: OpsApi;
-}
-
-async function tenantCtx(): Promise<Ctx> {
-  const tenant = await createTenant(t.app, root);
-  return { tenant, api: secretsApi(t.app, tenant.adminToken), ops: opsApi(t.app, tenant.adminToken) };
-}
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -59,7 +38,7 @@ const versionsOf = async (api: SecretsApi, path: string) =>
 
 describe('manual rotation', () => {
   it('with a value: the value becomes current, the previous one stays readable for 24 h by default', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const P = 'sandbox/app/API_KEY';
     expectOk(await api.put(P, { value: 'old-value' }), 201, SecretMetadata);
 
@@ -107,7 +86,7 @@ describe('manual rotation', () => {
     ['ascii-printable', /^[\x21-\x7e]+$/],
   ];
   it.each(charsets)('without a value: the %s generator makes the new value', async (charset, alphabet) => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const P = `user/u-1/GEN_${charset.replace('-', '_').toUpperCase()}`;
     const generator = { length: 40, charset, prefix: 'gen_' };
     const created = expectOk(
@@ -135,7 +114,7 @@ describe('manual rotation', () => {
   });
 
   it('ascii-printable draws from the whole alphabet, not a narrow part of it', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const P = 'shared/g/WIDE';
     await api.put(P, {
       value: 'x',
@@ -148,7 +127,7 @@ describe('manual rotation', () => {
   });
 
   it('without a value and without a generator: 422, and nothing changes', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const P = 'sandbox/app/NO_GEN';
     await api.put(P, { value: 'keep-me', rotation: { intervalDays: 30 } });
     const err = expectError(await ops.rotate(P), 422, 'unprocessable');
@@ -159,8 +138,8 @@ describe('manual rotation', () => {
   });
 
   it('rotating a missing, deleted or other tenant’s secret is 404', async () => {
-    const a = await tenantCtx();
-    const b = await tenantCtx();
+    const a = await tenantCtx(t, root);
+    const b = await tenantCtx(t, root);
     await b.api.put('sandbox/app/THEIRS', { value: 'b-value' });
     expectError(await a.ops.rotate('sandbox/app/THEIRS', { value: 'x' }), 404, 'not_found');
     expectError(await a.ops.rotate('sandbox/app/NOPE', { value: 'x' }), 404, 'not_found');
@@ -173,7 +152,7 @@ describe('manual rotation', () => {
 
 describe('grace period of the previous version', () => {
   it('graceHours 0: the previous version is 410 gone at once, yet still listed', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const P = 'sandbox/app/NO_GRACE';
     await api.put(P, { value: 'v1', rotation: { intervalDays: 30, graceHours: 0 } });
     expectOk(await ops.rotate(P, { value: 'v2' }), 200, SecretMetadata);
@@ -189,7 +168,7 @@ describe('grace period of the previous version', () => {
   });
 
   it('a custom grace sets servedUntil; once it has passed the version is gone and its value not served', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const P = 'sandbox/app/GRACE';
     await api.put(P, { value: 'first', rotation: { intervalDays: 30, graceHours: 2 } });
     const before = Date.now();
@@ -223,7 +202,7 @@ describe('grace period of the previous version', () => {
 
 describe('format check on rotation', () => {
   it('a given value that fails the format is 422, audited, and the current version stays', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const P = 'sandbox/app/ID';
     const id = randomUUID();
     await api.put(P, { value: id, format: 'uuid' });
@@ -243,7 +222,7 @@ describe('format check on rotation', () => {
   });
 
   it('a generator whose values cannot satisfy the format is refused the same way', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     // Custom pattern: a generator with the right prefix fits; one with another prefix never can.
     const P = 'sandbox/app/PK';
     await api.put(P, {
@@ -275,7 +254,7 @@ describe('format check on rotation', () => {
 
 describe('rotation policy', () => {
   it('PUT sets it and computes nextRotationAt; PATCH changes it without a new version; null removes it', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const P = 'shared/ops/DB_PASSWORD';
     const t0 = Date.now();
     const created = expectOk(
@@ -319,7 +298,7 @@ describe('rotation policy', () => {
   });
 
   it('refuses a malformed policy with 400 and names the field', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const P = 'sandbox/app/BAD_POLICY';
     await api.put(P, { value: 'v' });
     const cases: [Record<string, unknown>, string][] = [
@@ -342,7 +321,7 @@ describe('rotation policy', () => {
 
 describe('GET /v1/rotation/due', () => {
   it('lists overdue and soon-due secrets with path, last rotation, interval and whether Coffer rotates them', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const gen = { length: 16, charset: 'alphanumeric' as const };
     await api.put('sandbox/a/OVERDUE', { value: 'v', rotation: { intervalDays: 30, generator: gen } });
     await api.put('sandbox/a/SOON', { value: 'v', rotation: { intervalDays: 3 } });
@@ -355,7 +334,7 @@ describe('GET /v1/rotation/due', () => {
     await makeDue(owner, tenant.tenant.id, [await secretIdOf(owner, tenant.tenant.id, 'sandbox/a/OVERDUE')], '2 days');
 
     // Another tenant's overdue secret never shows.
-    const other = await tenantCtx();
+    const other = await tenantCtx(t, root);
     await other.api.put('sandbox/a/FOREIGN', { value: 'v', rotation: { intervalDays: 1 } });
     await makeDue(owner, other.tenant.tenant.id, [
       await secretIdOf(owner, other.tenant.tenant.id, 'sandbox/a/FOREIGN'),
@@ -407,7 +386,7 @@ describe('GET /v1/rotation/due', () => {
 
   // Regression: the due list was filtered by services' path policies, which left an auditor an empty list.
   it('shows an auditor the same due list as the admin', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     await api.put('sandbox/a/DUE', { value: 'v', rotation: { intervalDays: 1 } });
     const admin = expectOk(await ops.due(), 200, RotationDue).items;
     expect(admin.map((i) => i.path)).toEqual(['sandbox/a/DUE']);
@@ -418,7 +397,7 @@ describe('GET /v1/rotation/due', () => {
 
 describe('GET /v1/rotation/log', () => {
   it('lists every rotation, manual, failed and refused, newest first, by time range and page', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const adminId = await identityIdOf(t.app, tenant.adminToken);
     const P = 'sandbox/app/ROTATED';
     await api.put(P, { value: 'v1', format: { minLength: 2 } });
@@ -507,14 +486,14 @@ describe('GET /v1/rotation/log', () => {
     expect(expectOk(await opsApi(t.app, auditor.token).log(), 200, RotationLog).items).toHaveLength(4);
     expectError(await opsApi(t.app, reader.token).log(), 403, 'forbidden');
     // Another tenant's log holds none of these.
-    const other = await tenantCtx();
+    const other = await tenantCtx(t, root);
     expect(expectOk(await other.ops.log(), 200, RotationLog).items).toEqual([]);
   });
 });
 
 describe('who may rotate', () => {
   it('a service needs the rotate capability on the path; an auditor never rotates', async () => {
-    const { tenant, api } = await tenantCtx();
+    const { tenant, api } = await tenantCtx(t, root);
     await api.put('sandbox/svc/TOKEN', { value: 'v1' });
     await api.put('sandbox/other/TOKEN', { value: 'o1' });
     const rotator = await createIdentity(t.app, tenant.adminToken, {
@@ -550,7 +529,7 @@ describe('who may rotate', () => {
 
 describe('concurrent rotations', () => {
   it('ten at once on one secret: each gets its own version, none lost or repeated', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const P = 'sandbox/app/HOT';
     await api.put(P, { value: 'v1', rotation: { intervalDays: 30, generator: { length: 16, charset: 'hex' } } });
     const results = await Promise.all(
@@ -575,7 +554,7 @@ describe('concurrent rotations', () => {
 
 describe('a rotation that fails in the middle', () => {
   it('leaves the old version current, with nothing of the new one, and the next rotation works', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const P = 'sandbox/app/ATOMIC';
     await api.put(P, { value: 'the-old-value', rotation: { intervalDays: 30 } });
     const before = expectOk(await api.get(P), 200, SecretWithValue);

@@ -1,16 +1,11 @@
 import { RotationDue, RotationLog, SecretMetadata, SecretVersions, SecretWithValue } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTenant, rootToken, type TestTenant } from '../support/factories.ts';
-import { makeDue, type OpsApi, opsApi, secretIdOf, withFailingTrigger } from '../support/ops.ts';
-import {
-  auditRowsOf,
-  expectOk,
-  firstBrokenLink,
-  ownerClient,
-  type SecretsApi,
-  secretsApi,
-} from '../support/secrets.ts';
+import { auditRowsOf, firstBrokenLink } from '../support/audit.ts';
+import { rootToken } from '../support/factories.ts';
+import { makeDue, secretIdOf, withFailingTrigger } from '../support/ops.ts';
+import { expectOk, ownerClient, secretsApi } from '../support/secrets.ts';
+import { tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 /**
@@ -32,17 +27,6 @@ afterAll(async () => {
   await owner.end();
   await Promise.all([a.close(), b.close()]);
 });
-
-interface Ctx {
-  tenant: TestTenant;
-  api: SecretsApi;
-  ops: OpsApi;
-}
-
-async function tenantCtx(): Promise<Ctx> {
-  const tenant = await createTenant(a.app, root);
-  return { tenant, api: secretsApi(a.app, tenant.adminToken), ops: opsApi(a.app, tenant.adminToken) };
-}
 
 const DAY = 86_400_000;
 const GENERATOR = { length: 32, charset: 'hex' as const, prefix: 'gen_' };
@@ -79,7 +63,7 @@ async function scheduleOf(secretId: string): Promise<{ due_at: Date; automatic: 
 
 describe('the rotation scheduler', () => {
   it('with two app instances on one database rotates each due secret exactly once', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(a, root);
     const tid = tenant.tenant.id;
     const names = Array.from({ length: 30 }, (_, i) => `sandbox/fleet/KEY_${String(i).padStart(2, '0')}`);
     const original = new Map<string, string>();
@@ -165,7 +149,7 @@ describe('the rotation scheduler', () => {
   });
 
   it('records a scheduled rotation that fails the format, keeps the version, and retries it an hour later', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(a, root);
     const tid = tenant.tenant.id;
     const P = 'shared/ops/HEX_KEY';
     // Built-in hex needs an even number of digits: a 31-digit generator can never satisfy it.
@@ -210,7 +194,7 @@ describe('the rotation scheduler', () => {
   });
 
   it('an instance whose cached data keys were rotated elsewhere still rotates, under the new key', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(a, root);
     const tid = tenant.tenant.id;
     const P = 'sandbox/app/STALE';
     await api.put(P, { value: 'sealed-by-v1', rotation: { intervalDays: 5, generator: GENERATOR } });
@@ -235,7 +219,7 @@ describe('the rotation scheduler', () => {
   });
 
   it('a scheduled rotation that crashes half-way leaves the old version current, is postponed, and a later pass rotates once', async () => {
-    const { tenant, api } = await tenantCtx();
+    const { tenant, api } = await tenantCtx(a, root);
     const tid = tenant.tenant.id;
     const P = 'sandbox/app/CRASHY';
     await api.put(P, { value: 'before-crash', rotation: { intervalDays: 10, generator: GENERATOR } });
@@ -280,8 +264,8 @@ describe('the rotation scheduler', () => {
   // Regression: an unexpected error on one secret ended the pass, and the next pass claimed the same earliest-due
   // secret first, so nothing behind it was ever rotated. Now it is recorded, postponed, and the pass goes on.
   it('one secret whose rotation keeps failing does not stop the scheduler rotating the others', async () => {
-    const x = await tenantCtx();
-    const y = await tenantCtx();
+    const x = await tenantCtx(a, root);
+    const y = await tenantCtx(a, root);
     await x.api.put('sandbox/app/POISON', { value: 'p', rotation: { intervalDays: 5, generator: GENERATOR } });
     await y.api.put('sandbox/app/VICTIM', { value: 'v', rotation: { intervalDays: 5, generator: GENERATOR } });
     const poison = await secretIdOf(owner, x.tenant.tenant.id, 'sandbox/app/POISON');

@@ -2,20 +2,19 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CofferClient } from '@coffer/sdk';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../support/build.ts';
 import { baseEnv } from '../support/cli.ts';
+import { docBlocks } from '../support/doc-blocks.ts';
 import { createTenant } from '../support/factories.ts';
-import { readmeBlocks } from '../support/readme.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { listeningSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let url: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+listeningSuite((s) => {
+  ({ t, url } = s);
 });
-afterAll(() => t.close());
 
 /**
  * Runs a README example as `node service.mjs`, from a folder that resolves @coffer/sdk to its workspace source (tsx
@@ -55,7 +54,7 @@ describe('packages/sdk/README.md', () => {
       COFFER_CLIENT_SECRET: tenant.admin.clientSecret,
     });
 
-    const blocks = readmeBlocks('packages/sdk/README.md').filter((b) => b.directive === 'node');
+    const blocks = docBlocks('packages/sdk/README.md').filter((b) => b.directive === 'node');
     expect(blocks).toHaveLength(2);
     const [startup, cache] = blocks;
     expect(startup?.code.split('\n').length).toBeLessThanOrEqual(10);

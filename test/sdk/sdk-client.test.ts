@@ -1,15 +1,14 @@
 import { CofferClient, CofferError } from '@coffer/sdk';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createIdentity, createTenant } from '../support/factories.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { listeningSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let baseUrl: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  baseUrl = await t.app.listen({ host: '127.0.0.1', port: 0 });
+listeningSuite((s) => {
+  ({ t, url: baseUrl } = s);
 });
-afterAll(() => t.close());
 
 /** A fetch that counts what the client sends, by method and path, and otherwise is the real one. */
 function countingFetch() {

@@ -1,15 +1,12 @@
 import { CofferClient, CofferError } from '@coffer/sdk';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { uniqueSlug } from '../support/factories.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { listeningSuite } from '../support/suite.ts';
 
-let t: TestApp;
 let baseUrl: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  baseUrl = await t.app.listen({ host: '127.0.0.1', port: 0 });
+listeningSuite((s) => {
+  baseUrl = s.url;
 });
-afterAll(() => t.close());
 
 describe('SDK over a real socket', () => {
   it('logs in as root, creates a tenant, and manages identities as its admin', async () => {

@@ -1,17 +1,16 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CofferClient } from '@coffer/sdk';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createTenant } from '../support/factories.ts';
-import { createTestApp, type TestApp } from '../support/test-app.ts';
+import { listeningSuite } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
 let realUrl: string;
-beforeAll(async () => {
-  t = await createTestApp();
-  realUrl = await t.app.listen({ host: '127.0.0.1', port: 0 });
+listeningSuite((s) => {
+  ({ t, url: realUrl } = s);
 });
-afterAll(() => t.close());
 
 type Fault = '503' | 'lose-response' | 'drop';
 

@@ -2,20 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PLATFORM_TENANT_ID, SecretVersions, SecretWithValue } from '@coffer/contracts';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
-import {
-  type AuditRow,
-  auditRowsFor,
-  auditRowsOf,
-  expectError,
-  expectOk,
-  firstBrokenLink,
-  identityIdOf,
-  type Response,
-  type SecretsApi,
-  secretsApi,
-} from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { type AuditRow, auditRowsFor, auditRowsOf, firstBrokenLink } from '../support/audit.ts';
+import { createIdentity } from '../support/factories.ts';
+import { expectError, expectOk, identityIdOf, type Response, secretsApi } from '../support/secrets.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -28,9 +18,10 @@ ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
 
-async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {
-  const tenant = await createTenant(t.app, root);
-  return { tenant, api: secretsApi(t.app, tenant.adminToken, { 'user-agent': USER_AGENT }) };
+/** A fresh tenant whose admin sends a known user agent, so that the events can be checked for it. */
+async function tenantApi() {
+  const ctx = await tenantCtx(t, root);
+  return { ...ctx, api: secretsApi(t.app, ctx.tenant.adminToken, { 'user-agent': USER_AGENT }) };
 }
 
 interface Expected {

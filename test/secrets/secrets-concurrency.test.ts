@@ -1,9 +1,9 @@
 import { BundleWriteResponse, SecretMetadata, SecretVersions, SecretWithValue } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTenant, rootToken, type TestTenant } from '../support/factories.ts';
-import { expectError, expectOk, type SecretsApi, secretsApi } from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { rootToken } from '../support/factories.ts';
+import { expectError, expectOk } from '../support/secrets.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -13,11 +13,6 @@ let root: string;
 ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
-
-async function tenantApi(app: TestApp = t): Promise<{ tenant: TestTenant; api: SecretsApi }> {
-  const tenant = await createTenant(app.app, app === t ? root : await rootToken(app.app));
-  return { tenant, api: secretsApi(app.app, tenant.adminToken) };
-}
 
 /** The stored version numbers of a secret, ascending. */
 async function storedVersions(tenantId: string, name: string): Promise<number[]> {
@@ -42,7 +37,7 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 
 describe('compare-and-set under contention', () => {
   it('20 concurrent PUTs with the same ifVersion: exactly one wins, 19 conflict, no gap in versions', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     expectOk(await api.put('sandbox/race/CAS', { value: 'v1' }), 201, SecretMetadata);
     expectOk(await api.put('sandbox/race/CAS', { value: 'v2' }), 200, SecretMetadata);
     const results = await Promise.all(
@@ -66,7 +61,7 @@ describe('compare-and-set under contention', () => {
   });
 
   it('20 concurrent PUTs without ifVersion on a new name: all succeed, versions 1..20 exactly once', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     const results = await Promise.all(range(1, 20).map((i) => api.put('user/race/FRESH', { value: `value-${i}` })));
     expect(results.filter((r) => r.statusCode === 201)).toHaveLength(1);
     expect(results.filter((r) => r.statusCode === 200)).toHaveLength(19);
@@ -86,7 +81,7 @@ describe('compare-and-set under contention', () => {
   });
 
   it('concurrent creation with ifVersion 0: one 201, the rest 409', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     const results = await Promise.all(
       range(1, 20).map((i) => api.put('shared/race/ONCE', { value: `c${i}`, ifVersion: 0 })),
     );
@@ -106,7 +101,7 @@ describe('compare-and-set under contention', () => {
   });
 
   it('concurrent bundle writes over the same names serialise: each one applies wholly or not at all', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     expectOk(
       await api.writeBundle('sandbox', 'race', { set: { A: { value: 'a0' }, B: { value: 'b0' }, C: { value: 'c0' } } }),
       200,
@@ -150,7 +145,7 @@ describe('connection use', () => {
   afterAll(() => small.close());
 
   it('concurrent writes without a custom pattern queue for connections and all succeed', async () => {
-    const { tenant, api } = await tenantApi(small);
+    const { tenant, api } = await tenantCtx(small, await rootToken(small.app));
     expectOk(await api.put('sandbox/pool/PLAIN', { value: 'ab', format: 'hex' }), 201, SecretMetadata);
     const results = await Promise.all(range(1, 12).map(() => api.put('sandbox/pool/PLAIN', { value: 'abcd' })));
     expect(results.map((r) => r.statusCode)).toEqual(Array<number>(12).fill(200));
@@ -160,7 +155,7 @@ describe('connection use', () => {
   // Regression: the custom-pattern check once took a second pool connection inside the write's transaction,
   // so as many concurrent writes as pool connections deadlocked until the acquire timeout (503s).
   it('concurrent writes to a secret with a custom pattern all succeed', async () => {
-    const { tenant, api } = await tenantApi(small);
+    const { tenant, api } = await tenantCtx(small, await rootToken(small.app));
     expectOk(
       await api.put('sandbox/pool/PATTERN', { value: 'abc', format: { pattern: '^[a-z]+$' } }),
       201,

@@ -8,9 +8,9 @@ import {
 } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { createTenant, rootToken } from '../support/factories.ts';
 import { expectEmpty, expectError, expectOk, identityIdOf, type SecretsApi, secretsApi } from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -20,11 +20,6 @@ let root: string;
 ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
-
-async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {
-  const tenant = await createTenant(t.app, root);
-  return { tenant, api: secretsApi(t.app, tenant.adminToken) };
-}
 
 async function seed(api: SecretsApi, path: string, value: string): Promise<SecretMetadata> {
   const res = await api.put(path, { value });
@@ -63,7 +58,7 @@ const names = (items: readonly { kind: string; owner: string; name: string }[]) 
 
 describe('PUT and GET', () => {
   it('creates with 201, adds versions with 200, and never returns the value in the metadata', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     const created = await api.put('sandbox/sbx-1/API_KEY', { value: 'first-value' });
     const meta = expectOk(created, 201, SecretMetadata);
     expect(meta).toMatchObject({
@@ -106,7 +101,7 @@ describe('PUT and GET', () => {
   });
 
   it('keeps the same name apart across kinds and owners', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/a/TOKEN', 'sandbox-a');
     await seed(api, 'sandbox/b/TOKEN', 'sandbox-b');
     await seed(api, 'user/a/TOKEN', 'user-a');
@@ -118,13 +113,13 @@ describe('PUT and GET', () => {
   });
 
   it('answers 404 for a secret that does not exist', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const err = expectError(await api.get('sandbox/x/NOPE'), 404, 'not_found');
     expect(err.message).toBe('secret not found');
   });
 
   it('round-trips metadata: omitted fields are kept, null clears them', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
     const created = expectOk(
       await api.put('user/alice/GITHUB_TOKEN', {
@@ -186,7 +181,7 @@ describe('PUT and GET', () => {
   });
 
   it('refuses an expiry in the past and malformed metadata', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const past = expectError(
       await api.put('sandbox/x/K', { value: 'v', expiresAt: new Date(Date.now() - 1000).toISOString() }),
       400,
@@ -205,7 +200,7 @@ describe('PUT and GET', () => {
 
 describe('compare-and-set', () => {
   it('ifVersion 0 creates only a new secret; ifVersion n only over version n; a mismatch writes nothing', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     expect(
       expectOk(await api.put('shared/ops/DB_PASS', { value: 'one', ifVersion: 0 }), 201, SecretMetadata).version,
     ).toBe(1);
@@ -231,7 +226,7 @@ describe('compare-and-set', () => {
 
 describe('versions', () => {
   it('lists versions newest first with their states, never their values', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     for (const v of ['v-one', 'v-two', 'v-three', 'v-four']) await seed(api, 'sandbox/s/ROTATED', v);
     const res = await api.versions('sandbox/s/ROTATED');
     const body = expectOk(res, 200, SecretVersions);
@@ -248,7 +243,7 @@ describe('versions', () => {
   });
 
   it('destroys an old version: its state is destroyed, reading it is 410 gone, its ciphertext is erased', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     for (const v of ['one', 'two', 'three']) await seed(api, 'sandbox/s/KEY', v);
     expectEmpty(await api.destroy('sandbox/s/KEY', 2));
     const items = expectOk(await api.versions('sandbox/s/KEY'), 200, SecretVersions).items;
@@ -275,7 +270,7 @@ describe('versions', () => {
   });
 
   it('refuses to destroy the current version (409) or one that does not exist (404)', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/s/KEY', 'one');
     await seed(api, 'sandbox/s/KEY', 'two');
     expectError(await api.destroy('sandbox/s/KEY', 2), 409, 'conflict');
@@ -288,7 +283,7 @@ describe('versions', () => {
 
 describe('listing', () => {
   it('filters by kind, owner and name prefix, and leaves deleted secrets out', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const all = [
       'sandbox/sbx-1/STRIPE_KEY',
       'sandbox/sbx-1/STRIPE_WEBHOOK',
@@ -331,7 +326,7 @@ describe('listing', () => {
   });
 
   it('pages with a small limit: every item exactly once, in a stable order', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const created: string[] = [];
     for (let i = 1; i <= 7; i++) {
       const p = `sandbox/pager/ITEM_${i}`;
@@ -351,7 +346,7 @@ describe('listing', () => {
   });
 
   it('stays stable when secrets are created between page fetches', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const originals = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7'].map((n) => `shared/team/${n}`);
     for (const p of originals) await seed(api, p, 'v');
     const seen: string[] = [];
@@ -377,7 +372,7 @@ describe('listing', () => {
   });
 
   it('validates the listing query', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     expectError(await api.list({ limit: 0 }), 400, 'validation_failed');
     expectError(await api.list({ limit: 1001 }), 400, 'validation_failed');
     expectOk(await api.list({ limit: 1000 }), 200, SecretPage);
@@ -390,7 +385,7 @@ describe('listing', () => {
 
 describe('bundles', () => {
   it('reads every live secret of one owner, and nothing of other owners', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/sbx-9/A', 'alpha');
     await seed(api, 'sandbox/sbx-9/B', 'beta-1');
     await seed(api, 'sandbox/sbx-9/B', 'beta-2');
@@ -405,7 +400,7 @@ describe('bundles', () => {
   });
 
   it('writes all or nothing: one bad compare-and-set among three changes none of them', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     for (const n of ['A', 'B', 'C']) await seed(api, `sandbox/app/${n}`, `${n}-1`);
     const res = await api.writeBundle('sandbox', 'app', {
       set: { A: { value: 'A-2', ifVersion: 1 }, B: { value: 'B-2', ifVersion: 5 }, C: { value: 'C-2', ifVersion: 1 } },
@@ -432,7 +427,7 @@ describe('bundles', () => {
   });
 
   it('mixes sets, creations and deletes in one atomic write', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     for (const n of ['A', 'B', 'C']) await seed(api, `sandbox/app/${n}`, `${n}-1`);
     const res = await api.writeBundle('sandbox', 'app', {
       set: { A: { value: 'A-2', ifVersion: 1 }, NEW: { value: 'N-1', ifVersion: 0 }, B: { value: 'B-2' } },
@@ -450,7 +445,7 @@ describe('bundles', () => {
   });
 
   it('refuses a whole bundle when one value fails its format (422), naming the rule, not the value', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     expectOk(
       await api.put('sandbox/app/ID', { value: '0b5d8d0e-8c4e-4b4e-9e0a-4a8e2f6f3c11', format: 'uuid' }),
       201,
@@ -476,7 +471,7 @@ describe('bundles', () => {
   });
 
   it('validates the bundle body', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/app/A', 'a');
     expectError(await api.writeBundle('sandbox', 'app', {}), 400, 'validation_failed');
     expectError(await api.writeBundle('sandbox', 'app', { set: {}, delete: [] }), 400, 'validation_failed');
@@ -498,7 +493,7 @@ describe('bundles', () => {
 
 describe('delete, restore, purge', () => {
   it('soft-deletes: gone from reads, lists, bundles and versions; writes conflict until restored', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/d/KEY', 'k-1');
     await seed(api, 'sandbox/d/KEY', 'k-2');
     await seed(api, 'sandbox/d/KEEP', 'keep');
@@ -530,7 +525,7 @@ describe('delete, restore, purge', () => {
   });
 
   it('purges for good: rows and ciphertexts are erased and the name starts again at version 1', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     await seed(api, 'user/bob/KEY', 'b-1');
     await seed(api, 'user/bob/KEY', 'b-2');
     const id = await secretId(tenant.tenant.id, 'user', 'bob', 'KEY');
@@ -602,7 +597,7 @@ describe('delete, restore, purge', () => {
 
 describe('expiry', () => {
   it('an expired secret reads as 410 expired and leaves the bundle', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     const soon = new Date(Date.now() + 60_000).toISOString();
     expectOk(await api.put('sandbox/e/TEMP', { value: 'temporary', expiresAt: soon }), 201, SecretMetadata);
     await seed(api, 'sandbox/e/STAYS', 'stays');
@@ -627,7 +622,7 @@ describe('expiry', () => {
   });
 
   it('expires on its own once expiresAt passes', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const at = new Date(Date.now() + 1500).toISOString();
     expectOk(await api.put('sandbox/e/SHORT', { value: 'short-lived', expiresAt: at }), 201, SecretMetadata);
     expect((await currentValue(api, 'sandbox/e/SHORT')).value).toBe('short-lived');

@@ -5,9 +5,8 @@ import { describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { TenantKeyCache } from '../../apps/api/src/crypto/tenant-key-cache.ts';
-import { createTenant, type TestTenant } from '../support/factories.ts';
-import { expectEmpty, expectError, expectOk, type SecretsApi, secretsApi } from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { expectEmpty, expectError, expectOk, type SecretsApi } from '../support/secrets.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -17,11 +16,6 @@ let root: string;
 ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
-
-async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {
-  const tenant = await createTenant(t.app, root);
-  return { tenant, api: secretsApi(t.app, tenant.adminToken) };
-}
 
 async function seed(api: SecretsApi, path: string, value: string): Promise<void> {
   const res = await api.put(path, { value });
@@ -73,7 +67,7 @@ async function integrityAudited(tenantId: string, requestId: string): Promise<vo
 
 describe('at rest', () => {
   it('stores no part of the value in the ciphertext, and only the right data key decrypts it', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     // Long, with repetition, so compression or a plaintext echo would show.
     const value = `sk_live_${randomBytes(24).toString('hex')}${'REPEATED-BLOCK-'.repeat(8)}`;
     await seed(api, 'sandbox/c/KEY', value);
@@ -110,7 +104,7 @@ describe('at rest', () => {
   });
 
   it('encrypts each write afresh: equal values give different ciphertexts', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/c/A', 'same value');
     await seed(api, 'sandbox/c/A', 'same value');
     const id = await secretIdOf(tenant.tenant.id, 'A');
@@ -120,8 +114,8 @@ describe('at rest', () => {
   });
 
   it('uses a different data key for each tenant', async () => {
-    const a = await tenantApi();
-    const b = await tenantApi();
+    const a = await tenantCtx(t, root);
+    const b = await tenantCtx(t, root);
     const [ka] = await dataKeysOf(a.tenant.tenant.id);
     const [kb] = await dataKeysOf(b.tenant.tenant.id);
     expect(ka).toMatch(/^[0-9a-f]{64}$/);
@@ -131,7 +125,7 @@ describe('at rest', () => {
 
 describe('ciphertexts are bound to their row', () => {
   it('swapping two secrets’ ciphertexts makes both reads 500 integrity_error, never the other value', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/c/FIRST', 'first-secret-value');
     await seed(api, 'sandbox/c/SECOND', 'second-secret-value');
     const [first, second] = [await secretIdOf(tenant.tenant.id, 'FIRST'), await secretIdOf(tenant.tenant.id, 'SECOND')];
@@ -157,7 +151,7 @@ describe('ciphertexts are bound to their row', () => {
   });
 
   it('copying version 1’s ciphertext onto version 2 of the same secret is an integrity error', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/c/ROLLED', 'old-value');
     await seed(api, 'sandbox/c/ROLLED', 'new-value');
     const id = await secretIdOf(tenant.tenant.id, 'ROLLED');
@@ -171,8 +165,8 @@ describe('ciphertexts are bound to their row', () => {
   });
 
   it('a ciphertext copied from another tenant is an integrity error', async () => {
-    const victim = await tenantApi();
-    const target = await tenantApi();
+    const victim = await tenantCtx(t, root);
+    const target = await tenantCtx(t, root);
     await seed(victim.api, 'sandbox/c/STOLEN', 'victim-value');
     await seed(target.api, 'sandbox/c/STOLEN', 'target-value');
     const from = await secretIdOf(victim.tenant.tenant.id, 'STOLEN');
@@ -187,7 +181,7 @@ describe('ciphertexts are bound to their row', () => {
   });
 
   it('a corrupted ciphertext is an integrity error, not a crash', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     await seed(api, 'sandbox/c/FLIPPED', 'flipped-value');
     const id = await secretIdOf(tenant.tenant.id, 'FLIPPED');
     const c = await ciphertextOf(id, 1);
@@ -204,7 +198,7 @@ describe('ciphertexts are bound to their row', () => {
 
 describe('erasure', () => {
   it('destroy sets the version’s ciphertext to NULL and leaves the others', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     for (const v of ['d-1', 'd-2', 'd-3']) await seed(api, 'sandbox/c/D', v);
     const id = await secretIdOf(tenant.tenant.id, 'D');
     expectEmpty(await api.destroy('sandbox/c/D', 1));
@@ -220,7 +214,7 @@ describe('erasure', () => {
   });
 
   it('purge removes every ciphertext row of the secret, and only those', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     for (const v of ['p-1', 'p-2']) await seed(api, 'sandbox/c/P', v);
     await seed(api, 'sandbox/c/KEEP', 'k');
     const id = await secretIdOf(tenant.tenant.id, 'P');

@@ -9,17 +9,10 @@ import {
 } from '@coffer/contracts';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { bearer, createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
-import {
-  auditRowsFor,
-  expectEmpty,
-  expectError,
-  expectOk,
-  type Response,
-  type SecretsApi,
-  secretsApi,
-} from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { auditRowsFor } from '../support/audit.ts';
+import { bearer, createIdentity, type TestTenant } from '../support/factories.ts';
+import { expectEmpty, expectError, expectOk, type Response, type SecretsApi, secretsApi } from '../support/secrets.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -29,11 +22,6 @@ let root: string;
 ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
-
-async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {
-  const tenant = await createTenant(t.app, root);
-  return { tenant, api: secretsApi(t.app, tenant.adminToken) };
-}
 
 async function seed(api: SecretsApi, path: string, value: string): Promise<void> {
   const res = await api.put(path, { value });
@@ -60,7 +48,7 @@ function everyRoute(api: SecretsApi): { route: string; call: () => Promise<Respo
 
 /** A tenant whose sandbox/o/KEY has two versions (v1 'original-1', v2 'original-2'); the rest unchanged. */
 async function tenantWithSecret(): Promise<{ tenant: TestTenant; api: SecretsApi }> {
-  const r = await tenantApi();
+  const r = await tenantCtx(t, root);
   await seed(r.api, 'sandbox/o/KEY', 'original-1');
   await seed(r.api, 'sandbox/o/KEY', 'original-2');
   return r;
@@ -150,7 +138,7 @@ describe('tenant isolation', () => {
     const { api: victim } = await tenantWithSecret();
     await seed(victim, 'sandbox/o/OTHER', 'other-1');
     expectEmpty(await victim.remove('sandbox/o/OTHER'));
-    const { api: intruder } = await tenantApi();
+    const { api: intruder } = await tenantCtx(t, root);
 
     const compare = async (name: string, foreign: Response, missing: Response) => {
       expect(foreign.statusCode, name).toBe(missing.statusCode);
@@ -202,7 +190,7 @@ describe('service identities', () => {
   ];
 
   async function serviceSetup() {
-    const { tenant, api: admin } = await tenantApi();
+    const { tenant, api: admin } = await tenantCtx(t, root);
     for (const p of [
       'sandbox/app/PLAIN',
       'sandbox/app/WRITABLE',
@@ -292,7 +280,7 @@ describe('service identities', () => {
   // Regression: a page of a service's list once came back empty with no cursor when the first scanned rows held
   // nothing it may list, so the client stopped before reaching its secrets.
   it('lists its secrets even when many rows it may not list sort before them', async () => {
-    const { tenant, api: admin } = await tenantApi();
+    const { tenant, api: admin } = await tenantCtx(t, root);
     const set: Record<string, { value: string }> = {};
     for (let i = 0; i < 45; i++) set[`N${String(i).padStart(2, '0')}`] = { value: 'filler' };
     expectOk(await admin.writeBundle('sandbox', 'aaa', { set }), 200, BundleWriteResponse);

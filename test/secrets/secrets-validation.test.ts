@@ -2,9 +2,9 @@ import { generateKeyPairSync } from 'node:crypto';
 import { type BuiltinFormat, SecretMetadata, SecretWithValue } from '@coffer/contracts';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { createTenant, rootToken, type TestTenant } from '../support/factories.ts';
-import { expectError, expectOk, type SecretsApi, secretsApi } from '../support/secrets.ts';
-import { ownerSuite } from '../support/suite.ts';
+import { createTenant, rootToken } from '../support/factories.ts';
+import { expectError, expectOk, secretsApi } from '../support/secrets.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 let t: TestApp;
@@ -14,11 +14,6 @@ let root: string;
 ownerSuite((s) => {
   ({ t, owner, root } = s);
 });
-
-async function tenantApi(): Promise<{ tenant: TestTenant; api: SecretsApi }> {
-  const tenant = await createTenant(t.app, root);
-  return { tenant, api: secretsApi(t.app, tenant.adminToken) };
-}
 
 async function secretCount(tenantId: string): Promise<number> {
   const { rows } = await owner.query<{ n: string }>('select count(*) as n from coffer.secrets where tenant_id = $1', [
@@ -53,7 +48,7 @@ const FORMAT_CASES: { format: BuiltinFormat; good: string; bad: string }[] = [
 
 describe('built-in formats', () => {
   it.each(FORMAT_CASES)('$format: accepts a good value, refuses a bad one with 422 naming the rule', async (c) => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const name = c.format.replace(/-/g, '_');
     const path = `shared/fmt/${name}`;
     const created = expectOk(await api.put(path, { value: c.good, format: c.format }), 201, SecretMetadata);
@@ -76,7 +71,7 @@ describe('built-in formats', () => {
   });
 
   it('accepts other PEM private key kinds and refuses a public key', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     expectOk(await api.put('shared/pem/EC', { value: ecPem, format: 'pem-private-key' }), 201, SecretMetadata);
     const publicPem = generateKeyPairSync('ed25519').publicKey.export({ format: 'pem', type: 'spki' }).toString();
     expectError(await api.put('shared/pem/PUB', { value: publicPem, format: 'pem-private-key' }), 422, 'unprocessable');
@@ -84,7 +79,7 @@ describe('built-in formats', () => {
 
   // Regression: two concatenated PEM blocks once passed (the lazy body spanned them).
   it('refuses two concatenated PEM blocks (the rule says one block)', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     expectError(
       await api.put('shared/pem/TWO', { value: `${rsaPem}${rsaPem}`, format: 'pem-private-key' }),
       422,
@@ -95,7 +90,7 @@ describe('built-in formats', () => {
 
 describe('custom formats', () => {
   it('checks a PostgreSQL pattern, a minimum and a maximum length (in characters)', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const format = { pattern: '^[a-zé]+-[0-9]{3}$', minLength: 6, maxLength: 8 };
     expectOk(await api.put('user/u/CODE', { value: 'abc-123', format }), 201, SecretMetadata);
     // 'éé-123' is 6 characters (8 bytes): lengths count characters, not bytes.
@@ -115,13 +110,13 @@ describe('custom formats', () => {
   });
 
   it('does not anchor a pattern for you: an unanchored pattern matches anywhere', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     expectOk(await api.put('user/u/LOOSE', { value: 'xx42yy', format: { pattern: '[0-9]{2}' } }), 201, SecretMetadata);
     expectError(await api.put('user/u/LOOSE', { value: 'x4y' }), 422, 'unprocessable');
   });
 
   it('accepts lengths without a pattern', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     expectOk(await api.put('user/u/LEN', { value: '12345678', format: { minLength: 8 } }), 201, SecretMetadata);
     expectError(await api.put('user/u/LEN', { value: '1234567' }), 422, 'unprocessable');
     expectOk(await api.put('user/u/MAX', { value: '', format: { maxLength: 2 } }), 201, SecretMetadata);
@@ -129,7 +124,7 @@ describe('custom formats', () => {
   });
 
   it('refuses an invalid regular expression and malformed custom formats with 400', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     for (const pattern of ['(unclosed', '[z-a]', 'a{2,1}', '*']) {
       const err = expectError(
         await api.put('user/u/RE', { value: 'v', format: { pattern } }),
@@ -155,7 +150,7 @@ describe('custom formats', () => {
 
 describe('format changes', () => {
   it('validates a new value against a new format, and against the kept format when none is given', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const id = '0b5d8d0e-8c4e-4b4e-9e0a-4a8e2f6f3c11';
     expectOk(await api.put('sandbox/f/X', { value: id, format: 'uuid' }), 201, SecretMetadata);
     expectError(await api.put('sandbox/f/X', { value: 'abcd' }), 422, 'unprocessable');
@@ -178,7 +173,7 @@ describe('value size', () => {
   const LIMIT = 65_536;
 
   it('accepts exactly 64 KiB and refuses one byte more with 413, counting bytes not characters', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const ascii = 'a'.repeat(LIMIT);
     expectOk(await api.put('sandbox/big/ASCII', { value: ascii }), 201, SecretMetadata);
     expect(expectOk(await api.get('sandbox/big/ASCII'), 200, SecretWithValue).value).toBe(ascii);
@@ -206,7 +201,7 @@ describe('value size', () => {
   });
 
   it('applies the limit to every value of a bundle write', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const err = expectError(
       await api.writeBundle('sandbox', 'big', {
         set: { SMALL: { value: 'x' }, LARGE: { value: 'b'.repeat(LIMIT + 1) } },
@@ -235,7 +230,7 @@ describe('value size', () => {
 
 describe('values that cannot be stored as text', () => {
   it('refuses a NUL character and an unpaired surrogate with 400', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     const nul = expectError(await api.put('sandbox/v/NUL', { value: 'abc\u0000def' }), 400, 'validation_failed');
     expect(nul.details).toEqual([{ path: 'body.value', message: 'must not contain a NUL character' }]);
     // JSON can carry a lone surrogate escape; UTF-8 text cannot.
@@ -248,7 +243,7 @@ describe('values that cannot be stored as text', () => {
   });
 
   it('stores any other text unchanged: empty, whitespace, newlines, quotes, emoji', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const values = [
       '',
       ' ',
@@ -292,7 +287,7 @@ describe('names and owners', () => {
   ];
 
   it.each(BAD_PATHS)('refuses $label and writes nothing', async ({ path, status }) => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     const url = `/v1/secrets/${path}`;
     const put = await api.send('PUT', url, { value: 'must-not-be-stored' });
     expectError(put, status, status === 400 ? 'validation_failed' : 'not_found');
@@ -304,7 +299,7 @@ describe('names and owners', () => {
   // Regression: a NUL in the path once made the failure's own audit event fail (PostgreSQL text has no NUL),
   // turning a 400 into an unaudited 503.
   it('refuses a NUL in a name with 400, and audits the attempt', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     const res = await api.send('GET', '/v1/secrets/sandbox/o/K%00EY');
     expectError(res, 400, 'validation_failed');
     const { rows } = await owner.query(
@@ -316,7 +311,7 @@ describe('names and owners', () => {
   });
 
   it('names the offending parameter in the 400', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const name = expectError(await api.put('sandbox/o/1KEY', { value: 'v' }), 400, 'validation_failed');
     expect(name.details?.map((d) => d.path)).toEqual(['params.name']);
     const ownerErr = expectError(await api.put('sandbox/.o/KEY', { value: 'v' }), 400, 'validation_failed');
@@ -326,7 +321,7 @@ describe('names and owners', () => {
   });
 
   it('refuses bad owners on the bundle routes too', async () => {
-    const { tenant, api } = await tenantApi();
+    const { tenant, api } = await tenantCtx(t, root);
     expectError(await api.bundle('sandbox', '..%2F..'), 400, 'validation_failed');
     expectError(await api.bundle('sandbox', '.hidden'), 400, 'validation_failed');
     expectError(await api.writeBundle('sandbox', '.hidden', { set: { A: { value: 'x' } } }), 400, 'validation_failed');
@@ -335,7 +330,7 @@ describe('names and owners', () => {
   });
 
   it('accepts the edges of the rules: 128 characters, dots, dashes and underscores', async () => {
-    const { api } = await tenantApi();
+    const { api } = await tenantCtx(t, root);
     const longName = `_${'a'.repeat(127)}`;
     const longOwner = `9${'o'.repeat(127)}`;
     for (const path of [`sandbox/${longOwner}/${longName}`, 'user/a.b-c_d/_x.y-z', 'shared/0/A', 'sandbox/o/a..b']) {

@@ -3,6 +3,7 @@ import { ErrorEnvelope, SecretWithValue, Tenant } from '@coffer/contracts';
 import type { LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditRowsFor } from '../support/audit.ts';
 import {
   bearer,
   createIdentity,
@@ -11,7 +12,7 @@ import {
   type TestIdentity,
   type TestTenant,
 } from '../support/factories.ts';
-import { auditRowsFor, ownerClient, sleep } from '../support/secrets.ts';
+import { ownerClient, sleep } from '../support/secrets.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 /**

@@ -45,7 +45,8 @@ export function toAuditEvent(r: AuditRow): AuditEvent {
   };
 }
 
-export async function eventsOfRequest(db: pg.Pool | pg.Client, requestId: string): Promise<AuditRow[]> {
+/** Audit rows written for one request id (whatever tenant's chain they went to). */
+export async function auditRowsFor(db: pg.Pool | pg.Client, requestId: string): Promise<AuditRow[]> {
   const { rows } = await db.query<AuditRow>(
     'select * from coffer.audit_events where request_id = $1 order by tenant_id, seq',
     [requestId],
@@ -53,7 +54,8 @@ export async function eventsOfRequest(db: pg.Pool | pg.Client, requestId: string
   return rows;
 }
 
-export async function chainOf(db: pg.Pool | pg.Client, tenantId: string): Promise<AuditRow[]> {
+/** Every audit row of one tenant, in chain order. */
+export async function auditRowsOf(db: pg.Pool | pg.Client, tenantId: string): Promise<AuditRow[]> {
   const { rows } = await db.query<AuditRow>('select * from coffer.audit_events where tenant_id = $1 order by seq', [
     tenantId,
   ]);
@@ -64,16 +66,19 @@ export async function chainOf(db: pg.Pool | pg.Client, tenantId: string): Promis
  * Recomputes a tenant's chain from genesis (32 zero bytes): contiguous seq from 1, each digest from the columns,
  * each link from the previous hash. Returns the first broken link, or null when the chain holds.
  */
-export function firstBrokenLink(rows: readonly AuditRow[], digestOf = eventDigest): string | null {
+export function firstBrokenLink(
+  rows: readonly AuditRow[],
+  digestOf = eventDigest,
+): { seq: number; reason: string } | null {
   let prev: Buffer = GENESIS_HASH;
   for (const [i, r] of rows.entries()) {
     const seq = Number(r.seq);
-    if (seq !== i + 1) return `row ${r.id}: seq ${seq}, expected ${i + 1}`;
-    if (!r.prev_hash.equals(prev)) return `seq ${seq}: prev_hash does not match the previous hash`;
+    if (seq !== i + 1) return { seq, reason: `row ${r.id}: seq ${seq}, expected ${i + 1}` };
+    if (!r.prev_hash.equals(prev)) return { seq, reason: 'prev_hash does not match the previous hash' };
     const digest = digestOf(toAuditEvent(r));
-    if (!digest.equals(r.digest)) return `seq ${seq}: digest does not match the columns`;
+    if (!digest.equals(r.digest)) return { seq, reason: 'digest does not match the columns' };
     const hash = linkHash(prev, seq, digest);
-    if (!hash.equals(r.hash)) return `seq ${seq}: hash does not match the link`;
+    if (!hash.equals(r.hash)) return { seq, reason: 'hash does not match the link' };
     prev = hash;
   }
   return null;

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { inject } from 'vitest';
 import { toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import type { AuditEvent } from '../../apps/api/src/audit/audit.types.ts';
-import { bearer } from './factories.ts';
+import { sender } from './secrets.ts';
 
 /**
  * Helpers for the rotation, key, webhook and audit suites: a client for their routes, owner-side setup (making
@@ -23,18 +23,7 @@ function qs(query: Query): string {
 
 /** The routes beyond secrets CRUD, called as one identity (or as nobody, with `token` null). */
 export function opsApi(app: FastifyInstance, token: string | null, extraHeaders: Record<string, string> = {}) {
-  const send = (
-    method: 'GET' | 'POST' | 'DELETE' | 'PATCH',
-    url: string,
-    payload?: unknown,
-    headers: Record<string, string> = {},
-  ) =>
-    app.inject({
-      method,
-      url,
-      headers: { ...(token ? bearer(token) : {}), ...extraHeaders, ...headers },
-      ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
-    });
+  const send = sender(app, token, extraHeaders);
   return {
     send,
     rotate: (path: string, body?: RotateSecretRequest | Record<string, unknown>) =>

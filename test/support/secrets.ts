@@ -9,8 +9,6 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
 import { expect, inject } from 'vitest';
 import type { z } from 'zod';
-import { eventDigest, GENESIS_HASH, linkHash } from '../../apps/api/src/audit/audit.digest.ts';
-import type { AuditEvent, AuditOutcome } from '../../apps/api/src/audit/audit.types.ts';
 import { bearer } from './factories.ts';
 
 export type Response = LightMyRequestResponse;
@@ -19,18 +17,23 @@ type Method = 'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH';
 /** `kind/owner/name`, as the routes address a secret. */
 export const spath = (kind: SecretKind, owner: string, name: string) => `${kind}/${owner}/${name}`;
 
-/**
- * The secrets routes, called as one identity (or as nobody, with `token` null). Paths are passed as written:
- * callers that test odd names encode them themselves.
- */
-export function secretsApi(app: FastifyInstance, token: string | null, extraHeaders: Record<string, string> = {}) {
-  const send = (method: Method, url: string, payload?: unknown, headers: Record<string, string> = {}) =>
+/** `app.inject` as one identity (or as nobody, with `token` null), with headers every request of it carries. */
+export function sender(app: FastifyInstance, token: string | null, extraHeaders: Record<string, string> = {}) {
+  return (method: Method, url: string, payload?: unknown, headers: Record<string, string> = {}) =>
     app.inject({
       method,
       url,
       headers: { ...(token ? bearer(token) : {}), ...extraHeaders, ...headers },
       ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
     });
+}
+
+/**
+ * The secrets routes, called as one identity (or as nobody, with `token` null). Paths are passed as written:
+ * callers that test odd names encode them themselves.
+ */
+export function secretsApi(app: FastifyInstance, token: string | null, extraHeaders: Record<string, string> = {}) {
+  const send = sender(app, token, extraHeaders);
   return {
     send,
     put: (path: string, body: PutSecretRequest | Record<string, unknown>) => send('PUT', `/v1/secrets/${path}`, body),
@@ -88,84 +91,6 @@ export async function ownerClient(): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: inject('ownerDatabaseUrl') });
   await client.connect();
   return client;
-}
-
-export interface AuditRow {
-  tenant_id: string;
-  seq: string;
-  occurred_at: Date;
-  actor_id: string | null;
-  actor_name: string | null;
-  action: string;
-  resource: string | null;
-  version: number | null;
-  outcome: AuditOutcome;
-  error_code: string | null;
-  request_id: string | null;
-  source_ip: string | null;
-  user_agent: string | null;
-  fingerprint: string | null;
-  details: Record<string, string | number | boolean | null> | null;
-  digest: Buffer;
-  prev_hash: Buffer;
-  hash: Buffer;
-}
-
-/** Every audit row of one tenant, in chain order. */
-export async function auditRowsOf(db: pg.Client, tenantId: string): Promise<AuditRow[]> {
-  const { rows } = await db.query<AuditRow>('select * from coffer.audit_events where tenant_id = $1 order by seq', [
-    tenantId,
-  ]);
-  return rows;
-}
-
-/** Audit rows written for one request id (whatever tenant's chain they went to). */
-export async function auditRowsFor(db: pg.Client, requestId: string): Promise<AuditRow[]> {
-  const { rows } = await db.query<AuditRow>(
-    'select * from coffer.audit_events where request_id = $1 order by tenant_id, seq',
-    [requestId],
-  );
-  return rows;
-}
-
-export function toAuditEvent(r: AuditRow): AuditEvent {
-  return {
-    tenantId: r.tenant_id,
-    occurredAt: r.occurred_at,
-    actorId: r.actor_id,
-    actorName: r.actor_name,
-    action: r.action,
-    resource: r.resource,
-    version: r.version,
-    outcome: r.outcome,
-    errorCode: r.error_code,
-    requestId: r.request_id,
-    sourceIp: r.source_ip,
-    userAgent: r.user_agent,
-    fingerprint: r.fingerprint,
-    details: r.details,
-  };
-}
-
-/**
- * Recomputes a tenant's chain from its stored columns, from 32 zero bytes: each digest from the event, each
- * link from the previous hash. Returns the first broken seq, or null when every link holds.
- */
-export function firstBrokenLink(rows: readonly AuditRow[]): { seq: number; reason: string } | null {
-  let prev: Buffer = GENESIS_HASH;
-  let expectedSeq = 1;
-  for (const r of rows) {
-    const seq = Number(r.seq);
-    if (seq !== expectedSeq) return { seq, reason: `expected seq ${expectedSeq}` };
-    const digest = eventDigest(toAuditEvent(r));
-    if (!digest.equals(r.digest)) return { seq, reason: 'digest does not match the columns' };
-    if (!r.prev_hash.equals(prev)) return { seq, reason: 'prev_hash does not match the previous hash' };
-    const hash = linkHash(prev, seq, digest);
-    if (!hash.equals(r.hash)) return { seq, reason: 'hash does not match' };
-    prev = hash;
-    expectedSeq++;
-  }
-  return null;
 }
 
 /** A promise of `ms` milliseconds. */

@@ -3,18 +3,11 @@ import type { AddressInfo } from 'node:net';
 import { CreateWebhookResponse, SecretMetadata, WebhookDeliveries, WebhookList } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { auditRowsFor } from '../support/audit.ts';
+import { createIdentity, createTenant, rootToken } from '../support/factories.ts';
 import { eventually, makeDue, type OpsApi, opsApi, secretIdOf } from '../support/ops.ts';
-import {
-  auditRowsFor,
-  expectEmpty,
-  expectError,
-  expectOk,
-  ownerClient,
-  requestIdOf,
-  type SecretsApi,
-  secretsApi,
-} from '../support/secrets.ts';
+import { expectEmpty, expectError, expectOk, ownerClient, requestIdOf } from '../support/secrets.ts';
+import { tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 import { type ReceivedDelivery, startReceiver, verifySignature } from '../support/webhook-receiver.ts';
 
@@ -38,17 +31,6 @@ afterAll(async () => {
   await owner.end();
   await t.close();
 });
-
-interface Ctx {
-  tenant: TestTenant;
-  api: SecretsApi;
-  ops: OpsApi;
-}
-
-async function tenantCtx(): Promise<Ctx> {
-  const tenant = await createTenant(t.app, root);
-  return { tenant, api: secretsApi(t.app, tenant.adminToken), ops: opsApi(t.app, tenant.adminToken) };
-}
 
 async function receiver() {
   const r = await startReceiver();
@@ -90,7 +72,7 @@ async function makeAttemptDue(deliveryId: string, attempts?: number): Promise<vo
 
 describe('webhook deliveries', () => {
   it('delivers a rotation to a loopback receiver, signed with HMAC-SHA256 over timestamp and body, once', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const rx = await receiver();
     const created = await ops.createWebhook({ url: rx.url, events: ['secret.rotated'] });
     const { webhook, signingSecret } = expectOk(created, 201, CreateWebhookResponse);
@@ -147,7 +129,7 @@ describe('webhook deliveries', () => {
   });
 
   it('records a failed attempt, waits a backoff, retries, and records the delivery', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const rx = await receiver();
     const { webhook, signingSecret } = expectOk(
       await ops.createWebhook({ url: rx.url, events: ['secret.rotated'] }),
@@ -184,7 +166,7 @@ describe('webhook deliveries', () => {
   });
 
   it('gives up after the last attempt, and records an unreachable target', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const rx = await receiver();
     const { webhook } = expectOk(
       await ops.createWebhook({ url: rx.url, events: ['secret.rotated'] }),
@@ -226,7 +208,7 @@ describe('webhook deliveries', () => {
   });
 
   it('sends only the events a webhook subscribed to; a data-key rotation carries the new key version', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const rotations = await receiver();
     const keys = await receiver();
     const r = expectOk(
@@ -259,7 +241,7 @@ describe('webhook deliveries', () => {
   });
 
   it('tells of scheduled rotations, and of scheduled rotations that failed', async () => {
-    const { tenant, api, ops } = await tenantCtx();
+    const { tenant, api, ops } = await tenantCtx(t, root);
     const tid = tenant.tenant.id;
     const rx = await receiver();
     const { signingSecret } = expectOk(
@@ -314,8 +296,8 @@ describe('webhook deliveries', () => {
   });
 
   it('deleting a webhook drops its pending deliveries; another tenant can neither see nor touch it', async () => {
-    const a = await tenantCtx();
-    const b = await tenantCtx();
+    const a = await tenantCtx(t, root);
+    const b = await tenantCtx(t, root);
     const rx = await receiver();
     const { webhook } = expectOk(
       await a.ops.createWebhook({ url: rx.url, events: ['secret.rotated'] }),
@@ -341,7 +323,7 @@ describe('webhook deliveries', () => {
   });
 
   it('only a tenant admin manages webhooks', async () => {
-    const { tenant, ops } = await tenantCtx();
+    const { tenant, ops } = await tenantCtx(t, root);
     const auditor = await createIdentity(t.app, tenant.adminToken, { role: 'auditor' });
     const svc = await createIdentity(t.app, tenant.adminToken, {
       role: 'service',
@@ -440,7 +422,7 @@ describe('the SSRF guard (private targets not allowed)', () => {
   });
 
   it('checks again at delivery time: a private target is not called', async () => {
-    const { api, ops } = await tenantCtx();
+    const { api, ops } = await tenantCtx(t, root);
     const rx = await receiver();
     // Created while private targets were allowed (another instance), delivered by a strict one.
     const { webhook } = expectOk(
@@ -494,7 +476,7 @@ describe('the SSRF guard (private targets not allowed)', () => {
 
 // Regression: secret.written and secret.deleted were accepted at subscription but never enqueued.
 it('delivers secret.written and secret.deleted, from single writes and bundles, without the value', async () => {
-  const { tenant, api } = await tenantCtx();
+  const { tenant, api } = await tenantCtx(t, root);
   const ops = opsApi(t.app, tenant.adminToken);
   const rx = await receiver();
   expectOk(

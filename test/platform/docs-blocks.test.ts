@@ -1,0 +1,161 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../support/build.ts';
+import { docBlocks, isShell, runShellDocument, shellSyntaxProblem } from '../support/doc-blocks.ts';
+import { freePort } from '../support/server-process.ts';
+
+/**
+ * The README and every page of docs/, run as a user pastes them (docs/testing.md gives the rule): every ```sh and
+ * ```bash block runs, one bash process per document, against a server started the way `npm start` starts it.
+ */
+const documents = ['README.md', ...readdirSync(path.join(repoRoot, 'docs')).map((f) => `docs/${f}`)].filter((f) =>
+  f.endsWith('.md'),
+);
+
+/**
+ * The blocks that cannot run here, by document and first line: each must carry a `not-run` marker saying why, and
+ * a new one must be added here on purpose.
+ */
+const NOT_RUN = [
+  'README.md: npm install && npm start',
+  'docs/operations.md: docker compose up --build',
+  'docs/operations.md: echo "COFFER_APP_ROLE_PASSWORD=$(openssl rand -hex 24)" >> .env',
+  'docs/operations.md: kubectl apply -k apps/api/deploy',
+  'docs/performance.md: npm run bench',
+];
+
+/** What the server writes into the checkout it runs in; the rest of the temporary checkout is the repository's. */
+function temporaryCheckout(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'coffer-docs-'));
+  chmodSync(dir, 0o755);
+  for (const entry of readdirSync(repoRoot)) {
+    if (['.git', '.coffer', '.env', '.secrets', 'apps'].includes(entry)) continue;
+    symlinkSync(path.join(repoRoot, entry), path.join(dir, entry));
+  }
+  // A copy, so that the documents' `npm run build` writes its own dist/ and never the one other tests are running.
+  cpSync(path.join(repoRoot, 'apps'), path.join(dir, 'apps'), {
+    recursive: true,
+    filter: (src) => path.basename(src) !== 'node_modules',
+  });
+  for (const app of readdirSync(path.join(repoRoot, 'apps'))) {
+    const modules = path.join(repoRoot, 'apps', app, 'node_modules');
+    if (existsSync(modules)) symlinkSync(modules, path.join(dir, 'apps', app, 'node_modules'));
+  }
+  mkdirSync(path.join(dir, 'home'));
+  return dir;
+}
+
+/** The node command of `npm start`, without its build step: the global setup has built dist/ already. */
+function startCommand(): string {
+  const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const last = pkg.scripts.start.split('&&').pop()?.trim();
+  if (!last?.startsWith('node ')) throw new Error(`npm start no longer ends with a node command: ${pkg.scripts.start}`);
+  return last;
+}
+
+let work: string;
+let port: number;
+let server: ChildProcess;
+let serverLog = '';
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  work = temporaryCheckout();
+  port = await freePort();
+  const home = path.join(work, 'home');
+  const prefix = path.join(work, '.npm-global');
+  // A user's shell: no test variables (NODE_ENV=test above all), a home and a global npm prefix of its own.
+  env = {
+    PATH: `${path.join(prefix, 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+    HOME: home,
+    LANG: 'C.UTF-8',
+    npm_config_prefix: prefix,
+    npm_config_update_notifier: 'false',
+  };
+  server = spawn('bash', ['-c', `exec ${startCommand()}`], {
+    cwd: work,
+    env: { ...env, PORT: String(port), COFFER_EMBEDDED_PG_PORT: String(await freePort()) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stdout?.on('data', (d: Buffer) => {
+    serverLog += d.toString();
+  });
+  server.stderr?.on('data', (d: Buffer) => {
+    serverLog += d.toString();
+  });
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (server.exitCode !== null) throw new Error(`the server exited with ${server.exitCode}:\n${serverLog}`);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ready) break;
+    if (Date.now() > deadline) throw new Error(`the server was not ready within 90 s:\n${serverLog}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}, 120_000);
+
+afterAll(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server.once('exit', r));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  if (work) rmSync(work, { recursive: true, force: true });
+}, 30_000);
+
+/** The one change made to what a user pastes: the README's port becomes the one this server took. */
+const onTestPort = (code: string) => code.replace(/\b(localhost|127\.0\.0\.1):7400\b/g, `$1:${port}`);
+
+describe('every shell block of the README and docs/, run as pasted', () => {
+  it('marks exactly the listed blocks not-run, each with a reason, and each parses as shell', async () => {
+    const marked = documents.flatMap((file) =>
+      docBlocks(file)
+        .filter((b) => b.directive !== undefined)
+        .map((b) => ({ file, b })),
+    );
+    for (const { file, b } of marked) {
+      expect(b.directive, `${file}:${b.line}`).toMatch(/^not-run: \S.{10,}/);
+      expect(isShell(b), `${file}:${b.line}: only shell blocks are run, so only they can be not-run`).toBe(true);
+      expect(await shellSyntaxProblem(b.code), `${file}:${b.line}`).toBeNull();
+    }
+    expect(marked.map(({ file, b }) => `${file}: ${b.code.split('\n')[0]?.split(' #')[0]?.trim()}`)).toEqual(NOT_RUN);
+  });
+
+  // Long: the README builds and installs the CLI as a user would.
+  it.each(documents)(
+    '%s',
+    async (file) => {
+      const blocks = docBlocks(file).filter((b) => isShell(b) && b.directive === undefined);
+      const run = await runShellDocument(
+        file,
+        blocks.map((b) => ({ code: onTestPort(b.code), line: b.line })),
+        { cwd: work, env, timeoutMs: 170_000 },
+      );
+      const output = run.stdout + run.stderr;
+      expect(run.code, `${run.failedAt ?? file} failed:\n${output}\nserver log:\n${serverLog.slice(-3000)}`).toBe(0);
+      expect(output, `${file}: an API error in the output`).not.toMatch(/"error"\s*:\s*\{/);
+      if (file === 'README.md') {
+        // The walkthrough's promises: the service reads what the admin wrote, and the CLI injects it.
+        expect(output).toMatch(/^postgres:\/\/app:pw@db\.internal:5432\/app$/m);
+        expect(output).toContain('db host: db.internal:5432');
+      }
+      if (file === 'docs/secrets.md') expect(output).toMatch(/^409\n/m);
+    },
+    180_000,
+  );
+});
