@@ -67,6 +67,10 @@ import { secretService } from './secrets/secrets.service.ts';
 import { tenantQueries } from './tenants/tenants.queries.ts';
 import { tenantRoutes } from './tenants/tenants.routes.ts';
 import { tenantService } from './tenants/tenants.service.ts';
+import { JwksResolver } from './trust/jwks.ts';
+import { trustQueries } from './trust/trust.queries.ts';
+import { trustRoutes } from './trust/trust.routes.ts';
+import { trustService } from './trust/trust.service.ts';
 import { webhookQueries } from './webhooks/webhooks.queries.ts';
 import { webhookRoutes } from './webhooks/webhooks.routes.ts';
 import { type WebhookService, webhookService } from './webhooks/webhooks.service.ts';
@@ -314,6 +318,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const system = systemService({ db, keyring, audit });
 
   const principals = new PrincipalResolver(identities);
+  const issuers = trustQueries(db);
+  const trust = trustService({
+    db,
+    queries: issuers,
+    audit,
+    // Signing keys are fetched under the same outbound address policy as webhook deliveries.
+    jwks: new JwksResolver({
+      urlPolicy: { allowPrivate: config.webhookAllowPrivate, allowHttp: config.webhookAllowHttp },
+    }),
+  });
   const unknownClientKey = keyring.derive('coffer/unknown-client-id/v1');
   await app.register(authenticate, {
     keys: signingKeys,
@@ -356,10 +370,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       throttle: new LoginThrottle(config.loginMaxFailures, 15 * 60_000),
       fingerprint: (value) => createHmac('sha256', unknownClientKey).update(value).digest('hex').slice(0, 32),
       sign: (claims, ttlSeconds) => app.jwt.sign(claims, { expiresIn: `${ttlSeconds}s` }),
+      federation: trust,
     }),
   });
+  await app.register(trustRoutes, { service: trust });
   await app.register(tenantRoutes, { service: tenantService({ db, tenants, identities, keyring, audit }) });
-  await app.register(identityRoutes, { service: identityService({ db, identities, tenants, audit }) });
+  await app.register(identityRoutes, { service: identityService({ db, identities, tenants, audit, issuers }) });
   const secrets = secretQueries(db);
   const recoveryMs = config.recoveryDays * 86_400_000;
   const writer = secretWriter({ secrets, keys: tenantKeys, maxValueBytes: config.maxSecretBytes, recoveryMs });

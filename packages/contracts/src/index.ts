@@ -9,3 +9,4 @@ export * from './rotation.ts';
 export * from './routes.ts';
 export * from './secrets.ts';
 export * from './tenants.ts';
+export * from './trust.ts';
