@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JwksSource } from '@coffer/contracts';
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { checkWebhookUrl, type UrlPolicy } from '../webhooks/url-policy.ts';
@@ -69,6 +70,7 @@ function asKeySet(doc: unknown, where: string): JSONWebKeySet {
  */
 export class JwksResolver {
   private readonly entries = new Map<string, Entry>();
+  private readonly refetches = new Map<string, Promise<JWTVerifyGetKey>>();
   private readonly o: Required<Omit<JwksFetchOptions, 'now'>>;
   private readonly now: () => number;
 
@@ -78,7 +80,7 @@ export class JwksResolver {
       maxBytes: options.maxBytes ?? 256 * 1024,
       timeoutMs: options.timeoutMs ?? 5_000,
       ttlMs: options.ttlMs ?? 10 * 60_000,
-      refetchAfterMs: options.refetchAfterMs ?? 10_000,
+      refetchAfterMs: options.refetchAfterMs ?? 1_000,
       fetch: options.fetch ?? globalThis.fetch,
     };
     this.now = options.now ?? Date.now;
@@ -91,12 +93,23 @@ export class JwksResolver {
     return this.load(issuer);
   }
 
-  /** After an unknown `kid`: fresh keys if the last fetch is old enough, else null (the token is refused). */
+  /**
+   * After an unknown `kid`: the keys fetched again (null for inline keys, which only an admin changes). Fetches of
+   * one issuer are at least `refetchAfterMs` apart and shared by concurrent callers, so tokens naming made-up key
+   * ids cannot turn Coffer into a fetch storm against the issuer; a caller waits at most that long.
+   */
   async refetch(issuer: { id: string; issuer: string; jwks: JwksSource; version: string }) {
     if ('keys' in issuer.jwks) return null;
+    const pending = this.refetches.get(issuer.id);
+    if (pending) return pending;
     const cached = this.entries.get(issuer.id);
-    if (cached && this.now() - cached.fetchedAt < this.o.refetchAfterMs) return null;
-    return this.load(issuer);
+    const wait = cached ? cached.fetchedAt + this.o.refetchAfterMs - this.now() : 0;
+    const next = (async () => {
+      if (wait > 0) await sleep(wait);
+      return this.load(issuer);
+    })().finally(() => this.refetches.delete(issuer.id));
+    this.refetches.set(issuer.id, next);
+    return next;
   }
 
   forget(issuerId: string): void {

@@ -89,7 +89,8 @@ const versionOf = (r: IssuerRow) => r.updatedAt.toISOString();
 
 function refusalOf(err: unknown): FederationRefusal {
   if (err instanceof JwksUnavailable) return 'jwks_unavailable';
-  if (err instanceof joseErrors.JWTExpired) return 'expired';
+  // maxTokenAge is checked on iat, and reported as expiry of the token's age.
+  if (err instanceof joseErrors.JWTExpired) return err.claim === 'iat' ? 'too_old' : 'expired';
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf') return 'not_yet_valid';
     if (err.claim === 'iat') return err.reason === 'missing' ? 'missing_claim' : 'too_old';
