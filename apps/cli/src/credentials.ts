@@ -14,6 +14,19 @@ export const StoredCredentials = z.object({
   /** ms since the epoch */
   expiresAt: z.number(),
   clientSecret: z.string().optional(),
+  /**
+   * A federated login: where the platform token comes from, never the token itself (the file, or the GitHub Actions
+   * runner, is the credential), so the CLI logs in again by itself when the Coffer token expires.
+   */
+  federation: z
+    .object({
+      identity: z.string(),
+      source: z.union([
+        z.object({ file: z.string() }).strict(),
+        z.object({ githubActions: z.object({ audience: z.string() }).strict() }).strict(),
+      ]),
+    })
+    .optional(),
 });
 export type StoredCredentials = z.infer<typeof StoredCredentials>;
 
