@@ -445,6 +445,55 @@ async function main(): Promise<void> {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ clientId: svcA.identity.clientId, clientSecret: svcA.clientSecret }),
     });
+    if (wanted('login-federated')) {
+      // Every subject token can be exchanged once, so each request gets its own, minted before the run (enough for
+      // far more than the scenario can use) by a key the tenant trusts inline.
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const { SignJWT, importJWK } = await import('jose');
+      const jwk = {
+        ...(publicKey.export({ format: 'jwk' }) as { kty: 'EC'; crv: string; x: string; y: string }),
+        kid: 'bench',
+        alg: 'ES256',
+      };
+      await adminA.call('createIssuer', {
+        body: { name: 'bench-ci', issuer: 'https://ci.bench', jwks: { keys: [jwk] }, algorithms: ['ES256'] },
+      });
+      const fed = await adminA.call('createIdentity', {
+        body: {
+          name: 'bench-federated',
+          role: 'service',
+          policies: [{ path: 'sandbox/**', capabilities: ['read'] }],
+          federation: [{ issuer: 'bench-ci', subject: 'job-*' }],
+        },
+      });
+      const signer = await importJWK(privateKey.export({ format: 'jwk' }) as Record<string, string>, 'ES256');
+      const tokens: string[] = [];
+      for (let i = 0; i < Math.max(20_000, duration * 4_000); i++) {
+        tokens.push(
+          await new SignJWT({ sub: `job-${i}`, jti: randomUUID() })
+            .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+            .setIssuer('https://ci.bench')
+            .setAudience('coffer:bench-a')
+            .setIssuedAt()
+            .setExpirationTime('30m')
+            .sign(signer),
+        );
+      }
+      let next = 0;
+      await run('login-federated', 'POST /v1/auth/token with a workload JWT (ES256, no scrypt; one use each)', {
+        url: `${base}/v1/auth/token`,
+        headers: { 'content-type': 'application/json' },
+        requests: [
+          {
+            method: 'POST',
+            setupRequest: (req) => ({
+              ...req,
+              body: JSON.stringify({ identity: fed.identity.clientId, subjectToken: tokens[next++ % tokens.length] }),
+            }),
+          },
+        ],
+      });
+    }
     await run('list-100', 'GET a page of 100 secrets (metadata)', {
       url: `${base}/v1/secrets?kind=shared&owner=list&limit=100`,
       headers: authA,

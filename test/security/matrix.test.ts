@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
   AuditPage,
   AuditSummary,
@@ -23,6 +23,7 @@ import {
   SecretWithValue,
   Tenant,
   TokenResponse,
+  TrustedIssuerList,
   WebhookList,
   WhoAmI,
 } from '@coffer/contracts';
@@ -76,6 +77,15 @@ interface Allowed {
   check?: (body: unknown, w: World, res: Response) => void;
 }
 type Outcome = Refused | Allowed;
+
+/** A public key for the trusted issuers the fixtures make (made at test time; nothing is signed with it here). */
+const MATRIX_JWK = (() => {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return {
+    ...(publicKey.export({ format: 'jwk' }) as { kty: 'EC'; crv: string; x: string; y: string }),
+    kid: 'matrix',
+  };
+})();
 
 const FORBIDDEN: Refused = { status: 403, code: 'forbidden' };
 const NOT_FOUND: Refused = { status: 404, code: 'not_found' };
@@ -146,6 +156,8 @@ interface World {
   /** Credentials of an A identity that logs in on the login route. */
   probe: { id: string; clientId: string; clientSecret: string };
   webhookId: string;
+  /** A trusted issuer of tenant A, with inline keys. */
+  issuerId: string;
   /** The sandbox owner all of A's secret fixtures live under. */
   owner: string;
   /** Every value each of A's secret paths held or will hold (including what the capable service writes). */
@@ -409,6 +421,27 @@ const fixtures = {
   },
   deleteWebhook: { input: (w) => ({ params: { id: w.webhookId } }), callers: adminOnly(NOT_FOUND) },
   webhookDeliveries: { input: (w) => ({ params: { id: w.webhookId } }), callers: adminOnly(NOT_FOUND) },
+  createIssuer: {
+    // B's admin adds an issuer to B.
+    input: (w) => ({
+      body: { name: `b-issuer-${w.run}`, issuer: `https://b-${w.run}.example`, jwks: { keys: [MATRIX_JWK] } },
+    }),
+    callers: adminOnly(ok(201)),
+  },
+  listIssuers: {
+    input: () => ({}),
+    callers: adminOnly(
+      ok(200, {
+        check: (b, w) => expect(TrustedIssuerList.parse(b).items.map((i) => i.id)).not.toContain(w.issuerId),
+      }),
+    ),
+  },
+  getIssuer: { input: (w) => ({ params: { id: w.issuerId } }), callers: adminOnly(NOT_FOUND) },
+  updateIssuer: {
+    input: (w) => ({ params: { id: w.issuerId }, body: { clockSkewSeconds: 5 } }),
+    callers: adminOnly(NOT_FOUND),
+  },
+  deleteIssuer: { input: (w) => ({ params: { id: w.issuerId } }), callers: adminOnly(NOT_FOUND) },
   getBundle: {
     input: (w) => ({ params: { kind: 'sandbox' as const, owner: w.owner } }),
     callers: secretRoute(
@@ -523,6 +556,14 @@ beforeAll(async () => {
   });
   expect(hook.statusCode).toBe(201);
   const webhookId = (hook.json() as { webhook: { id: string } }).webhook.id;
+  const issuer = await t.app.inject({
+    method: 'POST',
+    url: '/v1/trust/issuers',
+    headers: bearer(a.adminToken),
+    payload: { name: `a-issuer-${run}`, issuer: `https://issuer-${run}.example`, jwks: { keys: [MATRIX_JWK] } },
+  });
+  expect(issuer.statusCode).toBe(201);
+  const issuerId = (issuer.json() as { id: string }).id;
 
   const kid = decodeJwt(a.adminToken).header.kid;
   const now = nowSeconds();
@@ -567,6 +608,7 @@ beforeAll(async () => {
     victimId: victim.identity.id,
     probe: { id: probe.identity.id, clientId: probe.identity.clientId, clientSecret: probe.clientSecret },
     webhookId,
+    issuerId,
     owner: ownerName,
     aValues,
     aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, 'PRIVATE'],

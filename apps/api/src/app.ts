@@ -23,6 +23,7 @@ import { tracing } from './plugins/tracing.plugin.ts';
 import { rotationRoutes } from './rotation/rotation.routes.ts';
 import { secretRoutes } from './secrets/secrets.routes.ts';
 import { tenantRoutes } from './tenants/tenants.routes.ts';
+import { trustRoutes } from './trust/trust.routes.ts';
 import { webhookRoutes } from './webhooks/webhooks.routes.ts';
 
 export type { AppDeps } from './composition.ts';
@@ -76,6 +77,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(dataKeyRoutes, { keys: s.dataKeys, system: s.system });
   await app.register(webhookRoutes, { service: s.webhooks });
   await app.register(auditRoutes, { service: s.auditService, follow: s.auditFollow });
+  await app.register(trustRoutes, { service: s.trust });
 
   await app.register(metricsEndpoint, { metrics: s.metrics, token: config.metricsToken });
   await app.register(openApiDocument);

@@ -34,6 +34,9 @@ import { secretQueries } from './secrets/secrets.queries.ts';
 import { secretService } from './secrets/secrets.service.ts';
 import { tenantQueries } from './tenants/tenants.queries.ts';
 import { tenantService } from './tenants/tenants.service.ts';
+import { JwksResolver } from './trust/jwks.ts';
+import { trustQueries } from './trust/trust.queries.ts';
+import { trustService } from './trust/trust.service.ts';
 import { webhookQueries } from './webhooks/webhooks.queries.ts';
 import { webhookService } from './webhooks/webhooks.service.ts';
 
@@ -100,6 +103,16 @@ export function composeServices(deps: CompositionDeps) {
   const unknownClientKey = keyring.derive('coffer/unknown-client-id/v1');
 
   const system = systemService({ db, keyring, audit });
+  const issuers = trustQueries(db);
+  const trust = trustService({
+    db,
+    queries: issuers,
+    audit,
+    // Signing keys are fetched under the same outbound address policy as webhook deliveries.
+    jwks: new JwksResolver({
+      urlPolicy: { allowPrivate: config.webhookAllowPrivate, allowHttp: config.webhookAllowHttp },
+    }),
+  });
   const writer = secretWriter({ secrets, keys: tenantKeys, maxValueBytes: config.maxSecretBytes, recoveryMs });
   const webhooks = webhookService({
     db,
@@ -173,9 +186,11 @@ export function composeServices(deps: CompositionDeps) {
       throttle: new LoginThrottle(config.loginMaxFailures, 15 * 60_000),
       fingerprint: (value) => createHmac('sha256', unknownClientKey).update(value).digest('hex').slice(0, 32),
       sign: deps.sign,
+      federation: trust,
     }),
     tenants: tenantService({ db, tenants, identities, keyring, audit }),
-    identities: identityService({ db, identities, tenants, audit }),
+    identities: identityService({ db, identities, tenants, audit, issuers }),
+    trust,
     secrets: secretService({
       db,
       secrets,

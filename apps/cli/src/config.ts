@@ -15,6 +15,14 @@ export interface CliEnv {
   configDir: string;
   /** NO_COLOR (any value) turns colours off; FORCE_COLOR=0 too. */
   noColor: boolean;
+  /** COFFER_IDENTITY: log in by workload identity federation as this client id (no client secret). */
+  identity: string | undefined;
+  /** COFFER_TOKEN_FILE: the platform token for federation (a Kubernetes projected service-account token). */
+  tokenFile: string | undefined;
+  /** COFFER_AUDIENCE: the audience to ask GitHub Actions for (the trusted issuer's, `coffer:<tenant slug>`). */
+  audience: string | undefined;
+  /** ACTIONS_ID_TOKEN_REQUEST_URL / _TOKEN: set by GitHub Actions in a job with `id-token: write`. */
+  githubOidc: { requestUrl: string; requestToken: string } | undefined;
 }
 
 export const DEFAULT_URL = 'http://127.0.0.1:7400';
@@ -29,6 +37,16 @@ export function readEnv(): CliEnv {
     clientSecret: nonEmpty(env.COFFER_CLIENT_SECRET),
     configDir: nonEmpty(env.COFFER_CONFIG_DIR) ?? path.join(xdg ?? path.join(os.homedir(), '.config'), 'coffer'),
     noColor: env.NO_COLOR !== undefined || env.FORCE_COLOR === '0',
+    identity: nonEmpty(env.COFFER_IDENTITY),
+    tokenFile: nonEmpty(env.COFFER_TOKEN_FILE),
+    audience: nonEmpty(env.COFFER_AUDIENCE),
+    githubOidc:
+      nonEmpty(env.ACTIONS_ID_TOKEN_REQUEST_URL) && nonEmpty(env.ACTIONS_ID_TOKEN_REQUEST_TOKEN)
+        ? {
+            requestUrl: env.ACTIONS_ID_TOKEN_REQUEST_URL as string,
+            requestToken: env.ACTIONS_ID_TOKEN_REQUEST_TOKEN as string,
+          }
+        : undefined,
   };
 }
 

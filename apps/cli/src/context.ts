@@ -1,6 +1,7 @@
-import { CofferClient } from '@coffer/sdk';
+import { CofferClient, type CofferClientOptions } from '@coffer/sdk';
 import { readEnv } from './config.ts';
 import { readCredentials, writeCredentials } from './credentials.ts';
+import { detectSource, subjectTokenOf } from './federation.ts';
 import { REQUEST_ID_PREFIX, USER_AGENT } from './meta.ts';
 import { CliError, EXIT } from './output.ts';
 import { normalise, serverUrl } from './server-url.ts';
@@ -15,7 +16,7 @@ export interface GlobalOptions {
 
 export function newClient(
   url: string,
-  auth: { clientId?: string; clientSecret?: string; token?: string; tokenExpiresAt?: number },
+  auth: Pick<CofferClientOptions, 'clientId' | 'clientSecret' | 'token' | 'tokenExpiresAt' | 'federation' | 'onToken'>,
 ) {
   return new CofferClient({
     baseUrl: url,
@@ -36,6 +37,11 @@ export function connect(globals: GlobalOptions): { client: CofferClient; url: st
   if (env.clientId && env.clientSecret) {
     return { client: newClient(url, { clientId: env.clientId, clientSecret: env.clientSecret }), url };
   }
+  if (env.identity && !env.clientId) {
+    // CI and pods: the platform token is the credential, found afresh by every command (no login step).
+    const subjectToken = subjectTokenOf(detectSource({}, env), env);
+    return { client: newClient(url, { federation: { identity: env.identity, subjectToken } }), url };
+  }
   const stored = readCredentials(env.configDir);
   if (!stored || normalise(stored.url) !== url) {
     throw new CliError(
@@ -53,6 +59,17 @@ export function connect(globals: GlobalOptions): { client: CofferClient; url: st
       userAgent: USER_AGENT,
       requestIdPrefix: REQUEST_ID_PREFIX,
       timeoutMs: 30_000,
+      onToken: (t) =>
+        writeCredentials(env.configDir, { ...stored, accessToken: t.accessToken, expiresAt: t.expiresAt }),
+    });
+    return { client, url };
+  }
+  if (stored.federation) {
+    const { identity, source } = stored.federation;
+    const client = newClient(url, {
+      federation: { identity, subjectToken: subjectTokenOf(source, env) },
+      token: stored.accessToken,
+      tokenExpiresAt: stored.expiresAt,
       onToken: (t) =>
         writeCredentials(env.configDir, { ...stored, accessToken: t.accessToken, expiresAt: t.expiresAt }),
     });

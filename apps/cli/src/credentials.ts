@@ -13,6 +13,24 @@ export interface StoredCredentials {
   /** ms since the epoch */
   expiresAt: number;
   clientSecret?: string;
+  /**
+   * A federated login: where the platform token comes from, never the token itself (the file, or the GitHub Actions
+   * runner, is the credential), so the CLI logs in again by itself when the Coffer token expires.
+   */
+  federation?: { identity: string; source: { file: string } | { githubActions: { audience: string } } };
+}
+
+function asFederation(v: unknown): StoredCredentials['federation'] {
+  if (v === undefined) return undefined;
+  const f = (typeof v === 'object' && v !== null ? v : {}) as { identity?: unknown; source?: unknown };
+  const source = (typeof f.source === 'object' && f.source !== null ? f.source : {}) as Record<string, unknown>;
+  if (typeof f.identity !== 'string') throw new Error('federation.identity');
+  if (typeof source.file === 'string') return { identity: f.identity, source: { file: source.file } };
+  const gh = source.githubActions as { audience?: unknown } | undefined;
+  if (gh && typeof gh.audience === 'string') {
+    return { identity: f.identity, source: { githubActions: { audience: gh.audience } } };
+  }
+  throw new Error('federation.source');
 }
 
 /**
@@ -28,12 +46,14 @@ function asStoredCredentials(v: unknown): StoredCredentials {
   };
   if (typeof o.expiresAt !== 'number' || !Number.isFinite(o.expiresAt)) throw new Error('expiresAt');
   if (o.clientSecret !== undefined && typeof o.clientSecret !== 'string') throw new Error('clientSecret');
+  const federation = asFederation(o.federation);
   return {
     url: str('url'),
     clientId: str('clientId'),
     accessToken: str('accessToken'),
     expiresAt: o.expiresAt,
     ...(o.clientSecret !== undefined ? { clientSecret: o.clientSecret } : {}),
+    ...(federation ? { federation } : {}),
   };
 }
 

@@ -20,7 +20,8 @@ export async function fastRun(argv: readonly string[]): Promise<number | null> {
   const parsed = parseRunArgs(argv.slice(2));
   if (!parsed) return null;
   const env = readEnv();
-  if (env.clientId && env.clientSecret) return null;
+  // Credentials from the environment (a client secret, or a workload identity) take the full path, as connect() does.
+  if ((env.clientId && env.clientSecret) || env.identity) return null;
   const url = serverUrl({ url: parsed.url ?? env.url });
   const stored = readCredentials(env.configDir);
   // The SDK renews a token well inside its last minute; staying out of it leaves renewal to the SDK.
@@ -41,7 +42,13 @@ export async function fastRun(argv: readonly string[]): Promise<number | null> {
     } catch {
       return null;
     }
-    if (res.status === 429 || res.status === 503 || (res.status === 401 && stored.clientSecret)) return null;
+    if (
+      res.status === 429 ||
+      res.status === 503 ||
+      (res.status === 401 && (stored.clientSecret || stored.federation))
+    ) {
+      return null;
+    }
     if (res.status !== 200) {
       const { errorFromResponse } = await import('@coffer/sdk');
       const headers = new Headers();

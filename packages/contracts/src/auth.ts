@@ -7,11 +7,30 @@ export const ClientId = z
   .max(128)
   .regex(/^[A-Za-z0-9_.-]+$/, 'must be a client id issued by Coffer');
 
-export const TokenRequest = z
+export const ClientCredentialsTokenRequest = z
   .object({
     clientId: ClientId,
     clientSecret: z.string().min(1).max(512),
   })
+  .strict()
+  .meta({ id: 'ClientCredentialsTokenRequest' });
+
+/** Workload identity federation: a token the workload's platform signed, for an identity bound to its claims. */
+export const FederatedTokenRequest = z
+  .object({
+    identity: ClientId.describe('The client id of the identity to act as'),
+    subjectToken: z
+      .string()
+      .min(1)
+      .max(16_384)
+      .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/, 'must be a compact JWT')
+      .describe('A JWT from an issuer the identity’s tenant trusts (Kubernetes, GitHub Actions, any OIDC)'),
+  })
+  .strict()
+  .meta({ id: 'FederatedTokenRequest' });
+
+export const TokenRequest = z
+  .union([ClientCredentialsTokenRequest, FederatedTokenRequest])
   .meta({ id: 'TokenRequest' });
 export type TokenRequest = z.infer<typeof TokenRequest>;
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { page, Timestamp, Uuid } from './common.ts';
 import { ClientCredentials } from './tenants.ts';
+import { FederationBinding } from './trust.ts';
 
 export const IdentityRole = z.enum(['admin', 'service', 'auditor']).meta({ id: 'IdentityRole' });
 export type IdentityRole = z.infer<typeof IdentityRole>;
@@ -8,15 +9,22 @@ export type IdentityRole = z.infer<typeof IdentityRole>;
 export const Capability = z.enum(['read', 'list', 'write', 'delete', 'rotate']).meta({ id: 'Capability' });
 export type Capability = z.infer<typeof Capability>;
 
+/** `{{claims.x}}` in a policy path: filled from the caller's verified federation claims (see FederationBinding). */
+const PATH_PART = String.raw`(?:[A-Za-z0-9_.*?-]|\{\{claims\.[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*\}\})+`;
+
 /**
  * A glob over `kind/owner/name`. `*` matches within one segment (never across `/`),
- * `**` matches any number of whole segments, `?` one character.
+ * `**` matches any number of whole segments, `?` one character. `{{claims.sandbox_id}}` stands for a verified
+ * claim of a federated caller, matched literally: a claim value never acts as a glob or a separator.
  */
 export const PolicyPath = z
   .string()
   .min(1)
   .max(300)
-  .regex(/^[A-Za-z0-9_.*?-]+(\/[A-Za-z0-9_.*?-]+){0,2}$/, 'must be a glob over kind/owner/name, e.g. sandbox/sbx-42/*');
+  .regex(
+    new RegExp(`^${PATH_PART}(?:/${PATH_PART}){0,2}$`),
+    'must be a glob over kind/owner/name, e.g. sandbox/sbx-42/* or sandbox/{{claims.sandbox_id}}/*',
+  );
 
 export const Policy = z
   .object({
@@ -42,6 +50,11 @@ export const CreateIdentityRequest = z
     role: IdentityRole,
     policies: z.array(Policy).max(100).optional(),
     tokenTtlSeconds: TokenTtlSeconds.optional(),
+    federation: z
+      .array(FederationBinding)
+      .max(20)
+      .optional()
+      .describe('Workload identity: tokens of trusted issuers that may log in as this identity'),
   })
   .refine(policiesOnlyForServices, { path: ['policies'], message: 'only service identities carry policies' })
   .meta({ id: 'CreateIdentityRequest' });
@@ -53,6 +66,7 @@ export const UpdateIdentityRequest = z
     policies: z.array(Policy).max(100).optional(),
     disabled: z.boolean().optional(),
     tokenTtlSeconds: TokenTtlSeconds.nullable().optional(),
+    federation: z.array(FederationBinding).max(20).optional().describe('Replaces the bindings; [] removes them'),
   })
   .refine((v) => Object.values(v).some((x) => x !== undefined), 'must change at least one field')
   .meta({ id: 'UpdateIdentityRequest' });
@@ -66,6 +80,7 @@ export const Identity = z
     name: z.string(),
     role: IdentityRole,
     policies: z.array(Policy),
+    federation: z.array(FederationBinding),
     tokenTtlSeconds: z.number().int().nullable().describe('null: the server default'),
     disabled: z.boolean(),
     createdAt: Timestamp,

@@ -15,4 +15,5 @@ export * from './webhooks.ts';
 export * from './routes.ts';
 export * from './secrets.ts';
 export * from './tenants.ts';
+export * from './trust.ts';
 export * from './version.ts';

@@ -49,6 +49,7 @@ import {
   TenantPage,
   UpdateTenantRequest,
 } from './tenants.ts';
+import { CreateIssuerRequest, TrustedIssuer, TrustedIssuerList, UpdateIssuerRequest } from './trust.ts';
 import { CreateWebhookRequest, CreateWebhookResponse, WebhookDeliveries, WebhookList } from './webhooks.ts';
 
 /**
@@ -93,6 +94,11 @@ export const Action = z.enum([
   'audit.follow',
   'audit.verify',
   'audit.summary',
+  'trust.create',
+  'trust.list',
+  'trust.read',
+  'trust.update',
+  'trust.delete',
 ]);
 export type Action = z.infer<typeof Action>;
 
@@ -156,7 +162,8 @@ export const routes = {
   issueToken: route({
     method: 'POST',
     path: '/v1/auth/token',
-    summary: 'Exchange client credentials for a short-lived access token',
+    summary:
+      'Exchange client credentials, or a workload token of a trusted issuer (federation), for a short-lived access token',
     tag: 'auth',
     action: null,
     rateLimit: 'login',
@@ -408,6 +415,51 @@ export const routes = {
     action: 'webhooks.create',
     body: CreateWebhookRequest,
     success: { 201: CreateWebhookResponse },
+  }),
+  createIssuer: route({
+    method: 'POST',
+    path: '/v1/trust/issuers',
+    summary: 'Trust an OIDC/JWT issuer for workload login (Kubernetes, GitHub Actions, GitLab, Fly.io, any OIDC)',
+    tag: 'trust',
+    action: 'trust.create',
+    body: CreateIssuerRequest,
+    success: { 201: TrustedIssuer },
+  }),
+  listIssuers: route({
+    method: 'GET',
+    path: '/v1/trust/issuers',
+    summary: 'The issuers this tenant trusts',
+    tag: 'trust',
+    action: 'trust.list',
+    success: { 200: TrustedIssuerList },
+  }),
+  getIssuer: route({
+    method: 'GET',
+    path: '/v1/trust/issuers/:id',
+    summary: 'One trusted issuer',
+    tag: 'trust',
+    action: 'trust.read',
+    params: IdParams,
+    success: { 200: TrustedIssuer },
+  }),
+  updateIssuer: route({
+    method: 'PATCH',
+    path: '/v1/trust/issuers/:id',
+    summary: 'Change a trusted issuer’s keys, audiences, algorithms or limits',
+    tag: 'trust',
+    action: 'trust.update',
+    params: IdParams,
+    body: UpdateIssuerRequest,
+    success: { 200: TrustedIssuer },
+  }),
+  deleteIssuer: route({
+    method: 'DELETE',
+    path: '/v1/trust/issuers/:id',
+    summary: 'Stop trusting an issuer (refused while an identity is bound to it)',
+    tag: 'trust',
+    action: 'trust.delete',
+    params: IdParams,
+    success: { 204: null },
   }),
   listWebhooks: route({
     method: 'GET',

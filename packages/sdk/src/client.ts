@@ -28,6 +28,7 @@ import { auditEventsOf } from './audit-follow.ts';
 import { type CacheOptions, ReadCache } from './cache.ts';
 import { CofferError, errorFromResponse } from './errors.ts';
 import { type OwnerPath, parseOwnerPath, parseSecretPath, type SecretPath } from './paths.ts';
+import type { SubjectTokenSource } from './token-source.ts';
 
 export interface CofferClientOptions {
   /** e.g. https://coffer.internal:7400 */
@@ -35,6 +36,12 @@ export interface CofferClientOptions {
   /** Client credentials: the SDK logs in, caches the token and renews it before it expires. */
   clientId?: string | undefined;
   clientSecret?: string | undefined;
+  /**
+   * Workload identity federation instead of a client secret: the identity's client id, and where the platform's
+   * token comes from (a function returning a JWT, or `tokenFile(path)`, re-read at every login so a rotated
+   * projected token is picked up). The SDK exchanges it for a Coffer token and again before that one expires.
+   */
+  federation?: { identity: string; subjectToken: SubjectTokenSource } | undefined;
   /** Or a ready-made access token (used as-is; renewed only if client credentials are given too). */
   token?: string | undefined;
   /** When the given `token` expires (ms since the epoch), so it is renewed in time. Default: never. */
@@ -474,19 +481,27 @@ export class CofferClient {
     this.login ??= this.issueToken().finally(() => {
       this.login = null;
     });
+    const current = this.token;
+    // A renewal that fails early (the platform has not rotated its token yet, so the old one would be a replay) is
+    // not an outage while the current token still holds.
+    if (current && current.expiresAt > this.now()) return this.login.catch(() => current.value);
     return this.login;
   }
 
   private canLogin(): boolean {
-    return Boolean(this.o.clientId && this.o.clientSecret);
+    return Boolean((this.o.clientId && this.o.clientSecret) || this.o.federation);
   }
 
   private async issueToken(): Promise<string> {
+    const f = this.o.federation;
+    const body = f
+      ? { identity: f.identity, subjectToken: (await f.subjectToken()).trim() }
+      : { clientId: this.o.clientId, clientSecret: this.o.clientSecret };
     const res = await this.send(
       new URL(`${this.baseUrl}${routes.issueToken.path}`),
       'POST',
       this.headers({ 'content-type': 'application/json', accept: 'application/json' }),
-      { clientId: this.o.clientId, clientSecret: this.o.clientSecret },
+      body,
       false,
     );
     const parsed = TokenResponse.parse(await this.parse(routes.issueToken, res));

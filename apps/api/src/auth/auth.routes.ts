@@ -11,9 +11,12 @@ export interface AuthRoutesOptions {
 }
 
 export async function authRoutes(app: FastifyInstance, o: AuthRoutesOptions): Promise<void> {
-  mount(app, 'issueToken', (request) =>
-    o.service.issueToken(requestContext(request), request.body.clientId, request.body.clientSecret),
-  );
+  mount(app, 'issueToken', (request) => {
+    const body = request.body;
+    return 'subjectToken' in body
+      ? o.service.exchangeToken(requestContext(request), body.identity, body.subjectToken)
+      : o.service.issueToken(requestContext(request), body.clientId, body.clientSecret);
+  });
 
   mount(app, 'whoami', async (request) => o.service.whoami(principalOf(request)));
 

@@ -6,6 +6,8 @@ import { decoyHash, verifyClientSecret } from '../crypto/client-secret-hash.ts';
 import { AppError, audited, unauthorized } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
+import { claimText, templatedClaims } from '../trust/claims.ts';
+import { FederationRefused, type TrustService } from '../trust/trust.service.ts';
 import type { LoginThrottle } from './login-throttle.ts';
 import type { Principal } from './principal.ts';
 
@@ -20,9 +22,11 @@ export interface AuthServiceDeps {
    * write a live client secret into the permanent audit log.
    */
   fingerprint: (value: string) => string;
+  federation: Pick<TrustService, 'exchange'>;
 }
 
 const LOGIN_FAILED = 'unknown client id or wrong client secret';
+const FEDERATION_FAILED = 'the subject token is not accepted for this identity';
 
 /** Token login: client credentials in, a short-lived signed token out. */
 export function authService(deps: AuthServiceDeps) {
@@ -84,6 +88,72 @@ export function authService(deps: AuthServiceDeps) {
           role: identity.role,
           cv: identity.credentialVersion,
           jti: randomUUID(),
+        },
+        ttl,
+      );
+      return { accessToken, tokenType: 'Bearer', expiresIn: ttl };
+    },
+
+    /**
+     * Workload identity federation: a token the workload's platform signed, for an identity bound to its claims.
+     * Every refusal answers the same 401; the audit event names the precise reason, the issuer, the subject and the
+     * claims that matched, never the token.
+     */
+    async exchangeToken(ctx: RequestContext, clientId: string, subjectToken: string): Promise<TokenResponse> {
+      const identity = await deps.identities.forLogin(clientId);
+      let refusal: FederationRefused | undefined;
+      let login: Awaited<ReturnType<TrustService['exchange']>> | undefined;
+      if (!identity) refusal = new FederationRefused('unknown_identity');
+      else {
+        try {
+          login = await deps.federation.exchange(identity, subjectToken);
+        } catch (err) {
+          if (!(err instanceof FederationRefused)) throw err;
+          refusal = err;
+        }
+      }
+      const issuer = login?.issuer ?? refusal?.issuer;
+      const subject = login?.subject ?? refusal?.subject;
+      await deps.audit.record(
+        auditEvent(ctx, {
+          action: 'auth.token',
+          outcome: login ? 'allowed' : 'denied',
+          tenantId: identity?.tenantId ?? PLATFORM_TENANT_ID,
+          actorId: identity?.id ?? null,
+          actorName: identity?.name ?? null,
+          resource: `identities/${identity?.id ?? 'unknown'}`,
+          errorCode: login ? null : 'unauthorized',
+          details: {
+            method: 'federation',
+            ...(identity ? { clientId } : { clientIdFingerprint: deps.fingerprint(clientId) }),
+            ...(issuer ? { issuer: issuer.name } : {}),
+            ...(subject !== undefined ? { subject: subject.slice(0, 256) } : {}),
+            ...Object.fromEntries(
+              Object.entries(login?.matched ?? {}).map(([k, v]) => [`claim.${k}`, v.slice(0, 256)]),
+            ),
+            ...(refusal ? { reason: refusal.reason } : {}),
+          },
+        }),
+      );
+      if (!login || !identity) throw audited(unauthorized(FEDERATION_FAILED));
+      const ttl = Math.min(
+        identity.tokenTtlSeconds ?? deps.defaultTtlSeconds,
+        // A Coffer token never outlives the platform token it was exchanged for by much: its workload can renew.
+        Math.max(60, (login.payload.exp as number) - Math.floor(Date.now() / 1000)),
+      );
+      const clm: Record<string, string> = {};
+      for (const name of templatedClaims(login.policies)) {
+        const value = claimText(login.payload, name);
+        if (value !== undefined) clm[name] = value.slice(0, 512);
+      }
+      const accessToken = deps.sign(
+        {
+          sub: identity.id,
+          tid: identity.tenantId,
+          role: identity.role,
+          cv: identity.credentialVersion,
+          jti: randomUUID(),
+          ...(Object.keys(clm).length > 0 ? { clm } : {}),
         },
         ttl,
       );

@@ -35,6 +35,11 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'webhooks.list',
   'webhooks.delete',
   'webhooks.deliveries',
+  'trust.create',
+  'trust.list',
+  'trust.read',
+  'trust.update',
+  'trust.delete',
 ];
 
 const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.follow', 'audit.verify', 'audit.summary'];

@@ -7,8 +7,10 @@ export interface Principal {
   name: string;
   tenantId: string;
   role: PrincipalRole;
-  /** Current policies (read per request, so narrowing applies to the next request). */
+  /** Current policies (read per request, so narrowing applies to the next request), templates filled from `claims`. */
   policies: Policy[];
+  /** A federated login's verified claims that policy templates use; absent for client-secret logins. */
+  claims?: Readonly<Record<string, string>> | undefined;
   tokenId: string;
   /** The tenant's per-identity request rate limit, if it set one. */
   rateLimitPerSecond: number | null;

@@ -1,5 +1,6 @@
 import { unauthorized } from '../errors/app-error.ts';
 import type { IdentityQueries, TokenIdentity } from '../identities/identities.queries.ts';
+import { expandPolicies } from '../trust/claims.ts';
 import type { Principal } from './principal.ts';
 import type { TokenClaims } from './token-claims.ts';
 
@@ -36,7 +37,8 @@ export class PrincipalResolver {
       name: identity.name,
       tenantId: claims.tid,
       role: identity.role,
-      policies: identity.policies,
+      policies: expandPolicies(identity.policies, claims.clm),
+      claims: claims.clm,
       tokenId: claims.jti,
       tokenExpiresAt: new Date(claims.exp * 1000),
       rateLimitPerSecond: identity.rateLimitPerSecond,
@@ -57,6 +59,7 @@ export class PrincipalResolver {
         jti: p.tokenId,
         iat: 0,
         exp: Math.floor(p.tokenExpiresAt.getTime() / 1000),
+        ...(p.claims ? { clm: { ...p.claims } } : {}),
       },
       false,
     );

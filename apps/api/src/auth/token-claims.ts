@@ -11,5 +11,10 @@ export const TokenClaims = z.object({
   jti: z.string().min(16),
   iat: z.number().int(),
   exp: z.number().int(),
+  /**
+   * A federated login's verified claims that the identity's policies are templated on (`{{claims.x}}`), as the
+   * upstream token had them: signed into Coffer's token so that every request can fill the templates.
+   */
+  clm: z.record(z.string().max(128), z.string().max(512)).optional(),
 });
 export type TokenClaims = z.infer<typeof TokenClaims>;

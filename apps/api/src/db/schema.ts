@@ -58,6 +58,11 @@ export const identities = coffer.table(
     /** Bumped by a trigger on every change: hot read paths check it in the same statement as the read. */
     revision: integer('revision').notNull().default(1),
     policies: jsonb('policies').$type<{ path: string; capabilities: string[] }[]>().notNull().default([]),
+    /** Workload identity: tokens of a trusted issuer that match one of these bindings log in without a secret. */
+    federation: jsonb('federation')
+      .$type<{ issuer: string; subject?: string | undefined; claims?: Record<string, string> | undefined }[]>()
+      .notNull()
+      .default([]),
     tokenTtlSeconds: integer('token_ttl_seconds'),
     disabled: boolean('disabled').notNull().default(false),
     createdAt: createdAt(),
@@ -299,3 +304,48 @@ export const replicas = coffer.table('replicas', {
   tenantId: uuid('tenant_id').notNull(),
   seenAt: timestamp('seen_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
 });
+
+/** OIDC/JWT issuers a tenant trusts for workload login (Kubernetes, GitHub Actions, GitLab, Fly.io, any OIDC). */
+export const trustedIssuers = coffer.table(
+  'trusted_issuers',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    issuer: text('issuer').notNull(),
+    /** `{"discovery": true}`, `{"uri": …, "bearerTokenFile"?: …}` or `{"keys": [JWK…]}`. */
+    jwks: jsonb('jwks').$type<Record<string, unknown>>().notNull(),
+    audiences: text('audiences').array().notNull(),
+    algorithms: text('algorithms').array().notNull(),
+    maxTokenAgeSeconds: integer('max_token_age_seconds').notNull(),
+    clockSkewSeconds: integer('clock_skew_seconds').notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    unique('trusted_issuers_tenant_name_key').on(t.tenantId, t.name),
+    unique('trusted_issuers_tenant_issuer_key').on(t.tenantId, t.issuer),
+  ],
+);
+
+/** Subject tokens already exchanged, kept until they expire: a leaked token cannot be replayed. */
+export const federationReplays = coffer.table(
+  'federation_replays',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    issuerId: uuid('issuer_id')
+      .notNull()
+      .references(() => trustedIssuers.id, { onDelete: 'cascade' }),
+    /** sha256 of the token's `jti`, or of the whole token when it has none. */
+    tokenHash: bytea('token_hash').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.issuerId, t.tokenHash] }),
+    index('federation_replays_expiry_idx').on(t.tenantId, t.expiresAt),
+  ],
+);

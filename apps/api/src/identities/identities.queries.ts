@@ -130,7 +130,9 @@ export function identityQueries(db: Database) {
     update(
       tenantId: string,
       id: string,
-      patch: Partial<Pick<IdentityRow, 'name' | 'policies' | 'disabled' | 'tokenTtlSeconds' | 'secretHash'>> & {
+      patch: Partial<
+        Pick<IdentityRow, 'name' | 'policies' | 'federation' | 'disabled' | 'tokenTtlSeconds' | 'secretHash'>
+      > & {
         bumpCredentials?: boolean;
         /** Invalidate every token issued so far (the client secret stays valid). */
         revokeTokens?: boolean;

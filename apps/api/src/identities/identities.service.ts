@@ -11,11 +11,12 @@ import type { AuditSink } from '../audit/audit.sink.ts';
 import { principalOf } from '../auth/principal.ts';
 import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientId, newClientSecret, newId } from '../crypto/ids.ts';
-import type { Database } from '../db/database.ts';
+import type { Database, Tx } from '../db/database.ts';
 import { AppError, conflict, notFound } from '../errors/app-error.ts';
 import { decodeIdCursor, pageOf } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { TenantQueries } from '../tenants/tenants.queries.ts';
+import type { TrustQueries } from '../trust/trust.queries.ts';
 import type { IdentityQueries, IdentityRow } from './identities.queries.ts';
 
 export interface IdentityServiceDeps {
@@ -23,6 +24,8 @@ export interface IdentityServiceDeps {
   identities: IdentityQueries;
   tenants: Pick<TenantQueries, 'lock'>;
   audit: AuditSink;
+  /** The tenant's trusted issuers, which federation bindings must name. */
+  issuers: Pick<TrustQueries, 'list'>;
 }
 
 export function toIdentity(row: IdentityRow): Identity {
@@ -33,6 +36,7 @@ export function toIdentity(row: IdentityRow): Identity {
     name: row.name,
     role: row.role as Identity['role'],
     policies: row.policies as Identity['policies'],
+    federation: row.federation as Identity['federation'],
     tokenTtlSeconds: row.tokenTtlSeconds,
     disabled: row.disabled,
     createdAt: row.createdAt.toISOString(),
@@ -47,12 +51,25 @@ const resource = (id: string) => `identities/${id}`;
 export function identityService(deps: IdentityServiceDeps) {
   const { db, identities, tenants, audit } = deps;
 
+  /** Every binding must name an issuer the tenant trusts (by name or id): a typo must not silently bind nothing. */
+  async function checkBindings(tenantId: string, bindings: Identity['federation'] | undefined, tx: Tx) {
+    if (!bindings || bindings.length === 0) return;
+    const known = new Set((await deps.issuers.list(tenantId, tx)).flatMap((i) => [i.name, i.id]));
+    const unknown = bindings.map((b) => b.issuer).filter((i) => !known.has(i));
+    if (unknown.length > 0) {
+      throw new AppError('validation_failed', `no trusted issuer named ${[...new Set(unknown)].join(', ')}`, [
+        { path: 'body.federation', message: 'each binding must name a trusted issuer (POST /v1/trust/issuers)' },
+      ]);
+    }
+  }
+
   return {
     async create(ctx: RequestContext, input: CreateIdentityRequest): Promise<CreateIdentityResponse> {
       const tenantId = principalOf(ctx).tenantId;
       const clientSecret = newClientSecret();
       const secretHash = await hashClientSecret(clientSecret);
       const row = await db.withTenant(tenantId, async (tx) => {
+        await checkBindings(tenantId, input.federation, tx);
         const created = await identities.insert(
           tenantId,
           {
@@ -62,6 +79,7 @@ export function identityService(deps: IdentityServiceDeps) {
             role: input.role,
             secretHash,
             policies: input.policies ?? [],
+            federation: input.federation ?? [],
             tokenTtlSeconds: input.tokenTtlSeconds ?? null,
           },
           tx,
@@ -106,6 +124,7 @@ export function identityService(deps: IdentityServiceDeps) {
             { path: 'body.policies', message: `identity has role ${current.role}` },
           ]);
         }
+        await checkBindings(tenantId, patch.federation, tx);
         if (patch.disabled === true && current.role === 'admin' && !current.disabled) {
           await ensureAnotherAdmin(tenantId, id, tx);
         }
@@ -117,8 +136,12 @@ export function identityService(deps: IdentityServiceDeps) {
             ...(patch.policies !== undefined ? { policies: patch.policies } : {}),
             ...(patch.disabled !== undefined ? { disabled: patch.disabled } : {}),
             ...(patch.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: patch.tokenTtlSeconds } : {}),
-            // Tokens issued before a disable stay dead after a re-enable: the identity logs in again.
-            ...(patch.disabled === true && !current.disabled ? { revokeTokens: true } : {}),
+            ...(patch.federation !== undefined ? { federation: patch.federation } : {}),
+            // Tokens issued before a disable stay dead after a re-enable: the identity logs in again. Changing how an
+            // identity may log in ends the sessions the old bindings opened.
+            ...((patch.disabled === true && !current.disabled) || patch.federation !== undefined
+              ? { revokeTokens: true }
+              : {}),
           },
           tx,
         );

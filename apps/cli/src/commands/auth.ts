@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { readEnv } from '../config.ts';
 import { connect, newClient, serverUrl } from '../context.ts';
 import { credentialsFile, removeCredentials, writeCredentials } from '../credentials.ts';
+import { detectSource, subjectTokenOf } from '../federation.ts';
 import { json, note, out, styleFor, table } from '../output.ts';
 import { promptHidden, promptLine, readStdin } from '../prompt.ts';
 import { examples, globalsOf } from './common.ts';
@@ -22,6 +23,9 @@ export function registerAuth(program: Command): void {
       )
       .option('--client-secret-stdin', 'read the client secret from standard input')
       .option('--save-secret', 'also keep the client secret in the credentials file, so the token renews itself')
+      .option('--identity <client-id>', 'log in by workload identity federation as this identity (no client secret)')
+      .option('--token-file <path>', 'with --identity: the platform token (e.g. a projected service-account token)')
+      .option('--audience <aud>', 'with --identity in GitHub Actions: the audience to request (coffer:<tenant slug>)')
       .option('--json', 'print the identity as JSON')
       .action(
         async (
@@ -31,11 +35,36 @@ export function registerAuth(program: Command): void {
             clientSecretStdin?: boolean;
             saveSecret?: boolean;
             json?: boolean;
+            identity?: string;
+            tokenFile?: string;
+            audience?: string;
           },
           cmd: Command,
         ) => {
           const env = readEnv();
           const url = serverUrl(globalsOf(cmd));
+          const identity = opts.identity ?? (opts.clientId || opts.clientSecret ? undefined : env.identity);
+          if (identity) {
+            const source = detectSource(opts, env);
+            const client = newClient(url, {
+              federation: { identity, subjectToken: subjectTokenOf(source, env) },
+            });
+            const accessToken = await client.accessToken();
+            const me = await client.whoami();
+            writeCredentials(env.configDir, {
+              url,
+              clientId: identity,
+              accessToken,
+              expiresAt: Date.parse(me.tokenExpiresAt),
+              federation: { identity, source },
+            });
+            if (opts.json) json(me);
+            note(
+              `Logged in to ${url} as ${me.name} (${me.role}) with ${'file' in source ? source.file : 'the GitHub Actions OIDC token'}; ` +
+                `the token renews itself from it (cached in ${credentialsFile(env.configDir)}).`,
+            );
+            return;
+          }
           const clientId = opts.clientId ?? env.clientId ?? (await promptLine('Client id: '));
           const clientSecret =
             opts.clientSecret ??
@@ -64,6 +93,8 @@ export function registerAuth(program: Command): void {
       '$ coffer login --client-id ci-deployer          # prompts for the secret',
       '$ COFFER_CLIENT_ID=… COFFER_CLIENT_SECRET=… coffer login --url https://coffer.internal:7400',
       '$ vault-read ci-secret | coffer login --client-id ci-deployer --client-secret-stdin',
+      '$ coffer login --identity coffer_ci_… --token-file /var/run/secrets/coffer/token   # Kubernetes',
+      '$ coffer login --identity coffer_ci_… --audience coffer:acme                       # GitHub Actions',
     ],
   );
 
