@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ErrorEnvelope, SecretWithValue, Tenant } from '@coffer/contracts';
 import type { LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   bearer,
   createIdentity,
@@ -284,6 +284,25 @@ describe('login throttling per client id (COFFER_LOGIN_MAX_FAILURES=3)', () => {
     };
     expect(strip(a)).toEqual(strip(b));
     expect(Object.keys(a.headers).sort()).toEqual(Object.keys(b.headers).sort());
+  });
+
+  it('client-id lockout: 50 wrong secrets for root from one address do not lock out root at another; the attacker is throttled', async () => {
+    const loginFrom = (remoteAddress: string, clientSecret: string) =>
+      lt.app.inject({
+        method: 'POST',
+        url: '/v1/auth/token',
+        remoteAddress,
+        payload: { clientId: 'root', clientSecret },
+      });
+    const attacker = '198.51.100.66';
+    const attempts = statusesOf(await inSequence(50, () => loginFrom(attacker, 'guessed-wrong')));
+    expect(attempts.slice(0, 3)).toEqual([401, 401, 401]);
+    expect(new Set(attempts.slice(3))).toEqual(new Set([429]));
+    // The real platform admin, from an address that never failed, logs in with the right secret.
+    const real = await loginFrom('203.0.113.9', inject('rootSecret'));
+    expect(real.statusCode, real.body).toBe(200);
+    // The attacker's address stays refused, even once it holds the right secret.
+    expectRateLimited(await loginFrom(attacker, inject('rootSecret')), 900);
   });
 
   it('a successful login clears the failures counted so far', async () => {

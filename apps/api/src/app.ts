@@ -352,7 +352,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       identities,
       audit,
       defaultTtlSeconds: config.tokenTtlSeconds,
-      throttle: new LoginThrottle(config.loginMaxFailures, 15 * 60_000),
+      throttle: new LoginThrottle({ maxFailures: config.loginMaxFailures, windowMs: 15 * 60_000 }),
       fingerprint: (value) => createHmac('sha256', unknownClientKey).update(value).digest('hex').slice(0, 32),
       sign: (claims, ttlSeconds) => app.jwt.sign(claims, { expiresIn: `${ttlSeconds}s` }),
     }),
