@@ -322,6 +322,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // These routes' one statement re-checks the identity's revision, so they may start from a cached identity.
     cachedRoutes: new Set(['getSecret', 'getBundle']),
     audit,
+    failuresPerMinute: config.authFailuresPerMinute,
+    onAuditError: (err) => logger.error({ err }, 'audit commit of counted refusals failed'),
   });
 
   await app.register(healthRoutes, {

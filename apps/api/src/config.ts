@@ -58,6 +58,8 @@ export interface Config {
   readonly loginRateLimitPerMinute: number;
   /** Failed logins per client id per 15 minutes before it is refused until the window ends. */
   readonly loginMaxFailures: number;
+  /** Failed authentications (bad or missing tokens) per source address per minute before it is refused unverified. */
+  readonly authFailuresPerMinute: number;
   /** Run the rotation scheduler (due secrets with a generator are rotated automatically). */
   readonly schedulerEnabled: boolean;
   /** How often the rotation scheduler and the re-encryption job look for work. */
@@ -131,6 +133,7 @@ const EnvSchema = z.object({
   COFFER_RATE_LIMIT_PER_SECOND: intIn(1, 1_000_000).default(1000),
   COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: intIn(1, 1_000_000).default(300),
   COFFER_LOGIN_MAX_FAILURES: intIn(1, 1_000_000).default(10),
+  COFFER_AUTH_FAILURES_PER_MINUTE: intIn(1, 1_000_000).default(300),
   COFFER_SCHEDULER_ENABLED: boolish.default(true),
   COFFER_SCHEDULER_INTERVAL_MS: intIn(100, 3_600_000).default(30_000),
   COFFER_REKEY_DUTY_CYCLE: z.coerce.number().gt(0).max(1).default(0.5),
@@ -353,6 +356,7 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       rateLimitPerSecond: e.COFFER_RATE_LIMIT_PER_SECOND,
       loginRateLimitPerMinute: e.COFFER_LOGIN_RATE_LIMIT_PER_MINUTE,
       loginMaxFailures: e.COFFER_LOGIN_MAX_FAILURES,
+      authFailuresPerMinute: e.COFFER_AUTH_FAILURES_PER_MINUTE,
       schedulerEnabled: e.COFFER_SCHEDULER_ENABLED,
       schedulerIntervalMs: e.COFFER_SCHEDULER_INTERVAL_MS,
       rekeyDutyCycle: e.COFFER_REKEY_DUTY_CYCLE,
