@@ -310,6 +310,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const identities = identityQueries(db);
   const tenants = tenantQueries(db);
   const tenantKeys = new TenantKeyCache(db, keyring);
+  app.addHook('onClose', async () => tenantKeys.close());
   const system = systemService({ db, keyring, audit });
 
   const principals = new PrincipalResolver(identities);
