@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
+import { plaintextDatabaseProblems } from './db/transport-policy.ts';
 
 /**
  * The only module that reads the environment. Everything else receives a parsed `Config`.
@@ -104,6 +105,7 @@ const EnvSchema = z.object({
   COFFER_DATA_DIR: z.string().min(1).default('.coffer'),
   DATABASE_URL: postgresUrl.optional(),
   DATABASE_APP_URL: postgresUrl.optional(),
+  COFFER_DATABASE_ALLOW_PLAINTEXT: boolish.default(false),
   COFFER_APP_ROLE_PASSWORD: z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional(),
   COFFER_AUTO_MIGRATE: boolish.default(true),
   COFFER_EMBEDDED_PG_PORT: intIn(1, 65_535).default(7432),
@@ -291,6 +293,13 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       'DATABASE_URL (or DATABASE_APP_URL) is required in production (the embedded PostgreSQL is for development only)',
     );
   }
+  problems.push(
+    ...plaintextDatabaseProblems({
+      production,
+      allowPlaintext: e.COFFER_DATABASE_ALLOW_PLAINTEXT,
+      urls: { DATABASE_URL: e.DATABASE_URL, DATABASE_APP_URL: e.DATABASE_APP_URL },
+    }),
+  );
   if (e.DATABASE_APP_URL && !e.DATABASE_URL && e.COFFER_AUTO_MIGRATE) {
     problems.push(
       'DATABASE_APP_URL alone cannot run migrations: set DATABASE_URL (the owner) too, or COFFER_AUTO_MIGRATE=false and migrate separately (node apps/api/dist/main.js migrate)',
