@@ -327,6 +327,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onAuditError: (err) => logger.error({ err }, 'audit commit of counted refusals failed'),
   });
 
+  let reportedOrphans = '';
   await app.register(healthRoutes, {
     onFailure: (check, err) =>
       logger.warn({ check, err: { message: (err as Error).message } }, 'readiness check failed'),
@@ -342,7 +343,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       {
         name: 'master-keyring',
         run: async () => {
-          const problems = await system.keyringProblems();
+          const problems = await system.readinessProblems();
+          // Reported, never a reason to refuse traffic: the app role can write such rows (see readinessProblems).
+          const orphans = (await system.orphanKeyIds()).join(', ');
+          if (orphans && orphans !== reportedOrphans)
+            logger.warn({ masterKeyIds: orphans }, 'keys in use are missing from the keyring');
+          reportedOrphans = orphans;
           return problems.length === 0 ? { ok: true } : { ok: false, message: problems.join('; ') };
         },
       },
