@@ -47,6 +47,8 @@ import { OverLimitTokens } from './http/over-limit.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
 import { identityService } from './identities/identities.service.ts';
+import { platformAdminRoutes } from './identities/platform-admins.routes.ts';
+import { platformAdminService } from './identities/platform-admins.service.ts';
 import { Scheduler } from './jobs/scheduler.ts';
 import { keyQueries } from './keys/keys.queries.ts';
 import { keyRoutes } from './keys/keys.routes.ts';
@@ -368,6 +370,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(tenantRoutes, { service: tenantService({ db, tenants, identities, keyring, audit }) });
   await app.register(identityRoutes, { service: identityService({ db, identities, tenants, audit }) });
+  await app.register(platformAdminRoutes, { service: platformAdminService({ db, identities, audit }) });
   const secrets = secretQueries(db);
   const recoveryMs = config.recoveryDays * 86_400_000;
   const writer = secretWriter({ secrets, keys: tenantKeys, maxValueBytes: config.maxSecretBytes, recoveryMs });
