@@ -47,7 +47,7 @@ export function platformAdminService(deps: PlatformAdminServiceDeps) {
 
   async function lockedAdmin(id: string, tx: Parameters<AuditSink['appendInTx']>[0]): Promise<IdentityRow> {
     const row = await identities.findByIdForUpdate(T, id, tx);
-    if (!row || row.role !== 'platform') throw notFound('platform admin');
+    if (row?.role !== 'platform') throw notFound('platform admin');
     return row;
   }
 
