@@ -57,7 +57,7 @@ export interface Config {
   readonly rateLimitPerSecond: number;
   /** Login attempts per minute per source address. */
   readonly loginRateLimitPerMinute: number;
-  /** Failed logins per client id per 15 minutes before it is refused until the window ends. */
+  /** Failed logins per (client id, source address) per 15 minutes before that pair is refused until the window ends. */
   readonly loginMaxFailures: number;
   /** Failed authentications (bad or missing tokens) per source address per minute before it is refused unverified. */
   readonly authFailuresPerMinute: number;
