@@ -14,7 +14,9 @@ let root: string;
 
 beforeAll(async () => {
   // Hundreds of requests a second from one identity: not what this test is about.
-  t = await createTestApp({ COFFER_RATE_LIMIT_PER_SECOND: '1000000' });
+  // Behind a declared proxy, so each unauthenticated request can come from an address of its own: repeated
+  // identical refusals from one address are written as one event with a count (see the audit flood test).
+  t = await createTestApp({ COFFER_RATE_LIMIT_PER_SECOND: '1000000', COFFER_TLS_TERMINATED_UPSTREAM: 'true' });
   owner = await ownerClient();
   root = await rootToken(t.app);
 });
@@ -81,8 +83,8 @@ describe('audit completeness under load', () => {
         secretsApi(t.app, a.adminToken, h).get(`sandbox/app/MISSING_${i}`),
         { tenant: A, action: 'secrets.read', outcome: 'error', errorCode: 'not_found', status: 404 },
       ],
-      (_, h) => [
-        secretsApi(t.app, 'not-a-token', h).get('sandbox/app/S_2'),
+      (i, h) => [
+        secretsApi(t.app, 'not-a-token', { ...h, 'x-forwarded-for': `198.51.100.${i % 250}` }).get('sandbox/app/S_2'),
         {
           tenant: PLATFORM_TENANT_ID,
           action: 'secrets.read',

@@ -399,3 +399,30 @@ describe('who may see and rotate data keys', () => {
     ]);
   });
 });
+
+describe('unwrapped data keys in memory', () => {
+  it('key residue: a tenant left idle past the TTL has no unwrapped key left in memory, its buffers zeroed', async () => {
+    const { tid, api } = await tenantCtx(t, root);
+    expect((await api.put('sandbox/app/RESIDUE', { value: 'v' })).statusCode).toBe(201);
+    const cache = new TenantKeyCache(t.db, masterKeyring(), { ttlMs: 300 });
+    const set = await cache.get(tid);
+    expect(set.activeKey).toMatch(/^[0-9a-f]{64}$/);
+    expect(cache.size).toBe(1);
+    const held = cache.heldBuffers(tid);
+    // The data key and the fingerprint key, as buffers (strings cannot be zeroed).
+    expect(held).toHaveLength(2);
+    expect(held.every((b) => b.some((byte) => byte !== 0))).toBe(true);
+    // Nobody asks for the tenant again: the entry must still go, on its own timer.
+    await eventually(async () => cache.size === 0, 5_000, 'the idle tenant evicted');
+    expect(held.map((b) => b.every((byte) => byte === 0))).toEqual([true, true]);
+
+    // Invalidation and close zero too, while a view handed out before stays usable for its request.
+    const again = await cache.get(tid);
+    const reheld = cache.heldBuffers(tid);
+    cache.close();
+    expect(cache.size).toBe(0);
+    expect(reheld.every((b) => b.every((byte) => byte === 0))).toBe(true);
+    expect(again.activeKey).toBe(set.activeKey);
+    expect(again.fingerprintKey?.some((byte) => byte !== 0)).toBe(true);
+  });
+});

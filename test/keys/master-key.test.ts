@@ -6,7 +6,7 @@ import {
   SecretWithValue,
   SystemKeys,
 } from '@coffer/contracts';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring, type WrappedKey } from '../../apps/api/src/crypto/keyring.ts';
@@ -100,7 +100,7 @@ function crashingKeyring(spec: string): MasterKeyring {
 }
 
 describe('master-key rotation', () => {
-  it('re-wraps every data key under the new key, resumably and idempotently; a keyring lacking a key in use is not ready', async () => {
+  it('re-wraps every data key under the new key, resumably and idempotently; a keyring holding none of the keys in use is not ready', async () => {
     // Tenants created while `old` is the active master key.
     const appOld = await appWith(`${kOld.entry},${base}`);
     const rootOld = await rootToken(appOld.app);
@@ -157,8 +157,12 @@ describe('master-key rotation', () => {
     // The operator puts `new` first and keeps `old` to unwrap; this keyring lacks the run's key.
     const appNew = await appWith(`${kNew.entry},${kOld.entry}`);
     const rootNew = await rootToken(appNew.app);
-    // Not ready: it lacks the run's key (what readiness says is checked below, in its own test).
-    expect((await appNew.app.inject({ url: '/readyz' })).statusCode).not.toBe(200);
+    // It lacks the run's key, but holds keys in use and its active key is sound: ready (readiness must not hang on
+    // rows naming other keys, which the app role can write); the census names the key it lacks.
+    expect((await appNew.app.inject({ url: '/readyz' })).statusCode).toBe(200);
+    expect(inUse(expectOk(await opsApi(appNew.app, rootNew).systemKeys(), 200, SystemKeys), baseId)?.inKeyring).toBe(
+      false,
+    );
 
     // A rewrap that crashes after its first batch leaves part of the work done, and nothing half-done.
     const crashing = systemService({
@@ -274,5 +278,39 @@ describe('master-key rotation', () => {
     const census = expectOk(await opsApi(t.app, await rootToken(t.app)).systemKeys(), 200, SystemKeys);
     expect(census.activeMasterKeyId).toBe(baseId);
     expect(inUse(census, baseId)?.dataKeys).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('readiness and rows the app role can write', () => {
+  it('readiness hostage: a webhook row naming a master key id not in the keyring, written as coffer_app, leaves /readyz 200 and shows in the census', async () => {
+    const tenant = await createTenant(t.app);
+    const { webhook } = expectOk(
+      await opsApi(t.app, tenant.adminToken).createWebhook({ url: 'http://127.0.0.1:9/x', events: ['key.rotated'] }),
+      201,
+      CreateWebhookResponse,
+    );
+    // What a compromised API host can do with coffer_app's own credentials, under RLS.
+    const asApp = new pg.Client({ connectionString: inject('appDatabaseUrl') });
+    await asApp.connect();
+    try {
+      await asApp.query('begin');
+      await asApp.query(`select set_config('app.tenant_id', $1, true)`, [tenant.tenant.id]);
+      const { rowCount } = await asApp.query(
+        `update coffer.webhooks set secret_master_key_id = 'ghost-key' where id = $1`,
+        [webhook.id],
+      );
+      await asApp.query('commit');
+      expect(rowCount).toBe(1);
+
+      const r = await ready(t);
+      expect({ status: r.status, checks: r.body.checks.filter((c) => !c.ok) }).toEqual({ status: 200, checks: [] });
+      // The orphan reference is still reported, where the platform admin looks: the census.
+      const census = expectOk(await opsApi(t.app, await rootToken(t.app)).systemKeys(), 200, SystemKeys);
+      expect(inUse(census, 'ghost-key')).toMatchObject({ inKeyring: false, webhookSecrets: 1 });
+    } finally {
+      await asApp.query('rollback').catch(() => undefined);
+      await asApp.end();
+      await opsApi(t.app, tenant.adminToken).deleteWebhook(webhook.id);
+    }
   });
 });

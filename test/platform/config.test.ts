@@ -17,7 +17,7 @@ function prodEnv(overrides: Record<string, string | undefined> = {}): Record<str
   return {
     NODE_ENV: 'production',
     HOST: '127.0.0.1',
-    DATABASE_URL: 'postgres://coffer:pw@db.internal:5432/coffer',
+    DATABASE_URL: 'postgres://coffer:pw@db.internal:5432/coffer?sslmode=verify-full',
     COFFER_MASTER_KEYS: `k1:${key32()}`,
     COFFER_JWT_PRIVATE_KEY: ed25519Pem(),
     ...overrides,
@@ -340,5 +340,38 @@ describe('the process refuses to start on a bad configuration', () => {
     expect(stderr).toContain('32 bytes');
     expect(`${stdout}${stderr}`).not.toContain('WWprocessmarkerWW');
     expect(`${stdout}${stderr}`).not.toContain(badKey.slice(3));
+  });
+});
+
+describe('the database connection in production', () => {
+  const plain = 'postgres://coffer:pw@db.internal:5432/coffer';
+  it('plaintext database: a DATABASE_URL to another host without TLS is refused, naming COFFER_DATABASE_ALLOW_PLAINTEXT', () => {
+    const problem = expectOneProblemNaming(loadConfig(prodEnv({ DATABASE_URL: plain })), 'DATABASE_URL');
+    expect(problem).toContain('db.internal');
+    expect(problem).toContain('sslmode=verify-full');
+    expect(problem).toContain('COFFER_DATABASE_ALLOW_PLAINTEXT=true');
+    expectOneProblemNaming(
+      loadConfig(prodEnv({ DATABASE_APP_URL: 'postgres://coffer_app:pw@10.0.0.5/coffer?sslmode=prefer' })),
+      'DATABASE_APP_URL',
+    );
+  });
+
+  it('accepts TLS, loopback, a unix socket, or the explicit setting', () => {
+    for (const url of [
+      `${plain}?sslmode=verify-full`,
+      `${plain}?sslmode=require`,
+      `${plain}?sslmode=verify-ca`,
+      `${plain}?ssl=true`,
+      'postgres://coffer:pw@127.0.0.1:5432/coffer',
+      'postgres://coffer:pw@localhost/coffer',
+      'postgres://coffer:pw@[::1]:5432/coffer',
+      'postgres://coffer:pw@/coffer?host=/var/run/postgresql',
+    ]) {
+      const r = loadConfig(prodEnv({ DATABASE_URL: url }));
+      expect({ url, ok: r.ok, problems: r.ok ? [] : r.problems }).toEqual({ url, ok: true, problems: [] });
+    }
+    expect(loadConfig(prodEnv({ DATABASE_URL: plain, COFFER_DATABASE_ALLOW_PLAINTEXT: 'true' })).ok).toBe(true);
+    // Outside production nothing changes.
+    expect(loadConfig(prodEnv({ NODE_ENV: 'development', DATABASE_URL: plain })).ok).toBe(true);
   });
 });

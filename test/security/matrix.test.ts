@@ -11,6 +11,7 @@ import {
   IdentityPage,
   JwkSet,
   PLATFORM_TENANT_ID,
+  PlatformAdminList,
   RotationDue,
   RotationLog,
   type RouteDef,
@@ -409,6 +410,27 @@ const fixtures = {
   systemKeys: { input: () => ({}), callers: platformOnly(ok(200)) },
   // With one master key in the keyring there is nothing to re-wrap: A's wrapped keys stay as they are.
   rewrapMasterKey: { input: () => ({}), callers: platformOnly(ok(200)) },
+  createPlatformAdmin: {
+    input: (w) => ({ body: { name: `matrix-platform-${w.run}` } }),
+    callers: platformOnly(ok(201)),
+  },
+  listPlatformAdmins: {
+    input: () => ({}),
+    callers: platformOnly(
+      ok(200, {
+        check: (b, w) => expect(PlatformAdminList.parse(b).items.map((i) => i.id)).toContain(w.rootId),
+      }),
+    ),
+  },
+  // Aimed at one of A's identities: the platform admin finds no platform admin by that id.
+  updatePlatformAdmin: {
+    input: (w) => ({ params: { id: w.victimId }, body: { disabled: true } }),
+    callers: { ...platformOnly(ok(200)), 'platform admin': NOT_FOUND },
+  },
+  rotatePlatformAdminSecret: {
+    input: (w) => ({ params: { id: w.victimId } }),
+    callers: { ...platformOnly(ok(200)), 'platform admin': NOT_FOUND },
+  },
   createWebhook: {
     input: () => ({ body: { url: 'http://127.0.0.1:9/matrix-hook', events: ['secret.written' as const] } }),
     callers: adminOnly(ok(201)),

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ErrorEnvelope, SecretWithValue, Tenant } from '@coffer/contracts';
 import type { LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { auditRowsFor } from '../support/audit.ts';
 import {
   bearer,
@@ -287,6 +287,25 @@ describe('login throttling per client id (COFFER_LOGIN_MAX_FAILURES=3)', () => {
     expect(Object.keys(a.headers).sort()).toEqual(Object.keys(b.headers).sort());
   });
 
+  it('client-id lockout: 50 wrong secrets for root from one address do not lock out root at another; the attacker is throttled', async () => {
+    const loginFrom = (remoteAddress: string, clientSecret: string) =>
+      lt.app.inject({
+        method: 'POST',
+        url: '/v1/auth/token',
+        remoteAddress,
+        payload: { clientId: 'root', clientSecret },
+      });
+    const attacker = '198.51.100.66';
+    const attempts = statusesOf(await inSequence(50, () => loginFrom(attacker, 'guessed-wrong')));
+    expect(attempts.slice(0, 3)).toEqual([401, 401, 401]);
+    expect(new Set(attempts.slice(3))).toEqual(new Set([429]));
+    // The real platform admin, from an address that never failed, logs in with the right secret.
+    const real = await loginFrom('203.0.113.9', inject('rootSecret'));
+    expect(real.statusCode, real.body).toBe(200);
+    // The attacker's address stays refused, even once it holds the right secret.
+    expectRateLimited(await loginFrom(attacker, inject('rootSecret')), 900);
+  });
+
   it('a successful login clears the failures counted so far', async () => {
     const svc = await newService();
     const id = svc.identity.clientId;
@@ -359,5 +378,53 @@ describe('logins per source address (COFFER_LOGIN_RATE_LIMIT_PER_MINUTE=3)', () 
     const rows = await auditRowsFor(owner, String(attempts[0]?.headers['x-request-id']));
     expect(rows.map((r) => r.source_ip)).toEqual([real]);
     expect(statusesOf(attempts)).toEqual([401, 401, 401, 429]);
+  });
+});
+
+describe('unauthenticated requests per source address (COFFER_AUTH_FAILURES_PER_MINUTE=50)', () => {
+  it('audit flood: 200 garbage-token requests from one address are refused past the budget and write a handful of events that count them all', async () => {
+    const flood = await createTestApp({ COFFER_AUTH_FAILURES_PER_MINUTE: '50' });
+    const source = '198.51.100.23';
+    const garbage = `Bearer ${Buffer.from('{"alg":"EdDSA","kid":"x"}').toString('base64url')}.e30.${'A'.repeat(86)}`;
+    const rowsFrom = async () =>
+      (
+        await owner.query<{ error_code: string; request_id: string | null; details: Record<string, unknown> | null }>(
+          'select error_code, request_id, details from coffer.audit_events where source_ip = $1 order by seq',
+          [source],
+        )
+      ).rows;
+    let statuses: number[];
+    try {
+      statuses = statusesOf(
+        await inSequence(200, () =>
+          flood.app.inject({ url: '/v1/auth/whoami', remoteAddress: source, headers: { authorization: garbage } }),
+        ),
+      );
+      // Past the budget the source is refused before its token is looked at, with Retry-After.
+      expect(statuses.slice(0, 50)).toEqual(Array(50).fill(401));
+      expect(statuses.slice(50)).toEqual(Array(150).fill(429));
+      expectRateLimited(
+        await flood.app.inject({ url: '/v1/auth/whoami', remoteAddress: source, headers: { authorization: garbage } }),
+        60,
+      );
+      // While the window lasts, only the first refusal of each kind was written.
+      expect((await rowsFrom()).map((r) => r.error_code)).toEqual(['unauthorized', 'rate_limited']);
+      // Another address is not held back by this one.
+      expect(
+        (await flood.app.inject({ url: '/v1/auth/whoami', remoteAddress: '203.0.113.44', headers: bearer(root) }))
+          .statusCode,
+      ).toBe(200);
+    } finally {
+      await flood.close();
+    }
+    // The rest are flushed (at the window's end, or on close) as one event per kind, carrying how many it stands for.
+    const rows = await rowsFrom();
+    expect(rows).toHaveLength(4);
+    const counted = rows.map((r) => (typeof r.details?.count === 'number' ? r.details.count : 1));
+    expect(counted.reduce((a, b) => a + b, 0)).toBe(201);
+    expect(rows.slice(2).map((r) => [r.error_code, r.details?.count])).toEqual([
+      ['unauthorized', 49],
+      ['rate_limited', 150],
+    ]);
   });
 });

@@ -109,7 +109,7 @@ describe.skipIf(!HAS_OPENSSL)('over real HTTPS (self-signed certificate made wit
 describe('production refuses plain HTTP on a network interface (loadConfig)', () => {
   const prodEnv = (overrides: Record<string, string>) => ({
     NODE_ENV: 'production',
-    DATABASE_URL: 'postgres://coffer:pw@db.internal:5432/coffer',
+    DATABASE_URL: 'postgres://coffer:pw@db.internal:5432/coffer?sslmode=verify-full',
     COFFER_MASTER_KEYS: `k1:${key32()}`,
     COFFER_JWT_PRIVATE_KEY: inject('jwtPrivateKeyPem'),
     ...overrides,

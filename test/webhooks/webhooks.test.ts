@@ -2,9 +2,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CreateWebhookResponse, SecretMetadata, WebhookDeliveries, WebhookList } from '@coffer/contracts';
 import type pg from 'pg';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
+import type { Resolve } from '../../apps/api/src/webhooks/url-policy.ts';
+import { webhookQueries } from '../../apps/api/src/webhooks/webhooks.queries.ts';
+import { webhookService } from '../../apps/api/src/webhooks/webhooks.service.ts';
 import { auditRowsFor } from '../support/audit.ts';
-import { createIdentity, createTenant, rootToken } from '../support/factories.ts';
+import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
 import { eventually, makeDue, type OpsApi, opsApi, secretIdOf } from '../support/ops.ts';
 import { expectEmpty, expectError, expectOk, ownerClient, requestIdOf } from '../support/secrets.ts';
 import { tenantCtx } from '../support/suite.ts';
@@ -440,6 +445,48 @@ describe('the SSRF guard (private targets not allowed)', () => {
     const [refused] = await deliveriesOf(ops, webhook.id);
     expect(refused).toMatchObject({ status: 'pending', attempts: 1, lastStatusCode: null });
     expect(refused?.lastError).toMatch(/^refused: the URL must not point at/);
+  });
+
+  it('DNS rebinding: a webhook name that answers a public address, then 127.0.0.1, is never delivered to loopback', async () => {
+    const { api, ops } = await tenantCtx(t, root);
+    const rx = await receiver();
+    // A DNS server under the attacker's control: a public address on every other query, loopback in between. The
+    // check and the connection each ask once, so a connection that resolves again on its own lands on loopback.
+    let queries = 0;
+    const rebinding: Resolve = async () => [
+      queries++ % 2 === 0 ? { address: '93.184.215.14', family: 4 } : { address: '127.0.0.1', family: 4 },
+    ];
+    const strictRebound = webhookService({
+      db: t.db,
+      queries: webhookQueries(t.db),
+      keyring: new MasterKeyring(t.config.masterKeys ?? []),
+      audit: { record: async () => undefined, appendInTx: async () => undefined },
+      urlPolicy: { allowPrivate: false, allowHttp: true },
+      log: pino({ level: 'silent' }),
+      resolve: rebinding,
+    });
+    const { webhook } = expectOk(
+      await ops.createWebhook({ url: `http://rebind.coffer.test:${rx.port}/hooks/coffer`, events: ['secret.rotated'] }),
+      201,
+      CreateWebhookResponse,
+    );
+    await api.put('sandbox/app/KEY', { value: 'v1' });
+    await ops.rotate('sandbox/app/KEY', { value: 'v2' });
+    // The first delivery and two retries: each one's connection must go only where its check allowed.
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const [queued] = await deliveriesOf(ops, webhook.id);
+      if (attempt > 1) await makeAttemptDue(queued?.id ?? '');
+      await eventually(async () => {
+        await strictRebound.deliverDue();
+        return rx.received.length > 0 || (await deliveriesOf(ops, webhook.id))[0]?.attempts === attempt;
+      });
+      expect({ attempt, received: rx.received.length }).toEqual({ attempt, received: 0 });
+    }
+    expect(queries).toBeGreaterThanOrEqual(6);
+    expect(rx.received).toEqual([]);
+    const [refused] = await deliveriesOf(ops, webhook.id);
+    expect(refused).toMatchObject({ status: 'pending', attempts: 3, lastStatusCode: null });
+    expect(refused?.lastError).toMatch(/must not point at a private, loopback or link-local address/);
   });
 
   // Regression (SSRF): WHATWG URL writes `[::ffff:127.0.0.1]` as `[::ffff:7f00:1]`, which the guard used to pass.

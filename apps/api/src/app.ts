@@ -8,6 +8,7 @@ import { registerErrorHandling } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
 import { createFastify } from './http/fastify-instance.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
+import { platformAdminRoutes } from './identities/platform-admins.routes.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { jobs } from './jobs/jobs.plugin.ts';
 import type { Metrics } from './metrics/metrics.ts';
@@ -52,6 +53,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(securityHeaders, { servedOverTls });
   await app.register(responseHeaders);
   await app.register(gracefulClose, { flush: s.flushAudit });
+  // Unwrapped data keys are zeroed when the app closes, not left to the garbage collector.
+  app.addHook('onClose', async () => s.tenantKeys.close());
   await app.register(rateLimits, {
     metrics: s.metrics,
     replicas: s.replicas,
@@ -61,7 +64,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(openApi, { servedOverTls });
   registerErrorHandling(app, s.audit);
   const { jwtIssuer: issuer, jwtAudience: audience } = config;
-  await app.register(authenticate, { keys, issuer, audience, principals: s.principals, audit: s.audit });
+  await app.register(authenticate, {
+    keys,
+    issuer,
+    audience,
+    principals: s.principals,
+    audit: s.audit,
+    failuresPerMinute: config.authFailuresPerMinute,
+    onAuditError: (err) => log.error({ err }, 'audit commit of counted refusals failed'),
+  });
   await app.register(routeTable);
 
   // Capability modules, each mounting its routes from the contracts' table.
@@ -71,6 +82,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(authRoutes, { keys, service: s.auth });
   await app.register(tenantRoutes, { service: s.tenants });
   await app.register(identityRoutes, { service: s.identities });
+  await app.register(platformAdminRoutes, { service: s.platformAdmins });
   await app.register(jobs, { handles: s.jobs, replicas: s.replicas, config, log, start: deps.startJobs === true });
   await app.register(secretRoutes, { service: s.secrets });
   await app.register(rotationRoutes, { service: s.rotation });

@@ -23,6 +23,7 @@ import { migrationsCurrent } from './db/migrate.ts';
 import type { ReadinessCheck } from './health/health.routes.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityService } from './identities/identities.service.ts';
+import { platformAdminService } from './identities/platform-admins.service.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { ReplicaRegistry } from './jobs/replica-registry.ts';
 import { countEvent, Metrics } from './metrics/metrics.ts';
@@ -152,6 +153,7 @@ export function composeServices(deps: CompositionDeps) {
     webhooks,
   };
 
+  let reportedOrphans = '';
   const readiness: ReadinessCheck[] = [
     {
       name: 'database',
@@ -164,7 +166,12 @@ export function composeServices(deps: CompositionDeps) {
     {
       name: 'master-keyring',
       run: async () => {
-        const problems = await system.keyringProblems();
+        const problems = await system.readinessProblems();
+        // Reported, never a reason to refuse traffic: the app role can write such rows (see readinessProblems).
+        const orphans = (await system.orphanKeyIds()).join(', ');
+        if (orphans && orphans !== reportedOrphans)
+          log.warn({ masterKeyIds: orphans }, 'keys in use are missing from the keyring');
+        reportedOrphans = orphans;
         return problems.length === 0 ? { ok: true } : { ok: false, message: problems.join('; ') };
       },
     },
@@ -183,13 +190,15 @@ export function composeServices(deps: CompositionDeps) {
       identities,
       audit,
       defaultTtlSeconds: config.tokenTtlSeconds,
-      throttle: new LoginThrottle(config.loginMaxFailures, 15 * 60_000),
+      throttle: new LoginThrottle({ maxFailures: config.loginMaxFailures, windowMs: 15 * 60_000 }),
       fingerprint: (value) => createHmac('sha256', unknownClientKey).update(value).digest('hex').slice(0, 32),
       sign: deps.sign,
       federation: trust,
     }),
     tenants: tenantService({ db, tenants, identities, keyring, audit }),
     identities: identityService({ db, identities, tenants, audit, issuers }),
+    platformAdmins: platformAdminService({ db, identities, audit }),
+    tenantKeys,
     trust,
     secrets: secretService({
       db,

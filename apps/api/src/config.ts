@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
+import { plaintextDatabaseProblems } from './db/transport-policy.ts';
 
 /**
  * The only module that reads the environment. Everything else receives a parsed `Config`.
@@ -53,6 +54,8 @@ const SETTINGS = {
   ),
   databaseUrl: from('DATABASE_URL', postgresUrl.optional().transform(orNull)),
   appDatabaseUrl: from('DATABASE_APP_URL', postgresUrl.optional().transform(orNull)),
+  /** Accept a database connection without TLS to another host in production (keys travel as bind parameters). */
+  databaseAllowPlaintext: from('COFFER_DATABASE_ALLOW_PLAINTEXT', boolish.default(false)),
   /** `migrate` gives the coffer_app role LOGIN with this password (for setups that connect it through PgBouncer). */
   appRolePassword: from(
     'COFFER_APP_ROLE_PASSWORD',
@@ -84,8 +87,10 @@ const SETTINGS = {
   rateLimitPerSecond: from('COFFER_RATE_LIMIT_PER_SECOND', intIn(1, 1_000_000).default(1000)),
   /** Login attempts per minute per source address. */
   loginRateLimitPerMinute: from('COFFER_LOGIN_RATE_LIMIT_PER_MINUTE', intIn(1, 1_000_000).default(300)),
-  /** Failed logins per client id per 15 minutes before it is refused until the window ends. */
+  /** Failed logins per (client id, source address) per 15 minutes before that pair is refused until the window ends. */
   loginMaxFailures: from('COFFER_LOGIN_MAX_FAILURES', intIn(1, 1_000_000).default(10)),
+  /** Failed authentications (bad or missing tokens) per source address per minute before it is refused unverified. */
+  authFailuresPerMinute: from('COFFER_AUTH_FAILURES_PER_MINUTE', intIn(1, 1_000_000).default(300)),
   /** Run the rotation scheduler (due secrets with a generator are rotated automatically). */
   schedulerEnabled: from('COFFER_SCHEDULER_ENABLED', boolish.default(true)),
   /** How often the rotation scheduler and the re-encryption job look for work. */
@@ -314,6 +319,13 @@ export function loadConfig(given: Record<string, string | undefined>): ConfigRes
       'DATABASE_URL (or DATABASE_APP_URL) is required in production (the embedded PostgreSQL is for development only)',
     );
   }
+  problems.push(
+    ...plaintextDatabaseProblems({
+      production,
+      allowPlaintext: c.databaseAllowPlaintext,
+      urls: { DATABASE_URL: c.databaseUrl ?? undefined, DATABASE_APP_URL: c.appDatabaseUrl ?? undefined },
+    }),
+  );
   if (c.appDatabaseUrl && !c.databaseUrl && c.autoMigrate) {
     problems.push(
       'DATABASE_APP_URL alone cannot run migrations: set DATABASE_URL (the owner) too, or COFFER_AUTO_MIGRATE=false and migrate separately (node apps/api/dist/main.js migrate)',

@@ -101,3 +101,35 @@ export const IdentityPage = page(Identity).meta({ id: 'IdentityPage' });
 export type IdentityPage = z.infer<typeof IdentityPage>;
 
 export const IdentityIdParams = z.object({ id: Uuid });
+
+/** A platform admin: creates tenants, rotates the master key, manages the other platform admins. */
+export const PlatformAdmin = z
+  .object({
+    id: Uuid,
+    clientId: z.string(),
+    name: z.string(),
+    disabled: z.boolean(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    secretRotatedAt: Timestamp,
+  })
+  .meta({ id: 'PlatformAdmin' });
+export type PlatformAdmin = z.infer<typeof PlatformAdmin>;
+
+export const CreatePlatformAdminRequest = z
+  .strictObject({ name: IdentityName })
+  .meta({ id: 'CreatePlatformAdminRequest' });
+export type CreatePlatformAdminRequest = z.infer<typeof CreatePlatformAdminRequest>;
+
+export const CreatePlatformAdminResponse = z
+  .object({ admin: PlatformAdmin, clientSecret: z.string().describe('Shown once') })
+  .meta({ id: 'CreatePlatformAdminResponse' });
+export type CreatePlatformAdminResponse = z.infer<typeof CreatePlatformAdminResponse>;
+
+export const PlatformAdminList = z.object({ items: z.array(PlatformAdmin) }).meta({ id: 'PlatformAdminList' });
+export type PlatformAdminList = z.infer<typeof PlatformAdminList>;
+
+export const UpdatePlatformAdminRequest = z
+  .strictObject({ disabled: z.boolean() })
+  .meta({ id: 'UpdatePlatformAdminRequest' });
+export type UpdatePlatformAdminRequest = z.infer<typeof UpdatePlatformAdminRequest>;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PLATFORM_TENANT_ID, type TokenResponse, type WhoAmI } from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
@@ -36,7 +37,7 @@ export function authService(deps: AuthServiceDeps) {
      * work, so the response says nothing about which client ids exist. Every attempt is audited.
      */
     async issueToken(ctx: RequestContext, clientId: string, clientSecret: string): Promise<TokenResponse> {
-      const retryAfter = deps.throttle.retryAfterSeconds(clientId);
+      const retryAfter = deps.throttle.retryAfterSeconds(clientId, ctx.sourceIp);
       if (retryAfter > 0) {
         await deps.audit.record(
           auditEvent(ctx, {
@@ -50,12 +51,14 @@ export function authService(deps: AuthServiceDeps) {
         throw audited(
           new AppError(
             'rate_limited',
-            'too many failed logins for this client id; wait before trying again',
+            'too many failed logins for this client id from this address; wait before trying again',
             undefined,
             retryAfter,
           ),
         );
       }
+      const pause = deps.throttle.slowDownMs(clientId);
+      if (pause > 0) await sleep(pause);
       const identity = await deps.identities.forLogin(clientId);
       const secretOk = await verifyClientSecret(clientSecret, identity?.secretHash ?? (await decoyHash()));
       const ok = identity !== undefined && secretOk && !identity.disabled;
@@ -76,10 +79,10 @@ export function authService(deps: AuthServiceDeps) {
         }),
       );
       if (!ok || !identity) {
-        deps.throttle.recordFailure(clientId);
+        deps.throttle.recordFailure(clientId, ctx.sourceIp);
         throw audited(unauthorized(LOGIN_FAILED));
       }
-      deps.throttle.recordSuccess(clientId);
+      deps.throttle.recordSuccess(clientId, ctx.sourceIp);
       const ttl = identity.tokenTtlSeconds ?? deps.defaultTtlSeconds;
       const accessToken = deps.sign(
         {

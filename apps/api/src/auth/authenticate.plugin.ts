@@ -10,6 +10,7 @@ import type { Principal } from './principal.ts';
 import type { PrincipalResolver } from './principals.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import { TokenClaims } from './token-claims.ts';
+import { UnauthenticatedGuard } from './unauthenticated-guard.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -31,6 +32,9 @@ export interface AuthenticateOptions {
   audience: string;
   principals: Pick<PrincipalResolver, 'resolve'>;
   audit: Pick<AuditBatcher, 'record'>;
+  /** Failed authentications per source address per minute before the source is refused without verification. */
+  failuresPerMinute: number;
+  onAuditError: (err: unknown) => void;
 }
 
 /** Headers that would let a token name its own verification key; we never honour them, and refuse tokens that try. */
@@ -67,27 +71,53 @@ async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions):
 
   app.decorateRequest('principal', null);
 
+  const guard = new UnauthenticatedGuard({
+    failuresPerWindow: o.failuresPerMinute,
+    windowMs: 60_000,
+    record: (e) => o.audit.record(e),
+    onError: o.onAuditError,
+  });
+  // preClose, so the counted refusals are handed to the audit writer before it drains on close.
+  app.addHook('preClose', () => guard.close());
+
   async function deny(
     request: FastifyRequest,
     action: Action,
     err: AppError,
     claimed?: { tenantId: string; actorId: string },
   ): Promise<never> {
-    await o.audit.record(
-      requestEvent(request, {
-        action,
-        outcome: 'denied',
-        errorCode: err.code,
-        resource: attemptedResource(request),
-        ...claimed,
-      }),
-    );
+    const event = requestEvent(request, {
+      action,
+      outcome: 'denied',
+      errorCode: err.code,
+      resource: attemptedResource(request),
+      ...claimed,
+    });
+    if (err.code === 'unauthorized' || err.code === 'rate_limited') {
+      if (err.code === 'unauthorized') guard.recordFailure(request.ip);
+      await guard.refusal(event, request.routeOptions.config.routeName ?? request.routeOptions.url ?? '', err.message);
+    } else {
+      await o.audit.record(event);
+    }
     throw audited(err);
   }
 
   app.decorate('authenticate', async (request: FastifyRequest): Promise<void> => {
     const action = request.routeOptions.config.action;
     if (!action) throw new Error(`route ${request.routeOptions.url} has no action`);
+    const wait = guard.retryAfterSeconds(request.ip);
+    if (wait > 0) {
+      return deny(
+        request,
+        action,
+        new AppError(
+          'rate_limited',
+          'too many failed authentications from this address; wait before trying again',
+          undefined,
+          wait,
+        ),
+      );
+    }
     const header = request.headers.authorization;
     if (!header) return deny(request, action, unauthorized('a bearer token is required'));
     if (!BEARER.test(header))

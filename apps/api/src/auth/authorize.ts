@@ -45,7 +45,7 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
 const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.follow', 'audit.verify', 'audit.summary'];
 
 const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
-  // Tenants and master keys; the platform's own audit chain (tenant creation, its logins), never a tenant's.
+  // Tenants, master keys and the platform admins themselves; the platform's own audit chain (tenant creation, its logins), never a tenant's.
   platform: new Set<Action>([
     'auth.whoami',
     'tenants.create',
@@ -54,6 +54,10 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'tenants.update',
     'system.keys.read',
     'system.keys.rewrap',
+    'platform.admins.create',
+    'platform.admins.list',
+    'platform.admins.update',
+    'platform.admins.rotate_secret',
     ...AUDIT_ACTIONS,
   ]),
   admin: new Set<Action>([

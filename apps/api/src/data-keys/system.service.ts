@@ -128,43 +128,56 @@ export function systemService(deps: SystemServiceDeps) {
   }
 
   /**
-   * What readiness needs to know: master keys in use that the keyring lacks, and keys present under the right id
-   * that cannot unwrap what they wrapped (one sample data key per master key is tried).
+   * What readiness needs to know, and only that: whether this process can do its work with its keyring. Rows
+   * naming a master key are written by the app role, so one such row (a checkpoint or webhook naming a key id
+   * nobody has) must not take every replica out of service, nor keep an old key from leaving the keyring:
+   * references to keys the keyring lacks are reported by the census (GET /v1/system/keys) and by
+   * `orphanKeyIds`, not here. Not ready means: the active key cannot unwrap any of the data keys recorded under
+   * its id (wrong key material for that id), or data keys exist and none is under any key of this keyring (a
+   * keyring that belongs to another deployment). A few rows under each id are tried, at random, so a forged row
+   * does not decide the answer.
    */
-  async function keyringProblems(): Promise<string[]> {
-    const problems: string[] = [];
-    const missing = [...(await census()).keys()].filter((id) => !keyring.has(id));
-    if (missing.length > 0)
-      problems.push(`keys are wrapped or signed by master key(s) missing from the keyring: ${missing.join(', ')}`);
-    const samples = await db.withTenant(PLATFORM_TENANT_ID, async (t) => {
-      const { rows } = await t.execute<{
-        tenant_id: string;
-        version: number;
-        wrapped_key: Buffer;
-        master_key_id: string;
-      }>(sql`
-        select distinct on (master_key_id) tenant_id, version, wrapped_key, master_key_id
-        from coffer.tenant_keys where state <> 'retired' order by master_key_id, tenant_id`);
-      return rows;
-    });
-    for (const r of samples) {
-      if (!keyring.has(r.master_key_id)) continue;
+  async function readinessProblems(): Promise<string[]> {
+    const { rows } = await db.withTenant(PLATFORM_TENANT_ID, (t) =>
+      t.execute<{ tenant_id: string; version: number; wrapped_key: Buffer; master_key_id: string }>(sql`
+        select tenant_id, version, wrapped_key, master_key_id from (
+          select k.*, row_number() over (partition by master_key_id order by random()) as n
+          from coffer.tenant_keys k where state <> 'retired') s
+        where n <= 5`),
+    );
+    if (rows.length === 0) return [];
+    const unwraps = (r: (typeof rows)[number]) => {
       try {
         keyring
           .unwrap({ wrapped: r.wrapped_key, masterKeyId: r.master_key_id }, dataKeyContext(r.tenant_id, r.version))
           .fill(0);
+        return true;
       } catch {
-        problems.push(
-          `master key ${r.master_key_id} in the keyring cannot unwrap the data keys it wrapped (wrong key for that id?)`,
-        );
+        return false;
       }
+    };
+    const underActive = rows.filter((r) => r.master_key_id === keyring.activeId);
+    if (underActive.length > 0 && !underActive.some(unwraps)) {
+      return [
+        `master key ${keyring.activeId} in the keyring cannot unwrap the data keys it wrapped (wrong key for that id?)`,
+      ];
     }
-    return problems;
+    if (!rows.some((r) => keyring.has(r.master_key_id))) {
+      const ids = [...new Set(rows.map((r) => r.master_key_id))].sort();
+      return [`the keyring holds none of the master keys in use; missing from the keyring: ${ids.join(', ')}`];
+    }
+    return [];
+  }
+
+  /** Master key ids that something is wrapped or signed by and the keyring lacks: for the operator, not readiness. */
+  async function orphanKeyIds(): Promise<string[]> {
+    return [...(await census()).keys()].filter((id) => !keyring.has(id)).sort();
   }
 
   return {
     census,
-    keyringProblems,
+    readinessProblems,
+    orphanKeyIds,
 
     async keys(ctx: RequestContext): Promise<SystemKeys> {
       const c = await census();

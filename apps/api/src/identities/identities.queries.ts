@@ -163,12 +163,17 @@ export function identityQueries(db: Database) {
     },
 
     /** Enabled admins other than `exceptId`: a tenant must keep one, or nobody could manage it. */
-    countOtherEnabledAdmins(tenantId: string, exceptId: string, tx?: Tx): Promise<number> {
+    countOtherEnabledAdmins(
+      tenantId: string,
+      exceptId: string,
+      tx?: Tx,
+      role: PrincipalRole = 'admin',
+    ): Promise<number> {
       return db.inTenant(tenantId, tx, async (t) => {
         const [row] = await t
           .select({ n: sql<number>`count(*)::int` })
           .from(identities)
-          .where(and(eq(identities.role, 'admin'), eq(identities.disabled, false), ne(identities.id, exceptId)));
+          .where(and(eq(identities.role, role), eq(identities.disabled, false), ne(identities.id, exceptId)));
         return row?.n ?? 0;
       });
     },

@@ -9,8 +9,16 @@ import type { MasterKeyring } from '../crypto/keyring.ts';
 import type { Database } from '../db/database.ts';
 import { AppError, notFound } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
-import { checkWebhookUrl, type UrlPolicy } from './url-policy.ts';
+import {
+  checkedLookup,
+  checkWebhookUrl,
+  RefusedTarget,
+  type Resolve,
+  systemResolve,
+  type UrlPolicy,
+} from './url-policy.ts';
 import type { ClaimedDelivery, WebhookQueries, WebhookRow } from './webhooks.queries.ts';
+import { postWebhook } from './webhooks.transport.ts';
 
 export const webhookSecretContext = (webhookId: string) => `coffer/webhook-secret/v1/${webhookId}`;
 
@@ -36,14 +44,15 @@ export interface WebhookServiceDeps {
   audit: AuditSink;
   urlPolicy: UrlPolicy;
   log: Logger;
-  fetch?: typeof fetch;
+  resolve?: Resolve;
   maxAttempts?: number;
 }
 
 export function webhookService(deps: WebhookServiceDeps) {
   const { queries, keyring, audit } = deps;
   const maxAttempts = deps.maxAttempts ?? 8;
-  const fetchImpl = deps.fetch ?? globalThis.fetch;
+  const resolve = deps.resolve ?? systemResolve;
+  const connectLookup = checkedLookup(deps.urlPolicy, resolve);
 
   async function deliver(d: ClaimedDelivery): Promise<'delivered' | 'retry' | 'failed'> {
     const secret = keyring
@@ -53,12 +62,13 @@ export function webhookService(deps: WebhookServiceDeps) {
     const timestamp = Math.floor(Date.now() / 1000);
     let statusCode: number | null = null;
     let error: string | null = null;
-    const problem = await checkWebhookUrl(d.url, deps.urlPolicy);
+    const problem = await checkWebhookUrl(d.url, deps.urlPolicy, resolve);
     if (problem) error = `refused: the URL ${problem}`;
     else {
       try {
-        const res = await fetchImpl(d.url, {
-          method: 'POST',
+        const res = await postWebhook(new URL(d.url), {
+          lookup: connectLookup,
+          timeoutMs: 10_000,
           headers: {
             'content-type': 'application/json',
             'user-agent': 'coffer-webhooks/1',
@@ -67,18 +77,16 @@ export function webhookService(deps: WebhookServiceDeps) {
             'coffer-signature': signDelivery(secret, timestamp, body),
           },
           body,
-          redirect: 'manual',
-          signal: AbortSignal.timeout(10_000),
         });
         statusCode = res.status;
-        await res.body?.cancel();
-        if (res.ok) {
+        if (res.status >= 200 && res.status < 300) {
           await queries.settle(d.tenantId, d.id, { status: 'delivered', statusCode, error: null });
           return 'delivered';
         }
         error = `HTTP ${res.status}`;
       } catch (err) {
-        error = err instanceof Error ? err.message.slice(0, 200) : 'delivery failed';
+        if (err instanceof RefusedTarget) error = `refused: the URL ${err.problem}`;
+        else error = err instanceof Error ? err.message.slice(0, 200) : 'delivery failed';
       }
     }
     if (d.attempts >= maxAttempts) {
@@ -99,7 +107,7 @@ export function webhookService(deps: WebhookServiceDeps) {
   return {
     async create(ctx: RequestContext, body: CreateWebhookRequest): Promise<CreateWebhookResponse> {
       const p = principalOf(ctx);
-      const problem = await checkWebhookUrl(body.url, deps.urlPolicy);
+      const problem = await checkWebhookUrl(body.url, deps.urlPolicy, resolve);
       if (problem)
         throw new AppError('validation_failed', `the webhook URL ${problem}`, [{ path: 'body.url', message: problem }]);
       const id = newId();

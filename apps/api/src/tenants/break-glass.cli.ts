@@ -1,0 +1,37 @@
+// `npm run platform:reset-root`: break-glass reset of root's secret, as the database owner (docs/platform-admin.md).
+import os from 'node:os';
+import { loadConfig, processEnv } from '../config.ts';
+import { createPool, Database } from '../db/database.ts';
+import { resetRootSecret } from './break-glass.ts';
+
+const parsed = loadConfig(processEnv());
+if (!parsed.ok) {
+  for (const p of parsed.problems) process.stderr.write(`coffer: ${p}\n`);
+  process.exit(1);
+}
+const { config } = parsed;
+if (!config.databaseUrl) {
+  process.stderr.write('coffer: platform:reset-root needs DATABASE_URL, a connection as the schema owner\n');
+  process.exit(1);
+}
+const db = new Database(
+  createPool({
+    url: config.databaseUrl,
+    max: 1,
+    acquireTimeoutMs: 10_000,
+    statementTimeoutMs: 30_000,
+    applicationName: 'coffer-break-glass',
+    onError: () => undefined,
+  }),
+);
+try {
+  const { credentialsFile, created } = await resetRootSecret(db, {
+    dataDir: config.dataDir,
+    operator: os.userInfo().username,
+  });
+  process.stdout.write(
+    `coffer: root ${created ? 'was created again' : 'has a new client secret and is enabled'}; the secret is in ${credentialsFile} (mode 0600): store it in a vault, delete the file, then rotate it through the API\n`,
+  );
+} finally {
+  await db.close();
+}
