@@ -138,7 +138,7 @@ export function composeServices(deps: CompositionDeps) {
     webhooks,
   };
 
-  const readiness: ReadinessCheck[] = [
+  const checks: ReadinessCheck[] = [
     {
       name: 'database',
       run: async () => {
@@ -163,7 +163,11 @@ export function composeServices(deps: CompositionDeps) {
     flushAudit: () => batcher.drain(),
     principals,
     replicas,
-    readiness,
+    readiness: {
+      checks,
+      onFailure: (check: string, err: unknown) =>
+        log.warn({ check, err: { message: (err as Error).message } }, 'readiness check failed'),
+    },
     jobs,
     auth: authService({
       identities,
