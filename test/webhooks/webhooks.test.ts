@@ -9,7 +9,7 @@ import type { Resolve } from '../../apps/api/src/webhooks/url-policy.ts';
 import { webhookQueries } from '../../apps/api/src/webhooks/webhooks.queries.ts';
 import { webhookService } from '../../apps/api/src/webhooks/webhooks.service.ts';
 import { auditRowsFor } from '../support/audit.ts';
-import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { createIdentity, createTenant, rootToken } from '../support/factories.ts';
 import { eventually, makeDue, type OpsApi, opsApi, secretIdOf } from '../support/ops.ts';
 import { expectEmpty, expectError, expectOk, ownerClient, requestIdOf } from '../support/secrets.ts';
 import { tenantCtx } from '../support/suite.ts';

@@ -53,32 +53,27 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(securityHeaders, { servedOverTls });
   await app.register(responseHeaders);
   await app.register(gracefulClose, { flush: s.flushAudit });
-  // Unwrapped data keys are zeroed when the app closes, not left to the garbage collector.
-  app.addHook('onClose', async () => s.tenantKeys.close());
-  await app.register(rateLimits, {
-    metrics: s.metrics,
-    replicas: s.replicas,
-    perSecond: config.rateLimitPerSecond,
-    loginPerMinute: config.loginRateLimitPerMinute,
-  });
+  const { rateLimitPerSecond: perSecond, loginRateLimitPerMinute: loginPerMinute } = config;
+  await app.register(rateLimits, { metrics: s.metrics, replicas: s.replicas, perSecond, loginPerMinute });
   await app.register(openApi, { servedOverTls });
   registerErrorHandling(app, s.audit);
   const { jwtIssuer: issuer, jwtAudience: audience } = config;
+  const failuresPerMinute = config.authFailuresPerMinute;
+  const onAuditError = (err: unknown) => log.error({ err }, 'audit commit of counted refusals failed');
+  const principals = s.principals;
   await app.register(authenticate, {
     keys,
     issuer,
     audience,
-    principals: s.principals,
+    principals,
     audit: s.audit,
-    failuresPerMinute: config.authFailuresPerMinute,
-    onAuditError: (err) => log.error({ err }, 'audit commit of counted refusals failed'),
+    failuresPerMinute,
+    onAuditError,
   });
   await app.register(routeTable);
 
   // Capability modules, each mounting its routes from the contracts' table.
-  const onFailure = (check: string, err: unknown) =>
-    log.warn({ check, err: { message: (err as Error).message } }, 'readiness check failed');
-  await app.register(healthRoutes, { checks: s.readiness, onFailure });
+  await app.register(healthRoutes, s.readiness);
   await app.register(authRoutes, { keys, service: s.auth });
   await app.register(tenantRoutes, { service: s.tenants });
   await app.register(identityRoutes, { service: s.identities });

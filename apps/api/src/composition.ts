@@ -154,7 +154,7 @@ export function composeServices(deps: CompositionDeps) {
   };
 
   let reportedOrphans = '';
-  const readiness: ReadinessCheck[] = [
+  const checks: ReadinessCheck[] = [
     {
       name: 'database',
       run: async () => {
@@ -180,11 +180,18 @@ export function composeServices(deps: CompositionDeps) {
   return {
     metrics,
     audit,
-    /** Resolves once every recorded audit event has committed (graceful close). */
-    flushAudit: () => batcher.drain(),
+    /** Resolves once every recorded audit event has committed; unwrapped data keys are zeroed then, not left to GC. */
+    flushAudit: async () => {
+      await batcher.drain();
+      tenantKeys.close();
+    },
     principals,
     replicas,
-    readiness,
+    readiness: {
+      checks,
+      onFailure: (check: string, err: unknown) =>
+        log.warn({ check, err: { message: (err as Error).message } }, 'readiness check failed'),
+    },
     jobs,
     auth: authService({
       identities,

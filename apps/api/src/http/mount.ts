@@ -62,7 +62,8 @@ export function mount<N extends RouteName>(
       ...(def.query ? { querystring: def.query } : {}),
       ...(def.body ? { body: def.body } : {}),
       response,
-      ...(def.action ? { security: [{ bearerAuth: [] }] } : {}),
+      // Public routes say so (`[]`), rather than leaving a reader to guess.
+      security: def.action ? [{ bearerAuth: [] }] : [],
     },
     config: {
       routeName: name,

@@ -3,6 +3,7 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import { finishOpenApiDocument } from '../http/openapi-document.ts';
 
 /**
  * OpenAPI 3.1 from the routes' zod schemas, with Swagger UI at /docs. Registered before any route, since the
@@ -17,11 +18,14 @@ async function openApiPlugin(app: FastifyInstance, o: { servedOverTls: boolean }
         version: '1',
         description:
           'Multi-tenant secrets service. Authenticate with POST /v1/auth/token, then send the token as a Bearer header.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
+      // Relative: the document is served by the server it describes, whatever address the caller reached it at.
+      servers: [{ url: '/', description: 'the server that serves this document' }],
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
     transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (input) => finishOpenApiDocument(jsonSchemaTransformObject(input)),
   });
   await app.register(fastifySwaggerUi, {
     routePrefix: '/docs',
