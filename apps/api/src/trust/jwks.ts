@@ -1,8 +1,17 @@
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JwksSource } from '@coffer/contracts';
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import { checkWebhookUrl, type UrlPolicy } from '../webhooks/url-policy.ts';
+import {
+  checkedLookup,
+  checkWebhookUrl,
+  RefusedTarget,
+  type Resolve,
+  systemResolve,
+  type UrlPolicy,
+} from '../webhooks/url-policy.ts';
 
 export class JwksUnavailable extends Error {}
 
@@ -15,9 +24,12 @@ export interface JwksFetchOptions {
   ttlMs?: number;
   /** A token naming an unknown `kid` refetches at most this often per issuer (rotation at the issuer just works). */
   refetchAfterMs?: number;
-  fetch?: typeof fetch;
+  /** Name resolution (tests play a DNS server with it). */
+  resolve?: Resolve;
   now?: () => number;
 }
+
+type ResolvedOptions = Required<Omit<JwksFetchOptions, 'now'>>;
 
 interface Entry {
   version: string;
@@ -25,35 +37,52 @@ interface Entry {
   fetchedAt: number;
 }
 
-/** Reads a JSON document within a size and time bound, from a URL that passed the outbound address policy. */
-async function fetchJson(url: string, o: Required<Omit<JwksFetchOptions, 'now'>>, bearer?: string): Promise<unknown> {
-  const problem = await checkWebhookUrl(url, o.urlPolicy);
-  if (problem) throw new JwksUnavailable(`${new URL(url).origin}: ${problem}`);
-  const res = await o
-    .fetch(url, {
+/**
+ * Reads a JSON document within a size and time bound. The connection resolves the host through the outbound address
+ * policy itself (as webhook deliveries do), so the address that is checked is the address connected to: a name
+ * that answers a public address to a check and loopback to the connection (DNS rebinding) is refused.
+ */
+async function fetchJson(url: string, o: ResolvedOptions, bearer?: string): Promise<unknown> {
+  const origin = new URL(url).origin;
+  const problem = await checkWebhookUrl(url, o.urlPolicy, o.resolve);
+  if (problem) throw new JwksUnavailable(`${origin}: ${problem}`);
+  const target = new URL(url);
+  const request = target.protocol === 'https:' ? https.request : http.request;
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    const req = request(target, {
+      method: 'GET',
       headers: { accept: 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
-      redirect: 'error',
+      lookup: checkedLookup(o.urlPolicy, o.resolve),
+      agent: false,
       signal: AbortSignal.timeout(o.timeoutMs),
-    })
-    .catch((err: unknown) => {
-      throw new JwksUnavailable(`${new URL(url).origin}: ${(err as Error).name}`);
     });
-  if (!res.ok || !res.body) {
-    await res.body?.cancel();
-    throw new JwksUnavailable(`${new URL(url).origin}: HTTP ${res.status}`);
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.byteLength;
-    if (size > o.maxBytes)
-      throw new JwksUnavailable(`${new URL(url).origin}: document larger than ${o.maxBytes} bytes`);
-    chunks.push(chunk);
-  }
+    req.on('error', (err) =>
+      reject(new JwksUnavailable(`${origin}: ${err instanceof RefusedTarget ? err.problem : err.name}`)),
+    );
+    req.on('response', (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new JwksUnavailable(`${origin}: HTTP ${res.statusCode}`));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.byteLength;
+        if (size > o.maxBytes) {
+          res.destroy();
+          reject(new JwksUnavailable(`${origin}: document larger than ${o.maxBytes} bytes`));
+        } else chunks.push(chunk);
+      });
+      res.on('error', (err) => reject(new JwksUnavailable(`${origin}: ${err.name}`)));
+      res.on('end', () => resolve(Buffer.concat(chunks)));
+    });
+    req.end();
+  });
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
-    throw new JwksUnavailable(`${new URL(url).origin}: not JSON`);
+    throw new JwksUnavailable(`${origin}: not JSON`);
   }
 }
 
@@ -71,7 +100,7 @@ function asKeySet(doc: unknown, where: string): JSONWebKeySet {
 export class JwksResolver {
   private readonly entries = new Map<string, Entry>();
   private readonly refetches = new Map<string, Promise<JWTVerifyGetKey>>();
-  private readonly o: Required<Omit<JwksFetchOptions, 'now'>>;
+  private readonly o: ResolvedOptions;
   private readonly now: () => number;
 
   constructor(options: JwksFetchOptions) {
@@ -81,7 +110,7 @@ export class JwksResolver {
       timeoutMs: options.timeoutMs ?? 5_000,
       ttlMs: options.ttlMs ?? 10 * 60_000,
       refetchAfterMs: options.refetchAfterMs ?? 1_000,
-      fetch: options.fetch ?? globalThis.fetch,
+      resolve: options.resolve ?? systemResolve,
     };
     this.now = options.now ?? Date.now;
   }
