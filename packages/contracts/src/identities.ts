@@ -12,11 +12,18 @@ export type Capability = z.infer<typeof Capability>;
  * A glob over `kind/owner/name`. `*` matches within one segment (never across `/`),
  * `**` matches any number of whole segments, `?` one character.
  */
+/** Matching is linear in pattern × name whatever the pattern, but a bound keeps each policy's cost small and known. */
+export const POLICY_PATH_MAX_STARS = 8;
+
 export const PolicyPath = z
   .string()
   .min(1)
   .max(300)
-  .regex(/^[A-Za-z0-9_.*?-]+(\/[A-Za-z0-9_.*?-]+){0,2}$/, 'must be a glob over kind/owner/name, e.g. sandbox/sbx-42/*');
+  .regex(/^[A-Za-z0-9_.*?-]+(\/[A-Za-z0-9_.*?-]+){0,2}$/, 'must be a glob over kind/owner/name, e.g. sandbox/sbx-42/*')
+  .refine(
+    (p) => p.split('*').length - 1 <= POLICY_PATH_MAX_STARS,
+    `must hold at most ${POLICY_PATH_MAX_STARS} * characters`,
+  );
 
 export const Policy = z
   .object({
