@@ -9,7 +9,7 @@ const TimeRange = {
   to: Timestamp.optional().describe('Events before this time'),
 };
 
-export const AuditQuery = z.object({
+export const AuditQuery = z.strictObject({
   actor: Uuid.optional().describe('Identity id of the actor'),
   action: z
     .string()
@@ -61,12 +61,12 @@ export const AuditPage = z
   .meta({ id: 'AuditPage' });
 export type AuditPage = z.infer<typeof AuditPage>;
 
-export const AuditExportQuery = z.object({
+export const AuditExportQuery = z.strictObject({
   format: z.enum(['ndjson', 'csv']).default('ndjson'),
   ...TimeRange,
 });
 
-export const AuditVerifyQuery = z.object({ ...TimeRange });
+export const AuditVerifyQuery = z.strictObject({ ...TimeRange });
 
 export const AuditBreak = z
   .enum([
@@ -99,7 +99,7 @@ export const AuditVerifyResult = z
   .meta({ id: 'AuditVerifyResult' });
 export type AuditVerifyResult = z.infer<typeof AuditVerifyResult>;
 
-export const AuditSummaryQuery = z.object({ ...TimeRange });
+export const AuditSummaryQuery = z.strictObject({ ...TimeRange });
 
 export const AuditSummary = z
   .object({

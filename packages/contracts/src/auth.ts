@@ -8,7 +8,7 @@ export const ClientId = z
   .regex(/^[A-Za-z0-9_.-]+$/, 'must be a client id issued by Coffer');
 
 export const TokenRequest = z
-  .object({
+  .strictObject({
     clientId: ClientId,
     clientSecret: z.string().min(1).max(512),
   })

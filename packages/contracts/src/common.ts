@@ -9,7 +9,7 @@ export const Cursor = z
   .max(512)
   .regex(/^[A-Za-z0-9_-]+$/, 'must be a cursor returned by a previous page');
 
-export const PageQuery = z.object({
+export const PageQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: Cursor.optional(),
 });

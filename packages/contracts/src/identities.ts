@@ -25,17 +25,21 @@ export const PolicyPath = z
     `must hold at most ${POLICY_PATH_MAX_STARS} * characters`,
   );
 
-export const Policy = z
-  .object({
-    path: PolicyPath,
-    capabilities: z
-      .array(Capability)
-      .min(1)
-      .max(5)
-      .refine((caps) => new Set(caps).size === caps.length, 'must not repeat a capability'),
-  })
-  .meta({ id: 'Policy' });
+const policyShape = {
+  path: PolicyPath,
+  capabilities: z
+    .array(Capability)
+    .min(1)
+    .max(5)
+    .refine((caps) => new Set(caps).size === caps.length, 'must not repeat a capability'),
+};
+
+/** As the server answers it: lenient, so an older client still reads a policy that gained a field. */
+export const Policy = z.object(policyShape).meta({ id: 'Policy' });
 export type Policy = z.infer<typeof Policy>;
+
+/** As a client writes it: a misspelt field is refused, never dropped. */
+export const PolicyRequest = z.strictObject(policyShape);
 
 export const IdentityName = z.string().trim().min(1).max(128);
 export const TokenTtlSeconds = z.number().int().min(60).max(86_400);
@@ -44,10 +48,10 @@ const policiesOnlyForServices = (v: { role?: IdentityRole; policies?: Policy[] |
   v.role === undefined || v.role === 'service' || v.policies === undefined || v.policies.length === 0;
 
 export const CreateIdentityRequest = z
-  .object({
+  .strictObject({
     name: IdentityName,
     role: IdentityRole,
-    policies: z.array(Policy).max(100).optional(),
+    policies: z.array(PolicyRequest).max(100).optional(),
     tokenTtlSeconds: TokenTtlSeconds.optional(),
   })
   .refine(policiesOnlyForServices, { path: ['policies'], message: 'only service identities carry policies' })
@@ -55,9 +59,9 @@ export const CreateIdentityRequest = z
 export type CreateIdentityRequest = z.infer<typeof CreateIdentityRequest>;
 
 export const UpdateIdentityRequest = z
-  .object({
+  .strictObject({
     name: IdentityName.optional(),
-    policies: z.array(Policy).max(100).optional(),
+    policies: z.array(PolicyRequest).max(100).optional(),
     disabled: z.boolean().optional(),
     tokenTtlSeconds: TokenTtlSeconds.nullable().optional(),
   })

@@ -76,31 +76,35 @@ export const GeneratorCharset = z
   .enum(['alphanumeric', 'hex', 'base64url', 'ascii-printable'])
   .meta({ id: 'GeneratorCharset' });
 
+const generatorShape = {
+  length: z.number().int().min(8).max(4096),
+  charset: GeneratorCharset,
+  prefix: z
+    .string()
+    .max(64)
+    .regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces')
+    .optional(),
+};
+
 /** How Coffer makes a new value itself, from a cryptographic random source. */
-export const Generator = z
-  .object({
-    length: z.number().int().min(8).max(4096),
-    charset: GeneratorCharset,
-    prefix: z
-      .string()
-      .max(64)
-      .regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces')
-      .optional(),
-  })
-  .meta({ id: 'Generator' });
+export const Generator = z.object(generatorShape).meta({ id: 'Generator' });
 export type Generator = z.infer<typeof Generator>;
 
-export const RotationPolicy = z
-  .object({
-    intervalDays: z.number().int().min(1).max(3650),
-    generator: Generator.optional().describe('Set it and the scheduler rotates the secret itself when due'),
-    graceHours: z.number().int().min(0).max(8760).default(24).describe('How long the previous version stays readable'),
-  })
-  .meta({ id: 'RotationPolicy' });
+const rotationShape = <G extends z.ZodType>(generator: G) => ({
+  intervalDays: z.number().int().min(1).max(3650),
+  generator: generator.optional().describe('Set it and the scheduler rotates the secret itself when due'),
+  graceHours: z.number().int().min(0).max(8760).default(24).describe('How long the previous version stays readable'),
+});
+
+/** As the server answers it: lenient, so an older client still reads a policy that gained a field. */
+export const RotationPolicy = z.object(rotationShape(Generator)).meta({ id: 'RotationPolicy' });
 export type RotationPolicy = z.infer<typeof RotationPolicy>;
 
+/** As a client writes it: a misspelt field (`intervalDay`) is refused, never dropped. */
+export const RotationPolicyRequest = z.strictObject(rotationShape(z.strictObject(generatorShape)));
+
 export const PutSecretRequest = z
-  .object({
+  .strictObject({
     value: SecretValue,
     ifVersion: z
       .number()
@@ -112,25 +116,27 @@ export const PutSecretRequest = z
     tags: z.array(Tag).max(50).optional(),
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
-    rotation: RotationPolicy.nullable().optional(),
+    rotation: RotationPolicyRequest.nullable().optional(),
   })
   .meta({ id: 'PutSecretRequest' });
 
 /** Metadata only: never a new version. */
 export const PatchSecretRequest = z
-  .object({
+  .strictObject({
     description: z.string().max(1000).nullable().optional(),
     tags: z.array(Tag).max(50).optional(),
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
-    rotation: RotationPolicy.nullable().optional(),
+    rotation: RotationPolicyRequest.nullable().optional(),
   })
   .refine((v) => Object.values(v).some((x) => x !== undefined), 'must change at least one field')
   .meta({ id: 'PatchSecretRequest' });
 export type PatchSecretRequest = z.infer<typeof PatchSecretRequest>;
 
 export const RotateSecretRequest = z
-  .object({ value: SecretValue.optional().describe("The new value; omit to let the secret's generator make one") })
+  .strictObject({
+    value: SecretValue.optional().describe("The new value; omit to let the secret's generator make one"),
+  })
   .meta({ id: 'RotateSecretRequest' });
 export type RotateSecretRequest = z.infer<typeof RotateSecretRequest>;
 export type PutSecretRequest = z.infer<typeof PutSecretRequest>;
@@ -161,7 +167,7 @@ export const SecretWithValue = SecretMetadata.extend({
 }).meta({ id: 'SecretWithValue' });
 export type SecretWithValue = z.infer<typeof SecretWithValue>;
 
-export const GetSecretQuery = z.object({
+export const GetSecretQuery = z.strictObject({
   version: z
     .union([z.literal('previous'), z.coerce.number().int().min(1)])
     .optional()
@@ -184,7 +190,7 @@ export type SecretVersionInfo = z.infer<typeof SecretVersionInfo>;
 export const SecretVersions = z.object({ items: z.array(SecretVersionInfo) }).meta({ id: 'SecretVersions' });
 export type SecretVersions = z.infer<typeof SecretVersions>;
 
-export const ListSecretsQuery = z.object({
+export const ListSecretsQuery = z.strictObject({
   kind: SecretKind.optional(),
   owner: SecretOwner.optional(),
   prefix: z
@@ -202,7 +208,7 @@ export const SecretPage = z
   .meta({ id: 'SecretPage' });
 export type SecretPage = z.infer<typeof SecretPage>;
 
-export const DeleteSecretQuery = z.object({
+export const DeleteSecretQuery = z.strictObject({
   purge: z
     .enum(['true', 'false'])
     .transform((v) => v === 'true')
@@ -221,11 +227,11 @@ export const Bundle = z
 export type Bundle = z.infer<typeof Bundle>;
 
 export const BundleWriteRequest = z
-  .object({
+  .strictObject({
     set: z
       .record(
         SecretName,
-        z.object({
+        z.strictObject({
           value: SecretValue,
           ifVersion: z.number().int().min(0).optional(),
           format: SecretFormat.nullable().optional(),

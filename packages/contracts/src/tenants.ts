@@ -11,7 +11,7 @@ export const TenantSlug = z
 export const RateLimitPerSecond = z.number().int().min(1).max(1_000_000);
 
 export const CreateTenantRequest = z
-  .object({
+  .strictObject({
     slug: TenantSlug,
     name: z.string().trim().min(1).max(200),
     rateLimitPerSecond: RateLimitPerSecond.optional(),
@@ -32,7 +32,7 @@ export const Tenant = z
   .meta({ id: 'Tenant' });
 
 export const UpdateTenantRequest = z
-  .object({
+  .strictObject({
     name: z.string().trim().min(1).max(200).optional(),
     rateLimitPerSecond: RateLimitPerSecond.nullable().optional(),
   })
