@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { page, Timestamp, Uuid } from './common.ts';
+import { page, storableText, Timestamp, Uuid } from './common.ts';
 import { ClientCredentials } from './tenants.ts';
 
 export const IdentityRole = z.enum(['admin', 'service', 'auditor']).meta({ id: 'IdentityRole' });
@@ -41,7 +41,7 @@ export type Policy = z.infer<typeof Policy>;
 /** As a client writes it: a misspelt field is refused, never dropped. */
 export const PolicyRequest = z.strictObject(policyShape);
 
-export const IdentityName = z.string().trim().min(1).max(128);
+export const IdentityName = storableText(z.string().trim().min(1).max(128));
 export const TokenTtlSeconds = z.number().int().min(60).max(86_400);
 
 const policiesOnlyForServices = (v: { role?: IdentityRole; policies?: Policy[] | undefined }) =>

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Cursor, Timestamp, Uuid } from './common.ts';
+import { Cursor, INT4_MAX, storableText, Timestamp, Uuid } from './common.ts';
 
 export const SecretKind = z.enum(['sandbox', 'user', 'shared']).meta({ id: 'SecretKind' });
 export type SecretKind = z.infer<typeof SecretKind>;
@@ -58,17 +58,13 @@ export type CustomFormat = z.infer<typeof CustomFormat>;
 export const SecretFormat = z.union([BuiltinFormat, CustomFormat]).meta({ id: 'SecretFormat' });
 export type SecretFormat = z.infer<typeof SecretFormat>;
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 /**
  * A secret value: text, at most the server's configured size (64 KiB by default, checked in bytes by the server),
  * with no NUL character and no unpaired surrogate (neither survives storage as UTF-8 text unchanged).
  */
-export const SecretValue = z
-  .string()
-  .max(1_048_576)
-  .refine((v) => !v.includes('\u0000'), 'must not contain a NUL character')
-  .refine((v) => !LONE_SURROGATE.test(v), 'must be valid Unicode (no unpaired surrogate)');
+export const SecretValue = storableText(z.string().max(1_048_576));
+
+const Description = storableText(z.string().max(1000));
 
 export const Tag = z.string().regex(/^[A-Za-z0-9_.:/=@+-]{1,64}$/, 'must be 1-64 letters, digits or _ . : / = @ + -');
 
@@ -110,9 +106,10 @@ export const PutSecretRequest = z
       .number()
       .int()
       .min(0)
+      .max(INT4_MAX)
       .optional()
       .describe('Compare-and-set: 0 = must not exist yet; n = the current version must be n'),
-    description: z.string().max(1000).nullable().optional(),
+    description: Description.nullable().optional(),
     tags: z.array(Tag).max(50).optional(),
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
@@ -123,7 +120,7 @@ export const PutSecretRequest = z
 /** Metadata only: never a new version. */
 export const PatchSecretRequest = z
   .strictObject({
-    description: z.string().max(1000).nullable().optional(),
+    description: Description.nullable().optional(),
     tags: z.array(Tag).max(50).optional(),
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
@@ -169,7 +166,7 @@ export type SecretWithValue = z.infer<typeof SecretWithValue>;
 
 export const GetSecretQuery = z.strictObject({
   version: z
-    .union([z.literal('previous'), z.coerce.number().int().min(1)])
+    .union([z.literal('previous'), z.coerce.number().int().min(1).max(INT4_MAX)])
     .optional()
     .describe('An older version number, or `previous`; default the current one'),
 });
@@ -216,7 +213,7 @@ export const DeleteSecretQuery = z.strictObject({
     .describe('Erase for good now instead of a recoverable soft delete'),
 });
 
-export const DestroyVersionParams = SecretPathParams.extend({ version: z.coerce.number().int().min(1) });
+export const DestroyVersionParams = SecretPathParams.extend({ version: z.coerce.number().int().min(1).max(INT4_MAX) });
 
 export const Bundle = z
   .object({
@@ -233,7 +230,7 @@ export const BundleWriteRequest = z
         SecretName,
         z.strictObject({
           value: SecretValue,
-          ifVersion: z.number().int().min(0).optional(),
+          ifVersion: z.number().int().min(0).max(INT4_MAX).optional(),
           format: SecretFormat.nullable().optional(),
         }),
       )

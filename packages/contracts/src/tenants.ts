@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { IdParams, page, Timestamp, Uuid } from './common.ts';
+import { IdParams, page, storableText, Timestamp, Uuid } from './common.ts';
+
+const TenantName = storableText(z.string().trim().min(1).max(200));
 
 export const TenantSlug = z
   .string()
@@ -13,7 +15,7 @@ export const RateLimitPerSecond = z.number().int().min(1).max(1_000_000);
 export const CreateTenantRequest = z
   .strictObject({
     slug: TenantSlug,
-    name: z.string().trim().min(1).max(200),
+    name: TenantName,
     rateLimitPerSecond: RateLimitPerSecond.optional(),
   })
   .meta({ id: 'CreateTenantRequest' });
@@ -33,7 +35,7 @@ export const Tenant = z
 
 export const UpdateTenantRequest = z
   .strictObject({
-    name: z.string().trim().min(1).max(200).optional(),
+    name: TenantName.optional(),
     rateLimitPerSecond: RateLimitPerSecond.nullable().optional(),
   })
   .refine((v) => v.name !== undefined || v.rateLimitPerSecond !== undefined, 'must change at least one field')

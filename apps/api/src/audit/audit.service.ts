@@ -3,7 +3,7 @@ import type { AuditEventView, AuditPage, AuditSummary, AuditVerifyResult } from 
 import { stringify } from 'csv-stringify/sync';
 import { principalOf } from '../auth/principal.ts';
 import { type MasterKeyring, MissingMasterKeyError } from '../crypto/keyring.ts';
-import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import { decodeSeqCursor, encodeCursor } from '../http/cursor.ts';
 import { auditEvent, type RequestContext } from './audit.context.ts';
 import type { AuditFilter, AuditQueries, AuditRow } from './audit.queries.ts';
 import type { AuditSink } from './audit.sink.ts';
@@ -103,8 +103,8 @@ export function auditService(deps: AuditServiceDeps) {
       q: AuditFilter & { limit: number; cursor?: string | undefined },
     ): Promise<AuditPage> {
       const tenantId = principalOf(ctx).tenantId;
-      const cursor = decodeCursor(q.cursor, ['s'] as const);
-      const rows = await queries.page(tenantId, q, cursor ? Number(cursor.s) : undefined, q.limit + 1);
+      const before = decodeSeqCursor(q.cursor);
+      const rows = await queries.page(tenantId, q, before, q.limit + 1);
       const items = rows.slice(0, q.limit);
       const last = items.at(-1);
       await deps.audit.record(

@@ -26,6 +26,22 @@ export function decodeCursor<K extends string>(
   }
 }
 
+/**
+ * A cursor that is "before this chain position". The position goes to SQL as a bigint, so anything that is not a
+ * positive safe integer (`1e400` parses to Infinity) is the caller's malformed cursor, never a database error.
+ */
+export function decodeSeqCursor(cursor: string | undefined): number | undefined {
+  const key = decodeCursor(cursor, ['s'] as const);
+  if (key === undefined) return undefined;
+  const seq = Number(key.s);
+  if (!Number.isSafeInteger(seq) || seq < 1 || !/^[0-9]+$/.test(key.s)) {
+    throw new AppError('validation_failed', 'the cursor is not one this server returned', [
+      { path: 'query.cursor', message: 'must be a cursor returned by a previous page' },
+    ]);
+  }
+  return seq;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A cursor that is just "after this id". */

@@ -16,7 +16,7 @@ import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, forbidden, notFound } from '../errors/app-error.ts';
-import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import { decodeSeqCursor, encodeCursor } from '../http/cursor.ts';
 import { DEFAULT_GRACE_HOURS, pathOf, type SecretWriter, toMetadata } from '../secrets/secret-writes.ts';
 import type { SecretPath, SecretQueries, SecretRow } from '../secrets/secrets.queries.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
@@ -261,11 +261,11 @@ export function rotationService(deps: RotationServiceDeps) {
       q: { from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined },
     ): Promise<RotationLog> {
       const p = principalOf(ctx);
-      const cursor = decodeCursor(q.cursor, ['s'] as const);
+      const before = decodeSeqCursor(q.cursor);
       const rows = await deps.auditReads.page(
         p.tenantId,
         { action: 'secrets.rotate', from: q.from, to: q.to },
-        cursor ? Number(cursor.s) : undefined,
+        before,
         q.limit + 1,
       );
       const items = rows.slice(0, q.limit);
