@@ -43,6 +43,7 @@ import { migrationsCurrent } from './db/migrate.ts';
 import { AppError, audited, unavailable } from './errors/app-error.ts';
 import { registerErrorHandling, toEnvelope } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
+import { CURSOR_KEY_PURPOSE, cursorCodec } from './http/cursor.ts';
 import { OverLimitTokens } from './http/over-limit.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
@@ -372,6 +373,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     urlPolicy: { allowPrivate: config.webhookAllowPrivate, allowHttp: config.webhookAllowHttp },
     log: logger,
   });
+  const cursors = cursorCodec(keyring.derive(CURSOR_KEY_PURPOSE));
   const rotation = rotationService({
     db,
     secrets,
@@ -382,6 +384,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     audit,
     webhooks: webhookRows,
     log: logger,
+    cursors,
   });
   const dataKeys = keyService({
     db,
@@ -436,6 +439,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       writer,
       webhooks: webhookRows,
       refreshPrincipal: (p) => principals.refresh(p),
+      cursors,
     }),
   });
   await app.register(rotationRoutes, { service: rotation });

@@ -3,7 +3,7 @@ import type { AuditEventView, AuditPage, AuditSummary, AuditVerifyResult } from 
 import { stringify } from 'csv-stringify/sync';
 import { principalOf } from '../auth/principal.ts';
 import { type MasterKeyring, MissingMasterKeyError } from '../crypto/keyring.ts';
-import { decodeSeqCursor, encodeCursor } from '../http/cursor.ts';
+import { CURSOR_KEY_PURPOSE, cursorCodec } from '../http/cursor.ts';
 import { auditEvent, type RequestContext } from './audit.context.ts';
 import type { AuditFilter, AuditQueries, AuditRow } from './audit.queries.ts';
 import type { AuditSink } from './audit.sink.ts';
@@ -12,7 +12,7 @@ import { CHECKPOINT_PURPOSE, checkpointMac, verifyChain } from './audit.verify.t
 export interface AuditServiceDeps {
   queries: AuditQueries;
   audit: Pick<AuditSink, 'record'>;
-  keyring: Pick<MasterKeyring, 'deriveFor'>;
+  keyring: Pick<MasterKeyring, 'deriveFor' | 'derive'>;
   batchSize?: number;
 }
 
@@ -97,13 +97,22 @@ export function auditService(deps: AuditServiceDeps) {
     };
   }
 
+  const cursors = cursorCodec(deps.keyring.derive(CURSOR_KEY_PURPOSE));
+
   return {
     async query(
       ctx: RequestContext,
       q: AuditFilter & { limit: number; cursor?: string | undefined },
     ): Promise<AuditPage> {
-      const tenantId = principalOf(ctx).tenantId;
-      const before = decodeSeqCursor(q.cursor);
+      const p = principalOf(ctx);
+      const tenantId = p.tenantId;
+      const scope = {
+        route: 'audit.query',
+        tenantId,
+        identityId: p.identityId,
+        filters: { actor: q.actor, action: q.action, path: q.path, outcome: q.outcome, from: q.from, to: q.to },
+      };
+      const before = cursors.openSeq(scope, q.cursor);
       const rows = await queries.page(tenantId, q, before, q.limit + 1);
       const items = rows.slice(0, q.limit);
       const last = items.at(-1);
@@ -117,7 +126,7 @@ export function auditService(deps: AuditServiceDeps) {
       );
       return {
         items: items.map(toView),
-        nextCursor: rows.length > q.limit && last ? encodeCursor({ s: last.seq }) : null,
+        nextCursor: rows.length > q.limit && last ? cursors.seal(scope, { s: last.seq }) : null,
       };
     },
 

@@ -16,7 +16,7 @@ import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-keys.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, forbidden, notFound } from '../errors/app-error.ts';
-import { decodeSeqCursor, encodeCursor } from '../http/cursor.ts';
+import type { CursorCodec } from '../http/cursor.ts';
 import { DEFAULT_GRACE_HOURS, pathOf, type SecretWriter, toMetadata } from '../secrets/secret-writes.ts';
 import type { SecretPath, SecretQueries, SecretRow } from '../secrets/secrets.queries.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
@@ -33,6 +33,7 @@ export interface RotationServiceDeps {
   audit: AuditSink;
   webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
   log: Logger;
+  cursors: CursorCodec;
 }
 
 const DURATION_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -261,7 +262,13 @@ export function rotationService(deps: RotationServiceDeps) {
       q: { from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined },
     ): Promise<RotationLog> {
       const p = principalOf(ctx);
-      const before = decodeSeqCursor(q.cursor);
+      const scope = {
+        route: 'rotation.log',
+        tenantId: p.tenantId,
+        identityId: p.identityId,
+        filters: { from: q.from, to: q.to },
+      };
+      const before = deps.cursors.openSeq(scope, q.cursor);
       const rows = await deps.auditReads.page(
         p.tenantId,
         { action: 'secrets.rotate', from: q.from, to: q.to },
@@ -283,7 +290,7 @@ export function rotationService(deps: RotationServiceDeps) {
           outcome: r.outcome,
           errorCode: r.errorCode,
         })),
-        nextCursor: rows.length > q.limit && last ? encodeCursor({ s: last.seq }) : null,
+        nextCursor: rows.length > q.limit && last ? deps.cursors.seal(scope, { s: last.seq }) : null,
       };
     },
 

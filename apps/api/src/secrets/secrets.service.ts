@@ -22,7 +22,7 @@ import type { TenantKeyCache } from '../crypto/tenant-keys.ts';
 import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, conflict, forbidden, notFound, unauthorized } from '../errors/app-error.ts';
-import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import type { CursorCodec } from '../http/cursor.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import { pathOf, planWrite, rotationColumns, type SecretWriter, toMetadata } from './secret-writes.ts';
 import { bindingLine, type ReadRow, type SecretPath, type SecretQueries, type SecretRow } from './secrets.queries.ts';
@@ -37,6 +37,8 @@ export interface SecretServiceDeps {
   audit: AuditSink;
   /** `secret.written` and `secret.deleted` go out in the change's own transaction: no change without its event. */
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
+  /** Seals list cursors: a scan may resume after a row the caller may not list, so it must not read the cursor. */
+  cursors: CursorCodec;
 }
 
 type SecretEvent = { event: 'secret.written' | 'secret.deleted'; payload: Record<string, unknown> };
@@ -287,7 +289,13 @@ export function secretService(deps: SecretServiceDeps) {
       },
     ): Promise<SecretPage> {
       const p = principalOf(ctx);
-      const cursor = decodeCursor(q.cursor, ['k', 'o', 'n'] as const);
+      const scope = {
+        route: 'secrets.list',
+        tenantId: p.tenantId,
+        identityId: p.identityId,
+        filters: { kind: q.kind, owner: q.owner, prefix: q.prefix },
+      };
+      const cursor = deps.cursors.open(scope, q.cursor, ['k', 'o', 'n'] as const);
       let after: SecretPath | undefined = cursor
         ? { kind: cursor.k as SecretKind, owner: cursor.o, name: cursor.n }
         : undefined;
@@ -318,7 +326,9 @@ export function secretService(deps: SecretServiceDeps) {
       );
       return {
         items: pageItems.map(toMetadata),
-        nextCursor: resumeAt ? encodeCursor({ k: resumeAt.kind, o: resumeAt.owner, n: resumeAt.name }) : null,
+        nextCursor: resumeAt
+          ? deps.cursors.seal(scope, { k: resumeAt.kind, o: resumeAt.owner, n: resumeAt.name })
+          : null,
       };
     },
 
