@@ -217,6 +217,34 @@ describe('coffer run', () => {
     c.cleanup();
   });
 
+  it('object keys: constructor and toString reach the child of coffer run (also with --no-override) and every export format', {
+    timeout: 180_000,
+  }, async () => {
+    const c = await cliTenant(t, url);
+    const file = path.join(c.configDir, 'keys.env');
+    writeFileSync(file, 'constructor=built\ntoString=printed\nvalueOf=valued\n');
+    expect((await runCli(['import', file, '--bundle', 'sandbox/sbx-keys'], { env: c.env })).code).toBe(0);
+    const expected = { constructor: 'built', toString: 'printed', valueOf: 'valued' };
+    const print = `process.stdout.write(JSON.stringify([process.env.constructor, process.env.toString, process.env.valueOf]))`;
+    for (const flags of [[], ['--no-override']]) {
+      const r = await runCli(['run', '--bundle', 'sandbox/sbx-keys', ...flags, '--', process.execPath, '-e', print], {
+        env: c.env,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual(['built', 'printed', 'valued']);
+    }
+    for (const format of ['dotenv', 'json', 'yaml', 'shell'] as const) {
+      const r = await runCli(['export', '--bundle', 'sandbox/sbx-keys', '--format', format], { env: c.env });
+      expect(r.code, `${format}: ${r.stderr}`).toBe(0);
+      if (format === 'dotenv') expect(parseDotenv(r.stdout)).toEqual(expected);
+      if (format === 'json') expect(JSON.parse(r.stdout)).toEqual(expected);
+      if (format === 'yaml') expect(YAML.parse(r.stdout)).toEqual(expected);
+      if (format === 'shell')
+        for (const [k, v] of Object.entries(expected)) expect(r.stdout).toContain(`export ${k}='${v}'`);
+    }
+    c.cleanup();
+  });
+
   it('forwards signals to the child and exits with the code the child chose', async () => {
     const c = await cliTenant(t, url);
     await runCli(['set', 'sandbox/sbx-sig/TOKEN', '--value', 'tok'], { env: c.env });

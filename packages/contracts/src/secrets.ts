@@ -12,7 +12,10 @@ export const SecretOwner = z
 /** Environment-variable friendly. */
 export const SecretName = z
   .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be 1-128 letters, digits, _ . - starting with a letter or _');
+  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be 1-128 letters, digits, _ . - starting with a letter or _')
+  // Names are keys of bundles. `__proto__` is the one key that JSON bodies refuse (prototype poisoning) and that
+  // object records drop, so such a secret could be written but never travel in a bundle: refuse it up front.
+  .refine((n) => n !== '__proto__', 'is reserved: __proto__ cannot travel as a bundle key');
 
 export const SecretPathParams = z.object({ kind: SecretKind, owner: SecretOwner, name: SecretName });
 export const OwnerParams = z.object({ kind: SecretKind, owner: SecretOwner });
@@ -239,7 +242,10 @@ export const BundleWriteRequest = z
   })
   .refine((b) => Object.keys(b.set ?? {}).length + (b.delete?.length ?? 0) > 0, 'set or delete at least one secret')
   .refine((b) => Object.keys(b.set ?? {}).length + (b.delete?.length ?? 0) <= 1000, 'at most 1000 secrets at once')
-  .refine((b) => !(b.delete ?? []).some((n) => n in (b.set ?? {})), 'a name cannot be both set and deleted')
+  .refine(
+    (b) => !(b.delete ?? []).some((n) => b.set !== undefined && Object.hasOwn(b.set, n)),
+    'a name cannot be both set and deleted',
+  )
   .meta({ id: 'BundleWriteRequest' });
 export type BundleWriteRequest = z.infer<typeof BundleWriteRequest>;
 

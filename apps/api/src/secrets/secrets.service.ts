@@ -411,8 +411,9 @@ export function secretService(deps: SecretServiceDeps) {
 
     async bundle(ctx: RequestContext, kind: SecretKind, owner: string): Promise<Bundle> {
       let p = principalOf(ctx);
-      const values: Record<string, string> = {};
-      const versions: Record<string, number> = {};
+      // Names are keys: no prototype, so a name such as `constructor` is only ever an own entry.
+      const values: Record<string, string> = Object.create(null);
+      const versions: Record<string, number> = Object.create(null);
       let keySet = await keys.get(p.tenantId);
       let reloadedKeys = false;
       let reloadedIdentity = false;
@@ -531,7 +532,7 @@ export function secretService(deps: SecretServiceDeps) {
               unprocessables,
             );
           }
-          const versions: Record<string, number | null> = {};
+          const versions: Record<string, number | null> = Object.create(null);
           const changes: SecretEvent[] = [];
           for (const [name, s] of sets) {
             const plan = plans.get(name) as { create: boolean; version: number };
