@@ -58,15 +58,26 @@ export const CSV_COLUMNS = [
   'hash',
 ] as const;
 
-/** A spreadsheet must not run a cell as a formula: a user agent or resource starting with = + - @ is quoted. */
-function cell(v: unknown): string {
+const FORMULA_START = /^[=+\-@\t\r]/;
+const FORMULA_AFTER_SEPARATOR = /([;,\t|])(?=[=+\-@\t\r])/g;
+
+/**
+ * A spreadsheet must not run a cell as a formula (OWASP CSV injection). Text the caller chose (a user agent, a
+ * resource) starting with = + - @ tab or CR gets a leading '. A spreadsheet set to another separator (`;` in much
+ * of Europe, tab, `|`) splits a field where this file did not, so the same goes after each of those inside a
+ * field: `x;=cmd|…` exports as `x;'=cmd|…`. NDJSON is the lossless export.
+ */
+export function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
-  const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
-  return /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
+  const s = (typeof v === 'object' ? JSON.stringify(v) : String(v)).replace(FORMULA_AFTER_SEPARATOR, "$1'");
+  return FORMULA_START.test(s) ? `'${s}` : s;
 }
 
+/** Every field quoted, so no reading of the file takes a cell's text for anything but text. */
+const CSV_OPTIONS = { quoted: true, quoted_empty: true } as const;
+
 export function csvLine(view: AuditEventView): string {
-  return stringify([CSV_COLUMNS.map((c) => cell(view[c]))]);
+  return stringify([CSV_COLUMNS.map((c) => csvCell(view[c]))], CSV_OPTIONS);
 }
 
 /** The auditor's side of the log: query, export, verify and summarise one tenant's events. */
@@ -146,7 +157,7 @@ export function auditService(deps: AuditServiceDeps) {
       );
       const rows = rowsOf(tenantId, q, 0);
       async function* lines() {
-        if (q.format === 'csv') yield stringify([CSV_COLUMNS as unknown as string[]]);
+        if (q.format === 'csv') yield stringify([CSV_COLUMNS as unknown as string[]], CSV_OPTIONS);
         for await (const r of rows) {
           const view = toView(r);
           yield q.format === 'csv' ? csvLine(view) : `${JSON.stringify(view)}\n`;
