@@ -4,6 +4,7 @@ import { parseOwnerPath } from '@coffer/sdk';
 import type { Command } from 'commander';
 import { inheritedEnv } from '../config.ts';
 import { connect } from '../context.ts';
+import { refuseLoaderEnv } from '../loader-env.ts';
 import { CliError, EXIT, usageError } from '../output.ts';
 import { examples, globalsOf } from './common.ts';
 
@@ -24,12 +25,24 @@ export function registerRun(program: Command): void {
       .requiredOption('--bundle <kind/owner>', 'the bundle to inject (repeat it: later bundles win)', collect)
       .option('--no-override', 'keep variables already set in the environment instead of replacing them')
       .option('--allow-empty', 'run even if a bundle has no secrets this identity may read')
+      .option(
+        '--allow-env <name>',
+        'inject this variable even though it changes how processes load code (PATH, NODE_OPTIONS, LD_*, …); repeat it',
+        collect,
+      )
+      .option('--allow-loader-env', 'inject every such variable the bundle holds')
       .argument('<command...>', 'the command and its arguments, after --')
       .passThroughOptions()
       .action(
         async (
           command: string[],
-          opts: { bundle: string[]; override: boolean; allowEmpty?: boolean },
+          opts: {
+            bundle: string[];
+            override: boolean;
+            allowEmpty?: boolean;
+            allowEnv?: string[];
+            allowLoaderEnv?: boolean;
+          },
           cmd: Command,
         ) => {
           const [file, ...args] = command;
@@ -47,6 +60,7 @@ export function registerRun(program: Command): void {
                 EXIT.notFound,
               );
             }
+            refuseLoaderEnv(Object.keys(bundle.values), `${o.kind}/${o.owner}`, opts);
             for (const [name, value] of Object.entries(bundle.values)) {
               if (opts.override || env[name] === undefined) env[name] = value;
             }
