@@ -37,12 +37,12 @@ const COLUMNS = [
   'hash',
 ] as const;
 
-/** What a spreadsheet should show in each cell of an event (formula-like text neutralised with a leading '). */
+/** What a spreadsheet should show in each cell of an event (formula-like text, also after a separator, gets a '). */
 function expectedCells(v: AuditEventView): string[] {
   return COLUMNS.map((c) => {
     const x = v[c];
     if (x === null || x === undefined) return '';
-    const s = typeof x === 'object' ? JSON.stringify(x) : String(x);
+    const s = (typeof x === 'object' ? JSON.stringify(x) : String(x)).replace(/([;,\t|])(?=[=+\-@\t\r])/g, "$1'");
     return /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
   });
 }
@@ -119,6 +119,32 @@ describe('GET /v1/audit/export', () => {
     // Quoted as RFC 4180 says: the field in quotes, inner quotes doubled, the line break kept inside.
     expect(csv.body).toContain('"Smith, ""Bob""\nJr."');
     expect(csv.body).toContain(`"${agent.replaceAll('"', '""')}"`);
+  });
+
+  it("CSV injection: a user agent of x;=cmd|'/C calc'!A0;x exports quoted, with no cell that starts a formula under a ; , tab or | separator", async () => {
+    const { api, ops } = await tenantCtx(t, root);
+    const agents = ["x;=cmd|'/C calc'!A0;x", 'a,+1+1', 'b\t@SUM(A1)', 'c|-2+3', 'd;;=1', "=cmd|'/C calc'!A0"];
+    for (const agent of agents)
+      await api.send('GET', '/v1/secrets/sandbox/app/MISSING', undefined, { 'user-agent': agent });
+    const csv = await ops.exportAudit({ format: 'csv' });
+    expect(csv.statusCode).toBe(200);
+    const lines = csv.body.split('\n').filter((l) => l !== '');
+    // Every field quoted: each line is "…","…",…, header included.
+    for (const line of lines) expect(line).toMatch(/^"(?:[^"]|"")*"(?:,"(?:[^"]|"")*")*$/);
+    // However a spreadsheet splits the line, no piece starts a formula.
+    for (const separator of [';', ',', '\t', '|']) {
+      for (const line of lines) {
+        for (const piece of line.split(separator)) {
+          expect(piece.replace(/^[\s"]+/, ''), `${JSON.stringify(separator)} in ${line}`).not.toMatch(/^[=+\-@]/);
+        }
+      }
+    }
+    // The text is still all there, readable: the defusing ' is the only change.
+    const agentsOut = parseCsv(csv.body)
+      .slice(1)
+      .map((r) => r[COLUMNS.indexOf('userAgent')]);
+    expect(agentsOut).toContain("x;'=cmd|'/C calc'!A0;x");
+    expect(agentsOut).toContain("'=cmd|'/C calc'!A0");
   });
 
   it('limits the export to a time range, and refuses an unknown format', async () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { describe, expect, it } from 'vitest';
@@ -213,6 +213,96 @@ describe('coffer run', () => {
       },
     );
     expect(kept.stdout).toBe('from-shell,common');
+    c.cleanup();
+  });
+
+  it('object keys: constructor and toString reach the child of coffer run (also with --no-override) and every export format', {
+    timeout: 180_000,
+  }, async () => {
+    const c = await cliTenant(t, url);
+    const file = path.join(c.configDir, 'keys.env');
+    writeFileSync(file, 'constructor=built\ntoString=printed\nvalueOf=valued\n');
+    expect((await runCli(['import', file, '--bundle', 'sandbox/sbx-keys'], { env: c.env })).code).toBe(0);
+    const expected = { constructor: 'built', toString: 'printed', valueOf: 'valued' };
+    const print = `process.stdout.write(JSON.stringify([process.env.constructor, process.env.toString, process.env.valueOf]))`;
+    for (const flags of [[], ['--no-override']]) {
+      const r = await runCli(['run', '--bundle', 'sandbox/sbx-keys', ...flags, '--', process.execPath, '-e', print], {
+        env: c.env,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual(['built', 'printed', 'valued']);
+    }
+    for (const format of ['dotenv', 'json', 'yaml', 'shell'] as const) {
+      const r = await runCli(['export', '--bundle', 'sandbox/sbx-keys', '--format', format], { env: c.env });
+      expect(r.code, `${format}: ${r.stderr}`).toBe(0);
+      if (format === 'dotenv') expect(parseDotenv(r.stdout)).toEqual(expected);
+      if (format === 'json') expect(JSON.parse(r.stdout)).toEqual(expected);
+      if (format === 'yaml') expect(YAML.parse(r.stdout)).toEqual(expected);
+      if (format === 'shell')
+        for (const [k, v] of Object.entries(expected)) expect(r.stdout).toContain(`export ${k}='${v}'`);
+    }
+    c.cleanup();
+  });
+
+  it('loader env: coffer run refuses a bundle that sets NODE_OPTIONS, LD_PRELOAD or PATH, naming them, unless allowed', {
+    timeout: 180_000,
+  }, async () => {
+    const c = await cliTenant(t, url);
+    const marker = path.join(c.configDir, 'pwned');
+    const evil = path.join(c.configDir, 'evil.cjs');
+    writeFileSync(evil, `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'ran')`);
+    const file = path.join(c.configDir, 'loader.env');
+    writeFileSync(file, `NODE_OPTIONS="--require ${evil}"\nLD_PRELOAD=\nPATH=${c.configDir}\nGOOD=fine\n`);
+    expect((await runCli(['import', file, '--bundle', 'sandbox/sbx-loader'], { env: c.env })).code).toBe(0);
+    const print = 'process.stdout.write(String(process.env.GOOD))';
+
+    const refused = await runCli(['run', '--bundle', 'sandbox/sbx-loader', '--', process.execPath, '-e', print], {
+      env: c.env,
+    });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    for (const name of ['LD_PRELOAD', 'NODE_OPTIONS', 'PATH']) expect(refused.stderr).toContain(name);
+    expect(refused.stderr).toContain('--allow-env');
+    expect(existsSync(marker)).toBe(false);
+
+    // Allowing only some is still a refusal of the rest.
+    const partly = await runCli(
+      ['run', '--bundle', 'sandbox/sbx-loader', '--allow-env', 'PATH', '--', process.execPath, '-e', print],
+      { env: c.env },
+    );
+    expect(partly.code).toBe(1);
+    expect(partly.stderr).not.toMatch(/sets [^\n]*PATH/);
+
+    const allowed = await runCli(
+      [
+        'run',
+        '--bundle',
+        'sandbox/sbx-loader',
+        ...['--allow-env', 'NODE_OPTIONS', '--allow-env', 'LD_PRELOAD', '--allow-env', 'PATH'],
+        '--',
+        process.execPath,
+        '-e',
+        print,
+      ],
+      { env: c.env },
+    );
+    expect(allowed).toMatchObject({ code: 0, stdout: 'fine' });
+    expect(existsSync(marker)).toBe(true);
+
+    // An export meant to be sourced refuses the same names; JSON is data, and carries them.
+    const shell = await runCli(['export', '--bundle', 'sandbox/sbx-loader', '--format', 'shell'], { env: c.env });
+    expect(shell.code).toBe(1);
+    expect(shell.stdout).toBe('');
+    expect(shell.stderr).toContain('NODE_OPTIONS');
+    const json = await runCli(['export', '--bundle', 'sandbox/sbx-loader', '--format', 'json'], { env: c.env });
+    expect(json.code).toBe(0);
+    expect(Object.keys(JSON.parse(json.stdout)).sort()).toEqual(['GOOD', 'LD_PRELOAD', 'NODE_OPTIONS', 'PATH']);
+    const sourced = await runCli(
+      ['export', '--bundle', 'sandbox/sbx-loader', '--format', 'shell', '--allow-loader-env'],
+      { env: c.env },
+    );
+    expect(sourced.code).toBe(0);
+    expect(sourced.stdout).toContain('export NODE_OPTIONS=');
     c.cleanup();
   });
 

@@ -1,7 +1,15 @@
-import { Bundle, type Capability, type Policy, SecretMetadata, SecretPage, SecretWithValue } from '@coffer/contracts';
+import {
+  Bundle,
+  type Capability,
+  POLICY_PATH_MAX_STARS,
+  type Policy,
+  SecretMetadata,
+  SecretPage,
+  SecretWithValue,
+} from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { bearer, createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
 import {
   expectError,
   expectOk,
@@ -143,6 +151,51 @@ describe('globs over HTTP', () => {
       expectError(res, 400, 'validation_failed');
       expect(res.body).not.toContain('value of');
     }
+  });
+});
+
+describe('policy globs are bounded at write', () => {
+  it('ReDoS: a policy path with more stars than the bound is refused at write with 400 validation_failed', async () => {
+    const tenant = await createTenant(t.app, root);
+    const tooMany = `sandbox/x/${'*a'.repeat(POLICY_PATH_MAX_STARS)}*b`;
+    const create = await t.app.inject({
+      method: 'POST',
+      url: '/v1/identities',
+      headers: bearer(tenant.adminToken),
+      payload: { name: 'greedy', role: 'service', policies: [pol(tooMany, 'read')] },
+    });
+    const err = expectError(create, 400, 'validation_failed');
+    expect(err.details).toContainEqual({
+      path: 'body.policies.0.path',
+      message: `must hold at most ${POLICY_PATH_MAX_STARS} * characters`,
+    });
+
+    const svc = await createIdentity(t.app, tenant.adminToken, {
+      role: 'service',
+      policies: [pol('sandbox/x/*', 'read')],
+    });
+    const update = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/identities/${svc.identity.id}`,
+      headers: bearer(tenant.adminToken),
+      payload: { policies: [pol(tooMany, 'read')] },
+    });
+    expectError(update, 400, 'validation_failed');
+
+    // At the bound it is accepted, and matched like any glob over GET, list and bundle.
+    const atBound = `sandbox/x/${'*a'.repeat(POLICY_PATH_MAX_STARS - 1)}*b`;
+    const admin = secretsApi(t.app, tenant.adminToken);
+    expect(
+      (await admin.writeBundle('sandbox', 'x', { set: { aaaaaaab: { value: 'v1' }, aaaa: { value: 'v2' } } }))
+        .statusCode,
+    ).toBe(200);
+    const api = await service(tenant, [pol(atBound, 'read', 'list')]);
+    expect((await api.get('sandbox/x/aaaaaaab')).statusCode).toBe(200);
+    expectError(await api.get('sandbox/x/aaaa'), 403, 'forbidden');
+    expect(expectOk(await api.bundle('sandbox', 'x'), 200, Bundle).values).toEqual({ aaaaaaab: 'v1' });
+    expect(expectOk(await api.list({ kind: 'sandbox' }), 200, SecretPage).items.map((i) => i.name)).toEqual([
+      'aaaaaaab',
+    ]);
   });
 });
 

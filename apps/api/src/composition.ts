@@ -21,6 +21,7 @@ import { systemService } from './data-keys/system.service.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
 import type { ReadinessCheck } from './health/health.routes.ts';
+import { CURSOR_KEY_PURPOSE, cursorCodec } from './http/cursor.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityService } from './identities/identities.service.ts';
 import { platformAdminService } from './identities/platform-admins.service.ts';
@@ -104,6 +105,7 @@ export function composeServices(deps: CompositionDeps) {
   const unknownClientKey = keyring.derive('coffer/unknown-client-id/v1');
 
   const system = systemService({ db, keyring, audit });
+  const cursors = cursorCodec(keyring.derive(CURSOR_KEY_PURPOSE));
   const issuers = trustQueries(db);
   const trust = trustService({
     db,
@@ -132,6 +134,7 @@ export function composeServices(deps: CompositionDeps) {
     writer,
     audit,
     webhooks: webhookOutbox,
+    cursors,
     log,
   });
   const dataKeys = dataKeyService({
@@ -215,6 +218,7 @@ export function composeServices(deps: CompositionDeps) {
       writer,
       webhooks: webhookOutbox,
       refreshPrincipal: (p) => principals.refresh(p),
+      cursors,
     }),
     rotation,
     dataKeys,

@@ -52,7 +52,8 @@ export function readEnv(): CliEnv {
 
 /** The environment a child of `coffer run` starts from: this process's own, to which the bundle is added. */
 export function inheritedEnv(): Record<string, string> {
-  const out: Record<string, string> = {};
+  // Keys are variable names (a secret may be called `constructor`): no prototype to collide with.
+  const out: Record<string, string> = Object.create(null);
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;
   return out;
 }

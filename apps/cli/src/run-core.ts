@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
+import { refuseLoaderEnv } from './loader-env.ts';
 import { CliError, EXIT } from './output.ts';
 
 /** Adds one bundle's values to the child's environment; refuses an empty bundle unless `allowEmpty`. */
@@ -7,7 +8,12 @@ export function injectBundle(
   env: Record<string, string>,
   bundle: string,
   values: Record<string, string>,
-  opts: { override: boolean; allowEmpty?: boolean | undefined },
+  opts: {
+    override: boolean;
+    allowEmpty?: boolean | undefined;
+    allowEnv?: string[] | undefined;
+    allowLoaderEnv?: boolean | undefined;
+  },
 ): void {
   // A typo in the owner, or an identity that may read none of it, answers an empty bundle: starting the command
   // without its secrets would fail later and less clearly, so stop here.
@@ -17,6 +23,7 @@ export function injectBundle(
       EXIT.notFound,
     );
   }
+  refuseLoaderEnv(Object.keys(values), bundle, opts);
   for (const [name, value] of Object.entries(values)) {
     if (opts.override || env[name] === undefined) env[name] = value;
   }

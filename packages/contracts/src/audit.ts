@@ -9,7 +9,7 @@ const TimeRange = {
   to: Timestamp.optional().describe('Events before this time'),
 };
 
-export const AuditQuery = z.object({
+export const AuditQuery = z.strictObject({
   actor: Uuid.optional().describe('Identity id of the actor'),
   action: z
     .string()
@@ -67,7 +67,7 @@ export type AuditPage = z.infer<typeof AuditPage>;
  * session is audited once, when it opens; the server ends it after `maxSeconds` or when the token expires, and the
  * client resumes with `Last-Event-ID`.
  */
-export const AuditFollowQuery = z.object({
+export const AuditFollowQuery = z.strictObject({
   actor: AuditQuery.shape.actor,
   action: AuditQuery.shape.action,
   path: AuditQuery.shape.path,
@@ -88,12 +88,12 @@ export const AuditFollowQuery = z.object({
     .describe('End the session after this long (the client reconnects with Last-Event-ID)'),
 });
 
-export const AuditExportQuery = z.object({
+export const AuditExportQuery = z.strictObject({
   format: z.enum(['ndjson', 'csv']).default('ndjson'),
   ...TimeRange,
 });
 
-export const AuditVerifyQuery = z.object({ ...TimeRange });
+export const AuditVerifyQuery = z.strictObject({ ...TimeRange });
 
 export const AuditBreak = z
   .enum([
@@ -126,7 +126,7 @@ export const AuditVerifyResult = z
   .meta({ id: 'AuditVerifyResult' });
 export type AuditVerifyResult = z.infer<typeof AuditVerifyResult>;
 
-export const AuditSummaryQuery = z.object({ ...TimeRange });
+export const AuditSummaryQuery = z.strictObject({ ...TimeRange });
 
 export const AuditSummary = z
   .object({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { page, Timestamp, Uuid } from './common.ts';
+import { page, storableText, Timestamp, Uuid } from './common.ts';
 import { ClientCredentials } from './tenants.ts';
 import { FederationBinding } from './trust.ts';
 
@@ -17,6 +17,9 @@ const PATH_PART = String.raw`(?:[A-Za-z0-9_.*?-]|\{\{claims\.[A-Za-z0-9_:-]+(?:\
  * `**` matches any number of whole segments, `?` one character. `{{claims.sandbox_id}}` stands for a verified
  * claim of a federated caller, matched literally: a claim value never acts as a glob or a separator.
  */
+/** Matching is linear in pattern × name whatever the pattern, but a bound keeps each policy's cost small and known. */
+export const POLICY_PATH_MAX_STARS = 8;
+
 export const PolicyPath = z
   .string()
   .min(1)
@@ -24,31 +27,39 @@ export const PolicyPath = z
   .regex(
     new RegExp(`^${PATH_PART}(?:/${PATH_PART}){0,2}$`),
     'must be a glob over kind/owner/name, e.g. sandbox/sbx-42/* or sandbox/{{claims.sandbox_id}}/*',
+  )
+  .refine(
+    (p) => p.split('*').length - 1 <= POLICY_PATH_MAX_STARS,
+    `must hold at most ${POLICY_PATH_MAX_STARS} * characters`,
   );
 
-export const Policy = z
-  .object({
-    path: PolicyPath,
-    capabilities: z
-      .array(Capability)
-      .min(1)
-      .max(5)
-      .refine((caps) => new Set(caps).size === caps.length, 'must not repeat a capability'),
-  })
-  .meta({ id: 'Policy' });
+const policyShape = {
+  path: PolicyPath,
+  capabilities: z
+    .array(Capability)
+    .min(1)
+    .max(5)
+    .refine((caps) => new Set(caps).size === caps.length, 'must not repeat a capability'),
+};
+
+/** As the server answers it: lenient, so an older client still reads a policy that gained a field. */
+export const Policy = z.object(policyShape).meta({ id: 'Policy' });
 export type Policy = z.infer<typeof Policy>;
 
-export const IdentityName = z.string().trim().min(1).max(128);
+/** As a client writes it: a misspelt field is refused, never dropped. */
+export const PolicyRequest = z.strictObject(policyShape);
+
+export const IdentityName = storableText(z.string().trim().min(1).max(128));
 export const TokenTtlSeconds = z.number().int().min(60).max(86_400);
 
 const policiesOnlyForServices = (v: { role?: IdentityRole; policies?: Policy[] | undefined }) =>
   v.role === undefined || v.role === 'service' || v.policies === undefined || v.policies.length === 0;
 
 export const CreateIdentityRequest = z
-  .object({
+  .strictObject({
     name: IdentityName,
     role: IdentityRole,
-    policies: z.array(Policy).max(100).optional(),
+    policies: z.array(PolicyRequest).max(100).optional(),
     tokenTtlSeconds: TokenTtlSeconds.optional(),
     federation: z
       .array(FederationBinding)
@@ -61,9 +72,9 @@ export const CreateIdentityRequest = z
 export type CreateIdentityRequest = z.infer<typeof CreateIdentityRequest>;
 
 export const UpdateIdentityRequest = z
-  .object({
+  .strictObject({
     name: IdentityName.optional(),
-    policies: z.array(Policy).max(100).optional(),
+    policies: z.array(PolicyRequest).max(100).optional(),
     disabled: z.boolean().optional(),
     tokenTtlSeconds: TokenTtlSeconds.nullable().optional(),
     federation: z.array(FederationBinding).max(20).optional().describe('Replaces the bindings; [] removes them'),

@@ -5,7 +5,7 @@ import { SecretKind } from './secrets.ts';
 
 export const Duration = z.string().regex(/^\d{1,5}[smhd]$/, 'must be a duration like 90s, 30m, 12h or 7d');
 
-export const RotationDueQuery = z.object({
+export const RotationDueQuery = z.strictObject({
   within: Duration.default('7d').describe('Secrets overdue or due within this window'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
@@ -27,7 +27,7 @@ export const RotationDueItem = z
 export const RotationDue = z.object({ items: z.array(RotationDueItem) }).meta({ id: 'RotationDue' });
 export type RotationDue = z.infer<typeof RotationDue>;
 
-export const RotationLogQuery = z.object({
+export const RotationLogQuery = z.strictObject({
   from: Timestamp.optional(),
   to: Timestamp.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),

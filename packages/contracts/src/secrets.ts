@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Cursor, Timestamp, Uuid } from './common.ts';
+import { Cursor, INT4_MAX, storableText, Timestamp, Uuid } from './common.ts';
 import { SECRET_KINDS, SECRET_NAME_PATTERN, SECRET_OWNER_PATTERN } from './patterns.ts';
 
 export const SecretKind = z.enum(SECRET_KINDS).meta({ id: 'SecretKind' });
@@ -13,7 +13,10 @@ export const SecretOwner = z
 /** Environment-variable friendly. */
 export const SecretName = z
   .string()
-  .regex(SECRET_NAME_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or _');
+  .regex(SECRET_NAME_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or _')
+  // Names are keys of bundles. `__proto__` is the one key that JSON bodies refuse (prototype poisoning) and that
+  // object records drop, so such a secret could be written but never travel in a bundle: refuse it up front.
+  .refine((n) => n !== '__proto__', 'is reserved: __proto__ cannot travel as a bundle key');
 
 export const SecretPathParams = z.object({ kind: SecretKind, owner: SecretOwner, name: SecretName });
 export const OwnerParams = z.object({ kind: SecretKind, owner: SecretOwner });
@@ -59,17 +62,13 @@ export type CustomFormat = z.infer<typeof CustomFormat>;
 export const SecretFormat = z.union([BuiltinFormat, CustomFormat]).meta({ id: 'SecretFormat' });
 export type SecretFormat = z.infer<typeof SecretFormat>;
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 /**
  * A secret value: text, at most the server's configured size (64 KiB by default, checked in bytes by the server),
  * with no NUL character and no unpaired surrogate (neither survives storage as UTF-8 text unchanged).
  */
-export const SecretValue = z
-  .string()
-  .max(1_048_576)
-  .refine((v) => !v.includes('\u0000'), 'must not contain a NUL character')
-  .refine((v) => !LONE_SURROGATE.test(v), 'must be valid Unicode (no unpaired surrogate)');
+export const SecretValue = storableText(z.string().max(1_048_576));
+
+const Description = storableText(z.string().max(1000));
 
 export const Tag = z.string().regex(/^[A-Za-z0-9_.:/=@+-]{1,64}$/, 'must be 1-64 letters, digits or _ . : / = @ + -');
 
@@ -77,61 +76,68 @@ export const GeneratorCharset = z
   .enum(['alphanumeric', 'hex', 'base64url', 'ascii-printable'])
   .meta({ id: 'GeneratorCharset' });
 
+const generatorShape = {
+  length: z.number().int().min(8).max(4096),
+  charset: GeneratorCharset,
+  prefix: z
+    .string()
+    .max(64)
+    .regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces')
+    .optional(),
+};
+
 /** How Coffer makes a new value itself, from a cryptographic random source. */
-export const Generator = z
-  .object({
-    length: z.number().int().min(8).max(4096),
-    charset: GeneratorCharset,
-    prefix: z
-      .string()
-      .max(64)
-      .regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces')
-      .optional(),
-  })
-  .meta({ id: 'Generator' });
+export const Generator = z.object(generatorShape).meta({ id: 'Generator' });
 export type Generator = z.infer<typeof Generator>;
 
-export const RotationPolicy = z
-  .object({
-    intervalDays: z.number().int().min(1).max(3650),
-    generator: Generator.optional().describe('Set it and the scheduler rotates the secret itself when due'),
-    graceHours: z.number().int().min(0).max(8760).default(24).describe('How long the previous version stays readable'),
-  })
-  .meta({ id: 'RotationPolicy' });
+const rotationShape = <G extends z.ZodType>(generator: G) => ({
+  intervalDays: z.number().int().min(1).max(3650),
+  generator: generator.optional().describe('Set it and the scheduler rotates the secret itself when due'),
+  graceHours: z.number().int().min(0).max(8760).default(24).describe('How long the previous version stays readable'),
+});
+
+/** As the server answers it: lenient, so an older client still reads a policy that gained a field. */
+export const RotationPolicy = z.object(rotationShape(Generator)).meta({ id: 'RotationPolicy' });
 export type RotationPolicy = z.infer<typeof RotationPolicy>;
 
+/** As a client writes it: a misspelt field (`intervalDay`) is refused, never dropped. */
+export const RotationPolicyRequest = z.strictObject(rotationShape(z.strictObject(generatorShape)));
+
 export const PutSecretRequest = z
-  .object({
+  .strictObject({
     value: SecretValue,
     ifVersion: z
       .number()
       .int()
       .min(0)
+      .max(INT4_MAX)
       .optional()
       .describe('Compare-and-set: 0 = must not exist yet; n = the current version must be n'),
-    description: z.string().max(1000).nullable().optional(),
+    description: Description.nullable().optional(),
     tags: z.array(Tag).max(50).optional(),
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
-    rotation: RotationPolicy.nullable().optional(),
+    rotation: RotationPolicyRequest.nullable().optional(),
   })
   .meta({ id: 'PutSecretRequest' });
 
 /** Metadata only: never a new version. */
 export const PatchSecretRequest = z
-  .object({
-    description: z.string().max(1000).nullable().optional(),
+  .strictObject({
+    description: Description.nullable().optional(),
     tags: z.array(Tag).max(50).optional(),
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
-    rotation: RotationPolicy.nullable().optional(),
+    rotation: RotationPolicyRequest.nullable().optional(),
   })
   .refine((v) => Object.values(v).some((x) => x !== undefined), 'must change at least one field')
   .meta({ id: 'PatchSecretRequest' });
 export type PatchSecretRequest = z.infer<typeof PatchSecretRequest>;
 
 export const RotateSecretRequest = z
-  .object({ value: SecretValue.optional().describe("The new value; omit to let the secret's generator make one") })
+  .strictObject({
+    value: SecretValue.optional().describe("The new value; omit to let the secret's generator make one"),
+  })
   .meta({ id: 'RotateSecretRequest' });
 export type RotateSecretRequest = z.infer<typeof RotateSecretRequest>;
 export type PutSecretRequest = z.infer<typeof PutSecretRequest>;
@@ -162,9 +168,9 @@ export const SecretWithValue = SecretMetadata.extend({
 }).meta({ id: 'SecretWithValue' });
 export type SecretWithValue = z.infer<typeof SecretWithValue>;
 
-export const GetSecretQuery = z.object({
+export const GetSecretQuery = z.strictObject({
   version: z
-    .union([z.literal('previous'), z.coerce.number().int().min(1)])
+    .union([z.literal('previous'), z.coerce.number().int().min(1).max(INT4_MAX)])
     .optional()
     .describe('An older version number, or `previous`; default the current one'),
 });
@@ -185,7 +191,7 @@ export type SecretVersionInfo = z.infer<typeof SecretVersionInfo>;
 export const SecretVersions = z.object({ items: z.array(SecretVersionInfo) }).meta({ id: 'SecretVersions' });
 export type SecretVersions = z.infer<typeof SecretVersions>;
 
-export const ListSecretsQuery = z.object({
+export const ListSecretsQuery = z.strictObject({
   kind: SecretKind.optional(),
   owner: SecretOwner.optional(),
   prefix: z
@@ -203,7 +209,7 @@ export const SecretPage = z
   .meta({ id: 'SecretPage' });
 export type SecretPage = z.infer<typeof SecretPage>;
 
-export const DeleteSecretQuery = z.object({
+export const DeleteSecretQuery = z.strictObject({
   purge: z
     .enum(['true', 'false'])
     .transform((v) => v === 'true')
@@ -211,7 +217,7 @@ export const DeleteSecretQuery = z.object({
     .describe('Erase for good now instead of a recoverable soft delete'),
 });
 
-export const DestroyVersionParams = SecretPathParams.extend({ version: z.coerce.number().int().min(1) });
+export const DestroyVersionParams = SecretPathParams.extend({ version: z.coerce.number().int().min(1).max(INT4_MAX) });
 
 export const Bundle = z
   .object({
@@ -222,13 +228,13 @@ export const Bundle = z
 export type Bundle = z.infer<typeof Bundle>;
 
 export const BundleWriteRequest = z
-  .object({
+  .strictObject({
     set: z
       .record(
         SecretName,
-        z.object({
+        z.strictObject({
           value: SecretValue,
-          ifVersion: z.number().int().min(0).optional(),
+          ifVersion: z.number().int().min(0).max(INT4_MAX).optional(),
           format: SecretFormat.nullable().optional(),
         }),
       )
@@ -237,7 +243,10 @@ export const BundleWriteRequest = z
   })
   .refine((b) => Object.keys(b.set ?? {}).length + (b.delete?.length ?? 0) > 0, 'set or delete at least one secret')
   .refine((b) => Object.keys(b.set ?? {}).length + (b.delete?.length ?? 0) <= 1000, 'at most 1000 secrets at once')
-  .refine((b) => !(b.delete ?? []).some((n) => n in (b.set ?? {})), 'a name cannot be both set and deleted')
+  .refine(
+    (b) => !(b.delete ?? []).some((n) => b.set !== undefined && Object.hasOwn(b.set, n)),
+    'a name cannot be both set and deleted',
+  )
   .meta({ id: 'BundleWriteRequest' });
 export type BundleWriteRequest = z.infer<typeof BundleWriteRequest>;
 

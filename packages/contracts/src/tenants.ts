@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { IdParams, page, Timestamp, Uuid } from './common.ts';
+import { IdParams, page, storableText, Timestamp, Uuid } from './common.ts';
+
+const TenantName = storableText(z.string().trim().min(1).max(200));
 
 export const TenantSlug = z
   .string()
@@ -11,9 +13,9 @@ export const TenantSlug = z
 export const RateLimitPerSecond = z.number().int().min(1).max(1_000_000);
 
 export const CreateTenantRequest = z
-  .object({
+  .strictObject({
     slug: TenantSlug,
-    name: z.string().trim().min(1).max(200),
+    name: TenantName,
     rateLimitPerSecond: RateLimitPerSecond.optional(),
   })
   .meta({ id: 'CreateTenantRequest' });
@@ -32,8 +34,8 @@ export const Tenant = z
   .meta({ id: 'Tenant' });
 
 export const UpdateTenantRequest = z
-  .object({
-    name: z.string().trim().min(1).max(200).optional(),
+  .strictObject({
+    name: TenantName.optional(),
     rateLimitPerSecond: RateLimitPerSecond.nullable().optional(),
   })
   .refine((v) => v.name !== undefined || v.rateLimitPerSecond !== undefined, 'must change at least one field')

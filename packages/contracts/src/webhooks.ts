@@ -7,7 +7,7 @@ export const WebhookEvent = z
 export type WebhookEvent = z.infer<typeof WebhookEvent>;
 
 export const CreateWebhookRequest = z
-  .object({
+  .strictObject({
     url: z.url({ protocol: /^https?$/ }).max(2048),
     events: z
       .array(WebhookEvent)

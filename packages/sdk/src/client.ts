@@ -368,13 +368,13 @@ export class CofferClient {
           resolve: async (err) => {
             if (err.code !== 'conflict') return undefined;
             const now = await this.call('getBundle', { params: p });
-            const versions: Record<string, number | null> = {};
+            const versions: Record<string, number | null> = Object.create(null);
             for (const [name, s] of sets) {
               if (now.versions[name] !== (s.ifVersion ?? -2) + 1 || now.values[name] !== s.value) return undefined;
               versions[name] = now.versions[name] ?? null;
             }
             for (const name of body.delete ?? []) {
-              if (name in now.versions) return undefined;
+              if (Object.hasOwn(now.versions, name)) return undefined;
               versions[name] = null;
             }
             return { value: { versions } };

@@ -3,7 +3,7 @@ import type { AuditEventView, AuditPage, AuditSummary, AuditVerifyResult } from 
 import { stringify } from 'csv-stringify/sync';
 import { principalOf } from '../auth/principal.ts';
 import { type MasterKeyring, MissingMasterKeyError } from '../crypto/keyring.ts';
-import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import { CURSOR_KEY_PURPOSE, cursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { auditEvent } from './audit.events.ts';
 import type { AuditFilter, AuditQueries, AuditRow } from './audit.queries.ts';
@@ -13,7 +13,7 @@ import { CHECKPOINT_PURPOSE, checkpointMac, verifyChain } from './audit.verify.t
 export interface AuditServiceDeps {
   queries: AuditQueries;
   audit: Pick<AuditSink, 'record'>;
-  keyring: Pick<MasterKeyring, 'deriveFor'>;
+  keyring: Pick<MasterKeyring, 'deriveFor' | 'derive'>;
   batchSize?: number;
 }
 
@@ -59,15 +59,26 @@ export const CSV_COLUMNS = [
   'hash',
 ] as const;
 
-/** A spreadsheet must not run a cell as a formula: a user agent or resource starting with = + - @ is quoted. */
-function cell(v: unknown): string {
+const FORMULA_START = /^[=+\-@\t\r]/;
+const FORMULA_AFTER_SEPARATOR = /([;,\t|])(?=[=+\-@\t\r])/g;
+
+/**
+ * A spreadsheet must not run a cell as a formula (OWASP CSV injection). Text the caller chose (a user agent, a
+ * resource) starting with = + - @ tab or CR gets a leading '. A spreadsheet set to another separator (`;` in much
+ * of Europe, tab, `|`) splits a field where this file did not, so the same goes after each of those inside a
+ * field: `x;=cmd|…` exports as `x;'=cmd|…`. NDJSON is the lossless export.
+ */
+export function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
-  const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
-  return /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
+  const s = (typeof v === 'object' ? JSON.stringify(v) : String(v)).replace(FORMULA_AFTER_SEPARATOR, "$1'");
+  return FORMULA_START.test(s) ? `'${s}` : s;
 }
 
+/** Every field quoted, so no reading of the file takes a cell's text for anything but text. */
+const CSV_OPTIONS = { quoted: true, quoted_empty: true } as const;
+
 export function csvLine(view: AuditEventView): string {
-  return stringify([CSV_COLUMNS.map((c) => cell(view[c]))]);
+  return stringify([CSV_COLUMNS.map((c) => csvCell(view[c]))], CSV_OPTIONS);
 }
 
 /** The auditor's side of the log: query, export, verify and summarise one tenant's events. */
@@ -98,14 +109,23 @@ export function auditService(deps: AuditServiceDeps) {
     };
   }
 
+  const cursors = cursorCodec(deps.keyring.derive(CURSOR_KEY_PURPOSE));
+
   return {
     async query(
       ctx: RequestContext,
       q: AuditFilter & { limit: number; cursor?: string | undefined },
     ): Promise<AuditPage> {
-      const tenantId = principalOf(ctx).tenantId;
-      const cursor = decodeCursor(q.cursor, ['s'] as const);
-      const rows = await queries.page(tenantId, q, cursor ? Number(cursor.s) : undefined, q.limit + 1);
+      const p = principalOf(ctx);
+      const tenantId = p.tenantId;
+      const scope = {
+        route: 'audit.query',
+        tenantId,
+        identityId: p.identityId,
+        filters: { actor: q.actor, action: q.action, path: q.path, outcome: q.outcome, from: q.from, to: q.to },
+      };
+      const before = cursors.openSeq(scope, q.cursor);
+      const rows = await queries.page(tenantId, q, before, q.limit + 1);
       const items = rows.slice(0, q.limit);
       const last = items.at(-1);
       await deps.audit.record(
@@ -118,7 +138,7 @@ export function auditService(deps: AuditServiceDeps) {
       );
       return {
         items: items.map(toView),
-        nextCursor: rows.length > q.limit && last ? encodeCursor({ s: last.seq }) : null,
+        nextCursor: rows.length > q.limit && last ? cursors.seal(scope, { s: last.seq }) : null,
       };
     },
 
@@ -138,7 +158,7 @@ export function auditService(deps: AuditServiceDeps) {
       );
       const rows = rowsOf(tenantId, q, 0);
       async function* lines() {
-        if (q.format === 'csv') yield stringify([CSV_COLUMNS as unknown as string[]]);
+        if (q.format === 'csv') yield stringify([CSV_COLUMNS as unknown as string[]], CSV_OPTIONS);
         for await (const r of rows) {
           const view = toView(r);
           yield q.format === 'csv' ? csvLine(view) : `${JSON.stringify(view)}\n`;

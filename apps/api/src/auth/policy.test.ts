@@ -1,6 +1,6 @@
 import type { Policy } from '@coffer/contracts';
 import { describe, expect, it } from 'vitest';
-import { capabilitiesFor, policyAllows } from './policy.ts';
+import { capabilitiesFor, matchGlob, policyAllows, type StepMeter } from './policy.ts';
 
 const p = (path: string, ...capabilities: Policy['capabilities']): Policy => ({ path, capabilities });
 const caps = (policies: Policy[], path: string) => [...capabilitiesFor(policies, path)].sort();
@@ -74,5 +74,57 @@ describe('most specific wins', () => {
   it('no matching policy is no access', () => {
     expect(caps(policies, 'shared/payments/X')).toEqual([]);
     expect(caps([], 'sandbox/sbx-42/DB_URL')).toEqual([]);
+  });
+});
+
+describe('matching cost', () => {
+  const stepsFor = (glob: string, path: string) => {
+    const meter: StepMeter = { steps: 0 };
+    const matched = matchGlob(glob, path, meter);
+    return { matched, steps: meter.steps };
+  };
+
+  it('ReDoS: a policy glob with many stars matches a long name in linear steps', () => {
+    // The shape that froze the event loop for seconds as a RegExp: stars separated by a letter the name is full
+    // of, and a last letter the name never has, so every way of splitting the name between the stars fails.
+    for (const glob of [
+      'sandbox/x/*a*a*a*a*a*b',
+      `sandbox/x/${'*a'.repeat(20)}*b`,
+      `*a*a*a*a/*a*a*a*a/${'*a'.repeat(8)}*b`,
+    ]) {
+      let previous = 0;
+      for (const length of [64, 128, 256, 512]) {
+        const path = `sandbox/x/${'a'.repeat(length)}`;
+        const { matched, steps } = stepsFor(glob, path);
+        expect(matched).toBe(false);
+        // Never more than one step per (glob character, path character) pair, plus one per segment boundary.
+        expect(steps).toBeLessThanOrEqual((glob.length + 1) * (path.length + 1));
+        // Doubling the name at most doubles the work (and a little): linear in the name, not exponential.
+        if (previous) expect(steps).toBeLessThanOrEqual(previous * 2 + glob.length * 4);
+        previous = steps;
+      }
+    }
+    expect(stepsFor('sandbox/x/*a*a*a*a*a*b', `sandbox/x/${'a'.repeat(128)}b`).matched).toBe(true);
+  });
+
+  it('ReDoS: `**` segments against a path cost a bounded number of segment matches', () => {
+    const { matched, steps } = stepsFor('**/**/**', `sandbox/${'o'.repeat(128)}/${'n'.repeat(128)}`);
+    expect(matched).toBe(true);
+    expect(steps).toBeLessThan(100);
+  });
+
+  it('the matcher agrees with the glob rules on the usual shapes', () => {
+    expect(matchGlob('sandbox/*/KEY', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(matchGlob('sandbox/*', 'sandbox/sbx-42/KEY')).toBe(false);
+    expect(matchGlob('**', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(matchGlob('**/KEY', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(matchGlob('sandbox/**/KEY', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(matchGlob('sandbox/sbx-42/**', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(matchGlob('sandbox/sbx-42/KEY/**', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(matchGlob('sandbox/s?x-42/K*Y', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(matchGlob('sandbox/s?x-42/K*Z', 'sandbox/sbx-42/KEY')).toBe(false);
+    expect(matchGlob('sandbox/sbx-42/*KEY*', 'sandbox/sbx-42/KEY')).toBe(true);
+    expect(matchGlob('sandbox/sbx-42/KEY?', 'sandbox/sbx-42/KEY')).toBe(false);
+    expect(matchGlob('shared/**/x/**', 'shared/a/b')).toBe(false);
   });
 });

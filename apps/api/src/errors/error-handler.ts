@@ -20,25 +20,40 @@ const FASTIFY_CLIENT_ERRORS: Record<string, { code: ErrorCode; message: string }
   FAST_JWT_INVALID_ALGORITHM: { code: 'unauthorized', message: 'invalid token' },
 };
 
-/** Issue paths from zod, as `body.policies.0.path`; messages from zod name the rule, never the value. */
+/**
+ * Issue paths from zod, as `body.policies.0.path`; messages from zod name the rule, never the value. An unknown
+ * field becomes one issue per field, at the field's own path, so a typo (`ifversion`) is named where it was sent.
+ */
 function zodIssues(err: FastifyError): ErrorIssue[] {
   const validation = (
     err as {
       validation?: {
+        keyword?: string;
         instancePath?: string;
         message?: string;
-        params?: { issue?: { path?: PropertyKey[]; message?: string } };
+        params?: { keys?: unknown; issue?: { path?: PropertyKey[]; message?: string } };
       }[];
     }
   ).validation;
   const context = (err as { validationContext?: string }).validationContext ?? 'request';
-  return (validation ?? []).slice(0, 20).map((v) => {
-    const issuePath = v.params?.issue?.path ?? v.instancePath?.split('/').filter(Boolean) ?? [];
-    return {
-      path: [context, ...issuePath.map(String)].join('.'),
-      message: v.params?.issue?.message ?? v.message ?? 'invalid',
-    };
-  });
+  return (validation ?? [])
+    .flatMap((v) => {
+      const issuePath = v.params?.issue?.path ?? v.instancePath?.split('/').filter(Boolean) ?? [];
+      const at = (extra: string[] = []) => [context, ...issuePath.map(String), ...extra].join('.');
+      const keys = v.params?.keys;
+      if (v.keyword === 'unrecognized_keys' && Array.isArray(keys)) {
+        // Cut long keys: the answer should name a typo, not echo whatever a client put in a key.
+        return keys.map((k) => ({ path: at([String(k).slice(0, 64)]), message: 'unknown field' }));
+      }
+      return [{ path: at(), message: v.params?.issue?.message ?? v.message ?? 'invalid' }];
+    })
+    .slice(0, 20);
+}
+
+/** The envelope's message: names unknown fields outright, since they are the error a client most needs to see. */
+function validationMessage(issues: readonly ErrorIssue[]): string {
+  const unknown = issues.filter((i) => i.message === 'unknown field').map((i) => i.path);
+  return unknown.length ? `unknown field: ${unknown.join(', ')}` : 'the request does not match the schema';
 }
 
 export function toEnvelope(code: ErrorCode, message: string, requestId: string, details?: ErrorIssue[]): ErrorEnvelope {
@@ -61,7 +76,8 @@ export function classifyError(err: unknown): Classified {
   }
   const fe = err as FastifyError;
   if (hasZodFastifySchemaValidationErrors(fe)) {
-    return { code: 'validation_failed', message: 'the request does not match the schema', details: zodIssues(fe) };
+    const details = zodIssues(fe);
+    return { code: 'validation_failed', message: validationMessage(details), details };
   }
   if (isResponseSerializationError(fe)) {
     return { code: 'internal', message: 'internal error' };

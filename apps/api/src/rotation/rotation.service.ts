@@ -16,7 +16,7 @@ import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-key-cache.ts
 import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, forbidden, notFound } from '../errors/app-error.ts';
-import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import type { CursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { notices, recordChange } from '../secrets/secret-changes.ts';
 import {
@@ -41,6 +41,7 @@ export interface RotationServiceDeps {
   audit: AuditSink;
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
   log: Logger;
+  cursors: CursorCodec;
 }
 
 const DURATION_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -264,11 +265,17 @@ export function rotationService(deps: RotationServiceDeps) {
       q: { from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined },
     ): Promise<RotationLog> {
       const p = principalOf(ctx);
-      const cursor = decodeCursor(q.cursor, ['s'] as const);
+      const scope = {
+        route: 'rotation.log',
+        tenantId: p.tenantId,
+        identityId: p.identityId,
+        filters: { from: q.from, to: q.to },
+      };
+      const before = deps.cursors.openSeq(scope, q.cursor);
       const rows = await deps.auditReads.page(
         p.tenantId,
         { action: 'secrets.rotate', from: q.from, to: q.to },
-        cursor ? Number(cursor.s) : undefined,
+        before,
         q.limit + 1,
       );
       const items = rows.slice(0, q.limit);
@@ -286,7 +293,7 @@ export function rotationService(deps: RotationServiceDeps) {
           outcome: r.outcome,
           errorCode: r.errorCode,
         })),
-        nextCursor: rows.length > q.limit && last ? encodeCursor({ s: last.seq }) : null,
+        nextCursor: rows.length > q.limit && last ? deps.cursors.seal(scope, { s: last.seq }) : null,
       };
     },
 

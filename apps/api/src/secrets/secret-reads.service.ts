@@ -7,7 +7,7 @@ import type { TenantKeyCache, TenantKeySet } from '../crypto/tenant-key-cache.ts
 import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, forbidden, notFound, unauthorized } from '../errors/app-error.ts';
-import { decodeCursor, encodeCursor } from '../http/cursor.ts';
+import type { CursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { bundleStep, type ReadStep, readStep, type WantedVersion } from './read-outcomes.ts';
 import { pathOf, toMetadata } from './secret-writes.ts';
@@ -20,6 +20,8 @@ export interface SecretReadDeps {
   secrets: Pick<SecretQueries, 'read' | 'readBundle' | 'bundleNames' | 'list' | 'lock' | 'versions'>;
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   audit: Pick<AuditSink, 'record'>;
+  /** Seals list cursors: a scan may resume after a row the caller may not list, so it must not read the cursor. */
+  cursors: CursorCodec;
 }
 
 export const integrityError = () =>
@@ -167,7 +169,13 @@ export function secretReads(deps: SecretReadDeps) {
       },
     ): Promise<SecretPage> {
       const p = principalOf(ctx);
-      const cursor = decodeCursor(q.cursor, ['k', 'o', 'n'] as const);
+      const scope = {
+        route: 'secrets.list',
+        tenantId: p.tenantId,
+        identityId: p.identityId,
+        filters: { kind: q.kind, owner: q.owner, prefix: q.prefix },
+      };
+      const cursor = deps.cursors.open(scope, q.cursor, ['k', 'o', 'n'] as const);
       let after: SecretPath | undefined = cursor
         ? { kind: cursor.k as SecretKind, owner: cursor.o, name: cursor.n }
         : undefined;
@@ -198,7 +206,9 @@ export function secretReads(deps: SecretReadDeps) {
       );
       return {
         items: pageItems.map(toMetadata),
-        nextCursor: resumeAt ? encodeCursor({ k: resumeAt.kind, o: resumeAt.owner, n: resumeAt.name }) : null,
+        nextCursor: resumeAt
+          ? deps.cursors.seal(scope, { k: resumeAt.kind, o: resumeAt.owner, n: resumeAt.name })
+          : null,
       };
     },
 
@@ -216,8 +226,9 @@ export function secretReads(deps: SecretReadDeps) {
         );
         return { step: bundleStep(r), result: r };
       });
-      const values: Record<string, string> = {};
-      const versions: Record<string, number> = {};
+      // Names are keys: no prototype, so a name such as `constructor` is only ever an own entry.
+      const values: Record<string, string> = Object.create(null);
+      const versions: Record<string, number> = Object.create(null);
       for (const r of rows) {
         values[r.name] = unbind(p.tenantId, r.secret_id, r.version, r.plaintext as string);
         versions[r.name] = r.version;

@@ -272,7 +272,7 @@ export function secretWrites(deps: SecretWriteDeps) {
               unprocessables,
             );
           }
-          const versions: Record<string, number | null> = {};
+          const versions: Record<string, number | null> = Object.create(null);
           const changes: ChangeNotice[] = [];
           for (const [name, s] of sets) {
             const plan = plans.get(name) as { create: boolean; version: number };

@@ -3,6 +3,7 @@ import { parseOwnerPath } from '@coffer/sdk';
 import type { Command } from 'commander';
 import { connect } from '../context.ts';
 import { EXPORT_FORMATS, type ExportFormat, parseEnvFile, serialise } from '../envfile.ts';
+import { refuseLoaderEnv } from '../loader-env.ts';
 import { CliError, EXIT, json, note, out, Progress, styleFor, usageError } from '../output.ts';
 import { readStdin } from '../prompt.ts';
 import { examples, globalsOf } from './common.ts';
@@ -36,8 +37,24 @@ export function registerBundles(program: Command): void {
       .option('--format <format>', EXPORT_FORMATS.join(' | '), formatArg, 'dotenv')
       .option('--output <file>', 'write to this file (created with mode 0600) instead of standard output')
       .option('--allow-empty', 'write even a bundle with no secrets this identity may read')
+      .option(
+        '--allow-env <name>',
+        'shell and dotenv: write this variable even though it changes how processes load code; repeat it',
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option('--allow-loader-env', 'shell and dotenv: write every such variable the bundle holds')
       .action(
-        async (opts: { bundle: string; format: ExportFormat; output?: string; allowEmpty?: boolean }, cmd: Command) => {
+        async (
+          opts: {
+            bundle: string;
+            format: ExportFormat;
+            output?: string;
+            allowEmpty?: boolean;
+            allowEnv?: string[];
+            allowLoaderEnv?: boolean;
+          },
+          cmd: Command,
+        ) => {
           const owner = parseOwnerPath(opts.bundle);
           const { client } = connect(globalsOf(cmd));
           const progress = new Progress(`export ${opts.bundle}`);
@@ -49,6 +66,16 @@ export function registerBundles(program: Command): void {
               `${opts.bundle} has no secrets this identity may read (check the name and the policies, or pass --allow-empty)`,
               EXIT.notFound,
             );
+          }
+          // Shell exports exist to be eval'd and .env files to be sourced or loaded into a process: the same names
+          // that coffer run refuses would change how that shell and everything it starts load code.
+          if (opts.format === 'shell' || opts.format === 'dotenv') {
+            try {
+              refuseLoaderEnv(Object.keys(bundle.values), opts.bundle, opts);
+            } catch (e) {
+              progress.done();
+              throw e;
+            }
           }
           progress.update(`writing ${Object.keys(bundle.values).length} secrets…`, true);
           const text = serialise(bundle.values, opts.format);

@@ -21,12 +21,24 @@ export function registerRun(program: Command): void {
       .requiredOption('--bundle <kind/owner>', 'the bundle to inject (repeat it: later bundles win)', collect)
       .option('--no-override', 'keep variables already set in the environment instead of replacing them')
       .option('--allow-empty', 'run even if a bundle has no secrets this identity may read')
+      .option(
+        '--allow-env <name>',
+        'inject this variable even though it changes how processes load code (PATH, NODE_OPTIONS, LD_*, …); repeat it',
+        collect,
+      )
+      .option('--allow-loader-env', 'inject every such variable the bundle holds')
       .argument('<command...>', 'the command and its arguments, after --')
       .passThroughOptions()
       .action(
         async (
           command: string[],
-          opts: { bundle: string[]; override: boolean; allowEmpty?: boolean },
+          opts: {
+            bundle: string[];
+            override: boolean;
+            allowEmpty?: boolean;
+            allowEnv?: string[];
+            allowLoaderEnv?: boolean;
+          },
           cmd: Command,
         ) => {
           const [file, ...args] = command;
