@@ -62,7 +62,11 @@ async function tenantState(): Promise<string> {
     .digest('hex');
 }
 
-const entries = Object.entries(routes) as [string, RouteDef][];
+// A valid request to the audit follow stream is answered by a stream that lasts maxSeconds (an hour by default), so
+// it is left out here; test/audit/audit-follow.test.ts and the security matrix drive it with short sessions.
+const entries = (Object.entries(routes) as [string, RouteDef][]).filter(
+  ([, def]) => !def.produces?.includes('text/event-stream'),
+);
 const weird = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'grapheme', maxLength: 20 }),

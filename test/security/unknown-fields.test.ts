@@ -63,7 +63,9 @@ function lenientObjects(schema: z.ZodType, at: string, seen = new Set<z.ZodType>
 /** A token that may attempt the route's action, so the request reaches validation. */
 function tokenFor(def: RouteDef, tenant: TestTenant): string | undefined {
   if (def.action === null) return undefined;
-  if (def.action.startsWith('tenants.') || def.action.startsWith('system.')) return root;
+  if (def.action.startsWith('tenants.') || def.action.startsWith('system.') || def.action.startsWith('platform.')) {
+    return root;
+  }
   return tenant.adminToken;
 }
 

@@ -31,7 +31,15 @@ function zodIssues(err: FastifyError): ErrorIssue[] {
         keyword?: string;
         instancePath?: string;
         message?: string;
-        params?: { keys?: unknown; issue?: { path?: PropertyKey[]; message?: string } };
+        params?: {
+          keys?: unknown;
+          errors?: { code?: string; keys?: unknown; path?: PropertyKey[] }[][];
+          issue?: {
+            path?: PropertyKey[];
+            message?: string;
+            errors?: { code?: string; keys?: unknown; path?: PropertyKey[] }[][];
+          };
+        };
       }[];
     }
   ).validation;
@@ -44,6 +52,25 @@ function zodIssues(err: FastifyError): ErrorIssue[] {
       if (v.keyword === 'unrecognized_keys' && Array.isArray(keys)) {
         // Cut long keys: the answer should name a typo, not echo whatever a client put in a key.
         return keys.map((k) => ({ path: at([String(k).slice(0, 64)]), message: 'unknown field' }));
+      }
+      // A body of one of several forms (a token request): a field that every form refuses as unknown is named as for
+      // any other body, beside the union's own complaint.
+      if (v.keyword === 'invalid_union') {
+        const branches = v.params?.issue?.errors ?? v.params?.errors ?? [];
+        const unknownIn = (branch: { code?: string; keys?: unknown; path?: PropertyKey[] }[]) =>
+          new Set(
+            branch
+              .filter((i) => i.code === 'unrecognized_keys' && (i.path ?? []).length === 0 && Array.isArray(i.keys))
+              .flatMap((i) => (i.keys as unknown[]).map(String)),
+          );
+        const [first, ...rest] = branches.map(unknownIn);
+        const everywhere = [...(first ?? [])].filter((k) => rest.every((b) => b.has(k)));
+        if (everywhere.length > 0) {
+          return [
+            ...everywhere.map((k) => ({ path: at([k.slice(0, 64)]), message: 'unknown field' })),
+            { path: at(), message: v.params?.issue?.message ?? v.message ?? 'invalid' },
+          ];
+        }
       }
       return [{ path: at(), message: v.params?.issue?.message ?? v.message ?? 'invalid' }];
     })
