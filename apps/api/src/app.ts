@@ -58,18 +58,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(openApi, { servedOverTls });
   registerErrorHandling(app, s.audit);
   const { jwtIssuer: issuer, jwtAudience: audience } = config;
-  const failuresPerMinute = config.authFailuresPerMinute;
-  const onAuditError = (err: unknown) => log.error({ err }, 'audit commit of counted refusals failed');
-  const principals = s.principals;
-  await app.register(authenticate, {
-    keys,
-    issuer,
-    audience,
-    principals,
-    audit: s.audit,
-    failuresPerMinute,
-    onAuditError,
-  });
+  await app.register(authenticate, { keys, issuer, audience, ...s.authentication });
   await app.register(routeTable);
 
   // Capability modules, each mounting its routes from the contracts' table.

@@ -189,6 +189,13 @@ export function composeServices(deps: CompositionDeps) {
       tenantKeys.close();
     },
     principals,
+    /** What authentication needs besides the signing keys: who a token is, and how refusals are counted. */
+    authentication: {
+      principals,
+      audit,
+      failuresPerMinute: config.authFailuresPerMinute,
+      onAuditError: (err: unknown) => log.error({ err }, 'audit commit of counted refusals failed'),
+    },
     replicas,
     readiness: {
       checks,

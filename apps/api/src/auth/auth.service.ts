@@ -31,6 +31,30 @@ const FEDERATION_FAILED = 'the subject token is not accepted for this identity';
 
 /** Token login: client credentials in, a short-lived signed token out. */
 export function authService(deps: AuthServiceDeps) {
+  /** Every login attempt's one audit event: the identity when the client id names one, else a keyed fingerprint. */
+  const recordLogin = (
+    ctx: RequestContext,
+    identity: { id: string; tenantId: string; name: string } | undefined,
+    clientId: string,
+    ok: boolean,
+    details: Record<string, string>,
+  ) =>
+    deps.audit.record(
+      auditEvent(ctx, {
+        action: 'auth.token',
+        outcome: ok ? 'allowed' : 'denied',
+        tenantId: identity?.tenantId ?? PLATFORM_TENANT_ID,
+        actorId: identity?.id ?? null,
+        actorName: identity?.name ?? null,
+        resource: `identities/${identity?.id ?? 'unknown'}`,
+        errorCode: ok ? null : 'unauthorized',
+        details: {
+          ...(identity ? { clientId } : { clientIdFingerprint: deps.fingerprint(clientId) }),
+          ...details,
+        },
+      }),
+    );
+
   return {
     /**
      * A wrong secret, an unknown client id and a disabled identity all answer the same 401 after the same scrypt
@@ -63,21 +87,7 @@ export function authService(deps: AuthServiceDeps) {
       const secretOk = await verifyClientSecret(clientSecret, identity?.secretHash ?? (await decoyHash()));
       const ok = identity !== undefined && secretOk && !identity.disabled;
       const reason = !identity ? 'unknown_client' : !secretOk ? 'wrong_secret' : identity.disabled ? 'disabled' : null;
-      await deps.audit.record(
-        auditEvent(ctx, {
-          action: 'auth.token',
-          outcome: ok ? 'allowed' : 'denied',
-          tenantId: identity?.tenantId ?? PLATFORM_TENANT_ID,
-          actorId: identity?.id ?? null,
-          actorName: identity?.name ?? null,
-          resource: `identities/${identity?.id ?? 'unknown'}`,
-          errorCode: ok ? null : 'unauthorized',
-          details: {
-            ...(identity ? { clientId } : { clientIdFingerprint: deps.fingerprint(clientId) }),
-            ...(reason ? { reason } : {}),
-          },
-        }),
-      );
+      await recordLogin(ctx, identity, clientId, ok, reason ? { reason } : {});
       if (!ok || !identity) {
         deps.throttle.recordFailure(clientId, ctx.sourceIp);
         throw audited(unauthorized(LOGIN_FAILED));
@@ -117,27 +127,13 @@ export function authService(deps: AuthServiceDeps) {
       }
       const issuer = login?.issuer ?? refusal?.issuer;
       const subject = login?.subject ?? refusal?.subject;
-      await deps.audit.record(
-        auditEvent(ctx, {
-          action: 'auth.token',
-          outcome: login ? 'allowed' : 'denied',
-          tenantId: identity?.tenantId ?? PLATFORM_TENANT_ID,
-          actorId: identity?.id ?? null,
-          actorName: identity?.name ?? null,
-          resource: `identities/${identity?.id ?? 'unknown'}`,
-          errorCode: login ? null : 'unauthorized',
-          details: {
-            method: 'federation',
-            ...(identity ? { clientId } : { clientIdFingerprint: deps.fingerprint(clientId) }),
-            ...(issuer ? { issuer: issuer.name } : {}),
-            ...(subject !== undefined ? { subject: subject.slice(0, 256) } : {}),
-            ...Object.fromEntries(
-              Object.entries(login?.matched ?? {}).map(([k, v]) => [`claim.${k}`, v.slice(0, 256)]),
-            ),
-            ...(refusal ? { reason: refusal.reason } : {}),
-          },
-        }),
-      );
+      await recordLogin(ctx, identity, clientId, login !== undefined, {
+        method: 'federation',
+        ...(issuer ? { issuer: issuer.name } : {}),
+        ...(subject !== undefined ? { subject: subject.slice(0, 256) } : {}),
+        ...Object.fromEntries(Object.entries(login?.matched ?? {}).map(([k, v]) => [`claim.${k}`, v.slice(0, 256)])),
+        ...(refusal ? { reason: refusal.reason } : {}),
+      });
       if (!login || !identity) throw audited(unauthorized(FEDERATION_FAILED));
       const ttl = Math.min(
         identity.tokenTtlSeconds ?? deps.defaultTtlSeconds,
