@@ -31,6 +31,11 @@ const documents = ['README.md', ...readdirSync(path.join(repoRoot, 'docs')).map(
  */
 const NOT_RUN = [
   'README.md: npm install && npm start',
+  'docs/kubernetes.md: docker build -f apps/api/Dockerfile -t registry.example.com/platform/coffer-api:0.1.0 .',
+  'docs/kubernetes.md: mkdir -p coffer-secrets && chmod 700 coffer-secrets && cd coffer-secrets',
+  'docs/kubernetes.md: kubectl apply -f apps/api/deploy/namespace.yaml',
+  'docs/kubernetes.md: kubectl apply -k apps/api/deploy/overlays/production',
+  'docs/kubernetes.md: kubectl -n coffer port-forward service/coffer-api 8443:443 &',
   'docs/operations.md: docker compose up --build',
   'docs/operations.md: echo "COFFER_APP_ROLE_PASSWORD=$(openssl rand -hex 24)" >> .env',
   'docs/operations.md: kubectl apply -k apps/api/deploy',
