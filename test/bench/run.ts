@@ -163,6 +163,7 @@ async function main(): Promise<void> {
         COFFER_RATE_LIMIT_PER_SECOND: '1000000',
         COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: '1000000',
         COFFER_LOGIN_MAX_FAILURES: '1000000',
+        COFFER_AUTH_FAILURES_PER_MINUTE: '1000000',
         COFFER_SCHEDULER_ENABLED: 'false',
         // As in the image (apps/api/Dockerfile): two malloc arenas, so scrypt's buffers do not stay resident.
         MALLOC_ARENA_MAX: '2',

@@ -1,5 +1,8 @@
 import { z } from 'zod';
-import { Timestamp, Uuid } from './common.ts';
+import { storableText, Timestamp, Uuid } from './common.ts';
+
+/** Text that PostgreSQL can store (text and jsonb refuse NUL): every string of these bodies is stored. */
+const text = (min: number, max: number) => storableText(z.string().min(min).max(max));
 
 /**
  * Signature algorithms an issuer may be pinned to. Asymmetric only: `none` and the HMAC family (whose key would be
@@ -10,11 +13,10 @@ export const FederationAlgorithm = z
   .meta({ id: 'FederationAlgorithm' });
 export type FederationAlgorithm = z.infer<typeof FederationAlgorithm>;
 
-export const IssuerName = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lowercase letters, digits and dashes, e.g. github-actions');
+export const IssuerName = text(1, 64).regex(
+  /^[a-z0-9][a-z0-9-]*$/,
+  'must be lowercase letters, digits and dashes, e.g. github-actions',
+);
 
 const HttpsUrl = z
   .url({ protocol: /^https?$/ })
@@ -25,18 +27,18 @@ const HttpsUrl = z
 export const PublicJwk = z
   .object({
     kty: z.enum(['RSA', 'EC', 'OKP']),
-    kid: z.string().min(1).max(256).optional(),
-    alg: z.string().max(16).optional(),
-    use: z.string().max(16).optional(),
-    key_ops: z.array(z.string().max(32)).max(8).optional(),
-    n: z.string().max(2048).optional(),
-    e: z.string().max(16).optional(),
-    crv: z.string().max(16).optional(),
-    x: z.string().max(256).optional(),
-    y: z.string().max(256).optional(),
-    x5c: z.array(z.string().max(8192)).max(4).optional(),
-    x5t: z.string().max(128).optional(),
-    'x5t#S256': z.string().max(128).optional(),
+    kid: text(1, 256).optional(),
+    alg: text(0, 16).optional(),
+    use: text(0, 16).optional(),
+    key_ops: z.array(text(0, 32)).max(8).optional(),
+    n: text(0, 2048).optional(),
+    e: text(0, 16).optional(),
+    crv: text(0, 16).optional(),
+    x: text(0, 256).optional(),
+    y: text(0, 256).optional(),
+    x5c: z.array(text(0, 8192)).max(4).optional(),
+    x5t: text(0, 128).optional(),
+    'x5t#S256': text(0, 128).optional(),
   })
   .strict()
   .meta({ id: 'PublicJwk' });
@@ -47,10 +49,7 @@ export const JwksSource = z
     z
       .object({
         uri: HttpsUrl,
-        bearerTokenFile: z
-          .string()
-          .min(1)
-          .max(1024)
+        bearerTokenFile: text(1, 1024)
           .optional()
           .describe('A file on the Coffer host holding a bearer token for the JWKS request (a cluster that needs one)'),
       })
@@ -61,14 +60,14 @@ export const JwksSource = z
   .meta({ id: 'JwksSource' });
 export type JwksSource = z.infer<typeof JwksSource>;
 
-const Audiences = z.array(z.string().min(1).max(512)).min(1).max(10);
+const Audiences = z.array(text(1, 512)).min(1).max(10);
 const MaxTokenAge = z.number().int().min(10).max(86_400);
 const ClockSkew = z.number().int().min(0).max(300);
 
 export const CreateIssuerRequest = z
   .object({
     name: IssuerName,
-    issuer: z.string().min(1).max(2048).describe('The exact `iss` of the tokens (an https URL for OIDC issuers)'),
+    issuer: text(1, 2048).describe('The exact `iss` of the tokens (an https URL for OIDC issuers)'),
     jwks: JwksSource,
     audiences: Audiences.optional().describe(
       'Accepted `aud` values. Default: this tenant’s own audience, `coffer:<tenant slug>`, so that a token minted ' +
@@ -120,16 +119,12 @@ export const TrustedIssuerList = z.object({ items: z.array(TrustedIssuer) }).met
  */
 export const FederationBinding = z
   .object({
-    issuer: z.string().min(1).max(64).describe('The trusted issuer’s name or id'),
-    subject: z.string().min(1).max(512).optional().describe('A glob over `sub`'),
+    issuer: text(1, 64).describe('The trusted issuer’s name or id'),
+    subject: text(1, 512).optional().describe('A glob over `sub`'),
     claims: z
       .record(
-        z
-          .string()
-          .min(1)
-          .max(128)
-          .regex(/^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$/, 'must be a claim name or a dotted path'),
-        z.string().min(1).max(512),
+        text(1, 128).regex(/^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$/, 'must be a claim name or a dotted path'),
+        text(1, 512),
       )
       .refine((c) => Object.keys(c).length <= 20, 'at most 20 claims')
       .optional(),
