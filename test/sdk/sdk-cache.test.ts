@@ -104,7 +104,8 @@ describe('SDK read cache', () => {
 
     await admin.rotate('sandbox/c/WH', { value: 'after' });
     expect((await cached.getSecret('sandbox/c/WH')).value).toBe('before');
-    await t.app.jobs.webhooks.deliverDue();
+    // Other files' deliveries to dead endpoints share the queue, so one pass may be spent on theirs.
+    for (let i = 0; i < 20 && received.length === 0; i++) await t.app.jobs.webhooks.deliverDue();
     expect(received).toEqual([{ verified: true, path: 'sandbox/c/WH' }]);
     expect((await cached.getSecret('sandbox/c/WH')).value).toBe('after');
     cached.close();
