@@ -91,7 +91,7 @@ async function baselineSql(url: string, params: unknown[]): Promise<ScenarioResu
       while (Date.now() < end) {
         const t = process.hrtime.bigint();
         try {
-          await pool.query('select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8, $9)', params);
+          await pool.query('select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', params);
           latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
         } catch {
           errors++;
@@ -366,7 +366,7 @@ async function main(): Promise<void> {
         u.password = keyring.derive(APP_ROLE_PASSWORD_PURPOSE).toString('base64url');
         return {
           url: u.toString(),
-          params: [a.tenant.id, svcA.identity.id, rev, 'sandbox', 'app', 'DATABASE_URL', null, false, [dek]],
+          params: [a.tenant.id, svcA.identity.id, rev, 'default', 'sandbox', 'app', 'DATABASE_URL', null, false, [dek]],
         };
       })();
       log('baseline-sql…');

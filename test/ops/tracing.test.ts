@@ -157,7 +157,7 @@ describe('statement names', () => {
   it('name a statement by its prepared name, or by verb and table or function, never by its text', () => {
     expect(statementName({ name: 'coffer_read_secret', text: 'select …' })).toBe('coffer_read_secret');
     expect(statementName("select set_config('app.tenant_id', $1, true)")).toBe('select set_config');
-    expect(statementName('select name from coffer.bundle_names($1, $2, $3)')).toBe('select bundle_names');
+    expect(statementName('select name from coffer.bundle_names($1, $2, $3, $4)')).toBe('select bundle_names');
     expect(statementName('select "id" from "coffer"."secrets" where "name" = $1')).toBe('select secrets');
     expect(statementName('insert into "coffer"."secret_versions" ("v") values ($1)')).toBe('insert secret_versions');
     expect(statementName('select count(*)::int as n from coffer.replicas')).toBe('select replicas');

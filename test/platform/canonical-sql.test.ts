@@ -47,7 +47,7 @@ describe('canonical SQL', () => {
       canonical.map((c) => (c === bundleNames ? { ...c, statement: changed, source: changed } : c)),
       findMigrationsFolder(),
     );
-    expect(sql).toContain('DROP FUNCTION coffer.bundle_names(p_tenant uuid, p_kind text, p_owner text);');
+    expect(sql).toContain('DROP FUNCTION coffer.bundle_names(p_tenant uuid, p_env text, p_kind text, p_owner text);');
     expect(sql).toContain('RETURNS TABLE (name text, n integer)');
     expect(sql).not.toContain('read_secret');
   });
@@ -78,7 +78,7 @@ describe('canonical SQL', () => {
 
     it('names a function replaced by hand, and a trigger dropped and made again differently', async () => {
       await scratch.query(`
-        CREATE OR REPLACE FUNCTION coffer.bundle_names(p_tenant uuid, p_kind text, p_owner text)
+        CREATE OR REPLACE FUNCTION coffer.bundle_names(p_tenant uuid, p_env text, p_kind text, p_owner text)
           RETURNS TABLE(name text) LANGUAGE plpgsql AS $$
         BEGIN
           RETURN QUERY SELECT s.name FROM coffer.secrets s WHERE s.tenant_id = p_tenant;

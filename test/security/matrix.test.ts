@@ -7,6 +7,8 @@ import {
   buildPath,
   type Capability,
   type CreateIdentityResponse,
+  EnvironmentDiff,
+  EnvironmentList,
   ErrorEnvelope,
   IdentityPage,
   JwkSet,
@@ -159,6 +161,8 @@ interface World {
   webhookId: string;
   /** A trusted issuer of tenant A, with inline keys. */
   issuerId: string;
+  /** An environment only tenant A has; none of A's services has a policy in it. */
+  envSlug: string;
   /** The sandbox owner all of A's secret fixtures live under. */
   owner: string;
   /** Every value each of A's secret paths held or will hold (including what the capable service writes). */
@@ -464,6 +468,61 @@ const fixtures = {
     callers: adminOnly(NOT_FOUND),
   },
   deleteIssuer: { input: (w) => ({ params: { id: w.issuerId } }), callers: adminOnly(NOT_FOUND) },
+  listEnvironments: {
+    input: () => ({}),
+    callers: {
+      "other tenant's admin": ok(200, {
+        check: (b, w) => expect(EnvironmentList.parse(b).items.map((e) => e.slug)).not.toContain(w.envSlug),
+      }),
+      // Services see only environments their policies apply in: A's extra one is not among them.
+      'service without capability': ok(200, {
+        check: (b, w) => expect(EnvironmentList.parse(b).items.map((e) => e.slug)).not.toContain(w.envSlug),
+      }),
+      'service with capability': ok(200, {
+        check: (b, _w) => expect(EnvironmentList.parse(b).items.map((e) => e.slug)).toEqual(['default']),
+      }),
+      auditor: ok(200, {
+        check: (b, w) => expect(EnvironmentList.parse(b).items.map((e) => e.slug)).toContain(w.envSlug),
+      }),
+      'platform admin': FORBIDDEN,
+    },
+  },
+  createEnvironment: {
+    input: (w, c) => ({ body: { slug: `mx-${callerSlug(c)}-${w.run}`.toLowerCase(), name: 'Matrix-made' } }),
+    callers: adminOnly(ok(201)),
+  },
+  updateEnvironment: {
+    input: (w) => ({ params: { slug: w.envSlug }, body: { protected: true } }),
+    callers: adminOnly(NOT_FOUND),
+  },
+  deleteEnvironment: { input: (w) => ({ params: { slug: w.envSlug } }), callers: adminOnly(NOT_FOUND) },
+  diffEnvironments: {
+    input: (w) => ({ query: { from: 'default', to: w.envSlug, kind: 'sandbox' as const, owner: w.owner } }),
+    callers: {
+      // B has no such environment; to A's services it does not exist either (no policy applies in it).
+      "other tenant's admin": NOT_FOUND,
+      'service without capability': NOT_FOUND,
+      'service with capability': NOT_FOUND,
+      auditor: ok(200, {
+        check: (b, _w) => {
+          const d = EnvironmentDiff.parse(b);
+          expect(d.items.length).toBeGreaterThan(0);
+          expect(d.items.filter((i) => i.state !== 'only_in_from')).toEqual([]);
+        },
+      }),
+      'platform admin': FORBIDDEN,
+    },
+  },
+  promoteEnvironment: {
+    input: (w) => ({ body: { from: 'default', to: w.envSlug, kind: 'sandbox' as const, owner: w.owner } }),
+    callers: {
+      "other tenant's admin": NOT_FOUND,
+      'service without capability': NOT_FOUND,
+      'service with capability': NOT_FOUND,
+      auditor: FORBIDDEN,
+      'platform admin': FORBIDDEN,
+    },
+  },
   getBundle: {
     input: (w) => ({ params: { kind: 'sandbox' as const, owner: w.owner } }),
     callers: secretRoute(
@@ -586,6 +645,8 @@ beforeAll(async () => {
   });
   expect(issuer.statusCode).toBe(201);
   const issuerId = (issuer.json() as { id: string }).id;
+  const envSlug = `a-env-${run}`.toLowerCase();
+  await admin('POST', '/v1/environments', { slug: envSlug, name: 'Only in A' });
 
   const kid = decodeJwt(a.adminToken).header.kid;
   const now = nowSeconds();
@@ -631,6 +692,7 @@ beforeAll(async () => {
     probe: { id: probe.identity.id, clientId: probe.identity.clientId, clientSecret: probe.clientSecret },
     webhookId,
     issuerId,
+    envSlug,
     owner: ownerName,
     aValues,
     aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, 'PRIVATE'],

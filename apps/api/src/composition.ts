@@ -20,6 +20,8 @@ import { dataKeyService } from './data-keys/data-keys.service.ts';
 import { systemService } from './data-keys/system.service.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
+import { environmentQueries } from './environments/environments.queries.ts';
+import { environmentService } from './environments/environments.service.ts';
 import type { ReadinessCheck } from './health/health.routes.ts';
 import { CURSOR_KEY_PURPOSE, cursorCodec } from './http/cursor.ts';
 import { identityQueries } from './identities/identities.queries.ts';
@@ -96,6 +98,7 @@ export function composeServices(deps: CompositionDeps) {
   const identities = identityQueries(db);
   const tenants = tenantQueries(db);
   const secrets = secretQueries(db);
+  const environmentRows = environmentQueries(db);
   const auditReads = auditQueries(db);
   const webhookOutbox = webhookQueries(db);
   const tenantKeys = new TenantKeyCache(db, keyring);
@@ -136,6 +139,7 @@ export function composeServices(deps: CompositionDeps) {
     webhooks: webhookOutbox,
     cursors,
     log,
+    environments: environmentRows,
   });
   const dataKeys = dataKeyService({
     db,
@@ -226,6 +230,16 @@ export function composeServices(deps: CompositionDeps) {
       webhooks: webhookOutbox,
       refreshPrincipal: (p) => principals.refresh(p),
       cursors,
+      environments: environmentRows,
+    }),
+    environments: environmentService({
+      db,
+      queries: environmentRows,
+      secrets,
+      keys: tenantKeys,
+      writer,
+      audit,
+      webhooks: webhookOutbox,
     }),
     rotation,
     dataKeys,

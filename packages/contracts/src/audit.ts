@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Cursor, Timestamp, Uuid } from './common.ts';
+import { EnvironmentSlug } from './environment-slug.ts';
 
 export const AuditOutcome = z.enum(['allowed', 'denied', 'error']).meta({ id: 'AuditOutcome' });
 export type AuditOutcome = z.infer<typeof AuditOutcome>;
@@ -25,6 +26,12 @@ export const AuditQuery = z.strictObject({
     .optional()
     .describe('Resource path prefix, e.g. sandbox/sbx-42/'),
   outcome: AuditOutcome.optional(),
+  env: z
+    .union([EnvironmentSlug, z.literal('*')])
+    .optional()
+    .describe(
+      'Events about secrets of this environment, and those about no secret; `*`: every environment; default `default`',
+    ),
   ...TimeRange,
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: Cursor.optional(),
@@ -72,6 +79,7 @@ export const AuditFollowQuery = z.strictObject({
   action: AuditQuery.shape.action,
   path: AuditQuery.shape.path,
   outcome: AuditQuery.shape.outcome,
+  env: AuditQuery.shape.env,
   after: z.coerce
     .number()
     .int()

@@ -33,8 +33,30 @@ export const PolicyPath = z
     `must hold at most ${POLICY_PATH_MAX_STARS} * characters`,
   );
 
+/** `{{claims.environment}}` in an environment glob: a verified claim of a federated caller, matched literally. */
+const ENV_PART = String.raw`(?:[a-z0-9_*?-]|\{\{claims\.[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*\}\})+`;
+
+export const PolicyEnvironment = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(
+    new RegExp(`^${ENV_PART}$`),
+    'must be an environment slug or glob, e.g. staging, prod-*, {{claims.environment}}',
+  )
+  .refine(
+    (p) => p.split('*').length - 1 <= POLICY_PATH_MAX_STARS,
+    `must hold at most ${POLICY_PATH_MAX_STARS} * characters`,
+  );
+
 const policyShape = {
   path: PolicyPath,
+  environments: z
+    .array(PolicyEnvironment)
+    .min(1)
+    .max(20)
+    .optional()
+    .describe('Environments (slugs or globs) the policy applies in; absent: only the tenant’s `default`'),
   capabilities: z
     .array(Capability)
     .min(1)

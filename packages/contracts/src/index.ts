@@ -17,3 +17,5 @@ export * from './secrets.ts';
 export * from './tenants.ts';
 export * from './trust.ts';
 export * from './version.ts';
+export * from './environment-slug.ts';
+export * from './environments.ts';

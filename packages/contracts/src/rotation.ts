@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import { AuditOutcome } from './audit.ts';
 import { Cursor, Timestamp, Uuid } from './common.ts';
+import { EnvironmentSlug } from './environment-slug.ts';
 import { SecretKind } from './secrets.ts';
 
 export const Duration = z.string().regex(/^\d{1,5}[smhd]$/, 'must be a duration like 90s, 30m, 12h or 7d');
 
 export const RotationDueQuery = z.strictObject({
+  env: EnvironmentSlug.optional().describe('The environment; the tenant’s `default` when absent'),
   within: Duration.default('7d').describe('Secrets overdue or due within this window'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
@@ -28,6 +30,7 @@ export const RotationDue = z.object({ items: z.array(RotationDueItem) }).meta({ 
 export type RotationDue = z.infer<typeof RotationDue>;
 
 export const RotationLogQuery = z.strictObject({
+  env: EnvironmentSlug.optional().describe('The environment; the tenant’s `default` when absent'),
   from: Timestamp.optional(),
   to: Timestamp.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),

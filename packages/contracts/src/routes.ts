@@ -12,6 +12,18 @@ import {
 import { JwkSet, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
 import { IdParams, PageQuery } from './common.ts';
 import { DataKeys, RewrapResponse, RotateDataKeyResponse, SystemKeys } from './data-keys.ts';
+import { EnvQuery } from './environment-slug.ts';
+import {
+  CreateEnvironmentRequest,
+  Environment,
+  EnvironmentDiff,
+  EnvironmentDiffQuery,
+  EnvironmentList,
+  EnvironmentParams,
+  PromoteRequest,
+  PromoteResponse,
+  UpdateEnvironmentRequest,
+} from './environments.ts';
 import { Health, Readiness } from './health.ts';
 import {
   CreateIdentityRequest,
@@ -108,6 +120,12 @@ export const Action = z.enum([
   'trust.read',
   'trust.update',
   'trust.delete',
+  'environments.list',
+  'environments.create',
+  'environments.update',
+  'environments.delete',
+  'environments.diff',
+  'environments.promote',
 ]);
 export type Action = z.infer<typeof Action>;
 
@@ -286,6 +304,7 @@ export const routes = {
     tag: 'secrets',
     action: 'secrets.write',
     params: SecretPathParams,
+    query: EnvQuery,
     body: PutSecretRequest,
     success: { 200: SecretMetadata, 201: SecretMetadata },
   }),
@@ -307,6 +326,7 @@ export const routes = {
     tag: 'secrets',
     action: 'secrets.versions',
     params: SecretPathParams,
+    query: EnvQuery,
     success: { 200: SecretVersions },
   }),
   listSecrets: route({
@@ -335,6 +355,7 @@ export const routes = {
     tag: 'secrets',
     action: 'secrets.restore',
     params: SecretPathParams,
+    query: EnvQuery,
     success: { 200: SecretMetadata },
   }),
   destroySecretVersion: route({
@@ -344,6 +365,7 @@ export const routes = {
     tag: 'secrets',
     action: 'secrets.destroy',
     params: DestroyVersionParams,
+    query: EnvQuery,
     success: { 204: null },
   }),
   patchSecret: route({
@@ -353,6 +375,7 @@ export const routes = {
     tag: 'secrets',
     action: 'secrets.update',
     params: SecretPathParams,
+    query: EnvQuery,
     body: PatchSecretRequest,
     success: { 200: SecretMetadata },
   }),
@@ -363,6 +386,7 @@ export const routes = {
     tag: 'rotation',
     action: 'secrets.rotate',
     params: SecretPathParams,
+    query: EnvQuery,
     body: RotateSecretRequest.nullish(),
     success: { 200: SecretMetadata },
   }),
@@ -532,6 +556,60 @@ export const routes = {
     params: IdParams,
     success: { 200: WebhookDeliveries },
   }),
+  listEnvironments: route({
+    method: 'GET',
+    path: '/v1/environments',
+    summary: 'The tenant’s environments (a service sees those its policies apply in)',
+    tag: 'environments',
+    action: 'environments.list',
+    success: { 200: EnvironmentList },
+  }),
+  createEnvironment: route({
+    method: 'POST',
+    path: '/v1/environments',
+    summary: 'Add an environment: it grants nothing until a policy names it (tenant admin)',
+    tag: 'environments',
+    action: 'environments.create',
+    body: CreateEnvironmentRequest,
+    success: { 201: Environment },
+  }),
+  updateEnvironment: route({
+    method: 'PATCH',
+    path: '/v1/environments/:slug',
+    summary: 'Rename an environment or protect it (writes then only by promotion or from admins) (tenant admin)',
+    tag: 'environments',
+    action: 'environments.update',
+    params: EnvironmentParams,
+    body: UpdateEnvironmentRequest,
+    success: { 200: Environment },
+  }),
+  deleteEnvironment: route({
+    method: 'DELETE',
+    path: '/v1/environments/:slug',
+    summary: 'Remove an empty environment; `default` stays (tenant admin)',
+    tag: 'environments',
+    action: 'environments.delete',
+    params: EnvironmentParams,
+    success: { 204: null },
+  }),
+  diffEnvironments: route({
+    method: 'GET',
+    path: '/v1/environments/diff',
+    summary: 'Which names of an owner are the same, different or missing between two environments; never a value',
+    tag: 'environments',
+    action: 'environments.diff',
+    query: EnvironmentDiffQuery,
+    success: { 200: EnvironmentDiff },
+  }),
+  promoteEnvironment: route({
+    method: 'POST',
+    path: '/v1/environments/promote',
+    summary: 'Copy current values from one environment to another in one transaction, each name compare-and-set',
+    tag: 'environments',
+    action: 'environments.promote',
+    body: PromoteRequest,
+    success: { 200: PromoteResponse },
+  }),
   getBundle: route({
     method: 'GET',
     path: '/v1/bundles/:kind/:owner',
@@ -540,6 +618,7 @@ export const routes = {
     action: 'bundles.read',
     identityRecheckedInSql: true,
     params: OwnerParams,
+    query: EnvQuery,
     success: { 200: Bundle },
   }),
   writeBundle: route({
@@ -549,6 +628,7 @@ export const routes = {
     tag: 'bundles',
     action: 'bundles.write',
     params: OwnerParams,
+    query: EnvQuery,
     body: BundleWriteRequest,
     success: { 200: BundleWriteResponse },
   }),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Cursor, INT4_MAX, storableText, Timestamp, Uuid } from './common.ts';
+import { EnvironmentSlug } from './environment-slug.ts';
 import { SECRET_KINDS, SECRET_NAME_PATTERN, SECRET_OWNER_PATTERN } from './patterns.ts';
 
 export const SecretKind = z.enum(SECRET_KINDS).meta({ id: 'SecretKind' });
@@ -168,7 +169,10 @@ export const SecretWithValue = SecretMetadata.extend({
 }).meta({ id: 'SecretWithValue' });
 export type SecretWithValue = z.infer<typeof SecretWithValue>;
 
+const env = EnvironmentSlug.optional().describe('The environment; the tenant’s `default` when absent');
+
 export const GetSecretQuery = z.strictObject({
+  env,
   version: z
     .union([z.literal('previous'), z.coerce.number().int().min(1).max(INT4_MAX)])
     .optional()
@@ -192,6 +196,7 @@ export const SecretVersions = z.object({ items: z.array(SecretVersionInfo) }).me
 export type SecretVersions = z.infer<typeof SecretVersions>;
 
 export const ListSecretsQuery = z.strictObject({
+  env,
   kind: SecretKind.optional(),
   owner: SecretOwner.optional(),
   prefix: z
@@ -210,6 +215,7 @@ export const SecretPage = z
 export type SecretPage = z.infer<typeof SecretPage>;
 
 export const DeleteSecretQuery = z.strictObject({
+  env,
   purge: z
     .enum(['true', 'false'])
     .transform((v) => v === 'true')

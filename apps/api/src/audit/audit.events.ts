@@ -1,16 +1,28 @@
-import { PLATFORM_TENANT_ID } from '@coffer/contracts';
+import { DEFAULT_ENVIRONMENT, PLATFORM_TENANT_ID } from '@coffer/contracts';
 import type { FastifyRequest } from 'fastify';
 import { type RequestContext, requestContext } from '../http/request-context.ts';
 import type { AuditEvent } from './audit.types.ts';
 
 /**
+ * What a caller says of an event. `environment` names the environment of the secret the event is about: kept in the
+ * event's details (`details.environment`) unless it is `default`, so every event about `default` reads, and chains,
+ * exactly as events did before environments existed.
+ */
+export type EventInput = Pick<AuditEvent, 'action' | 'outcome'> & Partial<AuditEvent> & { environment?: string };
+
+function withEnvironment<T extends { environment?: string; details?: AuditEvent['details'] }>(
+  e: T,
+): Omit<T, 'environment'> {
+  const { environment, ...rest } = e;
+  if (environment === undefined || environment === DEFAULT_ENVIRONMENT) return rest;
+  return { ...rest, details: { ...(rest.details ?? {}), environment } };
+}
+
+/**
  * An audit event for a request, attributed to its principal (or to nobody, in the platform's chain, when the
  * caller is not authenticated). The caller names the action and outcome and whatever else it knows.
  */
-export function auditEvent(
-  ctx: RequestContext,
-  e: Pick<AuditEvent, 'action' | 'outcome'> & Partial<AuditEvent>,
-): AuditEvent {
+export function auditEvent(ctx: RequestContext, e: EventInput): AuditEvent {
   const p = ctx.principal;
   return {
     tenantId: p?.tenantId ?? PLATFORM_TENANT_ID,
@@ -25,7 +37,7 @@ export function auditEvent(
     userAgent: ctx.userAgent,
     fingerprint: null,
     details: null,
-    ...e,
+    ...withEnvironment(e),
   };
 }
 
@@ -41,10 +53,7 @@ const SYSTEM_ACTORS = {
 export type SystemActor = keyof typeof SYSTEM_ACTORS;
 
 /** An audit event the service originates itself (a job, the scheduler): no principal, no source address. */
-export function systemEvent(
-  actor: SystemActor,
-  e: Pick<AuditEvent, 'tenantId' | 'action' | 'outcome'> & Partial<AuditEvent>,
-): AuditEvent {
+export function systemEvent(actor: SystemActor, e: EventInput & Pick<AuditEvent, 'tenantId'>): AuditEvent {
   return {
     occurredAt: new Date(),
     actorId: null,
@@ -56,14 +65,11 @@ export function systemEvent(
     fingerprint: null,
     details: null,
     ...SYSTEM_ACTORS[actor],
-    ...e,
+    ...withEnvironment(e),
   };
 }
 
-export function requestEvent(
-  request: FastifyRequest,
-  e: Pick<AuditEvent, 'action' | 'outcome'> & Partial<AuditEvent>,
-): AuditEvent {
+export function requestEvent(request: FastifyRequest, e: EventInput): AuditEvent {
   return auditEvent(requestContext(request), e);
 }
 

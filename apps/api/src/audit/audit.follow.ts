@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_ENVIRONMENT } from '@coffer/contracts';
 import type { Principal } from '../auth/principal.ts';
 import { principalOf } from '../auth/principal.ts';
 import type { RequestContext } from '../http/request-context.ts';
@@ -18,6 +19,7 @@ export interface AuditFollowDeps {
 }
 
 export interface FollowRequest extends AuditFilter {
+  env?: string | undefined;
   after?: number | undefined;
   maxSeconds: number;
   lastEventId?: string | undefined;
@@ -59,7 +61,13 @@ export function auditFollower(deps: AuditFollowDeps) {
         details: { after: start, maxSeconds: q.maxSeconds },
       }),
     );
-    const filter: AuditFilter = { actor: q.actor, action: q.action, path: q.path, outcome: q.outcome };
+    const filter: AuditFilter = {
+      actor: q.actor,
+      action: q.action,
+      path: q.path,
+      outcome: q.outcome,
+      environment: q.env ?? DEFAULT_ENVIRONMENT,
+    };
     const endsAt = Math.min(Date.now() + q.maxSeconds * 1000, principal.tokenExpiresAt.getTime());
 
     async function* frames(): AsyncGenerator<string, void, undefined> {

@@ -1,4 +1,4 @@
-import { PLATFORM_TENANT_ID } from '@coffer/contracts';
+import { DEFAULT_ENVIRONMENT, PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { and, asc, desc, eq, gt, gte, like, lt, lte, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
 import { auditCheckpoints, auditEvents, auditHeads } from '../db/schema.ts';
@@ -14,6 +14,11 @@ export interface AuditFilter {
   outcome?: 'allowed' | 'denied' | 'error' | undefined;
   from?: string | undefined;
   to?: string | undefined;
+  /**
+   * Events about this environment's secrets plus those about no secret (`default`'s events carry no environment,
+   * as every event did before environments existed); `*` or absent: all.
+   */
+  environment?: string | undefined;
 }
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, '\\$&');
@@ -45,6 +50,11 @@ function conditions(f: AuditFilter) {
     f.outcome ? eq(auditEvents.outcome, f.outcome) : undefined,
     f.from ? gte(auditEvents.occurredAt, new Date(f.from)) : undefined,
     f.to ? lt(auditEvents.occurredAt, new Date(f.to)) : undefined,
+    f.environment === undefined || f.environment === '*'
+      ? undefined
+      : f.environment === DEFAULT_ENVIRONMENT
+        ? sql`(${auditEvents.details} ->> 'environment') is null`
+        : sql`(${auditEvents.details} ->> 'environment') = ${f.environment}::text`,
   ];
 }
 

@@ -1,5 +1,11 @@
 import { Readable } from 'node:stream';
-import type { AuditEventView, AuditPage, AuditSummary, AuditVerifyResult } from '@coffer/contracts';
+import {
+  type AuditEventView,
+  type AuditPage,
+  type AuditSummary,
+  type AuditVerifyResult,
+  DEFAULT_ENVIRONMENT,
+} from '@coffer/contracts';
 import { stringify } from 'csv-stringify/sync';
 import { principalOf } from '../auth/principal.ts';
 import { type MasterKeyring, MissingMasterKeyError } from '../crypto/keyring.ts';
@@ -114,18 +120,27 @@ export function auditService(deps: AuditServiceDeps) {
   return {
     async query(
       ctx: RequestContext,
-      q: AuditFilter & { limit: number; cursor?: string | undefined },
+      q: AuditFilter & { env?: string | undefined; limit: number; cursor?: string | undefined },
     ): Promise<AuditPage> {
       const p = principalOf(ctx);
       const tenantId = p.tenantId;
+      const environment = q.env ?? DEFAULT_ENVIRONMENT;
       const scope = {
         route: 'audit.query',
         tenantId,
         identityId: p.identityId,
-        filters: { actor: q.actor, action: q.action, path: q.path, outcome: q.outcome, from: q.from, to: q.to },
+        filters: {
+          actor: q.actor,
+          action: q.action,
+          path: q.path,
+          outcome: q.outcome,
+          from: q.from,
+          to: q.to,
+          ...(environment !== DEFAULT_ENVIRONMENT ? { env: environment } : {}),
+        },
       };
       const before = cursors.openSeq(scope, q.cursor);
-      const rows = await queries.page(tenantId, q, before, q.limit + 1);
+      const rows = await queries.page(tenantId, { ...q, environment }, before, q.limit + 1);
       const items = rows.slice(0, q.limit);
       const last = items.at(-1);
       await deps.audit.record(

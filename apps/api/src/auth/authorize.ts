@@ -1,5 +1,5 @@
-import type { Action, Capability, PrincipalRole } from '@coffer/contracts';
-import { capabilitiesFor } from './policy.ts';
+import { type Action, type Capability, DEFAULT_ENVIRONMENT, type PrincipalRole } from '@coffer/contracts';
+import { capabilitiesFor, seesEnvironment } from './policy.ts';
 import type { Principal } from './principal.ts';
 
 /**
@@ -40,7 +40,13 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'trust.read',
   'trust.update',
   'trust.delete',
+  'environments.create',
+  'environments.update',
+  'environments.delete',
 ];
+
+/** Environments and their diff: names and fingerprint comparisons, never a value. */
+const ENVIRONMENT_READS: Action[] = ['environments.list', 'environments.diff'];
 
 const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.follow', 'audit.verify', 'audit.summary'];
 
@@ -69,13 +75,22 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'identities.delete',
     'identities.rotate_secret',
     ...SECRET_ACTIONS,
+    ...ENVIRONMENT_READS,
+    'environments.promote',
     ...TENANT_ADMIN_ACTIONS,
     ...AUDIT_ACTIONS,
   ]),
-  // Services may attempt secret actions; their policies decide each path.
-  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS]),
+  // Services may attempt secret actions; their policies decide each path (and each environment).
+  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS, ...ENVIRONMENT_READS, 'environments.promote']),
   // Metadata and the record of what happened; never a value, never a change.
-  auditor: new Set<Action>(['auth.whoami', 'rotation.due', 'rotation.log', 'keys.read', ...AUDIT_ACTIONS]),
+  auditor: new Set<Action>([
+    'auth.whoami',
+    'rotation.due',
+    'rotation.log',
+    'keys.read',
+    ...ENVIRONMENT_READS,
+    ...AUDIT_ACTIONS,
+  ]),
 };
 
 /** The capability (any of them) a service needs on a secret path for each action that touches one. */
@@ -92,19 +107,32 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   'secrets.rotate': ['rotate'],
 };
 
-export type Decision = { allowed: true } | { allowed: false; reason: string };
+/**
+ * `hidden`: the caller has no policy in the resource's environment at all, so for it the environment does not
+ * exist; callers answer as for a name that does not exist (404), not with a 403 that would confirm it.
+ */
+export type Decision = { allowed: true } | { allowed: false; reason: string; hidden?: true };
 
 const ALLOW: Decision = { allowed: true };
 
-export function authorize(p: Pick<Principal, 'role' | 'policies'>, action: Action, resource?: string): Decision {
+export function authorize(
+  p: Pick<Principal, 'role' | 'policies'>,
+  action: Action,
+  resource?: string,
+  environment: string = DEFAULT_ENVIRONMENT,
+): Decision {
   if (!ROLE_ACTIONS[p.role].has(action)) return { allowed: false, reason: `role ${p.role} may not perform ${action}` };
   if (resource === undefined || p.role !== 'service') return ALLOW;
   const needed = ACTION_CAPABILITIES[action];
   if (!needed) return ALLOW;
-  const granted = capabilitiesFor(p.policies, resource);
+  if (!seesEnvironment(p.policies, environment)) {
+    return { allowed: false, hidden: true, reason: `no policy of this identity applies in environment ${environment}` };
+  }
+  const granted = capabilitiesFor(p.policies, resource, environment);
+  const where = environment === DEFAULT_ENVIRONMENT ? resource : `${resource} in ${environment}`;
   return needed.some((c) => granted.has(c))
     ? ALLOW
-    : { allowed: false, reason: `this identity has no ${needed.join(' or ')} capability on ${resource}` };
+    : { allowed: false, reason: `this identity has no ${needed.join(' or ')} capability on ${where}` };
 }
 
 /** Route-level: may this role attempt the action at all? */

@@ -1,4 +1,4 @@
-import type { Capability, Policy } from '@coffer/contracts';
+import { type Capability, DEFAULT_ENVIRONMENT, type Policy } from '@coffer/contracts';
 
 /**
  * Path policies for service identities. A policy path is a glob over `kind/owner/name`:
@@ -120,11 +120,34 @@ function compareRank(a: number[], b: number[]): number {
   return 0;
 }
 
-/** The capabilities the policies grant on one `kind/owner/name` path. */
-export function capabilitiesFor(policies: readonly Policy[], resourcePath: string): ReadonlySet<Capability> {
+/**
+ * Whether a policy applies in an environment: its `environments` globs (one segment each), or only `default` when
+ * it names none, so a policy written before environments existed keeps exactly the access it had.
+ */
+export function appliesIn(policy: Pick<Policy, 'environments'>, environment: string): boolean {
+  const envs = policy.environments;
+  if (envs === undefined) return environment === DEFAULT_ENVIRONMENT;
+  return envs.some((g) => matchSegment(g, environment));
+}
+
+/** Whether any policy applies in the environment at all: if none does, the environment does not exist for it. */
+export function seesEnvironment(policies: readonly Policy[], environment: string): boolean {
+  return policies.some((p) => appliesIn(p, environment));
+}
+
+/**
+ * The capabilities the policies grant on one `kind/owner/name` path in one environment. The environment filters
+ * (a policy that does not apply there grants nothing); among those that apply, the most specific path decides.
+ */
+export function capabilitiesFor(
+  policies: readonly Policy[],
+  resourcePath: string,
+  environment: string = DEFAULT_ENVIRONMENT,
+): ReadonlySet<Capability> {
   const parts = resourcePath.split('/');
   let best: { rank: number[]; capabilities: readonly Capability[] }[] = [];
   for (const p of policies) {
+    if (!appliesIn(p, environment)) continue;
     const { segments, rank } = compile(p.path);
     if (!matchSegments(segments, parts)) continue;
     const c = { rank, capabilities: p.capabilities };
@@ -137,6 +160,11 @@ export function capabilitiesFor(policies: readonly Policy[], resourcePath: strin
   return caps;
 }
 
-export function policyAllows(policies: readonly Policy[], capability: Capability, resourcePath: string): boolean {
-  return capabilitiesFor(policies, resourcePath).has(capability);
+export function policyAllows(
+  policies: readonly Policy[],
+  capability: Capability,
+  resourcePath: string,
+  environment: string = DEFAULT_ENVIRONMENT,
+): boolean {
+  return capabilitiesFor(policies, resourcePath, environment).has(capability);
 }

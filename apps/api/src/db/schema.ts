@@ -3,6 +3,7 @@ import {
   bigint,
   boolean,
   customType,
+  foreignKey,
   index,
   integer,
   jsonb,
@@ -169,6 +170,26 @@ export const auditStaged = coffer.table('audit_staged', {
 
 export const secretKinds = ['sandbox', 'user', 'shared'] as const;
 
+/**
+ * A tenant's environments: the second coordinate of every secret. Each tenant has `default` (made with the tenant,
+ * never deleted), where everything written before environments existed lives and where a request without `?env`
+ * goes. A protected environment takes writes only from admins and by promotion.
+ */
+export const environments = coffer.table(
+  'environments',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    slug: text('slug').notNull(),
+    name: text('name').notNull(),
+    protected: boolean('protected').notNull().default(false),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [primaryKey({ name: 'environments_pkey', columns: [t.tenantId, t.slug] })],
+);
+
 /** A secret's identity and metadata. Values live in secret_versions, encrypted. */
 export const secrets = coffer.table(
   'secrets',
@@ -177,6 +198,7 @@ export const secrets = coffer.table(
     tenantId: uuid('tenant_id')
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
+    environment: text('environment').notNull().default('default'),
     kind: text('kind', { enum: secretKinds }).notNull(),
     owner: text('owner').notNull(),
     name: text('name').notNull(),
@@ -200,7 +222,12 @@ export const secrets = coffer.table(
     nextRotationAt: timestamp('next_rotation_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [
-    unique('secrets_path_key').on(t.tenantId, t.kind, t.owner, t.name),
+    unique('secrets_path_key').on(t.tenantId, t.environment, t.kind, t.owner, t.name),
+    foreignKey({
+      name: 'secrets_environment_fk',
+      columns: [t.tenantId, t.environment],
+      foreignColumns: [environments.tenantId, environments.slug],
+    }),
     index('secrets_next_rotation_idx').on(t.tenantId, t.nextRotationAt),
     index('secrets_deleted_idx').on(t.deletedAt),
   ],
@@ -226,6 +253,8 @@ export const secretVersions = coffer.table(
     destroyedAt: timestamp('destroyed_at', { withTimezone: true, mode: 'date' }),
     /** Set when a rotation supersedes this version: served until then (the grace period), 410 after. */
     servedUntil: timestamp('served_until', { withTimezone: true, mode: 'date' }),
+    /** Keyed fingerprint of the value (the tenant's fingerprint key): what an environment diff compares. */
+    fingerprint: text('fingerprint'),
   },
   (t) => [
     primaryKey({ columns: [t.secretId, t.version] }),

@@ -6,12 +6,19 @@ import type { SecretRow } from '../secrets/secrets.queries.ts';
 export function rotationQueries(db: Database) {
   return {
     /** Live secrets with a rotation policy due before `before`, soonest first. */
-    due(tenantId: string, before: Date, limit: number, tx?: Tx): Promise<SecretRow[]> {
+    due(tenantId: string, environment: string, before: Date, limit: number, tx?: Tx): Promise<SecretRow[]> {
       return db.inTenant(tenantId, tx, (t) =>
         t
           .select()
           .from(secrets)
-          .where(and(isNull(secrets.deletedAt), isNotNull(secrets.nextRotationAt), lte(secrets.nextRotationAt, before)))
+          .where(
+            and(
+              eq(secrets.environment, environment),
+              isNull(secrets.deletedAt),
+              isNotNull(secrets.nextRotationAt),
+              lte(secrets.nextRotationAt, before),
+            ),
+          )
           .orderBy(asc(secrets.nextRotationAt))
           .limit(limit),
       );

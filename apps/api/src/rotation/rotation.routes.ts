@@ -1,11 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import { mount } from '../http/mount.ts';
 import { requestContext } from '../http/request-context.ts';
+import { secretPath } from '../secrets/secrets.routes.ts';
 import type { RotationService } from './rotation.service.ts';
 
 export async function rotationRoutes(app: FastifyInstance, o: { service: RotationService }): Promise<void> {
   const { service } = o;
-  mount(app, 'rotateSecret', (req) => service.rotate(requestContext(req), req.params, req.body ?? {}));
+  mount(app, 'rotateSecret', (req) =>
+    service.rotate(requestContext(req), secretPath(req.params, req.query), req.body ?? {}),
+  );
   mount(app, 'rotationDue', (req) => service.due(requestContext(req), req.query));
   mount(app, 'rotationLog', (req) => service.log(requestContext(req), req.query));
 }

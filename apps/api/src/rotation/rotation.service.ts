@@ -1,4 +1,5 @@
 import {
+  DEFAULT_ENVIRONMENT,
   PLATFORM_TENANT_ID,
   type RotateSecretRequest,
   type RotationDue,
@@ -10,15 +11,17 @@ import { auditEvent, systemEvent } from '../audit/audit.events.ts';
 import type { AuditQueries } from '../audit/audit.queries.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
-import { authorize } from '../auth/authorize.ts';
 import { principalOf } from '../auth/principal.ts';
 import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-key-cache.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
-import { AppError, forbidden, notFound } from '../errors/app-error.ts';
+import { requireWritable } from '../environments/environment-gate.ts';
+import type { EnvironmentQueries } from '../environments/environments.queries.ts';
+import { AppError, notFound } from '../errors/app-error.ts';
 import type { CursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { notices, recordChange } from '../secrets/secret-changes.ts';
+import { requireAllowed } from '../secrets/secret-reads.service.ts';
 import {
   DEFAULT_GRACE_HOURS,
   pathOf,
@@ -42,6 +45,7 @@ export interface RotationServiceDeps {
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
   log: Logger;
   cursors: CursorCodec;
+  environments: Pick<EnvironmentQueries, 'get'>;
 }
 
 const DURATION_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -114,12 +118,13 @@ export function rotationService(deps: RotationServiceDeps) {
           action: 'secrets.rotate',
           outcome: 'allowed',
           resource: pathOf(row),
+          environment: row.environment,
           version: to,
           fingerprint: TenantKeyCache.fingerprint(keySet, value),
           details: { from, to, trigger },
         }),
       ],
-      notices: [notices.rotated(tenantId, pathOf(row), from, to, trigger, now)],
+      notices: [notices.rotated(tenantId, row, from, to, trigger, now)],
     });
     return applied.row;
   }
@@ -127,7 +132,9 @@ export function rotationService(deps: RotationServiceDeps) {
   /** One due secret: claimed, rotated (or its failure recorded and postponed), committed. False when none is due. */
   async function rotateOneDue(): Promise<'rotated' | 'failed' | 'skipped' | 'none'> {
     // Set inside the transaction, read after it: a holder, since TypeScript does not track writes in callbacks.
-    const claimed: { current: { tenantId: string; secretId: string; path?: string; version?: number } | null } = {
+    const claimed: {
+      current: { tenantId: string; secretId: string; path?: string; environment?: string; version?: number } | null;
+    } = {
       current: null,
     };
     try {
@@ -137,7 +144,14 @@ export function rotationService(deps: RotationServiceDeps) {
         claimed.current = { tenantId: claim.tenantId, secretId: claim.secretId };
         await db.rescope(tx, claim.tenantId);
         const row = await queries.lockSecretById(claim.tenantId, claim.secretId, tx);
-        if (row) claimed.current = { ...claimed.current, path: pathOf(row), version: row.currentVersion };
+        if (row) {
+          claimed.current = {
+            ...claimed.current,
+            path: pathOf(row),
+            environment: row.environment,
+            version: row.currentVersion,
+          };
+        }
         if (!row || row.deletedAt || !row.generator) {
           await secrets.schedule(claim.tenantId, claim.secretId, null, false, tx);
           return 'skipped';
@@ -166,11 +180,12 @@ export function rotationService(deps: RotationServiceDeps) {
                 outcome: 'error',
                 errorCode: err.code,
                 resource: pathOf(row),
+                environment: row.environment,
                 version: row.currentVersion,
                 details: { from: row.currentVersion, trigger: 'scheduler', reason: err.message.slice(0, 200) },
               }),
             ],
-            notices: [notices.rotationFailed(claim.tenantId, pathOf(row), err.code)],
+            notices: [notices.rotationFailed(claim.tenantId, row, err.code)],
           });
           return 'failed';
         }
@@ -196,6 +211,7 @@ export function rotationService(deps: RotationServiceDeps) {
               outcome: 'error',
               errorCode: 'internal',
               resource: c.path ?? null,
+              ...(c.environment !== undefined ? { environment: c.environment } : {}),
               version: c.version ?? null,
               details: { from: c.version ?? null, trigger: 'scheduler', reason: 'internal error' },
             }),
@@ -211,10 +227,10 @@ export function rotationService(deps: RotationServiceDeps) {
 
     async rotate(ctx: RequestContext, path: SecretPath, body: RotateSecretRequest): Promise<SecretMetadata> {
       const p = principalOf(ctx);
-      const d = authorize(p, 'secrets.rotate', pathOf(path));
-      if (!d.allowed) throw forbidden(d.reason);
+      requireAllowed(p, 'secrets.rotate', path);
       const given = body.value === undefined ? undefined : checkedValue(body.value);
       const row = await writeTransaction(deps, p.tenantId, async (keySet, tx) => {
+        await requireWritable(deps.environments, p, path.environment, tx);
         const current = await secrets.lock(p.tenantId, path, tx);
         if (!current || current.deletedAt) throw notFound('secret');
         let value = given;
@@ -231,15 +247,20 @@ export function rotationService(deps: RotationServiceDeps) {
       return toMetadata(row);
     },
 
-    async due(ctx: RequestContext, q: { within: string; limit: number }): Promise<RotationDue> {
+    async due(
+      ctx: RequestContext,
+      q: { env?: string | undefined; within: string; limit: number },
+    ): Promise<RotationDue> {
       const p = principalOf(ctx);
       const now = Date.now();
-      const rows = await queries.due(p.tenantId, new Date(now + parseDuration(q.within)), q.limit);
+      const environment = q.env ?? DEFAULT_ENVIRONMENT;
+      const rows = await queries.due(p.tenantId, environment, new Date(now + parseDuration(q.within)), q.limit);
       await audit.record(
         auditEvent(ctx, {
           action: 'rotation.due',
           outcome: 'allowed',
           resource: 'rotation',
+          environment,
           details: { count: rows.length },
         }),
       );
@@ -262,25 +283,34 @@ export function rotationService(deps: RotationServiceDeps) {
     /** The rotation log teams keep by hand, read from the audit chain. */
     async log(
       ctx: RequestContext,
-      q: { from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined },
+      q: {
+        env?: string | undefined;
+        from?: string | undefined;
+        to?: string | undefined;
+        limit: number;
+        cursor?: string | undefined;
+      },
     ): Promise<RotationLog> {
       const p = principalOf(ctx);
+      const environment = q.env ?? DEFAULT_ENVIRONMENT;
       const scope = {
         route: 'rotation.log',
         tenantId: p.tenantId,
         identityId: p.identityId,
-        filters: { from: q.from, to: q.to },
+        filters: { from: q.from, to: q.to, ...(environment !== DEFAULT_ENVIRONMENT ? { env: environment } : {}) },
       };
       const before = deps.cursors.openSeq(scope, q.cursor);
       const rows = await deps.auditReads.page(
         p.tenantId,
-        { action: 'secrets.rotate', from: q.from, to: q.to },
+        { action: 'secrets.rotate', from: q.from, to: q.to, environment },
         before,
         q.limit + 1,
       );
       const items = rows.slice(0, q.limit);
       const last = items.at(-1);
-      await audit.record(auditEvent(ctx, { action: 'rotation.log', outcome: 'allowed', resource: 'rotation' }));
+      await audit.record(
+        auditEvent(ctx, { action: 'rotation.log', outcome: 'allowed', resource: 'rotation', environment }),
+      );
       return {
         items: items.map((r) => ({
           at: r.occurredAt.toISOString(),

@@ -1,4 +1,4 @@
-import type { WebhookEvent } from '@coffer/contracts';
+import { DEFAULT_ENVIRONMENT, type WebhookEvent } from '@coffer/contracts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import type { Tx } from '../db/database.ts';
@@ -37,28 +37,41 @@ export async function recordChange(sinks: ChangeSinks, tx: Tx, tenantId: string,
 
 const at = () => new Date().toISOString();
 
+/** Where a notice points: `kind/owner/name`, and its environment when that is not `default` (as before environments). */
+export interface NoticePath {
+  environment: string;
+  kind: string;
+  owner: string;
+  name: string;
+}
+
+function where(p: NoticePath): { path: string; environment?: string } {
+  const path = `${p.kind}/${p.owner}/${p.name}`;
+  return p.environment === DEFAULT_ENVIRONMENT ? { path } : { path, environment: p.environment };
+}
+
 export const notices = {
-  written: (tenantId: string, path: string, version: number, created: boolean): ChangeNotice => ({
+  written: (tenantId: string, p: NoticePath, version: number, created: boolean, extra = {}): ChangeNotice => ({
     event: 'secret.written',
-    payload: { tenantId, path, version, created, at: at() },
+    payload: { tenantId, ...where(p), version, created, ...extra, at: at() },
   }),
-  deleted: (tenantId: string, path: string, version: number, purged: boolean): ChangeNotice => ({
+  deleted: (tenantId: string, p: NoticePath, version: number, purged: boolean): ChangeNotice => ({
     event: 'secret.deleted',
-    payload: { tenantId, path, version, purged, at: at() },
+    payload: { tenantId, ...where(p), version, purged, at: at() },
   }),
   rotated: (
     tenantId: string,
-    path: string,
+    p: NoticePath,
     fromVersion: number,
     toVersion: number,
     trigger: string,
     rotatedAt: Date,
   ): ChangeNotice => ({
     event: 'secret.rotated',
-    payload: { tenantId, path, fromVersion, toVersion, trigger, rotatedAt: rotatedAt.toISOString() },
+    payload: { tenantId, ...where(p), fromVersion, toVersion, trigger, rotatedAt: rotatedAt.toISOString() },
   }),
-  rotationFailed: (tenantId: string, path: string, reason: string): ChangeNotice => ({
+  rotationFailed: (tenantId: string, p: NoticePath, reason: string): ChangeNotice => ({
     event: 'secret.rotation_failed',
-    payload: { tenantId, path, reason },
+    payload: { tenantId, ...where(p), reason },
   }),
 };

@@ -1,11 +1,21 @@
-import type { Action, Bundle, SecretKind, SecretPage, SecretVersions, SecretWithValue } from '@coffer/contracts';
+import {
+  type Action,
+  type Bundle,
+  DEFAULT_ENVIRONMENT,
+  type SecretKind,
+  type SecretPage,
+  type SecretVersions,
+  type SecretWithValue,
+} from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { authorize } from '../auth/authorize.ts';
+import { seesEnvironment } from '../auth/policy.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import type { TenantKeyCache, TenantKeySet } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
+import { environmentNotFound } from '../environments/environment-gate.ts';
 import { AppError, forbidden, notFound, unauthorized } from '../errors/app-error.ts';
 import type { CursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
@@ -27,13 +37,23 @@ export interface SecretReadDeps {
 export const integrityError = () =>
   new AppError('integrity_error', 'a stored ciphertext failed its integrity check; the incident was recorded');
 
-/** Decided by the one authorization function; a refusal is a 403 that names the missing capability. */
-export function requireAllowed(p: Principal, action: Action, path: string): void {
-  const d = authorize(p, action, path);
-  if (!d.allowed) throw forbidden(d.reason);
+/** Actions that create: in an environment the caller cannot see, they fail as in one that does not exist. */
+const CREATING: ReadonlySet<Action> = new Set<Action>(['secrets.write', 'bundles.write']);
+
+/**
+ * Decided by the one authorization function; a refusal is a 403 that names the missing capability. In an
+ * environment none of the caller's policies applies in, the answer is the one a missing secret (or, for a write,
+ * a missing environment) gets: a 404 that does not confirm the environment exists.
+ */
+export function requireAllowed(p: Principal, action: Action, path: SecretPath): void {
+  const d = authorize(p, action, pathOf(path), path.environment);
+  if (d.allowed) return;
+  if (d.hidden) throw CREATING.has(action) ? environmentNotFound(path.environment) : notFound('secret');
+  throw forbidden(d.reason);
 }
 
-export const allowed = (p: Principal, action: Action, path: string): boolean => authorize(p, action, path).allowed;
+export const allowed = (p: Principal, action: Action, path: SecretPath): boolean =>
+  authorize(p, action, pathOf(path), path.environment).allowed;
 
 /** Decrypted plaintext → value, after checking that its binding line names this tenant, secret and version. */
 export function unbind(tenantId: string, secretId: string, version: number, plaintext: string): string {
@@ -112,13 +132,13 @@ export function secretReads(deps: SecretReadDeps) {
     async get(ctx: RequestContext, path: SecretPath, version: WantedVersion): Promise<SecretWithValue> {
       const where = pathOf(path);
       const first = principalOf(ctx);
-      if (first.cached && !allowed(first, 'secrets.read', where)) {
+      if (first.cached && !allowed(first, 'secrets.read', path)) {
         // A cached principal may carry policies that were widened since: refuse only on the current ones.
         ctx.principal = await deps.refreshPrincipal(first);
       }
-      requireAllowed(principalOf(ctx), 'secrets.read', where);
+      requireAllowed(principalOf(ctx), 'secrets.read', path);
       const { p, result: row } = await untilFresh(ctx, async (caller, keySet) => {
-        requireAllowed(caller, 'secrets.read', where);
+        requireAllowed(caller, 'secrets.read', path);
         const r = await withIntegrity(() => secrets.read(caller.tenantId, caller, path, version, keySet.sqlKeys));
         return { step: readStep(r, version), result: r };
       });
@@ -126,7 +146,13 @@ export function secretReads(deps: SecretReadDeps) {
       const readVersion = row.version as number;
       const value = unbind(p.tenantId, row.secret_id, readVersion, row.plaintext as string);
       await audit.record(
-        auditEvent(ctx, { action: 'secrets.read', outcome: 'allowed', resource: where, version: readVersion }),
+        auditEvent(ctx, {
+          action: 'secrets.read',
+          outcome: 'allowed',
+          resource: where,
+          environment: path.environment,
+          version: readVersion,
+        }),
       );
       return { ...toMetadata(metadataOf(p.tenantId, path, row)), version: readVersion, value };
     },
@@ -134,7 +160,7 @@ export function secretReads(deps: SecretReadDeps) {
     async versions(ctx: RequestContext, path: SecretPath): Promise<SecretVersions> {
       const p = principalOf(ctx);
       const where = pathOf(path);
-      requireAllowed(p, 'secrets.versions', where);
+      requireAllowed(p, 'secrets.versions', path);
       const items = await db.withTenant(p.tenantId, async (tx) => {
         const row = await secrets.lock(p.tenantId, path, tx);
         if (!row || row.deletedAt) throw notFound('secret');
@@ -154,13 +180,21 @@ export function secretReads(deps: SecretReadDeps) {
                 : ('old' as const),
         }));
       });
-      await audit.record(auditEvent(ctx, { action: 'secrets.versions', outcome: 'allowed', resource: where }));
+      await audit.record(
+        auditEvent(ctx, {
+          action: 'secrets.versions',
+          outcome: 'allowed',
+          resource: where,
+          environment: path.environment,
+        }),
+      );
       return { items: items.reverse() };
     },
 
     async list(
       ctx: RequestContext,
       q: {
+        env?: string | undefined;
         kind?: SecretKind | undefined;
         owner?: string | undefined;
         prefix?: string | undefined;
@@ -169,24 +203,33 @@ export function secretReads(deps: SecretReadDeps) {
       },
     ): Promise<SecretPage> {
       const p = principalOf(ctx);
+      const environment = q.env ?? DEFAULT_ENVIRONMENT;
       const scope = {
         route: 'secrets.list',
         tenantId: p.tenantId,
         identityId: p.identityId,
-        filters: { kind: q.kind, owner: q.owner, prefix: q.prefix },
+        // `default` is spelt as before environments existed, so cursors handed out then still open.
+        filters: {
+          kind: q.kind,
+          owner: q.owner,
+          prefix: q.prefix,
+          ...(environment !== DEFAULT_ENVIRONMENT ? { env: environment } : {}),
+        },
       };
       const cursor = deps.cursors.open(scope, q.cursor, ['k', 'o', 'n'] as const);
-      let after: SecretPath | undefined = cursor
+      let after: Omit<SecretPath, 'environment'> | undefined = cursor
         ? { kind: cursor.k as SecretKind, owner: cursor.o, name: cursor.n }
         : undefined;
       const items: SecretRow[] = [];
       let exhausted = false;
       // Services see only what they may list: keep reading until this page is full or the rows run out.
+      // In an environment the caller cannot see there is nothing to list (and nothing to scan for).
+      exhausted = p.role === 'service' && !seesEnvironment(p.policies, environment);
       for (let round = 0; round < 20 && items.length <= q.limit && !exhausted; round++) {
-        const batch = await secrets.list(p.tenantId, q, after, q.limit + 1);
+        const batch = await secrets.list(p.tenantId, environment, q, after, q.limit + 1);
         exhausted = batch.length < q.limit + 1;
         for (const row of batch) {
-          if (allowed(p, 'secrets.list', pathOf(row))) items.push(row);
+          if (allowed(p, 'secrets.list', row)) items.push(row);
           after = row;
           if (items.length > q.limit) break;
         }
@@ -194,13 +237,14 @@ export function secretReads(deps: SecretReadDeps) {
       const pageItems = items.slice(0, q.limit);
       // A full page continues after its last item; a scan that ran out of budget continues after the last row
       // it looked at (so a service whose secrets sort late still reaches them, page by page).
-      const resumeAt: SecretPath | undefined =
+      const resumeAt: Omit<SecretPath, 'environment'> | undefined =
         items.length > q.limit ? pageItems.at(-1) : exhausted ? undefined : after;
       await audit.record(
         auditEvent(ctx, {
           action: 'secrets.list',
           outcome: 'allowed',
           resource: [q.kind, q.owner, q.prefix].filter((x) => x !== undefined).join('/') || null,
+          environment,
           details: { count: pageItems.length },
         }),
       );
@@ -212,17 +256,20 @@ export function secretReads(deps: SecretReadDeps) {
       };
     },
 
-    async bundle(ctx: RequestContext, kind: SecretKind, owner: string): Promise<Bundle> {
+    async bundle(ctx: RequestContext, environment: string, kind: SecretKind, owner: string): Promise<Bundle> {
       const { p, result: rows } = await untilFresh(ctx, async (caller, keySet) => {
         // Admins read every name, so the list of names is only fetched to filter a service's view.
         let names: string[] | null = null;
         if (caller.role !== 'admin') {
-          const all = await secrets.bundleNames(caller.tenantId, kind, owner);
+          // In an environment the caller cannot see, no name is readable: nothing to look up.
+          const all = seesEnvironment(caller.policies, environment)
+            ? await secrets.bundleNames(caller.tenantId, environment, kind, owner)
+            : [];
           // Even with no readable name the read goes ahead: its statement re-checks a cached identity.
-          names = all.filter((n) => allowed(caller, 'secrets.read', `${kind}/${owner}/${n}`));
+          names = all.filter((n) => allowed(caller, 'secrets.read', { environment, kind, owner, name: n }));
         }
         const r = await withIntegrity(() =>
-          secrets.readBundle(caller.tenantId, caller, kind, owner, names, keySet.sqlKeys),
+          secrets.readBundle(caller.tenantId, caller, environment, kind, owner, names, keySet.sqlKeys),
         );
         return { step: bundleStep(r), result: r };
       });
@@ -238,6 +285,7 @@ export function secretReads(deps: SecretReadDeps) {
           action: 'bundles.read',
           outcome: 'allowed',
           resource: `${kind}/${owner}`,
+          environment,
           details: {
             count: Object.keys(versions).length,
             secrets: Object.entries(versions)

@@ -11,9 +11,12 @@ import type {
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
+import { seesEnvironment } from '../auth/policy.ts';
 import { principalOf } from '../auth/principal.ts';
 import type { TenantKeyCache } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
+import { environmentNotFound, requireWritable } from '../environments/environment-gate.ts';
+import type { EnvironmentQueries } from '../environments/environments.queries.ts';
 import { AppError, conflict, notFound } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
@@ -36,6 +39,7 @@ export interface SecretWriteDeps {
   writer: SecretWriter;
   audit: Pick<AuditSink, 'appendInTx'>;
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
+  environments: Pick<EnvironmentQueries, 'get'>;
 }
 
 function unprocessable(problem: string, where: string): AppError {
@@ -55,14 +59,15 @@ export function secretWrites(deps: SecretWriteDeps) {
       body: PutSecretRequest,
     ): Promise<{ created: boolean; metadata: SecretMetadata }> {
       const p = principalOf(ctx);
-      const where = pathOf(path);
-      requireAllowed(p, 'secrets.write', where);
+      const _where = pathOf(path);
+      requireAllowed(p, 'secrets.write', path);
       const patterns = writer.validate({
         values: [{ value: body.value, where: 'body.value' }],
         formats: [{ format: body.format, where: 'body.format' }],
         expiresAt: body.expiresAt,
       });
       const result = await writeTransaction(deps, p.tenantId, async (keySet, tx) => {
+        await requireWritable(deps.environments, p, path.environment, tx);
         await writer.compilePatterns(patterns, tx);
         const events: AuditEvent[] = [];
         const row = await writer.purgeIfWindowClosed(
@@ -81,7 +86,7 @@ export function secretWrites(deps: SecretWriteDeps) {
         events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, body.value, applied.created));
         await recordChange(deps, tx, p.tenantId, {
           events,
-          notices: [notices.written(p.tenantId, where, plan.version, applied.created)],
+          notices: [notices.written(p.tenantId, path, plan.version, applied.created)],
         });
         return applied;
       });
@@ -90,12 +95,13 @@ export function secretWrites(deps: SecretWriteDeps) {
 
     async patch(ctx: RequestContext, path: SecretPath, body: PatchSecretRequest): Promise<SecretMetadata> {
       const p = principalOf(ctx);
-      requireAllowed(p, 'secrets.update', pathOf(path));
+      requireAllowed(p, 'secrets.update', path);
       const patterns = writer.validate({
         formats: [{ format: body.format, where: 'body.format' }],
         expiresAt: body.expiresAt,
       });
       const row = await db.withTenant(p.tenantId, async (tx) => {
+        await requireWritable(deps.environments, p, path.environment, tx);
         await writer.compilePatterns(patterns, tx);
         const current = await secrets.lock(p.tenantId, path, tx);
         if (!current || current.deletedAt) throw notFound('secret');
@@ -119,6 +125,7 @@ export function secretWrites(deps: SecretWriteDeps) {
               action: 'secrets.update',
               outcome: 'allowed',
               resource: pathOf(path),
+              environment: path.environment,
               version: updated.currentVersion,
               details: { fields: Object.keys(body).sort().join(',') },
             }),
@@ -131,8 +138,9 @@ export function secretWrites(deps: SecretWriteDeps) {
 
     async remove(ctx: RequestContext, path: SecretPath, purge: boolean): Promise<void> {
       const p = principalOf(ctx);
-      requireAllowed(p, 'secrets.delete', pathOf(path));
+      requireAllowed(p, 'secrets.delete', path);
       await db.withTenant(p.tenantId, async (tx) => {
+        await requireWritable(deps.environments, p, path.environment, tx);
         const row = await secrets.lock(p.tenantId, path, tx);
         if (!row || (row.deletedAt && !purge)) throw notFound('secret');
         if (purge) await secrets.purge(p.tenantId, row.id, tx);
@@ -146,18 +154,20 @@ export function secretWrites(deps: SecretWriteDeps) {
               action: purge ? 'secrets.purge' : 'secrets.delete',
               outcome: 'allowed',
               resource: pathOf(path),
+              environment: path.environment,
               version: row.currentVersion,
             }),
           ],
-          notices: [notices.deleted(p.tenantId, pathOf(path), row.currentVersion, purge)],
+          notices: [notices.deleted(p.tenantId, path, row.currentVersion, purge)],
         });
       });
     },
 
     async restore(ctx: RequestContext, path: SecretPath): Promise<SecretMetadata> {
       const p = principalOf(ctx);
-      requireAllowed(p, 'secrets.restore', pathOf(path));
+      requireAllowed(p, 'secrets.restore', path);
       const row = await db.withTenant(p.tenantId, async (tx) => {
+        await requireWritable(deps.environments, p, path.environment, tx);
         const events: AuditEvent[] = [];
         const current = await secrets.lock(p.tenantId, path, tx);
         if (!current) throw notFound('secret');
@@ -178,6 +188,7 @@ export function secretWrites(deps: SecretWriteDeps) {
             action: 'secrets.restore',
             outcome: 'allowed',
             resource: pathOf(path),
+            environment: path.environment,
             version: restored.currentVersion,
           }),
         );
@@ -190,8 +201,9 @@ export function secretWrites(deps: SecretWriteDeps) {
 
     async destroy(ctx: RequestContext, path: SecretPath, version: number): Promise<void> {
       const p = principalOf(ctx);
-      requireAllowed(p, 'secrets.destroy', pathOf(path));
+      requireAllowed(p, 'secrets.destroy', path);
       await db.withTenant(p.tenantId, async (tx) => {
+        await requireWritable(deps.environments, p, path.environment, tx);
         const row = await secrets.lock(p.tenantId, path, tx);
         if (!row || row.deletedAt) throw notFound('secret');
         if (version === row.currentVersion)
@@ -199,7 +211,15 @@ export function secretWrites(deps: SecretWriteDeps) {
         if (!(await secrets.destroyVersion(p.tenantId, row.id, version, tx)))
           throw notFound(`version ${version} of the secret`);
         await recordChange(deps, tx, p.tenantId, {
-          events: [auditEvent(ctx, { action: 'secrets.destroy', outcome: 'allowed', resource: pathOf(path), version })],
+          events: [
+            auditEvent(ctx, {
+              action: 'secrets.destroy',
+              outcome: 'allowed',
+              resource: pathOf(path),
+              environment: path.environment,
+              version,
+            }),
+          ],
         });
       });
     },
@@ -207,6 +227,7 @@ export function secretWrites(deps: SecretWriteDeps) {
     /** All or nothing: every compare-and-set and format must hold, or nothing is written and every failure is named. */
     async writeBundle(
       ctx: RequestContext,
+      environment: string,
       kind: SecretKind,
       owner: string,
       body: BundleWriteRequest,
@@ -214,12 +235,14 @@ export function secretWrites(deps: SecretWriteDeps) {
       const p = principalOf(ctx);
       const sets = Object.entries(body.set ?? {});
       const deletes = body.delete ?? [];
+      if (p.role === 'service' && !seesEnvironment(p.policies, environment)) throw environmentNotFound(environment);
+      const at = (name: string) => ({ environment, kind, owner, name });
       const denied: ErrorIssue[] = [
         ...sets
-          .filter(([n]) => !allowed(p, 'secrets.write', `${kind}/${owner}/${n}`))
+          .filter(([n]) => !allowed(p, 'secrets.write', at(n)))
           .map(([n]) => ({ path: `body.set.${n}`, message: 'no write capability' })),
         ...deletes
-          .filter((n) => !allowed(p, 'secrets.delete', `${kind}/${owner}/${n}`))
+          .filter((n) => !allowed(p, 'secrets.delete', at(n)))
           .map((n) => ({ path: `body.delete.${n}`, message: 'no delete capability' })),
       ];
       if (denied.length > 0)
@@ -232,10 +255,13 @@ export function secretWrites(deps: SecretWriteDeps) {
         deps,
         p.tenantId,
         async (keySet, tx) => {
+          await requireWritable(deps.environments, p, environment, tx);
           await writer.compilePatterns(patterns, tx);
           const events: AuditEvent[] = [];
           const names = [...sets.map(([n]) => n), ...deletes].sort();
-          const locked = new Map((await secrets.lockMany(p.tenantId, kind, owner, names, tx)).map((r) => [r.name, r]));
+          const locked = new Map(
+            (await secrets.lockMany(p.tenantId, environment, kind, owner, names, tx)).map((r) => [r.name, r]),
+          );
           for (const [name, row] of locked) {
             if (!(await writer.purgeIfWindowClosed(ctx, p.tenantId, row, tx, events))) locked.delete(name);
           }
@@ -279,7 +305,7 @@ export function secretWrites(deps: SecretWriteDeps) {
             const applied = await writer.applyWrite(
               p.identityId,
               p.tenantId,
-              { kind, owner, name },
+              at(name),
               locked.get(name),
               s,
               plan,
@@ -287,7 +313,7 @@ export function secretWrites(deps: SecretWriteDeps) {
               tx,
             );
             versions[name] = plan.version;
-            changes.push(notices.written(p.tenantId, pathOf(applied.row), plan.version, applied.created));
+            changes.push(notices.written(p.tenantId, applied.row, plan.version, applied.created));
             events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, s.value, applied.created, 'bundle'));
           }
           for (const name of deletes) {
@@ -295,12 +321,13 @@ export function secretWrites(deps: SecretWriteDeps) {
             await secrets.update(p.tenantId, row.id, { deletedAt: new Date(), deletedBy: p.identityId }, tx);
             await secrets.schedule(p.tenantId, row.id, null, false, tx);
             versions[name] = null;
-            changes.push(notices.deleted(p.tenantId, pathOf(row), row.currentVersion, false));
+            changes.push(notices.deleted(p.tenantId, row, row.currentVersion, false));
             events.push(
               auditEvent(ctx, {
                 action: 'secrets.delete',
                 outcome: 'allowed',
                 resource: pathOf(row),
+                environment,
                 version: row.currentVersion,
                 details: { via: 'bundle' },
               }),

@@ -13,7 +13,7 @@ import { invalidPattern, type NewPattern, validateWrite, type WriteRequest } fro
 
 /** The pieces every path that writes a secret version shares: secrets CRUD, bundles, rotation and the scheduler. */
 
-export const pathOf = (p: SecretPath): string => `${p.kind}/${p.owner}/${p.name}`;
+export const pathOf = (p: Pick<SecretPath, 'kind' | 'owner' | 'name'>): string => `${p.kind}/${p.owner}/${p.name}`;
 
 export const DEFAULT_GRACE_HOURS = 24;
 
@@ -185,6 +185,7 @@ export function secretWriter(deps: SecretWriterDeps) {
           action: 'secrets.purge',
           outcome: 'allowed',
           resource: pathOf(row),
+          environment: row.environment,
           details: { reason: 'recovery_window_closed' },
         }),
       );
@@ -213,6 +214,7 @@ export function secretWriter(deps: SecretWriterDeps) {
           tenantId,
           {
             id: newId(),
+            environment: path.environment,
             kind: path.kind,
             owner: path.owner,
             name: path.name,
@@ -240,6 +242,7 @@ export function secretWriter(deps: SecretWriterDeps) {
           dekHex: keySet.activeKey,
           dekVersion: keySet.activeVersion,
           createdBy: actorId,
+          fingerprint: TenantKeyCache.fingerprint(keySet, input.value),
         },
         tx,
       );
@@ -284,6 +287,7 @@ export function secretWriter(deps: SecretWriterDeps) {
         action: 'secrets.write',
         outcome: 'allowed',
         resource: pathOf(row),
+        environment: row.environment,
         version,
         fingerprint: TenantKeyCache.fingerprint(keySet, value),
         details: { created, ...(via ? { via } : {}) },

@@ -5,9 +5,13 @@ import { rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
 import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
-export type SecretVersionRow = Omit<typeof secretVersions.$inferSelect, 'ciphertext'> & { destroyed: boolean };
+export type SecretVersionRow = Omit<typeof secretVersions.$inferSelect, 'ciphertext' | 'fingerprint'> & {
+  destroyed: boolean;
+};
 
+/** Where a secret lives: its environment (a slug of coffer.environments) and its kind/owner/name. */
 export interface SecretPath {
+  environment: string;
   kind: SecretKind;
   owner: string;
   name: string;
@@ -71,27 +75,33 @@ export function secretQueries(db: Database) {
       keys: (string | null)[],
     ): Promise<ReadRow> {
       const { rows } = await db.pool.query<ReadRow>(
-        db.statement('coffer_read_secret', 'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8, $9)', [
-          tenantId,
-          caller.identityId,
-          caller.revision,
-          path.kind,
-          path.owner,
-          path.name,
-          typeof version === 'number' ? version : null,
-          version === 'previous',
-          keys,
-        ]),
+        db.statement(
+          'coffer_read_secret',
+          'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+          [
+            tenantId,
+            caller.identityId,
+            caller.revision,
+            path.environment,
+            path.kind,
+            path.owner,
+            path.name,
+            typeof version === 'number' ? version : null,
+            version === 'previous',
+            keys,
+          ],
+        ),
       );
       const [row] = rows;
       if (!row) throw new Error('coffer.read_secret returned no row');
       return row;
     },
 
-    async bundleNames(tenantId: string, kind: SecretKind, owner: string): Promise<string[]> {
+    async bundleNames(tenantId: string, environment: string, kind: SecretKind, owner: string): Promise<string[]> {
       const { rows } = await db.pool.query<{ name: string }>(
-        db.statement('coffer_bundle_names', 'select name from coffer.bundle_names($1, $2, $3)', [
+        db.statement('coffer_bundle_names', 'select name from coffer.bundle_names($1, $2, $3, $4)', [
           tenantId,
+          environment,
           kind,
           owner,
         ]),
@@ -103,16 +113,18 @@ export function secretQueries(db: Database) {
     async readBundle(
       tenantId: string,
       caller: { identityId: string; revision: number },
+      environment: string,
       kind: SecretKind,
       owner: string,
       names: string[] | null,
       keys: (string | null)[],
     ): Promise<BundleRow[]> {
       const { rows } = await db.pool.query<BundleRow>(
-        db.statement('coffer_read_bundle', 'select * from coffer.read_bundle($1, $2, $3, $4, $5, $6, $7)', [
+        db.statement('coffer_read_bundle', 'select * from coffer.read_bundle($1, $2, $3, $4, $5, $6, $7, $8)', [
           tenantId,
           caller.identityId,
           caller.revision,
+          environment,
           kind,
           owner,
           names,
@@ -124,12 +136,14 @@ export function secretQueries(db: Database) {
 
     async list(
       tenantId: string,
+      environment: string,
       f: { kind?: SecretKind | undefined; owner?: string | undefined; prefix?: string | undefined },
-      after: SecretPath | undefined,
+      after: Omit<SecretPath, 'environment'> | undefined,
       limit: number,
     ): Promise<SecretRow[]> {
-      const { rows } = await db.pool.query('select * from coffer.list_secrets($1, $2, $3, $4, $5, $6, $7, $8)', [
+      const { rows } = await db.pool.query('select * from coffer.list_secrets($1, $2, $3, $4, $5, $6, $7, $8, $9)', [
         tenantId,
+        environment,
         f.kind ?? null,
         f.owner ?? null,
         f.prefix ?? null,
@@ -147,19 +161,40 @@ export function secretQueries(db: Database) {
         const [row] = await t
           .select()
           .from(secrets)
-          .where(and(eq(secrets.kind, path.kind), eq(secrets.owner, path.owner), eq(secrets.name, path.name)))
+          .where(
+            and(
+              eq(secrets.environment, path.environment),
+              eq(secrets.kind, path.kind),
+              eq(secrets.owner, path.owner),
+              eq(secrets.name, path.name),
+            ),
+          )
           .for('update');
         return row;
       });
     },
 
     /** Several secrets of one owner, locked in name order (so concurrent bundle writes cannot deadlock). */
-    lockMany(tenantId: string, kind: SecretKind, owner: string, names: string[], tx: Tx): Promise<SecretRow[]> {
+    lockMany(
+      tenantId: string,
+      environment: string,
+      kind: SecretKind,
+      owner: string,
+      names: string[],
+      tx: Tx,
+    ): Promise<SecretRow[]> {
       return db.inTenant(tenantId, tx, (t) =>
         t
           .select()
           .from(secrets)
-          .where(and(eq(secrets.kind, kind), eq(secrets.owner, owner), inArray(secrets.name, names)))
+          .where(
+            and(
+              eq(secrets.environment, environment),
+              eq(secrets.kind, kind),
+              eq(secrets.owner, owner),
+              inArray(secrets.name, names),
+            ),
+          )
           .orderBy(asc(secrets.name))
           .for('update'),
       );
@@ -175,7 +210,9 @@ export function secretQueries(db: Database) {
         const [created] = await t
           .insert(secrets)
           .values({ ...row, tenantId })
-          .onConflictDoNothing({ target: [secrets.tenantId, secrets.kind, secrets.owner, secrets.name] })
+          .onConflictDoNothing({
+            target: [secrets.tenantId, secrets.environment, secrets.kind, secrets.owner, secrets.name],
+          })
           .returning();
         return created;
       });
@@ -191,6 +228,7 @@ export function secretQueries(db: Database) {
         dekHex: string;
         dekVersion: number;
         createdBy: string | null;
+        fingerprint: string | null;
       },
       tx: Tx,
     ): Promise<void> {
@@ -203,6 +241,7 @@ export function secretQueries(db: Database) {
           ciphertext: sql`pgp_sym_encrypt(${plaintext}, ${v.dekHex}, ${PGP_OPTIONS})`,
           dekVersion: v.dekVersion,
           createdBy: v.createdBy,
+          fingerprint: v.fingerprint,
         });
       });
     },
@@ -319,6 +358,7 @@ function fromSqlRow(r: Record<string, unknown>): SecretRow {
   return {
     id: r.id as string,
     tenantId: r.tenant_id as string,
+    environment: r.environment as string,
     kind: r.kind as SecretKind,
     owner: r.owner as string,
     name: r.name as string,

@@ -1,7 +1,7 @@
-import { PLATFORM_TENANT_ID } from '@coffer/contracts';
+import { DEFAULT_ENVIRONMENT, PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
-import { tenantKeys, tenants } from '../db/schema.ts';
+import { environments, tenantKeys, tenants } from '../db/schema.ts';
 
 export type TenantRow = typeof tenants.$inferSelect;
 export type TenantKeyRow = typeof tenantKeys.$inferSelect;
@@ -57,6 +57,13 @@ export function tenantQueries(db: Database) {
       await db.inTenant(tenantId, tx, (t) =>
         t.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('update'),
       );
+    },
+
+    /** The environment every tenant starts with, where requests without `?env` go. */
+    async insertDefaultEnvironment(tenantId: string, tx: Tx): Promise<void> {
+      await db.inTenant(tenantId, tx, async (t) => {
+        await t.insert(environments).values({ tenantId, slug: DEFAULT_ENVIRONMENT, name: 'Default' });
+      });
     },
 
     insertKey(tenantId: string, key: Omit<typeof tenantKeys.$inferInsert, 'tenantId'>, tx?: Tx): Promise<void> {

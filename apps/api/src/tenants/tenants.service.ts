@@ -69,6 +69,7 @@ export function tenantService(deps: TenantServiceDeps) {
             tx,
           );
           await db.rescope(tx, tenantId);
+          await tenants.insertDefaultEnvironment(tenantId, tx);
           await tenants.insertKey(
             tenantId,
             { version: 1, wrappedKey: wrapped.wrapped, masterKeyId: wrapped.masterKeyId, state: 'active' },

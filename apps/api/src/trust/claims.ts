@@ -68,7 +68,10 @@ const SAFE_VALUE = /^[A-Za-z0-9_.-]{1,128}$/;
 /** The claim paths a set of policies is templated on (what a federated token must carry into its Coffer token). */
 export function templatedClaims(policies: readonly Policy[]): string[] {
   const names = new Set<string>();
-  for (const p of policies) for (const m of p.path.matchAll(TEMPLATE)) names.add(m[1] as string);
+  for (const p of policies) {
+    for (const m of p.path.matchAll(TEMPLATE)) names.add(m[1] as string);
+    for (const e of p.environments ?? []) for (const m of e.matchAll(TEMPLATE)) names.add(m[1] as string);
+  }
   return [...names];
 }
 
@@ -80,20 +83,35 @@ export function templatedClaims(policies: readonly Policy[]): string[] {
 export function expandPolicies(policies: readonly Policy[], claims: Readonly<Record<string, string>> | undefined) {
   const out: Policy[] = [];
   for (const policy of policies) {
-    if (!policy.path.includes('{{')) {
+    const envs = policy.environments;
+    if (!policy.path.includes('{{') && !envs?.some((e) => e.includes('{{'))) {
       out.push(policy);
       continue;
     }
     let usable = true;
-    const path = policy.path.replace(TEMPLATE, (_m, name: string) => {
-      const value = claims && Object.hasOwn(claims, name) ? claims[name] : undefined;
-      if (value === undefined || !SAFE_VALUE.test(value) || value === '.' || value === '..') {
-        usable = false;
-        return '';
-      }
-      return value;
-    });
-    if (usable) out.push({ ...policy, path });
+    const fill = (text: string) =>
+      text.replace(TEMPLATE, (_m, name: string) => {
+        const value = claims && Object.hasOwn(claims, name) ? claims[name] : undefined;
+        if (value === undefined || !SAFE_VALUE.test(value) || value === '.' || value === '..') {
+          usable = false;
+          return '';
+        }
+        return value;
+      });
+    const path = fill(policy.path);
+    if (!usable) continue;
+    if (envs === undefined) {
+      out.push({ ...policy, path });
+      continue;
+    }
+    // An environment whose claim is missing or unsafe drops out alone: the policy still applies in the others.
+    const environments: string[] = [];
+    for (const e of envs) {
+      usable = true;
+      const filled = fill(e);
+      if (usable) environments.push(filled);
+    }
+    if (environments.length > 0) out.push({ ...policy, path, environments });
   }
   return out;
 }

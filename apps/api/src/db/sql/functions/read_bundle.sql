@@ -1,9 +1,9 @@
--- Every live (not deleted, not expired, not destroyed) secret of one owner, current versions decrypted; p_names null
+-- Every live (not deleted, not expired, not destroyed) secret of one owner in one environment, current versions decrypted; p_names null
 -- means all of them, otherwise only those names (what the caller may read). Each row's `outcome` is ok or
 -- key_missing (p_keys lacks the data key that sealed it: nothing decrypted); when the caller's identity changed since
 -- its principal was cached, the only row is identity_changed and nothing is read.
-CREATE OR REPLACE FUNCTION coffer.read_bundle(p_tenant uuid, p_identity uuid, p_revision integer, p_kind text,
-    p_owner text, p_names text[], p_keys text[])
+CREATE OR REPLACE FUNCTION coffer.read_bundle(p_tenant uuid, p_identity uuid, p_revision integer, p_env text,
+    p_kind text, p_owner text, p_names text[], p_keys text[])
   RETURNS TABLE (outcome text, secret_id uuid, name text, version integer, plaintext text)
   LANGUAGE plpgsql
   AS $$
@@ -19,7 +19,7 @@ BEGIN
       pgp_sym_decrypt(v.ciphertext, p_keys[v.dek_version])
     FROM coffer.secrets s
     JOIN coffer.secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
-    WHERE s.tenant_id = p_tenant AND s.kind = p_kind AND s.owner = p_owner AND s.deleted_at IS NULL
+    WHERE s.tenant_id = p_tenant AND s.environment = p_env AND s.kind = p_kind AND s.owner = p_owner AND s.deleted_at IS NULL
       AND (s.expires_at IS NULL OR s.expires_at > now())
       AND v.ciphertext IS NOT NULL
       AND (p_names IS NULL OR s.name = ANY (p_names))

@@ -1,11 +1,11 @@
 -- The hot read, one round trip, and the one place its outcome is decided: re-checks the caller's identity revision,
--- finds the secret by its unique path, fetches the wanted version by primary key (under forced RLS an expression
+-- finds the secret by its unique path (environment, kind, owner, name), fetches the wanted version by primary key (under forced RLS an expression
 -- join would not use the index) and decrypts it with the key set passed as a bind parameter. Always one row, whose
 -- `outcome` says why there is no plaintext: identity_changed (nothing else returned), not_found (nothing else),
 -- no_version, expired, destroyed, rotated_out (past served_until), key_missing (p_keys lacks the data key that
 -- sealed the version), or ok. Only ok decrypts. pgcrypto raises 39000 for a ciphertext not under that key.
-CREATE OR REPLACE FUNCTION coffer.read_secret(p_tenant uuid, p_identity uuid, p_revision integer, p_kind text,
-    p_owner text, p_name text, p_version integer, p_previous boolean, p_keys text[])
+CREATE OR REPLACE FUNCTION coffer.read_secret(p_tenant uuid, p_identity uuid, p_revision integer, p_env text,
+    p_kind text, p_owner text, p_name text, p_version integer, p_previous boolean, p_keys text[])
   RETURNS TABLE (outcome text, secret_id uuid, current_version integer, description text, tags jsonb,
     format jsonb, expires_at timestamptz, created_at timestamptz, updated_at timestamptz, created_by uuid,
     version integer, served_until timestamptz, plaintext text, rotation_interval_days integer,
@@ -24,7 +24,7 @@ BEGIN
     RETURN;
   END IF;
   SELECT * INTO s FROM coffer.secrets x
-    WHERE x.tenant_id = p_tenant AND x.kind = p_kind AND x.owner = p_owner AND x.name = p_name
+    WHERE x.tenant_id = p_tenant AND x.environment = p_env AND x.kind = p_kind AND x.owner = p_owner AND x.name = p_name
       AND x.deleted_at IS NULL;
   IF NOT FOUND THEN
     outcome := 'not_found';
