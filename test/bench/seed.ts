@@ -83,7 +83,9 @@ export async function seedTenants(
           id,
           `scale-${id.slice(0, 18)}`,
         ]);
-        await c.query(`insert into coffer.environments (tenant_id, slug, name) values ($1, 'default', 'Default')`, [id]);
+        await c.query(`insert into coffer.environments (tenant_id, slug, name) values ($1, 'default', 'Default')`, [
+          id,
+        ]);
         await c.query(
           `insert into coffer.tenant_keys (tenant_id, version, wrapped_key, master_key_id, state) values ($1, 1, $2, $3, 'active')`,
           [id, wrapped.wrapped, wrapped.masterKeyId],

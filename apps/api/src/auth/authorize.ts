@@ -125,7 +125,8 @@ export function authorize(
   if (resource === undefined || p.role !== 'service') return ALLOW;
   const needed = ACTION_CAPABILITIES[action];
   if (!needed) return ALLOW;
-  if (!seesEnvironment(p.policies, environment)) {
+  // `default` exists in every tenant, so it is never hidden: a refusal there stays the 403 it always was.
+  if (environmentHidden(p, environment)) {
     return { allowed: false, hidden: true, reason: `no policy of this identity applies in environment ${environment}` };
   }
   const granted = capabilitiesFor(p.policies, resource, environment);
@@ -133,6 +134,14 @@ export function authorize(
   return needed.some((c) => granted.has(c))
     ? ALLOW
     : { allowed: false, reason: `this identity has no ${needed.join(' or ')} capability on ${where}` };
+}
+
+/**
+ * Whether an environment is, for this caller, not there: a service none of whose policies applies in it. `default`
+ * exists in every tenant and is never hidden; admins and auditors see every environment.
+ */
+export function environmentHidden(p: Pick<Principal, 'role' | 'policies'>, environment: string): boolean {
+  return environment !== DEFAULT_ENVIRONMENT && p.role === 'service' && !seesEnvironment(p.policies, environment);
 }
 
 /** Route-level: may this role attempt the action at all? */

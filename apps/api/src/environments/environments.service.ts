@@ -15,7 +15,7 @@ import {
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
-import { seesEnvironment } from '../auth/policy.ts';
+import { environmentHidden } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import { TenantKeyCache, type TenantKeySet } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
@@ -50,8 +50,7 @@ export function toEnvironment(r: EnvironmentRow): Environment {
   };
 }
 
-/** A service sees an environment only if one of its policies applies there; admins and auditors see them all. */
-const sees = (p: Principal, slug: string) => p.role !== 'service' || seesEnvironment(p.policies, slug);
+const sees = (p: Principal, slug: string) => !environmentHidden(p, slug);
 
 function rotationOf(r: CurrentRow): string {
   return JSON.stringify([r.rotation_interval_days, r.rotation_grace_hours, r.generator ?? null]);

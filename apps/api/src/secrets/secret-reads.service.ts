@@ -9,8 +9,7 @@ import {
 } from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
-import { authorize } from '../auth/authorize.ts';
-import { seesEnvironment } from '../auth/policy.ts';
+import { authorize, environmentHidden } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import type { TenantKeyCache, TenantKeySet } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
@@ -224,7 +223,7 @@ export function secretReads(deps: SecretReadDeps) {
       let exhausted = false;
       // Services see only what they may list: keep reading until this page is full or the rows run out.
       // In an environment the caller cannot see there is nothing to list (and nothing to scan for).
-      exhausted = p.role === 'service' && !seesEnvironment(p.policies, environment);
+      exhausted = environmentHidden(p, environment);
       for (let round = 0; round < 20 && items.length <= q.limit && !exhausted; round++) {
         const batch = await secrets.list(p.tenantId, environment, q, after, q.limit + 1);
         exhausted = batch.length < q.limit + 1;
@@ -262,9 +261,9 @@ export function secretReads(deps: SecretReadDeps) {
         let names: string[] | null = null;
         if (caller.role !== 'admin') {
           // In an environment the caller cannot see, no name is readable: nothing to look up.
-          const all = seesEnvironment(caller.policies, environment)
-            ? await secrets.bundleNames(caller.tenantId, environment, kind, owner)
-            : [];
+          const all = environmentHidden(caller, environment)
+            ? []
+            : await secrets.bundleNames(caller.tenantId, environment, kind, owner);
           // Even with no readable name the read goes ahead: its statement re-checks a cached identity.
           names = all.filter((n) => allowed(caller, 'secrets.read', { environment, kind, owner, name: n }));
         }

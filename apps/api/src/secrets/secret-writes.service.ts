@@ -11,7 +11,7 @@ import type {
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
-import { seesEnvironment } from '../auth/policy.ts';
+import { environmentHidden } from '../auth/authorize.ts';
 import { principalOf } from '../auth/principal.ts';
 import type { TenantKeyCache } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
@@ -235,7 +235,7 @@ export function secretWrites(deps: SecretWriteDeps) {
       const p = principalOf(ctx);
       const sets = Object.entries(body.set ?? {});
       const deletes = body.delete ?? [];
-      if (p.role === 'service' && !seesEnvironment(p.policies, environment)) throw environmentNotFound(environment);
+      if (environmentHidden(p, environment)) throw environmentNotFound(environment);
       const at = (name: string) => ({ environment, kind, owner, name });
       const denied: ErrorIssue[] = [
         ...sets
