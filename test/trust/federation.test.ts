@@ -380,6 +380,35 @@ describe('claim-templated policies', () => {
   });
 });
 
+describe('environment from a verified claim', () => {
+  it("GitHub's `environment` claim chooses the environment; a hostile or missing claim chooses none", async () => {
+    const s = await githubSetup([
+      { path: 'shared/app/*', capabilities: ['read'], environments: ['{{claims.environment}}'] },
+    ]);
+    for (const env of ['staging', 'production']) {
+      await api(s.tenant.adminToken, 'POST', '/v1/environments', { slug: env, name: env });
+      await api(s.tenant.adminToken, 'PUT', `/v1/secrets/shared/app/KEY?env=${env}`, { value: `${env}-value` });
+    }
+    await api(s.tenant.adminToken, 'PUT', '/v1/secrets/shared/app/KEY', { value: 'default-value' });
+    const read = async (claims: Record<string, string>, env: string) => {
+      const res = await exchange(s.identity.clientId, await s.token(claims));
+      expect(res.statusCode).toBe(200);
+      return (await api((res.json() as TokenResponse).accessToken, 'GET', `/v1/secrets/shared/app/KEY?env=${env}`))
+        .statusCode;
+    };
+    expect(await read({ environment: 'staging' }, 'staging')).toBe(200);
+    expect(await read({ environment: 'staging' }, 'production')).toBe(404);
+    expect(await read({ environment: 'production' }, 'production')).toBe(200);
+    // A claim can never act as a glob, and a missing one grants nothing (default included: 403, as before).
+    for (const hostile of ['*', 'prod*', 'staging/x', '..']) {
+      expect(await read({ environment: hostile }, 'staging'), hostile).toBe(404);
+      expect(await read({ environment: hostile }, 'production'), hostile).toBe(404);
+    }
+    expect(await read({}, 'staging')).toBe(404);
+    expect(await read({}, 'default')).toBe(403);
+  });
+});
+
 describe('leaks', () => {
   it('no subject token reaches a log line or an audit row', async () => {
     const s = await githubSetup();
