@@ -160,6 +160,12 @@ describe('every shell block of the README and docs/, run as pasted', () => {
         expect(output).toContain('db host: db.internal:5432');
       }
       if (file === 'docs/secrets.md') expect(output).toMatch(/^409\n/m);
+      if (file === 'docs/environments.md') {
+        // Hidden from the staging service, refused when stale, promoted when current.
+        expect(output.match(/^404$/gm)).toHaveLength(2);
+        expect(output).toMatch(/^409\n/m);
+        expect(output).toContain('{"value":"sk_test_staging_1","version":2}');
+      }
     },
     180_000,
   );
