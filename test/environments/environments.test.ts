@@ -504,6 +504,17 @@ describe('environments: promotion', () => {
       ['shared/app/B', 'production', 2],
       ['shared/app/C', 'production', 3],
     ]);
+    // No promoted value in a log line, an audit row or a webhook payload.
+    const promotedValues = ['A-stg', 'B-stg', 'C-stg', 'B-prd', 'C-prd-2'];
+    const audit = await owner.query(
+      `select row_to_json(e)::text as j from coffer.audit_events e where tenant_id = $1`,
+      [tid],
+    );
+    const queued = await owner.query(`select payload::text as j from coffer.webhook_deliveries where tenant_id = $1`, [
+      tid,
+    ]);
+    const scanned = [...audit.rows, ...queued.rows].map((r) => r.j).join('\n');
+    expect(leaksIn(`${scanned}\n${t.logs.join('\n')}`, promotedValues)).toEqual([]);
     expectError(
       await admin('POST', '/v1/environments/promote', { from: 'staging', to: 'staging', kind: 'shared', owner: 'app' }),
       400,
