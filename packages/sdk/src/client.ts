@@ -52,6 +52,11 @@ export interface CofferClientOptions {
   timeoutMs?: number;
   /** Base backoff in ms (doubled each attempt, with full jitter, capped at 5 s). Default 100. */
   backoffMs?: number;
+  /**
+   * The environment (`staging`, `production`, …) every secret, bundle, list, rotation and audit call of this client
+   * is in, unless a call names its own `env`. Default: the tenant's `default`. One client per environment.
+   */
+  environment?: string | undefined;
   /** Keep what `getSecret` and `getBundle` read, for services that read a secret on every request. */
   cache?: CacheOptions;
   /** Told about every token the SDK obtains (the CLI keeps it in its credentials file). */
@@ -516,6 +521,9 @@ export class CofferClient {
     for (const [k, v] of Object.entries(input.query ?? {})) {
       if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
     }
+    if (this.o.environment !== undefined && takesEnvironment(def) && !url.searchParams.has('env')) {
+      url.searchParams.set('env', this.o.environment);
+    }
     const attempts = opts.attempts ?? (IDEMPOTENT.has(def.method) ? (this.o.maxAttempts ?? 3) : 1);
     let reauthenticated = false;
     /** An earlier attempt reached the wire and its answer was lost: it may have been applied. */
@@ -617,4 +625,10 @@ export class CofferClient {
     }
     throw errorFromResponse(res.status, res.headers, text);
   }
+}
+
+/** Whether a route takes `?env` (every secret, bundle, list, rotation and audit route does). */
+function takesEnvironment(def: RouteDef): boolean {
+  const q = def.query as { shape?: Record<string, unknown> } | undefined;
+  return q?.shape !== undefined && Object.hasOwn(q.shape, 'env');
 }
