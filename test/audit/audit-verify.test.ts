@@ -1,8 +1,9 @@
 import { AuditPage, AuditVerifyResult } from '@coffer/contracts';
 import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
-import { eventDigest, linkHash, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
+import { eventDigest, keyedLink, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import { pgErrorCode } from '../../apps/api/src/db/pg-errors.ts';
+import { keyedDigest, testLinkKey } from '../support/audit.ts';
 import { createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
 import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain } from '../support/ops.ts';
 import {
@@ -198,8 +199,10 @@ describe('GET /v1/audit/verify finds tampering', () => {
       actorId: prev.actor_id,
       actorName: prev.actor_name,
     });
-    const digest = eventDigest(fake);
-    const hash = linkHash(prev.hash, k + 1, digest);
+    // Forged with the tenant's link key (as only a holder of the master key could): well-formed, yet out of place.
+    const key = testLinkKey(a.tid);
+    const digest = keyedDigest(fake);
+    const hash = keyedLink(key.key, prev.hash, k + 1, digest);
     const inserted = await asTamperer(owner, async () => {
       // Make room after row k, then insert a well-formed event that links to row k.
       await owner.query('update coffer.audit_events set seq = -seq where tenant_id = $1 and seq > $2', [a.tid, k]);
@@ -208,10 +211,11 @@ describe('GET /v1/audit/verify finds tampering', () => {
       const r = toAppendRow(fake);
       const { rows } = await owner.query<{ id: string }>(
         `insert into coffer.audit_events (tenant_id, seq, occurred_at, actor_id, actor_name, action, resource, version,
-           outcome, error_code, request_id, source_ip, user_agent, fingerprint, details, digest, prev_hash, hash)
-         values ($1, $2, $3, $4, $5, $6, $7, null, 'allowed', null, null, null, null, null, null, $8, $9, $10)
+           outcome, error_code, request_id, source_ip, user_agent, fingerprint, details, digest, prev_hash, hash,
+           link_key_id)
+         values ($1, $2, $3, $4, $5, $6, $7, null, 'allowed', null, null, null, null, null, null, $8, $9, $10, $11)
          returning id`,
-        [a.tid, k + 1, r.occurred_at, r.actor_id, r.actor_name, r.action, r.resource, digest, prev.hash, hash],
+        [a.tid, k + 1, r.occurred_at, r.actor_id, r.actor_name, r.action, r.resource, digest, prev.hash, hash, key.id],
       );
       return rows[0]?.id;
     });
@@ -226,14 +230,15 @@ describe('GET /v1/audit/verify finds tampering', () => {
     const b = await chainOf();
     const tail = b.rows.at(-1) as AuditRow;
     const extra = ownerEvent(b.tid, { action: 'secrets.write', resource: 'sandbox/app/LATE' });
-    const extraDigest = eventDigest(extra);
+    const extraKey = testLinkKey(b.tid);
+    const extraDigest = keyedDigest(extra);
     // One seq past the next free one: the verify's own event takes the next free seq.
     const seq = b.rows.length + 2;
     const extraId = await asTamperer(owner, async () => {
       const r = toAppendRow(extra);
       const { rows } = await owner.query<{ id: string }>(
         `insert into coffer.audit_events (tenant_id, seq, occurred_at, actor_name, action, resource, outcome, digest,
-           prev_hash, hash) values ($1, $2, $3, $4, $5, $6, 'allowed', $7, $8, $9) returning id`,
+           prev_hash, hash, link_key_id) values ($1, $2, $3, $4, $5, $6, 'allowed', $7, $8, $9, $10) returning id`,
         [
           b.tid,
           seq,
@@ -243,7 +248,8 @@ describe('GET /v1/audit/verify finds tampering', () => {
           r.resource,
           extraDigest,
           tail.hash,
-          linkHash(tail.hash, seq, extraDigest),
+          keyedLink(extraKey.key, tail.hash, seq, extraDigest),
+          extraKey.id,
         ],
       );
       return rows[0]?.id;
@@ -278,15 +284,17 @@ describe('GET /v1/audit/verify finds tampering', () => {
     await t.app.jobs.audit.sign(a.tid, Number(head.seq), head.hash, 'periodic');
     expect(await verify(a.ops)).toMatchObject({ ok: true, checkpoints: 1 });
 
-    // The attacker edits row 3 and recomputes every digest and link after it, and the head: the chain alone holds.
+    // An attacker with the master key edits row 3 and recomputes every digest and link after it, and the head: the
+    // chain alone holds.
     const rows = await rowsWithIds(a.tid);
+    const key = testLinkKey(a.tid).key;
     await asTamperer(owner, async () => {
       let prev = row(rows, 2).hash;
       for (const r of rows.slice(2)) {
         const seq = Number(r.seq);
         const event = seq === 3 ? { ...toAuditEvent(r), resource: 'sandbox/app/REWRITTEN' } : toAuditEvent(r);
-        const digest = eventDigest(event);
-        const hash = linkHash(prev, seq, digest);
+        const digest = keyedDigest(event);
+        const hash = keyedLink(key, prev, seq, digest);
         await owner.query(
           'update coffer.audit_events set resource = $3, digest = $4, prev_hash = $5, hash = $6 where tenant_id = $1 and seq = $2',
           [a.tid, seq, event.resource, digest, prev, hash],

@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { inject } from 'vitest';
 import { toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import type { AuditEvent } from '../../apps/api/src/audit/audit.types.ts';
+import { testLinkKey } from './audit.ts';
 import { bearer } from './factories.ts';
 
 /**
@@ -103,13 +104,19 @@ export function ownerEvent(tenantId: string, e: Partial<AuditEvent> & Pick<Audit
 }
 
 /**
- * Appends events to a tenant's chain exactly as the service does (digest computed here, links by
- * coffer.audit_append), so the chain stays valid whatever the events say, including a backdated occurred_at.
+ * Appends events to a tenant's chain exactly as the service does (through coffer.audit_append, with the tenant's
+ * link key), so the chain stays valid whatever the events say, including a backdated occurred_at.
  */
 export async function appendEvents(db: pg.Client, tenantId: string, events: readonly AuditEvent[], chunk = 1_000) {
   for (let i = 0; i < events.length; i += chunk) {
     const rows = events.slice(i, i + chunk).map(toAppendRow);
-    await db.query('select coffer.audit_append($1::uuid, $2::jsonb)', [tenantId, JSON.stringify(rows)]);
+    const k = testLinkKey(tenantId);
+    await db.query('select coffer.audit_append($1::uuid, $2::jsonb, $3, $4)', [
+      tenantId,
+      JSON.stringify(rows),
+      k.id,
+      k.key,
+    ]);
   }
 }
 

@@ -9,8 +9,9 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
 import { expect, inject } from 'vitest';
 import type { z } from 'zod';
-import { eventDigest, GENESIS_HASH, linkHash } from '../../apps/api/src/audit/audit.digest.ts';
+import { keyedLink, linkHash, linkKeyPurpose } from '../../apps/api/src/audit/audit.digest.ts';
 import type { AuditEvent, AuditOutcome } from '../../apps/api/src/audit/audit.types.ts';
+import { keyedDigest, testKeyring } from './audit.ts';
 import { bearer } from './factories.ts';
 
 export type Response = LightMyRequestResponse;
@@ -109,6 +110,7 @@ export interface AuditRow {
   digest: Buffer;
   prev_hash: Buffer;
   hash: Buffer;
+  link_key_id: string | null;
 }
 
 /** Every audit row of one tenant, in chain order. */
@@ -152,15 +154,18 @@ export function toAuditEvent(r: AuditRow): AuditEvent {
  * link from the previous hash. Returns the first broken seq, or null when every link holds.
  */
 export function firstBrokenLink(rows: readonly AuditRow[]): { seq: number; reason: string } | null {
-  let prev: Buffer = GENESIS_HASH;
+  let prev: Buffer = Buffer.alloc(32);
+  const keyring = testKeyring();
   let expectedSeq = 1;
   for (const r of rows) {
     const seq = Number(r.seq);
     if (seq !== expectedSeq) return { seq, reason: `expected seq ${expectedSeq}` };
-    const digest = eventDigest(toAuditEvent(r));
+    const digest = keyedDigest(toAuditEvent(r));
     if (!digest.equals(r.digest)) return { seq, reason: 'digest does not match the columns' };
     if (!r.prev_hash.equals(prev)) return { seq, reason: 'prev_hash does not match the previous hash' };
-    const hash = linkHash(prev, seq, digest);
+    const hash = r.link_key_id
+      ? keyedLink(keyring.deriveFor(r.link_key_id, linkKeyPurpose(r.tenant_id)), prev, seq, digest)
+      : linkHash(prev, seq, digest);
     if (!hash.equals(r.hash)) return { seq, reason: 'hash does not match' };
     prev = hash;
     expectedSeq++;

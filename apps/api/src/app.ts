@@ -22,6 +22,7 @@ import {
 } from 'fastify-type-provider-zod';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
+import { linkKeys } from './audit/audit.digest.ts';
 import { type AuditJobs, auditJobs } from './audit/audit.jobs.ts';
 import { auditQueries } from './audit/audit.queries.ts';
 import { auditRoutes } from './audit/audit.routes.ts';
@@ -146,8 +147,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const metrics = deps.metrics ?? new Metrics({ tenantLabels: config.metricsTenantLabels });
   metrics.watchPool(db.pool);
+  const linkKey = linkKeys(keyring);
   const batcher = new AuditBatcher({
     pool: db.pool,
+    linkKey,
     preparedStatements: config.dbPreparedStatements,
     onError: (err) => logger.error({ err }, 'audit commit failed'),
     observe: (events, seconds) => {
@@ -162,7 +165,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const audit: AuditSink = {
     record: (e) => batcher.record(e).then(() => count([e])),
     appendInTx: async (tx, events) => {
-      await appendInTx(tx, events);
+      await appendInTx(tx, events, linkKey);
       count(events);
     },
   };

@@ -78,6 +78,7 @@ export const AuditBreak = z
     'checkpoint_mismatch',
     'bad_checkpoint',
     'unverifiable_checkpoint',
+    'unverifiable_event',
   ])
   .meta({ id: 'AuditBreak' });
 

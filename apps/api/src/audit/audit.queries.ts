@@ -1,11 +1,25 @@
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
-import { and, asc, desc, eq, gt, gte, like, lt, lte, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, gte, like, lt, lte, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
 import { auditCheckpoints, auditEvents, auditHeads } from '../db/schema.ts';
 import type { AuditEvent } from './audit.types.ts';
 
 export type AuditRow = typeof auditEvents.$inferSelect;
+/** A row with the canonical text its (format 2) digest is the sha256 of. */
+export type VerifiableRow = AuditRow & { canonical: string };
+
+/**
+ * The canonical text of an event, rendered by PostgreSQL from the stored columns: the same expression
+ * coffer.audit_append hashes (sql/functions/audit_append.sql). It is written out here, not called as a function,
+ * so that whoever can replace functions in the database cannot also change what verify hashes.
+ */
+const canonicalText = sql<string>`jsonb_build_array(2, ${auditEvents.tenantId},
+  to_char(${auditEvents.occurredAt} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), ${auditEvents.actorId},
+  ${auditEvents.actorName}, ${auditEvents.action}, ${auditEvents.resource}, ${auditEvents.version},
+  ${auditEvents.outcome}, ${auditEvents.errorCode}, ${auditEvents.requestId}, ${auditEvents.sourceIp},
+  ${auditEvents.userAgent}, ${auditEvents.fingerprint}, ${auditEvents.details})::text`;
 export type CheckpointRow = typeof auditCheckpoints.$inferSelect;
+export type HeadRow = Pick<typeof auditHeads.$inferSelect, 'seq' | 'hash' | 'keyedFrom' | 'keyId' | 'signedAt' | 'mac'>;
 
 export interface AuditFilter {
   actor?: string | undefined;
@@ -97,10 +111,10 @@ export function auditQueries(db: Database) {
       limit: number,
       throughSeq?: number,
       tx?: Tx,
-    ): Promise<AuditRow[]> {
+    ): Promise<VerifiableRow[]> {
       return db.inTenant(tenantId, tx, (t) =>
         t
-          .select()
+          .select({ ...getTableColumns(auditEvents), canonical: canonicalText })
           .from(auditEvents)
           .where(
             and(
@@ -155,10 +169,17 @@ export function auditQueries(db: Database) {
       });
     },
 
-    head(tenantId: string, tx?: Tx): Promise<{ seq: number; hash: Buffer } | undefined> {
+    head(tenantId: string, tx?: Tx): Promise<HeadRow | undefined> {
       return db.inTenant(tenantId, tx, async (t) => {
         const [r] = await t
-          .select({ seq: auditHeads.seq, hash: auditHeads.hash })
+          .select({
+            seq: auditHeads.seq,
+            hash: auditHeads.hash,
+            keyedFrom: auditHeads.keyedFrom,
+            keyId: auditHeads.keyId,
+            signedAt: auditHeads.signedAt,
+            mac: auditHeads.mac,
+          })
           .from(auditHeads)
           .where(eq(auditHeads.tenantId, tenantId));
         return r;

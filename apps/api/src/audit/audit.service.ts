@@ -5,6 +5,7 @@ import { principalOf } from '../auth/principal.ts';
 import { type MasterKeyring, MissingMasterKeyError } from '../crypto/keyring.ts';
 import { decodeCursor, encodeCursor } from '../http/cursor.ts';
 import { auditEvent, type RequestContext } from './audit.context.ts';
+import { linkKeyPurpose } from './audit.digest.ts';
 import type { AuditFilter, AuditQueries, AuditRow } from './audit.queries.ts';
 import type { AuditSink } from './audit.sink.ts';
 import { CHECKPOINT_PURPOSE, checkpointMac, verifyChain } from './audit.verify.ts';
@@ -97,6 +98,21 @@ export function auditService(deps: AuditServiceDeps) {
     };
   }
 
+  function linkKey(tenantId: string) {
+    const keys = new Map<string, Buffer | undefined>();
+    return (masterKeyId: string): Buffer | undefined => {
+      if (keys.has(masterKeyId)) return keys.get(masterKeyId);
+      let key: Buffer | undefined;
+      try {
+        key = deps.keyring.deriveFor(masterKeyId, linkKeyPurpose(tenantId));
+      } catch (err) {
+        if (!(err instanceof MissingMasterKeyError)) throw err;
+      }
+      keys.set(masterKeyId, key);
+      return key;
+    };
+  }
+
   return {
     async query(
       ctx: RequestContext,
@@ -168,6 +184,7 @@ export function auditService(deps: AuditServiceDeps) {
         }
       }
       const checkpoints = await queries.checkpoints(tenantId);
+      const head = await queries.head(tenantId);
       return verifyChain({
         tenantId,
         rows: rowsOf(tenantId, {}, afterSeq, throughSeq),
@@ -177,7 +194,9 @@ export function auditService(deps: AuditServiceDeps) {
             checkpoints.filter((c) => c.seq >= afterSeq && c.seq <= (throughSeq ?? c.seq))
           : checkpoints,
         checkMac: checkMac(tenantId),
-        head: partial ? null : ((await queries.head(tenantId)) ?? { seq: 0, hash: Buffer.alloc(32) }),
+        linkKey: linkKey(tenantId),
+        keyedFrom: head?.keyedFrom ?? 1,
+        head: partial ? null : (head ?? { seq: 0, hash: Buffer.alloc(32) }),
         seqOfHash: (hash) => queries.seqOfHash(tenantId, hash),
       });
     },

@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AuditVerifyResult } from '@coffer/contracts';
-import { eventDigest, GENESIS_HASH, linkHash } from './audit.digest.ts';
-import { type AuditRow, type CheckpointRow, toAuditEvent } from './audit.queries.ts';
+import { canonicalDigest, eventDigest, GENESIS_HASH, keyedLink, linkHash } from './audit.digest.ts';
+import { type CheckpointRow, toAuditEvent, type VerifiableRow } from './audit.queries.ts';
 
 export const CHECKPOINT_PURPOSE = 'coffer/audit-checkpoint/v1';
 
@@ -15,7 +15,11 @@ export function checkpointMac(key: Buffer, tenantId: string, seq: number, hash: 
 export interface VerifyInput {
   tenantId: string;
   /** Events in seq order (batched by the caller). */
-  rows: AsyncIterable<AuditRow>;
+  rows: AsyncIterable<VerifiableRow>;
+  /** The tenant's link key under a master key id; undefined when that master key is not in the keyring. */
+  linkKey: (masterKeyId: string) => Buffer | undefined;
+  /** Events from this seq on must have keyed links (the head's keyed_from): an unkeyed one was not made by Coffer. */
+  keyedFrom: number;
   /** Hash and seq the first row must link to; null: find it from the rows and checkpoints. */
   start: { seq: number; hash: Buffer } | null;
   checkpoints: CheckpointRow[];
@@ -30,7 +34,9 @@ type Broken = Pick<AuditVerifyResult, 'firstBrokenId' | 'firstBrokenSeq' | 'reas
 
 /**
  * Walks a tenant's chain and names the first broken link:
- * - `edited`: an event's content no longer matches its digest, or its hash its link;
+ * - `edited`: an event's content no longer matches its digest, or its hash is not its keyed link (changed, or written
+ *   by someone without the tenant's link key: every direct insert, the owner's included);
+ * - `unverifiable_event`: an event's link was keyed under a master key no longer in the keyring;
  * - `deleted`: a seq is missing, or an event links to a predecessor that is gone;
  * - `inserted`: an event not in the original chain (its successor links past it, or it lies beyond the head);
  * - `reordered`: an event links to a predecessor that now sits later in the chain;
@@ -60,9 +66,9 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
 
   let prev = input.start;
   let checked = 0;
-  let previousRow: AuditRow | null = null;
+  let previousRow: VerifiableRow | null = null;
   for await (const row of input.rows) {
-    const at = (reason: NonNullable<Broken['reason']>, message: string, r: AuditRow = row): AuditVerifyResult =>
+    const at = (reason: NonNullable<Broken['reason']>, message: string, r: VerifiableRow = row): AuditVerifyResult =>
       fail(checked, checkedCheckpoints, { firstBrokenId: r.id, firstBrokenSeq: r.seq, reason, message });
 
     if (input.head && row.seq > input.head.seq)
@@ -73,8 +79,20 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
       if (!anchor) return at('deleted', `events before seq ${row.seq} are missing and no checkpoint covers them`);
       prev = { seq: anchor.seq, hash: anchor.hash };
     }
-    if (!eventDigest(toAuditEvent(row)).equals(row.digest))
-      return at('edited', `event seq ${row.seq} was changed after it was written`);
+    let key: Buffer | undefined;
+    if (row.linkKeyId === null) {
+      if (row.seq >= input.keyedFrom)
+        return at('edited', `event seq ${row.seq} has no keyed link: it was not written by Coffer`);
+    } else {
+      key = input.linkKey(row.linkKeyId);
+      if (!key)
+        return at(
+          'unverifiable_event',
+          `event seq ${row.seq} was linked under master key ${row.linkKeyId}, which is not in the keyring`,
+        );
+    }
+    const digest = key ? canonicalDigest(row.canonical) : eventDigest(toAuditEvent(row));
+    if (!digest.equals(row.digest)) return at('edited', `event seq ${row.seq} was changed after it was written`);
     if (row.seq !== prev.seq + 1)
       return at(
         'deleted',
@@ -93,8 +111,12 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
       }
       return at('deleted', `event seq ${row.seq} links to a predecessor that is no longer in the chain`);
     }
-    if (!linkHash(row.prevHash, row.seq, row.digest).equals(row.hash))
-      return at('edited', `the hash of event seq ${row.seq} was changed`);
+    const link = key ? keyedLink(key, row.prevHash, row.seq, row.digest) : linkHash(row.prevHash, row.seq, row.digest);
+    if (!safeEqual(link, row.hash))
+      return at(
+        'edited',
+        `the hash of event seq ${row.seq} is not its link under the tenant's key: it was changed or written outside Coffer`,
+      );
     const cp = checkpoints.get(row.seq);
     if (cp) {
       checkedCheckpoints++;

@@ -111,6 +111,11 @@ export const auditEvents = coffer.table(
     digest: bytea('digest').notNull(),
     prevHash: bytea('prev_hash').notNull(),
     hash: bytea('hash').notNull(),
+    /**
+     * The master key whose per-tenant derived key made this event's link (an HMAC); null only for events written
+     * before links were keyed (below the head's `keyed_from`), whose link is a plain SHA-256.
+     */
+    linkKeyId: text('link_key_id'),
   },
   // Each filter of the audit query has an index that leads with the tenant and ends in chain order (seq).
   // Indexes cost every audit insert, so outcome gets a partial one: only denials and errors are worth finding.
@@ -149,6 +154,14 @@ export const auditHeads = coffer.table('audit_heads', {
   seq: bigint('seq', { mode: 'number' }).notNull(),
   hash: bytea('hash').notNull(),
   updatedAt: updatedAt(),
+  /** First seq whose link is keyed; events below it were written before links were keyed. */
+  keyedFrom: bigint('keyed_from', { mode: 'number' }).notNull().default(1),
+  /** Master key id of the key that signed the head (see `mac`). */
+  keyId: text('key_id'),
+  /** When the head was signed, to the millisecond (part of what `mac` covers). */
+  signedAt: timestamp('signed_at', { withTimezone: true, mode: 'date' }),
+  /** HMAC of (tenant, seq, hash, keyed_from, signed_at) under the tenant's link key: the head cannot be set by hand. */
+  mac: bytea('mac'),
 });
 
 /**
