@@ -399,7 +399,7 @@ describe('retention', () => {
     expect(await t.app.jobs.audit.retainTenant(tid)).toBe(0);
     expect(await checkpointsOf(tid)).toEqual([]);
 
-    await owner.query('update coffer.tenants set audit_retention_days = 30 where id = $1', [tid]);
+    await owner.query('insert into coffer.audit_retention (tenant_id, days) values ($1, 30)', [tid]);
     expect(await t.app.jobs.audit.retainTenant(tid)).toBe(OLD);
     const checkpoints = await checkpointsOf(tid);
     expect(checkpoints).toMatchObject([{ seq: String(OLD), kind: 'retention' }]);
@@ -438,7 +438,7 @@ describe('retention', () => {
   // Regression: a range starting at the cut anchored on the deleted previous event and ignored the checkpoint there.
   it('after retention, a verify over a time range that reaches the cut still succeeds', async () => {
     const { tid, ops } = await tenantWithHistory(50, 10);
-    await owner.query('update coffer.tenants set audit_retention_days = 30 where id = $1', [tid]);
+    await owner.query('insert into coffer.audit_retention (tenant_id, days) values ($1, 30)', [tid]);
     expect(await t.app.jobs.audit.retainTenant(tid)).toBe(50);
     expect(await verify(ops)).toMatchObject({ ok: true });
     const since = new Date(Date.now() - 365 * DAY).toISOString();
@@ -447,7 +447,7 @@ describe('retention', () => {
 
   it('the app role cannot delete audit rows, and the purge function drops only past a checkpoint and the retention', async () => {
     const { tid } = await tenantWithHistory(30, 5);
-    await owner.query('update coffer.tenants set audit_retention_days = 30 where id = $1', [tid]);
+    await owner.query('insert into coffer.audit_retention (tenant_id, days) values ($1, 30)', [tid]);
     const app = new pg.Client({ connectionString: inject('appDatabaseUrl') });
     await app.connect();
     try {

@@ -5,7 +5,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { eventDigest, linkHash } from '../../apps/api/src/audit/audit.digest.ts';
 import { sqlState, withClient } from '../support/db.ts';
 import { createTenant } from '../support/factories.ts';
-import { asTamperer, type OpsApi, opsApi, ownerEvent } from '../support/ops.ts';
+import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain } from '../support/ops.ts';
 import { expectOk, secretsApi } from '../support/secrets.ts';
 import { ownerSuite } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
@@ -33,6 +33,29 @@ async function tenantWithChain() {
   for (let i = 0; i < 3; i++)
     expect((await api.put(`shared/payments/KEY_${i}`, { value: `v${i}` })).statusCode).toBe(201);
   return { tid: tenant.tenant.id, ops: opsApi(t.app, tenant.adminToken) };
+}
+
+const DAY = 86_400_000;
+
+/** A tenant whose chain starts `ageDays` ago: `old` events then, and a few of today. */
+async function tenantWithHistory(old: number, ageDays: number) {
+  const tenant = await createTenant(t.app, root);
+  const tid = tenant.tenant.id;
+  await resetChain(owner, tid);
+  const start = Date.now() - ageDays * DAY;
+  await appendEvents(
+    owner,
+    tid,
+    Array.from({ length: old }, (_, i) =>
+      ownerEvent(tid, {
+        occurredAt: new Date(start + i * 1000),
+        action: 'secrets.read',
+        resource: `sandbox/old/S_${i}`,
+      }),
+    ),
+  );
+  await appendEvents(owner, tid, [ownerEvent(tid, { action: 'secrets.write', resource: 'sandbox/new/S' })]);
+  return { tid, tenant, ops: opsApi(t.app, tenant.adminToken) };
 }
 
 /** The forged read of the issue, chained the way audit_append chained events before links were keyed. */
@@ -128,5 +151,58 @@ describe('finding 12: fabricated audit events', () => {
       ]),
     );
     expect(await verify(ops)).toMatchObject({ ok: false, reason: 'edited', firstBrokenSeq: f.seq });
+  });
+});
+
+describe('finding 13: erasing history through retention', () => {
+  it('coffer_app sets the audit retention to 1 day to erase history: refused, and the next retention run keeps it', async () => {
+    const { tid, ops } = await tenantWithHistory(20, 10);
+    const attempts = await withClient(inject('appDatabaseUrl'), async (app) => {
+      const inTenant = async (sql: string) => {
+        await app.query('begin');
+        await app.query(`select set_config('app.tenant_id', $1, true)`, [tid]);
+        const r = await sqlState(app.query(sql, [tid]));
+        await app.query('rollback');
+        return r;
+      };
+      return {
+        column: await inTenant('update coffer.tenants set audit_retention_days = 1 where id = $1'),
+        table: await inTenant(
+          'insert into coffer.audit_retention (tenant_id, days) values ($1, 1) on conflict (tenant_id) do update set days = 1',
+        ),
+        // The function the API uses holds the bounds, whoever calls it.
+        fn: await inTenant(`select coffer.audit_set_retention($1, 1, '[]'::jsonb, 'k', '\\x00'::bytea)`),
+      };
+    });
+    expect(attempts.column).not.toBeNull();
+    expect(attempts.table?.code).toBe('42501');
+    expect(attempts.fn).not.toBeNull();
+    expect(await t.app.jobs.audit.retainTenant(tid)).toBe(0);
+    expect(await verify(ops)).toMatchObject({ ok: true, checked: 20 + 1 + 1 });
+  });
+
+  it("PUT /v1/tenants/:id/audit-retention is the platform admin's, within 30..3650 days, and audited in the platform chain", async () => {
+    const { tid, ops } = await tenantWithHistory(20, 60);
+    const put = (days: unknown, token = root) =>
+      t.app.inject({
+        method: 'PUT',
+        url: `/v1/tenants/${tid}/audit-retention`,
+        headers: { authorization: `Bearer ${token}` },
+        payload: { days },
+      });
+    for (const days of [1, 29, 3651, 30.5, '30']) expect((await put(days)).statusCode, String(days)).toBe(400);
+    const tenant = await createTenant(t.app, root);
+    expect((await put(30, tenant.adminToken)).statusCode).toBe(403);
+    const res = await put(30);
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ tenantId: tid, days: 30, previousDays: 400 });
+    const { rows } = await owner.query<{ resource: string; details: { days: number } }>(
+      `select resource, details from coffer.audit_events where action = 'tenants.audit_retention' and request_id = $1`,
+      [res.headers['x-request-id']],
+    );
+    expect(rows).toEqual([{ resource: `tenants/${tid}`, details: { days: 30 } }]);
+    // Now, and only now, the history past 30 days goes, behind a checkpoint; the rest verifies.
+    expect(await t.app.jobs.audit.retainTenant(tid)).toBe(20);
+    expect(await verify(ops)).toMatchObject({ ok: true });
   });
 });

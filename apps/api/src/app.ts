@@ -360,7 +360,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       sign: (claims, ttlSeconds) => app.jwt.sign(claims, { expiresIn: `${ttlSeconds}s` }),
     }),
   });
-  await app.register(tenantRoutes, { service: tenantService({ db, tenants, identities, keyring, audit }) });
+  await app.register(tenantRoutes, { service: tenantService({ db, tenants, identities, keyring, audit, linkKey }) });
   await app.register(identityRoutes, { service: identityService({ db, identities, tenants, audit }) });
   const secrets = secretQueries(db);
   const recoveryMs = config.recoveryDays * 86_400_000;

@@ -257,7 +257,8 @@ export function auditQueries(db: Database) {
     retentionDays(tenantId: string, tx?: Tx): Promise<number | undefined> {
       return db.inTenant(tenantId, tx, async (t) => {
         const { rows } = await t.execute<{ days: number }>(
-          sql`select audit_retention_days as days from coffer.tenants where id = ${tenantId}`,
+          sql`select coalesce(r.days, 400) as days from coffer.tenants t
+              left join coffer.audit_retention r on r.tenant_id = t.id where t.id = ${tenantId}`,
         );
         return rows[0]?.days;
       });

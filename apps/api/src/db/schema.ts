@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   boolean,
+  check,
   customType,
   index,
   integer,
@@ -36,8 +37,6 @@ export const tenants = coffer.table('tenants', {
   fingerprintKeyMasterId: text('fingerprint_key_master_id'),
   /** Requests per second each identity of the tenant may make; null: the server default. */
   rateLimitPerSecond: integer('rate_limit_per_second'),
-  /** Audit events older than this many days are dropped (behind a signed checkpoint). */
-  auditRetentionDays: integer('audit_retention_days').notNull().default(400),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });
@@ -146,6 +145,23 @@ export const auditCheckpoints = coffer.table(
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.seq] })],
+);
+
+/**
+ * How long a tenant's audit events are kept, out of the app role's reach: it may read the row, and change it only
+ * through coffer.audit_set_retention, which holds the bounds and writes the change into the tenant's chain. No row:
+ * the default of 400 days.
+ */
+export const auditRetention = coffer.table(
+  'audit_retention',
+  {
+    tenantId: uuid('tenant_id')
+      .primaryKey()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    days: integer('days').notNull(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [check('audit_retention_days_bounds', sql`${t.days} between 30 and 3650`)],
 );
 
 /** The head of each tenant's chain: the row writers lock to append, one tenant at a time. */
