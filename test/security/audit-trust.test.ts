@@ -206,3 +206,28 @@ describe('finding 13: erasing history through retention', () => {
     expect(await verify(ops)).toMatchObject({ ok: true });
   });
 });
+
+describe('finding 16a: one tenant takes down the others', () => {
+  it("the owner rewinds one tenant's head: concurrent reads of a healthy tenant still all answer 200", async () => {
+    const healthy = await createTenant(t.app, root);
+    const broken = await createTenant(t.app, root);
+    const healthyApi = secretsApi(t.app, healthy.adminToken);
+    const brokenApi = secretsApi(t.app, broken.adminToken);
+    expect((await healthyApi.put('shared/app/KEY', { value: 'h' })).statusCode).toBe(201);
+    expect((await brokenApi.put('shared/app/KEY', { value: 'b' })).statusCode).toBe(201);
+    // One seq back: the next event of the broken tenant collides with the one already at that seq.
+    await owner.query('update coffer.audit_heads set seq = seq - 1 where tenant_id = $1', [broken.tenant.id]);
+
+    // Interleaved, so that the reads of both tenants share group commits.
+    const healthyReads: ReturnType<typeof healthyApi.get>[] = [];
+    const brokenReads: ReturnType<typeof brokenApi.get>[] = [];
+    for (let i = 0; i < 25; i++) {
+      healthyReads.push(healthyApi.get('shared/app/KEY'));
+      brokenReads.push(brokenApi.get('shared/app/KEY'));
+    }
+    const healthyStatuses = (await Promise.all(healthyReads)).map((r) => r.statusCode);
+    const brokenStatuses = (await Promise.all(brokenReads)).map((r) => r.statusCode);
+    expect(brokenStatuses).toEqual(Array(25).fill(503));
+    expect(healthyStatuses).toEqual(Array(25).fill(200));
+  });
+});

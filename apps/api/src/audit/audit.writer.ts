@@ -115,9 +115,9 @@ export class AuditBatcher {
       // go in a fixed order so two commits that share tenants lock their chain heads in the same order.
       const groups = [...byTenant(batch.map((p) => p.event))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
       const keys = groups.map(([tenantId]) => this.o.linkKey(tenantId));
-      await this.o.pool.query({
+      const { rows } = await this.o.pool.query<{ failed: string[] }>({
         ...(this.o.preparedStatements === false ? {} : { name: 'coffer_audit_batch' }),
-        text: 'select coffer.audit_append_batch($1::uuid[], $2::jsonb[], $3::text[], $4::bytea[])',
+        text: 'select coffer.audit_append_batch($1::uuid[], $2::jsonb[], $3::text[], $4::bytea[]) as failed',
         values: [
           groups.map(([tenantId]) => tenantId),
           groups.map(([, events]) => JSON.stringify(events.map(toAppendRow))),
@@ -126,7 +126,14 @@ export class AuditBatcher {
         ],
       });
       this.o.observe?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
-      for (const p of batch) p.resolve();
+      // Only the tenants whose events could not be chained fail; the others' events committed.
+      const failed = new Set(rows[0]?.failed ?? []);
+      if (failed.size > 0) this.o.onError?.(new Error(`audit events of ${failed.size} tenant(s) could not be chained`));
+      const failure = unavailable('the audit log is unavailable, so the request was refused');
+      for (const p of batch) {
+        if (failed.has(p.event.tenantId)) p.reject(failure);
+        else p.resolve();
+      }
     } catch (err) {
       this.o.onError?.(err);
       const failure = unavailable('the audit log is unavailable, so the request was refused');
