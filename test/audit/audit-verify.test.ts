@@ -5,7 +5,7 @@ import { eventDigest, keyedLink, toAppendRow } from '../../apps/api/src/audit/au
 import { pgErrorCode } from '../../apps/api/src/db/pg-errors.ts';
 import { keyedDigest, testLinkKey } from '../support/audit.ts';
 import { createIdentity, createTenant, type TestTenant } from '../support/factories.ts';
-import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain } from '../support/ops.ts';
+import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain, signHead } from '../support/ops.ts';
 import {
   type AuditRow,
   auditRowsOf,
@@ -167,6 +167,8 @@ describe('GET /v1/audit/verify finds tampering', () => {
         keep.seq,
         keep.hash,
       ]);
+      // Even with the head re-signed (by a holder of the master key).
+      await signHead(owner, c.tid);
     });
     expect(await verify(c.ops)).toMatchObject({ ok: false, reason: 'truncated' });
   });
@@ -208,6 +210,7 @@ describe('GET /v1/audit/verify finds tampering', () => {
       await owner.query('update coffer.audit_events set seq = -seq where tenant_id = $1 and seq > $2', [a.tid, k]);
       await owner.query('update coffer.audit_events set seq = -seq + 1 where tenant_id = $1 and seq < 0', [a.tid]);
       await owner.query('update coffer.audit_heads set seq = seq + 1 where tenant_id = $1', [a.tid]);
+      await signHead(owner, a.tid);
       const r = toAppendRow(fake);
       const { rows } = await owner.query<{ id: string }>(
         `insert into coffer.audit_events (tenant_id, seq, occurred_at, actor_id, actor_name, action, resource, version,
@@ -302,6 +305,7 @@ describe('GET /v1/audit/verify finds tampering', () => {
         prev = hash;
       }
       await owner.query('update coffer.audit_heads set hash = $2 where tenant_id = $1', [a.tid, prev]);
+      await signHead(owner, a.tid);
     });
     expect(firstBrokenLink(await auditRowsOf(owner, a.tid))).toBeNull();
     expect(await verify(a.ops)).toMatchObject({
@@ -314,7 +318,9 @@ describe('GET /v1/audit/verify finds tampering', () => {
     const b = await chainOf();
     const bHead = b.rows.at(-1) as AuditRow;
     await t.app.jobs.audit.sign(b.tid, Number(bHead.seq), bHead.hash, 'periodic');
-    await owner.query('update coffer.audit_checkpoints set mac = sha256(mac) where tenant_id = $1', [b.tid]);
+    await asTamperer(owner, () =>
+      owner.query('update coffer.audit_checkpoints set mac = sha256(mac) where tenant_id = $1', [b.tid]),
+    );
     expect(await verify(b.ops)).toMatchObject({
       ok: false,
       reason: 'bad_checkpoint',
@@ -423,7 +429,7 @@ describe('retention', () => {
 
     // The checkpoint is what keeps the cut verifiable: without it the missing prefix shows; a forged one is refused.
     const saved = await owner.query('select * from coffer.audit_checkpoints where tenant_id = $1', [tid]);
-    await owner.query('delete from coffer.audit_checkpoints where tenant_id = $1', [tid]);
+    await asTamperer(owner, () => owner.query('delete from coffer.audit_checkpoints where tenant_id = $1', [tid]));
     expect(await verify(ops)).toMatchObject({ ok: false, reason: 'deleted', firstBrokenSeq: OLD + 1 });
     const cp = saved.rows[0] as { seq: string; hash: Buffer; mac: Buffer; master_key_id: string; kind: string };
     await owner.query(
@@ -431,7 +437,9 @@ describe('retention', () => {
       [tid, cp.seq, cp.hash, Buffer.alloc(32, 7), cp.master_key_id, cp.kind],
     );
     expect(await verify(ops)).toMatchObject({ ok: false, reason: 'bad_checkpoint' });
-    await owner.query('update coffer.audit_checkpoints set mac = $2 where tenant_id = $1', [tid, cp.mac]);
+    await asTamperer(owner, () =>
+      owner.query('update coffer.audit_checkpoints set mac = $2 where tenant_id = $1', [tid, cp.mac]),
+    );
     expect(await verify(ops)).toMatchObject({ ok: true });
   });
 

@@ -3,7 +3,7 @@ import type { CreateWebhookRequest, RotateSecretRequest } from '@coffer/contract
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import { inject } from 'vitest';
-import { toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
+import { headMac, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import type { AuditEvent } from '../../apps/api/src/audit/audit.types.ts';
 import { testLinkKey } from './audit.ts';
 import { bearer } from './factories.ts';
@@ -143,10 +143,39 @@ export async function resetChain(db: pg.Client, tenantId: string): Promise<void>
     await db.query('delete from coffer.audit_events where tenant_id = $1', [tenantId]);
     await db.query('delete from coffer.audit_checkpoints where tenant_id = $1', [tenantId]);
     await db.query(
-      `update coffer.audit_heads set seq = 0, hash = '\\x${'00'.repeat(32)}'::bytea where tenant_id = $1`,
+      `update coffer.audit_heads set seq = 0, hash = '\\x${'00'.repeat(32)}'::bytea, key_id = null, mac = null,
+         signed_at = null, keyed_from = 1 where tenant_id = $1`,
       [tenantId],
     );
   });
+}
+
+/**
+ * Signs a tenant's head as it now stands with the tenant's link key, as only a holder of the master key could: for
+ * tests that move the head consistently with rows they rewrote, to show what verify finds even then.
+ */
+export async function signHead(db: pg.Client, tenantId: string): Promise<void> {
+  const { rows } = await db.query<{ seq: string; hash: Buffer; keyed_from: string }>(
+    'select seq, hash, keyed_from from coffer.audit_heads where tenant_id = $1',
+    [tenantId],
+  );
+  const h = rows[0];
+  if (!h) throw new Error(`no head for ${tenantId}`);
+  const k = testLinkKey(tenantId);
+  const signedAt = new Date();
+  const mac = headMac(k.key, {
+    tenantId,
+    seq: Number(h.seq),
+    hash: h.hash,
+    keyedFrom: Number(h.keyed_from),
+    signedAt,
+  });
+  await db.query('update coffer.audit_heads set key_id = $2, signed_at = $3, mac = $4 where tenant_id = $1', [
+    tenantId,
+    k.id,
+    signedAt,
+    mac,
+  ]);
 }
 
 /** A fresh master key entry `id:base64`, with a unique id. */

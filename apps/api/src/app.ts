@@ -29,6 +29,7 @@ import { auditRoutes } from './audit/audit.routes.ts';
 import { auditService } from './audit/audit.service.ts';
 import type { AuditSink } from './audit/audit.sink.ts';
 import type { AuditEvent } from './audit/audit.types.ts';
+import { fileWitness } from './audit/audit.witness.ts';
 import { AuditBatcher, appendInTx } from './audit/audit.writer.ts';
 import { authRoutes } from './auth/auth.routes.ts';
 import { authService } from './auth/auth.service.ts';
@@ -399,7 +400,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   const purge = purgeJob({ db, secrets, tenants, audit, recoveryMs, log: logger });
-  const auditMaintenance = auditJobs({ queries: auditReads, tenants, keyring, log: logger });
+  const witness = config.auditWitnessFile ? fileWitness(config.auditWitnessFile) : undefined;
+  const auditMaintenance = auditJobs({ queries: auditReads, tenants, keyring, log: logger, witness });
   app.decorate('metrics', metrics);
   app.decorate('jobs', { purge, audit: auditMaintenance, rotation, rekey: dataKeys, webhooks });
   if (deps.startJobs) {
@@ -444,7 +446,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(rotationRoutes, { service: rotation });
   await app.register(keyRoutes, { keys: dataKeys, system });
   await app.register(webhookRoutes, { service: webhooks });
-  await app.register(auditRoutes, { service: auditService({ queries: auditReads, audit, keyring }) });
+  await app.register(auditRoutes, {
+    service: auditService({
+      queries: auditReads,
+      audit,
+      keyring,
+      witness,
+      checkpointMaxAgeMs: config.auditCheckpointMaxAgeMs,
+    }),
+  });
 
   // Registered after the error handler, so a wrong token answers the envelope like every other route.
   if (config.metricsToken) {

@@ -75,6 +75,13 @@ export interface Config {
   readonly metricsHost: string;
   /** Tenant label on per-tenant metrics: the top N tenants by traffic, or none. */
   readonly metricsTenantLabels: 'none' | number;
+  /**
+   * Append-only file (JSON lines, fsync'd) every signed audit checkpoint is also written to, outside the database,
+   * so that verify catches a chain rolled back behind one; null: no witness.
+   */
+  readonly auditWitnessFile: string | null;
+  /** Verify requires a checkpoint covering every event older than this (for tenants older than it). */
+  readonly auditCheckpointMaxAgeMs: number;
   /** OpenTelemetry traces over OTLP/HTTP (unset: no tracing, no hooks, no cost). */
   readonly tracing: { endpoint: string; serviceName: string; sampleRatio: number } | null;
 }
@@ -134,6 +141,8 @@ const EnvSchema = z.object({
   COFFER_SCHEDULER_ENABLED: boolish.default(true),
   COFFER_SCHEDULER_INTERVAL_MS: intIn(100, 3_600_000).default(30_000),
   COFFER_REKEY_DUTY_CYCLE: z.coerce.number().gt(0).max(1).default(0.5),
+  COFFER_AUDIT_WITNESS_FILE: z.string().min(1).optional(),
+  COFFER_AUDIT_CHECKPOINT_MAX_AGE_S: intIn(60, 365 * 86_400).default(86_400),
   COFFER_WEBHOOK_ALLOW_PRIVATE: boolish.optional(),
   COFFER_WEBHOOK_ALLOW_HTTP: boolish.optional(),
   COFFER_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters (openssl rand -hex 24)').optional(),
@@ -356,6 +365,8 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
       schedulerEnabled: e.COFFER_SCHEDULER_ENABLED,
       schedulerIntervalMs: e.COFFER_SCHEDULER_INTERVAL_MS,
       rekeyDutyCycle: e.COFFER_REKEY_DUTY_CYCLE,
+      auditWitnessFile: e.COFFER_AUDIT_WITNESS_FILE ?? null,
+      auditCheckpointMaxAgeMs: e.COFFER_AUDIT_CHECKPOINT_MAX_AGE_S * 1000,
       webhookAllowPrivate: e.COFFER_WEBHOOK_ALLOW_PRIVATE ?? !production,
       webhookAllowHttp: e.COFFER_WEBHOOK_ALLOW_HTTP ?? !production,
       metricsToken: e.COFFER_METRICS_TOKEN ?? null,

@@ -79,6 +79,9 @@ export const AuditBreak = z
     'bad_checkpoint',
     'unverifiable_checkpoint',
     'unverifiable_event',
+    'bad_head',
+    'stale_checkpoint',
+    'rolled_back',
   ])
   .meta({ id: 'AuditBreak' });
 

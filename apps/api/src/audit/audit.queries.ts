@@ -103,8 +103,34 @@ export function auditQueries(db: Database) {
       );
     },
 
-    /** Oldest first, after `afterSeq`, within the time range and up to `throughSeq`: the unit of export and verify. */
+    /** Oldest first, after `afterSeq`, within the time range and up to `throughSeq`: the unit of export. */
     batch(
+      tenantId: string,
+      f: Pick<AuditFilter, 'from' | 'to'>,
+      afterSeq: number,
+      limit: number,
+      throughSeq?: number,
+      tx?: Tx,
+    ): Promise<AuditRow[]> {
+      return db.inTenant(tenantId, tx, (t) =>
+        t
+          .select()
+          .from(auditEvents)
+          .where(
+            and(
+              eq(auditEvents.tenantId, tenantId),
+              gt(auditEvents.seq, afterSeq),
+              throughSeq !== undefined ? lte(auditEvents.seq, throughSeq) : undefined,
+              ...conditions(f),
+            ),
+          )
+          .orderBy(asc(auditEvents.seq))
+          .limit(limit),
+      );
+    },
+
+    /** As `batch`, with each event's canonical text: what verify walks. */
+    verifyBatch(
       tenantId: string,
       f: Pick<AuditFilter, 'from' | 'to'>,
       afterSeq: number,
@@ -252,6 +278,16 @@ export function auditQueries(db: Database) {
         limit,
       ]);
       return Number(rows[0]?.n ?? 0);
+    },
+
+    async tenantCreatedAt(tenantId: string, tx?: Tx): Promise<Date | undefined> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const { rows } = await t.execute<{ created_at: Date | string }>(
+          sql`select created_at from coffer.tenants where id = ${tenantId}`,
+        );
+        const r = rows[0];
+        return r ? new Date(r.created_at) : undefined;
+      });
     },
 
     retentionDays(tenantId: string, tx?: Tx): Promise<number | undefined> {

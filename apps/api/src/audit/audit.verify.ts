@@ -28,6 +28,13 @@ export interface VerifyInput {
   /** The chain head, when verifying to the end (a tail removed or added is found against it). */
   head: { seq: number; hash: Buffer } | null;
   seqOfHash: (hash: Buffer) => Promise<number | null>;
+  /** Checkpoints exported to the witness (signatures already checked): the chain must not be behind any of them. */
+  witnessed?: { seq: number; hash: Buffer }[];
+  /**
+   * For a full verify: a tenant older than `maxAgeMs` must have a checkpoint covering every event older than that,
+   * so that history cannot quietly go missing behind the last checkpoint.
+   */
+  freshness?: { tenantCreatedAt: Date; maxAgeMs: number; now: Date } | null;
 }
 
 type Broken = Pick<AuditVerifyResult, 'firstBrokenId' | 'firstBrokenSeq' | 'reason' | 'message'>;
@@ -42,7 +49,9 @@ type Broken = Pick<AuditVerifyResult, 'firstBrokenId' | 'firstBrokenSeq' | 'reas
  * - `reordered`: an event links to a predecessor that now sits later in the chain;
  * - `truncated`: events at the end are gone (the head or a checkpoint is ahead of the last event);
  * - `checkpoint_mismatch` / `bad_checkpoint` / `unverifiable_checkpoint`: a signed checkpoint disagrees with the
- *   chain, carries a bad signature, or was signed by a master key no longer in the keyring.
+ *   chain, carries a bad signature, or was signed by a master key no longer in the keyring;
+ * - `rolled_back`: the chain is behind, or differs from, a checkpoint exported to the witness;
+ * - `stale_checkpoint`: no checkpoint covers events older than the configured age (checkpoints were removed).
  */
 export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult> {
   const checkpoints = new Map(input.checkpoints.map((c) => [c.seq, c]));
@@ -64,6 +73,9 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
       });
   }
 
+  const witnessed = new Map((input.witnessed ?? []).map((w) => [w.seq, w.hash]));
+  const lastCheckpointSeq = input.checkpoints.at(-1)?.seq ?? 0;
+  let firstUncovered: Date | null = null;
   let prev = input.start;
   let checked = 0;
   let previousRow: VerifiableRow | null = null;
@@ -85,13 +97,16 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
         return at('edited', `event seq ${row.seq} has no keyed link: it was not written by Coffer`);
     } else {
       key = input.linkKey(row.linkKeyId);
-      if (!key)
+      // Linked under a master key since retired: a checkpoint re-signed under a key still held, at or after this
+      // event, still pins its place in the chain (not its content: see docs/audit-trust.md).
+      if (!key && !(lastCheckpointSeq >= row.seq))
         return at(
           'unverifiable_event',
           `event seq ${row.seq} was linked under master key ${row.linkKeyId}, which is not in the keyring`,
         );
     }
-    const digest = key ? canonicalDigest(row.canonical) : eventDigest(toAuditEvent(row));
+    const keyed = row.linkKeyId !== null;
+    const digest = keyed ? canonicalDigest(row.canonical) : eventDigest(toAuditEvent(row));
     if (!digest.equals(row.digest)) return at('edited', `event seq ${row.seq} was changed after it was written`);
     if (row.seq !== prev.seq + 1)
       return at(
@@ -111,12 +126,23 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
       }
       return at('deleted', `event seq ${row.seq} links to a predecessor that is no longer in the chain`);
     }
-    const link = key ? keyedLink(key, row.prevHash, row.seq, row.digest) : linkHash(row.prevHash, row.seq, row.digest);
+    const link = key
+      ? keyedLink(key, row.prevHash, row.seq, row.digest)
+      : keyed
+        ? row.hash
+        : linkHash(row.prevHash, row.seq, row.digest);
     if (!safeEqual(link, row.hash))
       return at(
         'edited',
         `the hash of event seq ${row.seq} is not its link under the tenant's key: it was changed or written outside Coffer`,
       );
+    const w = witnessed.get(row.seq);
+    if (w && !safeEqual(w, row.hash))
+      return at(
+        'rolled_back',
+        `the chain at seq ${row.seq} differs from the checkpoint exported to the witness: it was rolled back or rewritten`,
+      );
+    if (firstUncovered === null && row.seq > lastCheckpointSeq) firstUncovered = row.occurredAt;
     const cp = checkpoints.get(row.seq);
     if (cp) {
       checkedCheckpoints++;
@@ -131,8 +157,32 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
     checked++;
   }
 
+  const endSeq = prev?.seq ?? 0;
+  const maxWitnessed = Math.max(0, ...witnessed.keys());
+  if (maxWitnessed > endSeq) {
+    return fail(checked, checkedCheckpoints, {
+      firstBrokenSeq: endSeq + 1,
+      reason: 'rolled_back',
+      message: `the witness holds a checkpoint at seq ${maxWitnessed}, but the chain ends at seq ${endSeq}: the database was rolled back or its tail removed`,
+    });
+  }
+  const f = input.freshness;
+  if (f && f.now.getTime() - f.tenantCreatedAt.getTime() > f.maxAgeMs) {
+    const limit = f.now.getTime() - f.maxAgeMs;
+    if (input.checkpoints.length === 0 || (firstUncovered && firstUncovered.getTime() < limit)) {
+      return fail(checked, checkedCheckpoints, {
+        firstBrokenSeq: lastCheckpointSeq + 1,
+        reason: 'stale_checkpoint',
+        message:
+          input.checkpoints.length === 0
+            ? 'the tenant has no signed checkpoint: its history cannot be vouched for (checkpoints removed?)'
+            : `events after seq ${lastCheckpointSeq} are older than the checkpoint age allows and no checkpoint covers them`,
+      });
+    }
+  }
+
   if (input.head) {
-    const lastSeq = prev?.seq ?? 0;
+    const lastSeq = endSeq;
     const lastCheckpoint = input.checkpoints.at(-1);
     if (input.head.seq > lastSeq || (lastCheckpoint && lastCheckpoint.seq > lastSeq)) {
       return fail(checked, checkedCheckpoints, {

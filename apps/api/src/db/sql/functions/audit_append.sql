@@ -14,6 +14,9 @@ DECLARE
   v_seq bigint;
   v_hash bytea;
   v_keyed_from bigint;
+  v_key_id text;
+  v_signed_at timestamptz;
+  v_mac bytea;
   v_at timestamptz;
   v_digests bytea[];
   v_seqs bigint[] := '{}';
@@ -26,14 +29,25 @@ BEGIN
     RAISE EXCEPTION 'audit_append needs the tenant''s link key' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   PERFORM set_config('app.tenant_id', p_tenant::text, true);
-  SELECT h.seq, h.hash, h.keyed_from INTO v_seq, v_hash, v_keyed_from
+  SELECT h.seq, h.hash, h.keyed_from, h.key_id, h.signed_at, h.mac
+    INTO v_seq, v_hash, v_keyed_from, v_key_id, v_signed_at, v_mac
     FROM coffer.audit_heads h WHERE h.tenant_id = p_tenant FOR UPDATE;
   IF NOT FOUND THEN
     INSERT INTO coffer.audit_heads (tenant_id, seq, hash, keyed_from)
       VALUES (p_tenant, 0, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea, 1)
       ON CONFLICT (tenant_id) DO NOTHING;
-    SELECT h.seq, h.hash, h.keyed_from INTO v_seq, v_hash, v_keyed_from
+    SELECT h.seq, h.hash, h.keyed_from, h.key_id, h.signed_at, h.mac
+      INTO v_seq, v_hash, v_keyed_from, v_key_id, v_signed_at, v_mac
       FROM coffer.audit_heads h WHERE h.tenant_id = p_tenant FOR UPDATE;
+  END IF;
+  -- A head moved by hand (rewound over a truncated tail, or pointed elsewhere) no longer matches its signature:
+  -- chaining onto it would sign it afresh, so the tenant's appends stop instead and verify names the head. Under a
+  -- master key that has since rotated out of the active slot the signature cannot be checked here; verify does.
+  IF v_mac IS NOT NULL AND v_key_id = p_key_id AND v_mac IS DISTINCT FROM hmac(convert_to(concat_ws(':',
+       'coffer/audit-head/v1', p_tenant::text, v_seq::text, encode(v_hash, 'hex'), v_keyed_from::text,
+       ((extract(epoch FROM v_signed_at) * 1000)::bigint)::text), 'UTF8'), p_key, 'sha256') THEN
+    RAISE EXCEPTION 'the audit chain head of tenant % does not match its signature', p_tenant
+      USING ERRCODE = 'data_corrupted';
   END IF;
   -- The canonical form; coffer's verify selects the same expression over the stored columns (audit.queries.ts).
   SELECT array_agg(sha256(convert_to(jsonb_build_array(2, p_tenant,
