@@ -134,9 +134,16 @@ export async function staleVersions(url: string, tenantId: string): Promise<numb
  */
 export async function seedAuditEvents(
   ownerUrl: string,
-  o: { tenantId: string; count: number; actors: { id: string; name: string }[]; onProgress?: (n: number) => void },
+  o: {
+    tenantId: string;
+    keyring: MasterKeyring;
+    count: number;
+    actors: { id: string; name: string }[];
+    onProgress?: (n: number) => void;
+  },
 ): Promise<void> {
-  const { toAppendRow } = await import('../../apps/api/src/audit/audit.digest.ts');
+  const { linkKeys, toAppendRow } = await import('../../apps/api/src/audit/audit.digest.ts');
+  const k = linkKeys(o.keyring)(o.tenantId);
   const c = new pg.Client({ connectionString: ownerUrl });
   await c.connect();
   try {
@@ -166,7 +173,12 @@ export async function seedAuditEvents(
           details: null,
         });
       });
-      await c.query('select coffer.audit_append($1::uuid, $2::jsonb)', [o.tenantId, JSON.stringify(rows)]);
+      await c.query('select coffer.audit_append($1::uuid, $2::jsonb, $3, $4)', [
+        o.tenantId,
+        JSON.stringify(rows),
+        k.id,
+        k.key,
+      ]);
       done += n;
       o.onProgress?.(done);
     }

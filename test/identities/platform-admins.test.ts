@@ -10,10 +10,12 @@ import {
 } from '@coffer/contracts';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { linkKeys } from '../../apps/api/src/audit/audit.digest.ts';
 import { createPool, Database } from '../../apps/api/src/db/database.ts';
 import { runMigrations } from '../../apps/api/src/db/migrate.ts';
 import { ensurePlatformAdmin } from '../../apps/api/src/tenants/bootstrap.ts';
 import { resetRootSecret } from '../../apps/api/src/tenants/break-glass.ts';
+import { testKeyring } from '../support/audit.ts';
 import { withClient } from '../support/db.ts';
 import { bearer, createTenant, login } from '../support/factories.ts';
 import { expectError, expectOk } from '../support/secrets.ts';
@@ -157,7 +159,11 @@ describe('platform admins', () => {
     );
     try {
       const lostSecret = rootSecretNow;
-      const { credentialsFile, created } = await resetRootSecret(ownerDb, { dataDir, operator: 'ops-on-call' });
+      const { credentialsFile, created } = await resetRootSecret(ownerDb, {
+        dataDir,
+        operator: 'ops-on-call',
+        linkKey: linkKeys(testKeyring()),
+      });
       expect(created).toBe(false);
       expect(statSync(credentialsFile).mode & 0o777).toBe(0o600);
       const creds = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { clientId: string; clientSecret: string };

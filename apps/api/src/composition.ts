@@ -1,12 +1,14 @@
 import { createHmac } from 'node:crypto';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import { linkKeys } from './audit/audit.digest.ts';
 import { auditFollower } from './audit/audit.follow.ts';
 import { auditJobs } from './audit/audit.jobs.ts';
 import { auditQueries } from './audit/audit.queries.ts';
 import { auditService } from './audit/audit.service.ts';
 import type { AuditSink } from './audit/audit.sink.ts';
 import type { AuditEvent } from './audit/audit.types.ts';
+import { fileWitness } from './audit/audit.witness.ts';
 import { AuditBatcher, appendInTx } from './audit/audit.writer.ts';
 import { authService } from './auth/auth.service.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
@@ -73,8 +75,11 @@ export function composeServices(deps: CompositionDeps) {
 
   const metrics = deps.metrics ?? new Metrics({ tenantLabels: config.metricsTenantLabels });
   metrics.watchPool(db.pool);
+  // Each tenant's chain is keyed under a key derived from the master key, handed to the database with each append.
+  const linkKey = linkKeys(keyring);
   const batcher = new AuditBatcher({
     pool: db.pool,
+    linkKey,
     onError: (err) => log.error({ err }, 'audit commit failed'),
     observe: (events, seconds) => {
       metrics.auditBatchSize.observe(events);
@@ -88,7 +93,7 @@ export function composeServices(deps: CompositionDeps) {
   const audit: AuditSink = {
     record: (e) => batcher.record(e).then(() => count([e])),
     appendInTx: async (tx, events) => {
-      await appendInTx(tx, events);
+      await appendInTx(tx, events, linkKey);
       count(events);
     },
   };
@@ -102,6 +107,7 @@ export function composeServices(deps: CompositionDeps) {
   const principals = new PrincipalResolver(identities);
   const replicas = new ReplicaRegistry(db, { staleAfterMs: 15_000 });
   const recoveryMs = config.recoveryDays * 86_400_000;
+  const witness = config.auditWitnessFile ? fileWitness(config.auditWitnessFile) : undefined;
   const unknownClientKey = keyring.derive('coffer/unknown-client-id/v1');
 
   const system = systemService({ db, keyring, audit });
@@ -150,7 +156,7 @@ export function composeServices(deps: CompositionDeps) {
   });
   const jobs: JobHandles = {
     purge: purgeJob({ db, secrets, tenants, audit, recoveryMs, log }),
-    audit: auditJobs({ queries: auditReads, tenants, keyring, log }),
+    audit: auditJobs({ queries: auditReads, tenants, keyring, log, witness }),
     rotation,
     rekey: dataKeys,
     webhooks,
@@ -212,7 +218,7 @@ export function composeServices(deps: CompositionDeps) {
       sign: deps.sign,
       federation: trust,
     }),
-    tenants: tenantService({ db, tenants, identities, keyring, audit }),
+    tenants: tenantService({ db, tenants, identities, keyring, audit, linkKey }),
     identities: identityService({ db, identities, tenants, audit, issuers }),
     platformAdmins: platformAdminService({ db, identities, audit }),
     tenantKeys,
@@ -231,7 +237,13 @@ export function composeServices(deps: CompositionDeps) {
     dataKeys,
     system,
     webhooks,
-    auditService: auditService({ queries: auditReads, audit, keyring }),
+    auditService: auditService({
+      queries: auditReads,
+      audit,
+      keyring,
+      witness,
+      checkpointMaxAgeMs: config.auditCheckpointMaxAgeMs,
+    }),
     auditFollow: auditFollower({ queries: auditReads, audit, refreshPrincipal: (p) => principals.refresh(p) }),
   };
 }

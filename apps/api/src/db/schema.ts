@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   boolean,
+  check,
   customType,
   index,
   integer,
@@ -36,8 +37,6 @@ export const tenants = coffer.table('tenants', {
   fingerprintKeyMasterId: text('fingerprint_key_master_id'),
   /** Requests per second each identity of the tenant may make; null: the server default. */
   rateLimitPerSecond: integer('rate_limit_per_second'),
-  /** Audit events older than this many days are dropped (behind a signed checkpoint). */
-  auditRetentionDays: integer('audit_retention_days').notNull().default(400),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });
@@ -116,6 +115,11 @@ export const auditEvents = coffer.table(
     digest: bytea('digest').notNull(),
     prevHash: bytea('prev_hash').notNull(),
     hash: bytea('hash').notNull(),
+    /**
+     * The master key whose per-tenant derived key made this event's link (an HMAC); null only for events written
+     * before links were keyed (below the head's `keyed_from`), whose link is a plain SHA-256.
+     */
+    linkKeyId: text('link_key_id'),
   },
   // Each filter of the audit query has an index that leads with the tenant and ends in chain order (seq).
   // Indexes cost every audit insert, so outcome gets a partial one: only denials and errors are worth finding.
@@ -148,12 +152,37 @@ export const auditCheckpoints = coffer.table(
   (t) => [primaryKey({ columns: [t.tenantId, t.seq] })],
 );
 
+/**
+ * How long a tenant's audit events are kept, out of the app role's reach: it may read the row, and change it only
+ * through coffer.audit_set_retention, which holds the bounds and writes the change into the tenant's chain. No row:
+ * the default of 400 days.
+ */
+export const auditRetention = coffer.table(
+  'audit_retention',
+  {
+    tenantId: uuid('tenant_id')
+      .primaryKey()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    days: integer('days').notNull(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [check('audit_retention_days_bounds', sql`${t.days} between 30 and 3650`)],
+);
+
 /** The head of each tenant's chain: the row writers lock to append, one tenant at a time. */
 export const auditHeads = coffer.table('audit_heads', {
   tenantId: uuid('tenant_id').primaryKey(),
   seq: bigint('seq', { mode: 'number' }).notNull(),
   hash: bytea('hash').notNull(),
   updatedAt: updatedAt(),
+  /** First seq whose link is keyed; events below it were written before links were keyed. */
+  keyedFrom: bigint('keyed_from', { mode: 'number' }).notNull().default(1),
+  /** Master key id of the key that signed the head (see `mac`). */
+  keyId: text('key_id'),
+  /** When the head was signed, to the millisecond (part of what `mac` covers). */
+  signedAt: timestamp('signed_at', { withTimezone: true, mode: 'date' }),
+  /** HMAC of (tenant, seq, hash, keyed_from, signed_at) under the tenant's link key: the head cannot be set by hand. */
+  mac: bytea('mac'),
 });
 
 /**

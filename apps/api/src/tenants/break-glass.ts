@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { eq, sql } from 'drizzle-orm';
+import type { LinkKeys } from '../audit/audit.digest.ts';
 import { appendInTx } from '../audit/audit.writer.ts';
 import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientSecret, newId } from '../crypto/ids.ts';
@@ -13,11 +14,12 @@ import { ROOT_CLIENT_ID } from './bootstrap.ts';
  * Break-glass recovery when every platform admin secret is lost (docs/platform-admin.md). Run by whoever holds
  * the database owner's credentials, never through the API: root gets a new secret (created again if it was
  * gone), is enabled, and every token it held stops; the secret goes to a file only this user can read, never to
- * the terminal or a log; the reset is an event in the platform's audit chain, in the same transaction.
+ * the terminal or a log; the reset is an event in the platform's audit chain, in the same transaction (chained
+ * under the platform's link key, so the master keyring is needed as well as the owner's credentials).
  */
 export async function resetRootSecret(
   db: Pick<Database, 'withTenant'>,
-  o: { dataDir: string; operator: string },
+  o: { dataDir: string; operator: string; linkKey: LinkKeys },
 ): Promise<{ credentialsFile: string; created: boolean }> {
   const clientSecret = newClientSecret();
   const secretHash = await hashClientSecret(clientSecret);
@@ -49,24 +51,28 @@ export async function resetRootSecret(
           .returning({ id: identities.id })
       )[0];
     if (!row) throw new Error('root could not be written');
-    await appendInTx(tx, [
-      {
-        tenantId: PLATFORM_TENANT_ID,
-        occurredAt: new Date(),
-        actorId: null,
-        actorName: null,
-        action: 'platform.admins.break_glass',
-        resource: `identities/${row.id}`,
-        version: null,
-        outcome: 'allowed',
-        errorCode: null,
-        requestId: null,
-        sourceIp: null,
-        userAgent: null,
-        fingerprint: null,
-        details: { operator: o.operator.slice(0, 64), created: !updated },
-      },
-    ]);
+    await appendInTx(
+      tx,
+      [
+        {
+          tenantId: PLATFORM_TENANT_ID,
+          occurredAt: new Date(),
+          actorId: null,
+          actorName: null,
+          action: 'platform.admins.break_glass',
+          resource: `identities/${row.id}`,
+          version: null,
+          outcome: 'allowed',
+          errorCode: null,
+          requestId: null,
+          sourceIp: null,
+          userAgent: null,
+          fingerprint: null,
+          details: { operator: o.operator.slice(0, 64), created: !updated },
+        },
+      ],
+      o.linkKey,
+    );
     return { id: row.id, created: !updated };
   });
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
