@@ -115,6 +115,11 @@ BEGIN
     RAISE EXCEPTION 'the audit chain head of tenant % does not match its signature', p_tenant
       USING ERRCODE = 'data_corrupted';
   END IF;
+  -- Unsigned is a new chain, or one written before heads were signed as migration 0015 left it (no keyed event yet:
+  -- seq = keyed_from - 1). Any other unsigned head had its signature removed by hand: chaining onto it would sign it.
+  IF v_mac IS NULL AND v_seq <> v_keyed_from - 1 THEN
+    RAISE EXCEPTION 'the audit chain head of tenant % is unsigned', p_tenant USING ERRCODE = 'data_corrupted';
+  END IF;
   -- The canonical form; coffer's verify selects the same expression over the stored columns (audit.queries.ts).
   SELECT array_agg(sha256(convert_to(jsonb_build_array(2, p_tenant,
            to_char(x.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), x.actor_id, x.actor_name,

@@ -389,6 +389,39 @@ describe('finding 14: the owner rewrites the chain', () => {
     expect(await verifyW(ops)).toMatchObject({ ok: false, reason: 'stale_checkpoint' });
   });
 
+  it("the owner truncates the tail and strips the head's signature, for the next append to sign it afresh: refused", async () => {
+    const { tid, ops } = await tenantWithChain();
+    const api = secretsApi(t.app, (await createTenant(t.app, root)).adminToken);
+    const keep = Number((await head(tid)).seq) - 2;
+    const kept = await rowAt(tid, keep);
+    await asTamperer(owner, async () => {
+      await owner.query('delete from coffer.audit_events where tenant_id = $1 and seq > $2', [tid, keep]);
+      await owner.query(
+        'update coffer.audit_heads set seq = $2, hash = $3, key_id = null, signed_at = null, mac = null where tenant_id = $1',
+        [tid, keep, kept.hash],
+      );
+    });
+    // The tenant's next audited request cannot chain onto it (the append refuses an unsigned head past keyed_from)...
+    expect((await ops.summary()).statusCode).toBe(503);
+    // ...other tenants carry on, and verify names the head.
+    expect((await api.put('shared/app/OTHER', { value: 'x' })).statusCode).toBe(201);
+    expect(await verify(ops)).toMatchObject({ ok: false, reason: 'bad_head', firstBrokenSeq: keep });
+  });
+
+  it('the owner makes a head look like one from before links were keyed, to pass a forged unkeyed event: verify refuses it', async () => {
+    const { tid, ops } = await tenantWithChain();
+    const f = await forgedRead(owner, tid);
+    await asTamperer(owner, async () => {
+      await insertForged(owner, tid, f);
+      // keyed_from raised over the keyed events, so the forged one falls in the unkeyed prefix; no signature.
+      await owner.query(
+        'update coffer.audit_heads set keyed_from = $2, key_id = null, signed_at = null, mac = null where tenant_id = $1',
+        [tid, f.seq + 1],
+      );
+    });
+    expect(await verify(ops)).toMatchObject({ ok: false, reason: 'edited', firstBrokenSeq: 1 });
+  });
+
   it('any role sets coffer.retention_purge=on and deletes audit rows, or deletes checkpoints: refused', async () => {
     const { tid, api, checkpointSeq } = await witnessedChain(1);
     await api.put('shared/app/AFTER', { value: 'x' });

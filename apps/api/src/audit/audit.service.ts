@@ -145,7 +145,9 @@ export function auditService(deps: AuditServiceDeps) {
 
   /** A head whose signature does not hold was set by hand (rewound, or moved onto other rows). */
   function badHead(tenantId: string, head: HeadRow | undefined): AuditVerifyResult | null {
-    if (!head || (head.seq === 0 && head.mac === null)) return null;
+    // Unsigned: a new chain, or a chain written before heads were signed, as migration 0015 left it (no keyed event
+    // yet: seq = keyed_from - 1). Its first keyed append signs it; verify checks its unkeyed links meanwhile.
+    if (!head || (head.mac === null && head.keyId === null && head.seq === head.keyedFrom - 1)) return null;
     const key = head.keyId ? linkKey(tenantId)(head.keyId) : undefined;
     if (head.keyId && !key) return null; // signed under a master key no longer held: events report that
     const ok =

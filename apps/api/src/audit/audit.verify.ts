@@ -96,6 +96,10 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
       if (row.seq >= input.keyedFrom)
         return at('edited', `event seq ${row.seq} has no keyed link: it was not written by Coffer`);
     } else {
+      // Every event from keyed_from on is keyed and none before it: keyed_from only moves in migration 0015. A keyed
+      // event below it means keyed_from was raised by hand, to pass unkeyed events above the keyed ones.
+      if (row.seq < input.keyedFrom)
+        return at('edited', `event seq ${row.seq} is keyed but lies below keyed_from: the chain head was altered`);
       key = input.linkKey(row.linkKeyId);
       // Linked under a master key since retired: a checkpoint re-signed under a key still held, at or after this
       // event, still pins its place in the chain (not its content: see docs/audit-trust.md).
