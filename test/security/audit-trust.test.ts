@@ -5,8 +5,8 @@ import path from 'node:path';
 import { AuditSummary, AuditVerifyResult } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { eventDigest, linkHash } from '../../apps/api/src/audit/audit.digest.ts';
-import { type AuditRow, toAuditEvent } from '../support/audit.ts';
+import { eventDigest, keyedLink, linkHash } from '../../apps/api/src/audit/audit.digest.ts';
+import { type AuditRow, keyedDigest, testLinkKey, toAuditEvent } from '../support/audit.ts';
 import { sqlState, withClient } from '../support/db.ts';
 import { createTenant, rootToken } from '../support/factories.ts';
 import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain, signHead } from '../support/ops.ts';
@@ -361,6 +361,34 @@ describe('finding 14: the owner rewrites the chain', () => {
       await owner.query('update coffer.audit_heads set hash = $2 where tenant_id = $1', [tid, prev]);
     });
     expect(await verifyW(ops)).toMatchObject({ ok: false });
+  });
+
+  it('a holder of the master key rewrites the chain with keyed links, re-signs the head and drops the checkpoints: the witness catches it', async () => {
+    const { tid, ops } = await witnessedChain();
+    const { rows } = await owner.query<AuditRow>(
+      'select * from coffer.audit_events where tenant_id = $1 order by seq',
+      [tid],
+    );
+    const key = testLinkKey(tid).key;
+    await asTamperer(owner, async () => {
+      await owner.query('delete from coffer.audit_checkpoints where tenant_id = $1', [tid]);
+      let prev = rows[1]?.hash as Buffer;
+      for (const r of rows.slice(2)) {
+        const seq = Number(r.seq);
+        const event = seq === 3 ? { ...toAuditEvent(r), resource: 'shared/app/INNOCENT' } : toAuditEvent(r);
+        const digest = keyedDigest(event);
+        const hash = keyedLink(key, prev, seq, digest);
+        await owner.query(
+          'update coffer.audit_events set resource = $3, digest = $4, prev_hash = $5, hash = $6 where tenant_id = $1 and seq = $2',
+          [tid, seq, event.resource, digest, prev, hash],
+        );
+        prev = hash;
+      }
+      await owner.query('update coffer.audit_heads set hash = $2 where tenant_id = $1', [tid, prev]);
+      await signHead(owner, tid);
+    });
+    // Every link and the head check out under the tenant's key; only the witness still holds the old chain.
+    expect(await verifyW(ops)).toMatchObject({ ok: false, reason: 'rolled_back' });
   });
 
   it('the owner deletes the checkpoints of a tenant older than the checkpoint age: verify asks for one', async () => {
