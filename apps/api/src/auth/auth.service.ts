@@ -3,6 +3,7 @@ import { PLATFORM_TENANT_ID, type TokenResponse, type WhoAmI } from '@coffer/con
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { decoyHash, verifyClientSecret } from '../crypto/client-secret-hash.ts';
+import { rowIntegrityError } from '../crypto/row-macs.ts';
 import { AppError, audited, unauthorized } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
@@ -54,6 +55,22 @@ export function authService(deps: AuthServiceDeps) {
       }
       const identity = await deps.identities.forLogin(clientId);
       const secretOk = await verifyClientSecret(clientSecret, identity?.secretHash ?? (await decoyHash()));
+      if (identity && !identity.intact) {
+        // Its role, policies or secret hash were changed outside the API (a copied hash would log in otherwise).
+        await deps.audit.record(
+          auditEvent(ctx, {
+            action: 'auth.token',
+            outcome: 'error',
+            tenantId: identity.tenantId,
+            actorId: identity.id,
+            actorName: identity.name,
+            resource: `identities/${identity.id}`,
+            errorCode: 'integrity_error',
+            details: { clientId, reason: 'integrity' },
+          }),
+        );
+        throw audited(rowIntegrityError());
+      }
       const ok = identity !== undefined && secretOk && !identity.disabled;
       const reason = !identity ? 'unknown_client' : !secretOk ? 'wrong_secret' : identity.disabled ? 'disabled' : null;
       await deps.audit.record(
