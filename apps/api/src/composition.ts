@@ -14,6 +14,7 @@ import { PrincipalResolver } from './auth/principals.ts';
 import type { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import type { MasterKeyring } from './crypto/keyring.ts';
+import { RowMacs } from './crypto/row-macs.ts';
 import { TenantKeyCache } from './crypto/tenant-key-cache.ts';
 import { dataKeyQueries } from './data-keys/data-keys.queries.ts';
 import { dataKeyService } from './data-keys/data-keys.service.ts';
@@ -93,9 +94,10 @@ export function composeServices(deps: CompositionDeps) {
     },
   };
 
-  const identities = identityQueries(db);
+  const macs = new RowMacs(keyring);
+  const identities = identityQueries(db, macs);
   const tenants = tenantQueries(db);
-  const secrets = secretQueries(db);
+  const secrets = secretQueries(db, macs);
   const auditReads = auditQueries(db);
   const webhookOutbox = webhookQueries(db);
   const tenantKeys = new TenantKeyCache(db, keyring);
@@ -226,6 +228,7 @@ export function composeServices(deps: CompositionDeps) {
       webhooks: webhookOutbox,
       refreshPrincipal: (p) => principals.refresh(p),
       cursors,
+      macs,
     }),
     rotation,
     dataKeys,

@@ -4,6 +4,7 @@ import { PLATFORM_TENANT_ID, type TokenResponse, type WhoAmI } from '@coffer/con
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { decoyHash, verifyClientSecret } from '../crypto/client-secret-hash.ts';
+import { rowIntegrityError } from '../crypto/row-macs.ts';
 import { AppError, audited, unauthorized } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
@@ -85,6 +86,22 @@ export function authService(deps: AuthServiceDeps) {
       if (pause > 0) await sleep(pause);
       const identity = await deps.identities.forLogin(clientId);
       const secretOk = await verifyClientSecret(clientSecret, identity?.secretHash ?? (await decoyHash()));
+      if (identity && !identity.intact) {
+        // Its role, policies or secret hash were changed outside the API (a copied hash would log in otherwise).
+        await deps.audit.record(
+          auditEvent(ctx, {
+            action: 'auth.token',
+            outcome: 'error',
+            tenantId: identity.tenantId,
+            actorId: identity.id,
+            actorName: identity.name,
+            resource: `identities/${identity.id}`,
+            errorCode: 'integrity_error',
+            details: { clientId, reason: 'integrity' },
+          }),
+        );
+        throw audited(rowIntegrityError());
+      }
       const ok = identity !== undefined && secretOk && !identity.disabled;
       const reason = !identity ? 'unknown_client' : !secretOk ? 'wrong_secret' : identity.disabled ? 'disabled' : null;
       await recordLogin(ctx, identity, clientId, ok, reason ? { reason } : {});

@@ -1,0 +1,224 @@
+import { SecretWithValue } from '@coffer/contracts';
+import pg from 'pg';
+import { describe, expect, inject, it } from 'vitest';
+import { parseKeyring } from '../../apps/api/src/config.ts';
+import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
+import { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
+import { backfillRowMacs } from '../../apps/api/src/db/row-mac-backfill.ts';
+import { bearer, createIdentity, login } from '../support/factories.ts';
+import { expectError, expectOk, secretsApi } from '../support/secrets.ts';
+import { ownerSuite, tenantCtx } from '../support/suite.ts';
+import type { TestApp } from '../support/test-app.ts';
+
+// The attacks of a compromised API host: it holds coffer_app's credentials and edits rows under RLS directly.
+let t: TestApp;
+let owner: pg.Client;
+let root: string;
+
+ownerSuite((s) => {
+  ({ t, owner, root } = s);
+});
+
+/** One statement as coffer_app, in the tenant's scope, as an attacker with the app's credentials would run it. */
+async function asApp(tenantId: string, text: string, params: unknown[]): Promise<number> {
+  const c = new pg.Client({ connectionString: inject('appDatabaseUrl') });
+  await c.connect();
+  try {
+    await c.query('begin');
+    await c.query("select set_config('app.tenant_id', $1, true)", [tenantId]);
+    const res = await c.query(text, params);
+    await c.query('commit');
+    return res.rowCount ?? 0;
+  } finally {
+    await c.end();
+  }
+}
+
+/** The API's MACs, to stand in for a legitimate write the API has no route for at the wanted moment. */
+function apiMacs(): RowMacs {
+  const problems: string[] = [];
+  const keys = parseKeyring(inject('masterKeys'), 'test', problems);
+  if (!keys) throw new Error(problems.join('; '));
+  return new RowMacs(new MasterKeyring(keys));
+}
+
+async function integrityAudited(tenantId: string, requestId: string, action: string): Promise<void> {
+  const { rows } = await owner.query(
+    'select action, outcome, error_code from coffer.audit_events where tenant_id = $1 and request_id = $2',
+    [tenantId, requestId],
+  );
+  expect(rows).toContainEqual({ action, outcome: 'error', error_code: 'integrity_error' });
+}
+
+describe('a holder of coffer_app’s credentials cannot move or rewind a secret', () => {
+  it('renaming a secret row to a path the service may read answers integrity_error, never the value', async () => {
+    const { tid, tenant, api } = await tenantCtx(t, root);
+    expect((await api.put('shared/payments/STRIPE_KEY', { value: 'sk_live_stripe' })).statusCode).toBe(201);
+    const svc = await createIdentity(t.app, tenant.adminToken, {
+      role: 'service',
+      policies: [{ path: 'sandbox/sbx-1/*', capabilities: ['read', 'list'] }],
+    });
+    const sapi = secretsApi(t.app, svc.token);
+    expectError(await sapi.get('shared/payments/STRIPE_KEY'), 403, 'forbidden');
+
+    const moved = await asApp(
+      tid,
+      "update coffer.secrets set kind = 'sandbox', owner = 'sbx-1', name = 'HARMLESS' where name = 'STRIPE_KEY'",
+      [],
+    );
+    expect(moved).toBe(1);
+    const res = await sapi.get('sandbox/sbx-1/HARMLESS');
+    const err = expectError(res, 500, 'integrity_error');
+    expect(res.body).not.toContain('sk_live_stripe');
+    await integrityAudited(tid, err.requestId, 'secrets.read');
+    const bundle = await sapi.bundle('sandbox', 'sbx-1');
+    expectError(bundle, 500, 'integrity_error');
+    expect(bundle.body).not.toContain('sk_live_stripe');
+  });
+
+  it('rewinding current_version in SQL answers integrity_error, never the old value', async () => {
+    const { tid, api } = await tenantCtx(t, root);
+    await api.put('sandbox/c/DB_PASSWORD', { value: 'leaked-old-password' });
+    await api.put('sandbox/c/DB_PASSWORD', { value: 'fresh-password' });
+    expect(await asApp(tid, "update coffer.secrets set current_version = 1 where name = 'DB_PASSWORD'", [])).toBe(1);
+    const res = await api.get('sandbox/c/DB_PASSWORD');
+    const err = expectError(res, 500, 'integrity_error');
+    expect(res.body).not.toContain('leaked-old-password');
+    await integrityAudited(tid, err.requestId, 'secrets.read');
+    const bundle = await api.bundle('sandbox', 'c');
+    expectError(bundle, 500, 'integrity_error');
+    expect(bundle.body).not.toContain('leaked-old-password');
+  });
+
+  it('extending a rotated-out version’s grace period or lifting an expiry in SQL answers integrity_error', async () => {
+    const { tid, api } = await tenantCtx(t, root);
+    await api.put('sandbox/c/ROTATED', { value: 'superseded-value' });
+    await api.put('sandbox/c/ROTATED', { value: 'current-value' });
+    // As a finished rotation leaves it, MAC included: the old version was served until an hour ago.
+    const { rows } = await owner.query<{ id: string }>(
+      "select id from coffer.secrets where tenant_id = $1 and name = 'ROTATED'",
+      [tid],
+    );
+    const secretId = rows[0]?.id as string;
+    const until = new Date(Date.now() - 3_600_000);
+    await owner.query(
+      'update coffer.secret_versions set served_until = $2, mac = $3 where secret_id = $1 and version = 1',
+      [secretId, until, apiMacs().version({ tenantId: tid, secretId, version: 1, servedUntil: until })],
+    );
+    expectError(await api.get('sandbox/c/ROTATED', 1), 410, 'gone');
+    expect(
+      await asApp(tid, 'update coffer.secret_versions set served_until = null where version = 1 and secret_id = $1', [
+        secretId,
+      ]),
+    ).toBe(1);
+    const res = await api.get('sandbox/c/ROTATED', 1);
+    expectError(res, 500, 'integrity_error');
+    expect(res.body).not.toContain('superseded-value');
+
+    await api.put('sandbox/c/EXPIRING', {
+      value: 'expired-value',
+      expiresAt: new Date(Date.now() + 1500).toISOString(),
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    expectError(await api.get('sandbox/c/EXPIRING'), 410, 'expired');
+    expect(await asApp(tid, "update coffer.secrets set expires_at = null where name = 'EXPIRING'", [])).toBe(1);
+    const lifted = await api.get('sandbox/c/EXPIRING');
+    expectError(lifted, 500, 'integrity_error');
+    expect(lifted.body).not.toContain('expired-value');
+  });
+
+  it('the API’s own writes keep reads working: write, patch, rotate-free restore', async () => {
+    const { api } = await tenantCtx(t, root);
+    await api.put('sandbox/c/OK', { value: 'one' });
+    await api.put('sandbox/c/OK', { value: 'two' });
+    expect(expectOk(await api.get('sandbox/c/OK'), 200, SecretWithValue).value).toBe('two');
+    expect(expectOk(await api.get('sandbox/c/OK', 1), 200, SecretWithValue).value).toBe('one');
+  });
+});
+
+describe('a holder of coffer_app’s credentials cannot widen an identity', () => {
+  it('widening an identity’s policies in SQL is refused (integrity_error) and audited', async () => {
+    const { tid, tenant, api } = await tenantCtx(t, root);
+    await api.put('shared/payments/STRIPE_KEY', { value: 'sk_live_policies' });
+    const svc = await createIdentity(t.app, tenant.adminToken, {
+      role: 'service',
+      policies: [{ path: 'sandbox/sbx-1/*', capabilities: ['read'] }],
+    });
+    const changed = await asApp(
+      tid,
+      `update coffer.identities set policies = '[{"path":"**","capabilities":["read","list","write","rotate","delete"]}]'::jsonb where id = $1`,
+      [svc.identity.id],
+    );
+    expect(changed).toBe(1);
+    const res = await secretsApi(t.app, svc.token).get('shared/payments/STRIPE_KEY');
+    expect(res.body).not.toContain('sk_live_policies');
+    const err = expectError(res, 500, 'integrity_error');
+    await integrityAudited(tid, err.requestId, 'secrets.read');
+    // Logging in again does not launder the row either.
+    const again = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      payload: { clientId: svc.identity.clientId, clientSecret: svc.clientSecret },
+    });
+    expect(again.statusCode).toBe(500);
+    expect(again.json().error.code).toBe('integrity_error');
+  });
+
+  it('changing an identity’s role or secret hash in SQL is refused (integrity_error) and audited', async () => {
+    const { tid, tenant } = await tenantCtx(t, root);
+    const svc = await createIdentity(t.app, tenant.adminToken, { role: 'service', policies: [] });
+    expect(await asApp(tid, "update coffer.identities set role = 'admin' where id = $1", [svc.identity.id])).toBe(1);
+    const res = await t.app.inject({ method: 'GET', url: '/v1/identities', headers: bearer(svc.token) });
+    expect(res.statusCode).toBe(500);
+    expect(res.json().error.code).toBe('integrity_error');
+
+    // The hash of a secret the attacker knows, copied from another identity, does not log in as the victim.
+    const mine = await createIdentity(t.app, tenant.adminToken, { role: 'service', policies: [] });
+    const victim = await createIdentity(t.app, tenant.adminToken, { role: 'admin' });
+    expect(
+      await asApp(
+        tid,
+        'update coffer.identities set secret_hash = (select secret_hash from coffer.identities where id = $2) where id = $1',
+        [victim.identity.id, mine.identity.id],
+      ),
+    ).toBe(1);
+    await expect(login(t.app, victim.identity.clientId, mine.clientSecret)).rejects.toThrow();
+    const { rows } = await owner.query(
+      "select count(*)::int as n from coffer.audit_events where tenant_id = $1 and error_code = 'integrity_error'",
+      [tid],
+    );
+    expect(rows[0]?.n).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('rows that predate the row MACs', () => {
+  it('a row with no MAC is refused unless the migration listed it, and the start-up backfill MACs only listed rows', async () => {
+    const { tid, api } = await tenantCtx(t, root);
+    await api.put('sandbox/c/LEGACY', { value: 'legacy-value' });
+    await api.put('sandbox/c/STRIPPED', { value: 'stripped-value' });
+    // As a database migrated from before the MACs holds them: no MAC at all.
+    await owner.query("update coffer.secrets set mac = null where tenant_id = $1 and name in ('LEGACY', 'STRIPPED')", [
+      tid,
+    ]);
+    expectError(await api.get('sandbox/c/LEGACY'), 500, 'integrity_error');
+    // Only the owner (as the `row_macs` migration does) can list a row for the backfill; coffer_app cannot add one.
+    await owner.query(
+      "insert into coffer.row_mac_backfill (tenant_id, row_kind, row_id) select tenant_id, 'secret', id from coffer.secrets where tenant_id = $1 and name = 'LEGACY'",
+      [tid],
+    );
+    await expect(
+      asApp(
+        tid,
+        "insert into coffer.row_mac_backfill (tenant_id, row_kind, row_id) select tenant_id, 'secret', id from coffer.secrets where name = 'STRIPPED'",
+        [],
+      ),
+    ).rejects.toThrow(/permission denied/);
+    await backfillRowMacs(t.db, apiMacs());
+    expect(expectOk(await api.get('sandbox/c/LEGACY'), 200, SecretWithValue).value).toBe('legacy-value');
+    const stripped = await api.get('sandbox/c/STRIPPED');
+    expectError(stripped, 500, 'integrity_error');
+    expect(stripped.body).not.toContain('stripped-value');
+    const { rows } = await owner.query('select 1 from coffer.row_mac_backfill where tenant_id = $1', [tid]);
+    expect(rows).toEqual([]);
+  });
+});
