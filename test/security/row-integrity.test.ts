@@ -1,11 +1,12 @@
-import { SecretWithValue } from '@coffer/contracts';
+import { type CreateIdentityResponse, SecretWithValue } from '@coffer/contracts';
 import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
 import { backfillRowMacs } from '../../apps/api/src/db/row-mac-backfill.ts';
-import { bearer, createIdentity, login } from '../support/factories.ts';
+import { bearer, createIdentity, createTenant, login } from '../support/factories.ts';
+import { githubClaims, mint, signingKey } from '../support/issuers.ts';
 import { expectError, expectOk, secretsApi } from '../support/secrets.ts';
 import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
@@ -14,6 +15,7 @@ import type { TestApp } from '../support/test-app.ts';
 let t: TestApp;
 let owner: pg.Client;
 let root: string;
+const GITHUB = 'https://token.actions.githubusercontent.com';
 
 ownerSuite((s) => {
   ({ t, owner, root } = s);
@@ -188,6 +190,60 @@ describe('a holder of coffer_app’s credentials cannot widen an identity', () =
       [tid],
     );
     expect(rows[0]?.n).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('a holder of coffer_app’s credentials cannot rebind a federated identity', () => {
+  it('rebinding a federated identity to another repository in SQL refuses every exchange (integrity_error), audited', async () => {
+    const tenant = await createTenant(t.app, root);
+    const tid = tenant.tenant.id;
+    const key = await signingKey('ES256');
+    const post = (url: string, payload: object) =>
+      t.app.inject({ method: 'POST', url, headers: bearer(tenant.adminToken), payload });
+    expect(
+      (await post('/v1/trust/issuers', { name: 'gha', issuer: GITHUB, jwks: { keys: [key.publicJwk] } })).statusCode,
+    ).toBe(201);
+    const created = await post('/v1/identities', {
+      name: 'deployer',
+      role: 'service',
+      policies: [{ path: 'shared/acme/*', capabilities: ['read'] }],
+      federation: [{ issuer: 'gha', claims: { repository: 'acme/api', ref: 'refs/heads/main' } }],
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const identity = (created.json() as CreateIdentityResponse).identity;
+    const audience = `coffer:${tenant.tenant.slug}`;
+    const exchange = async (repo: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v1/auth/token',
+        payload: {
+          identity: identity.clientId,
+          subjectToken: await mint(key, githubClaims(repo, 'refs/heads/main', audience)),
+        },
+      });
+    expect((await exchange('acme/api')).statusCode).toBe(200);
+    // The attacker's own repository on the same issuer: not bound, so refused.
+    expect((await exchange('mallory/fork')).statusCode).toBe(401);
+
+    // An UPDATE bumps the revision (a trigger), which the MAC covers; so the attacker writes the row again instead:
+    // delete it and insert it with the same id, revision and MAC, only the binding changed.
+    const rebound = await asApp(
+      tid,
+      `with old as (delete from coffer.identities where id = $1 returning *)
+       insert into coffer.identities
+       select (jsonb_populate_record(null::coffer.identities,
+         to_jsonb(old) || jsonb_build_object('federation', $2::jsonb))).* from old`,
+      [identity.id, JSON.stringify([{ issuer: 'gha', claims: { repository: 'mallory/fork' } }])],
+    );
+    expect(rebound).toBe(1);
+    const { rows: after } = await owner.query('select federation from coffer.identities where id = $1', [identity.id]);
+    expect(after[0]?.federation).toEqual([{ issuer: 'gha', claims: { repository: 'mallory/fork' } }]);
+    const res = await exchange('mallory/fork');
+    expect(res.statusCode).toBe(500);
+    expect(res.json().error.code).toBe('integrity_error');
+    await integrityAudited(tid, res.json().error.requestId, 'auth.token');
+    // The row acts for nobody until an admin writes it again through the API: the rightful workload is refused too.
+    expect((await exchange('acme/api')).json().error.code).toBe('integrity_error');
   });
 });
 

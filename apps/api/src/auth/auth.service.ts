@@ -56,6 +56,28 @@ export function authService(deps: AuthServiceDeps) {
       }),
     );
 
+  /** An identity row edited outside the API logs in by no method: integrity_error, audited as an error. */
+  const refuseTampered = async (
+    ctx: RequestContext,
+    identity: { id: string; tenantId: string; name: string },
+    clientId: string,
+    details: Record<string, string>,
+  ): Promise<never> => {
+    await deps.audit.record(
+      auditEvent(ctx, {
+        action: 'auth.token',
+        outcome: 'error',
+        tenantId: identity.tenantId,
+        actorId: identity.id,
+        actorName: identity.name,
+        resource: `identities/${identity.id}`,
+        errorCode: 'integrity_error',
+        details: { clientId, ...details, reason: 'integrity' },
+      }),
+    );
+    throw audited(rowIntegrityError());
+  };
+
   return {
     /**
      * A wrong secret, an unknown client id and a disabled identity all answer the same 401 after the same scrypt
@@ -86,22 +108,8 @@ export function authService(deps: AuthServiceDeps) {
       if (pause > 0) await sleep(pause);
       const identity = await deps.identities.forLogin(clientId);
       const secretOk = await verifyClientSecret(clientSecret, identity?.secretHash ?? (await decoyHash()));
-      if (identity && !identity.intact) {
-        // Its role, policies or secret hash were changed outside the API (a copied hash would log in otherwise).
-        await deps.audit.record(
-          auditEvent(ctx, {
-            action: 'auth.token',
-            outcome: 'error',
-            tenantId: identity.tenantId,
-            actorId: identity.id,
-            actorName: identity.name,
-            resource: `identities/${identity.id}`,
-            errorCode: 'integrity_error',
-            details: { clientId, reason: 'integrity' },
-          }),
-        );
-        throw audited(rowIntegrityError());
-      }
+      // Its role, policies or secret hash were changed outside the API (a copied hash would log in otherwise).
+      if (identity && !identity.intact) await refuseTampered(ctx, identity, clientId, {});
       const ok = identity !== undefined && secretOk && !identity.disabled;
       const reason = !identity ? 'unknown_client' : !secretOk ? 'wrong_secret' : identity.disabled ? 'disabled' : null;
       await recordLogin(ctx, identity, clientId, ok, reason ? { reason } : {});
@@ -131,6 +139,8 @@ export function authService(deps: AuthServiceDeps) {
      */
     async exchangeToken(ctx: RequestContext, clientId: string, subjectToken: string): Promise<TokenResponse> {
       const identity = await deps.identities.forLogin(clientId);
+      // Bindings rewritten outside the API (another issuer or subject) must not let another workload in.
+      if (identity && !identity.intact) await refuseTampered(ctx, identity, clientId, { method: 'federation' });
       let refusal: FederationRefused | undefined;
       let login: Awaited<ReturnType<TrustService['exchange']>> | undefined;
       if (!identity) refusal = new FederationRefused('unknown_identity');

@@ -34,6 +34,8 @@ export interface IdentityMacFields {
   clientId: string;
   role: string;
   policies: unknown;
+  /** Workload-federation bindings (issuer, subject, claims): rebinding an identity to another workload is a change. */
+  federation: unknown;
   secretHash: string;
   credentialVersion: number;
   disabled: boolean;
@@ -86,6 +88,7 @@ const identityParts = (f: IdentityMacFields): unknown[] => [
   f.clientId,
   f.role,
   canonicalJson(f.policies),
+  canonicalJson(f.federation),
   f.secretHash,
   f.credentialVersion,
   f.disabled,

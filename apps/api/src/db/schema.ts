@@ -68,7 +68,7 @@ export const identities = coffer.table(
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     secretRotatedAt: timestamp('secret_rotated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
-    /** The API's MAC over role, policies, secret hash, credential version, disabled and revision (row-macs.ts). */
+    /** The API's MAC over role, policies, federation bindings, secret hash, credential version, disabled, revision. */
     mac: text('mac'),
   },
   (t) => [index('identities_tenant_created_idx').on(t.tenantId, t.createdAt, t.id)],

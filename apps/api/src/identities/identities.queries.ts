@@ -5,6 +5,7 @@ import type { Database, Tx } from '../db/database.ts';
 import { identities } from '../db/schema.ts';
 
 export type IdentityRow = typeof identities.$inferSelect;
+export type FederationBinding = IdentityRow['federation'][number];
 
 export interface TokenIdentity {
   id: string;
@@ -17,7 +18,10 @@ export interface TokenIdentity {
   rateLimitPerSecond: number | null;
   /** Bumped on every change of the identity; hot reads check it in the database. */
   revision: number;
-  /** Whether the row's MAC matches its role, policies, credentials and revision (false: coffer_app edited it). */
+  /**
+   * Whether the row's MAC matches its role, policies, federation bindings, credentials and revision (false:
+   * coffer_app edited it).
+   */
   intact: boolean;
 }
 
@@ -31,6 +35,9 @@ export interface LoginIdentity {
   credentialVersion: number;
   tokenTtlSeconds: number | null;
   disabled: boolean;
+  /** What a federated login matches and what its token's claim templates need: read with, and checked by, the MAC. */
+  policies: Policy[];
+  federation: FederationBinding[];
   /** As TokenIdentity.intact. */
   intact: boolean;
 }
@@ -42,6 +49,7 @@ export const identityMacFields = (r: IdentityRow): IdentityMacFields => ({
   clientId: r.clientId,
   role: r.role,
   policies: r.policies,
+  federation: r.federation,
   secretHash: r.secretHash,
   credentialVersion: r.credentialVersion,
   disabled: r.disabled,
@@ -81,6 +89,7 @@ export function identityQueries(db: Database, macs: RowMacs) {
         revision: number;
         tenant_id: string;
         secret_hash: string;
+        federation: unknown;
         mac: string | null;
       }>('select * from coffer.identity_for_token($1, $2)', [tenantId, id]);
       const r = rows[0];
@@ -92,6 +101,7 @@ export function identityQueries(db: Database, macs: RowMacs) {
               clientId: r.client_id,
               role: r.role,
               policies: r.policies,
+              federation: r.federation,
               secretHash: r.secret_hash,
               credentialVersion: r.credential_version,
               disabled: r.disabled,
@@ -122,7 +132,8 @@ export function identityQueries(db: Database, macs: RowMacs) {
         credential_version: number;
         token_ttl_seconds: number | null;
         disabled: boolean;
-        policies: unknown;
+        policies: Policy[];
+        federation: FederationBinding[];
         revision: number;
         mac: string | null;
       }>('select * from coffer.identity_for_login($1)', [clientId]);
@@ -135,6 +146,7 @@ export function identityQueries(db: Database, macs: RowMacs) {
               clientId: r.client_id,
               role: r.role,
               policies: r.policies,
+              federation: r.federation,
               secretHash: r.secret_hash,
               credentialVersion: r.credential_version,
               disabled: r.disabled,
@@ -149,6 +161,8 @@ export function identityQueries(db: Database, macs: RowMacs) {
             credentialVersion: r.credential_version,
             tokenTtlSeconds: r.token_ttl_seconds,
             disabled: r.disabled,
+            policies: r.policies,
+            federation: r.federation,
           }
         : undefined;
     },

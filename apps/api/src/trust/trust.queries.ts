@@ -4,7 +4,6 @@ import { federationReplays, identities, tenants, trustedIssuers } from '../db/sc
 
 export type IssuerRow = typeof trustedIssuers.$inferSelect;
 export type FederationBindingRow = (typeof identities.$inferSelect)['federation'][number];
-type IdentityPolicies = (typeof identities.$inferSelect)['policies'];
 
 export function trustQueries(db: Database) {
   return {
@@ -92,21 +91,6 @@ export function trustQueries(db: Database) {
             ),
           );
         return r?.n ?? 0;
-      });
-    },
-
-    /** An identity's bindings, and the policies whose templates its Coffer token must carry claims for. */
-    federationOf(
-      tenantId: string,
-      identityId: string,
-      tx?: Tx,
-    ): Promise<{ federation: FederationBindingRow[]; policies: IdentityPolicies } | undefined> {
-      return db.inTenant(tenantId, tx, async (t) => {
-        const [r] = await t
-          .select({ federation: identities.federation, policies: identities.policies })
-          .from(identities)
-          .where(and(eq(identities.tenantId, tenantId), eq(identities.id, identityId)));
-        return r;
       });
     },
 

@@ -179,11 +179,17 @@ export function trustService(deps: TrustServiceDeps) {
   return {
     /** Verifies a subject token for an identity; throws FederationRefused with the precise reason. */
     async exchange(
-      identity: { id: string; tenantId: string; disabled: boolean },
+      identity: {
+        id: string;
+        tenantId: string;
+        disabled: boolean;
+        /** As read with the identity and checked by its row MAC: never read again, so never read unchecked. */
+        federation: FederationBindingRow[];
+        policies: Policy[];
+      },
       subjectToken: string,
     ): Promise<FederatedLogin> {
-      const row = await queries.federationOf(identity.tenantId, identity.id);
-      const bindings = row?.federation ?? [];
+      const bindings = identity.federation;
       if (bindings.length === 0) throw new FederationRefused('no_bindings');
       const { issuer, payload } = await verify(identity.tenantId, subjectToken);
       const subject = typeof payload.sub === 'string' ? payload.sub : '';
@@ -203,7 +209,7 @@ export function trustService(deps: TrustServiceDeps) {
       if (!(await queries.claimToken(identity.tenantId, issuer.id, replayKey, expiresAt))) {
         throw new FederationRefused('replayed', issuer, subject);
       }
-      return { issuer, subject, matched, payload, policies: (row?.policies ?? []) as Policy[] };
+      return { issuer, subject, matched, payload, policies: identity.policies };
     },
 
     async create(ctx: RequestContext, body: CreateIssuerRequest): Promise<TrustedIssuer> {
