@@ -167,7 +167,11 @@ describe('platform admins', () => {
     );
     try {
       const lostSecret = rootSecretNow;
-      const { credentialsFile, created } = await resetRootSecret(ownerDb, { dataDir, operator: 'ops-on-call' });
+      const { credentialsFile, created } = await resetRootSecret(ownerDb, {
+        dataDir,
+        operator: 'ops-on-call',
+        macs: t.macs,
+      });
       expect(created).toBe(false);
       expect(statSync(credentialsFile).mode & 0o777).toBe(0o600);
       const creds = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { clientId: string; clientSecret: string };

@@ -1,6 +1,8 @@
 // `npm run platform:reset-root`: break-glass reset of root's secret, as the database owner (docs/platform-admin.md).
 import os from 'node:os';
 import { loadConfig, processEnv } from '../config.ts';
+import { MasterKeyring } from '../crypto/keyring.ts';
+import { RowMacs } from '../crypto/row-macs.ts';
 import { createPool, Database } from '../db/database.ts';
 import { resetRootSecret } from './break-glass.ts';
 
@@ -14,6 +16,13 @@ if (!config.databaseUrl) {
   process.stderr.write('coffer: platform:reset-root needs DATABASE_URL, a connection as the schema owner\n');
   process.exit(1);
 }
+if (!config.masterKeys) {
+  process.stderr.write(
+    "coffer: platform:reset-root needs the service's master keyring (COFFER_MASTER_KEYS or its file)\n",
+  );
+  process.exit(1);
+}
+const macs = new RowMacs(new MasterKeyring(config.masterKeys));
 const db = new Database(
   createPool({
     url: config.databaseUrl,
@@ -28,6 +37,7 @@ try {
   const { credentialsFile, created } = await resetRootSecret(db, {
     dataDir: config.dataDir,
     operator: os.userInfo().username,
+    macs,
   });
   process.stdout.write(
     `coffer: root ${created ? 'was created again' : 'has a new client secret and is enabled'}; the secret is in ${credentialsFile} (mode 0600): store it in a vault, delete the file, then rotate it through the API\n`,
