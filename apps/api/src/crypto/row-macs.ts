@@ -95,6 +95,15 @@ const identityParts = (f: IdentityMacFields): unknown[] => [
   f.revision,
 ];
 
+/**
+ * The master key id a MAC names, or null when there is none. The last dot splits it: a key id may hold dots
+ * (`mk.2026.1`), base64url never does.
+ */
+export function macKeyId(mac: string | null): string | null {
+  const dot = mac ? mac.lastIndexOf('.') : -1;
+  return mac && dot > 0 ? mac.slice(0, dot) : null;
+}
+
 export class RowMacs {
   private readonly keys = new Map<string, Buffer>();
 
@@ -125,15 +134,20 @@ export class RowMacs {
     return this.verifies(mac, identityParts(f));
   }
 
+  secretVerifies(mac: string | null, f: SecretMacFields): boolean {
+    return this.verifies(mac, secretParts(f));
+  }
+
+  versionVerifies(mac: string | null, f: VersionMacFields): boolean {
+    return this.verifies(mac, versionParts(f));
+  }
+
   private verifies(mac: string | null, parts: unknown[]): boolean {
-    if (!mac) return false;
-    const dot = mac.indexOf('.');
-    if (dot <= 0) return false;
-    const kid = mac.slice(0, dot);
+    const kid = macKeyId(mac);
     // A MAC under a master key that left the keyring cannot be checked: it fails like a forged one.
-    if (!this.keyring.has(kid)) return false;
+    if (!mac || !kid || !this.keyring.has(kid)) return false;
     const want = this.digest(kid, parts);
-    const got = Buffer.from(mac.slice(dot + 1), 'base64url');
+    const got = Buffer.from(mac.slice(kid.length + 1), 'base64url');
     return got.length === want.length && timingSafeEqual(got, want);
   }
 
