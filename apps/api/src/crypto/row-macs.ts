@@ -104,6 +104,9 @@ export function macKeyId(mac: string | null): string | null {
   return mac && dot > 0 ? mac.slice(0, dot) : null;
 }
 
+/** The same in SQL, for counting and selecting rows by the master key that MACed them (`column` is trusted text). */
+export const macKeyIdSql = (column: string) => `substring(${column} from '^(.*)\\.[^.]*$')`;
+
 export class RowMacs {
   private readonly keys = new Map<string, Buffer>();
 
