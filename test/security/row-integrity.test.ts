@@ -1,15 +1,24 @@
+import { randomUUID } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { type CreateIdentityResponse, SecretWithValue } from '@coffer/contracts';
 import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
-import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
-import { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
+import { hashClientSecret } from '../../apps/api/src/crypto/client-secret-hash.ts';
+import { dataKeyContext, MasterKeyring, newDataKey } from '../../apps/api/src/crypto/keyring.ts';
+import type { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
+import { findMigrationsFolder, runMigrations } from '../../apps/api/src/db/migrate.ts';
 import { backfillRowMacs } from '../../apps/api/src/db/row-mac-backfill.ts';
+import { legacyBindingLine, PGP_OPTIONS } from '../../apps/api/src/secrets/secrets.queries.ts';
+import { withClient } from '../support/db.ts';
 import { bearer, createIdentity, createTenant, login } from '../support/factories.ts';
 import { githubClaims, mint, signingKey } from '../support/issuers.ts';
 import { expectError, expectOk, secretsApi } from '../support/secrets.ts';
+import { scratchDatabase } from '../support/server-process.ts';
 import { ownerSuite, tenantCtx } from '../support/suite.ts';
-import type { TestApp } from '../support/test-app.ts';
+import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 // The attacks of a compromised API host: it holds coffer_app's credentials and edits rows under RLS directly.
 let t: TestApp;
@@ -37,12 +46,7 @@ async function asApp(tenantId: string, text: string, params: unknown[]): Promise
 }
 
 /** The API's MACs, to stand in for a legitimate write the API has no route for at the wanted moment. */
-function apiMacs(): RowMacs {
-  const problems: string[] = [];
-  const keys = parseKeyring(inject('masterKeys'), 'test', problems);
-  if (!keys) throw new Error(problems.join('; '));
-  return new RowMacs(new MasterKeyring(keys));
-}
+const apiMacs = (): RowMacs => t.macs;
 
 async function integrityAudited(tenantId: string, requestId: string, action: string): Promise<void> {
   const { rows } = await owner.query(
@@ -276,5 +280,89 @@ describe('rows that predate the row MACs', () => {
     expect(stripped.body).not.toContain('stripped-value');
     const { rows } = await owner.query('select 1 from coffer.row_mac_backfill where tenant_id = $1', [tid]);
     expect(rows).toEqual([]);
+  });
+});
+
+describe('a database at the last migration before the row MACs', () => {
+  it('migrates with its rows listed, and after the start-up backfill its secret, bundle and logins work', async () => {
+    // The migrations up to 0014 (federation, the head before the MACs), in a folder of their own.
+    const folder = findMigrationsFolder();
+    const before = mkdtempSync(path.join(os.tmpdir(), 'coffer-pre-macs-'));
+    cpSync(folder, before, { recursive: true });
+    const journal = JSON.parse(readFileSync(path.join(folder, 'meta', '_journal.json'), 'utf8')) as {
+      entries: { tag: string }[];
+    };
+    const last = journal.entries.findIndex((e) => e.tag === '0014_federation');
+    expect(last).toBeGreaterThan(0);
+    writeFileSync(
+      path.join(before, 'meta', '_journal.json'),
+      JSON.stringify({ ...journal, entries: journal.entries.slice(0, last + 1) }),
+    );
+    const scratch = await scratchDatabase();
+    let old: TestApp | undefined;
+    try {
+      await runMigrations(scratch.ownerUrl, before);
+      const keyring = new MasterKeyring(parseKeyring(inject('masterKeys'), 'test', []) ?? []);
+      const tid = randomUUID();
+      const adminId = randomUUID();
+      const secretId = randomUUID();
+      const adminSecret = `pre-${randomUUID()}`;
+      const dek = newDataKey();
+      const wrapped = keyring.wrap(dek, dataKeyContext(tid, 1));
+      // What the API wrote before the MACs: a tenant, its key, a federated admin, a secret sealed with the v1 binding.
+      await withClient(scratch.ownerUrl, async (c) => {
+        await c.query('begin');
+        await c.query("select set_config('app.tenant_id', $1, true)", [tid]);
+        await c.query("insert into coffer.tenants (id, slug, name) values ($1, $2, 'pre-macs')", [
+          tid,
+          `pre-${tid.slice(0, 8)}`,
+        ]);
+        await c.query(
+          "insert into coffer.tenant_keys (tenant_id, version, wrapped_key, master_key_id, state) values ($1, 1, $2, $3, 'active')",
+          [tid, wrapped.wrapped, wrapped.masterKeyId],
+        );
+        await c.query(
+          `insert into coffer.identities (id, tenant_id, client_id, name, role, secret_hash, federation)
+           values ($1, $2, $3, 'pre-admin', 'admin', $4, '[{"issuer":"gha","subject":"repo:acme/api:ref:refs/heads/main"}]')`,
+          [adminId, tid, `pre-admin-${tid.slice(0, 8)}`, await hashClientSecret(adminSecret)],
+        );
+        await c.query(
+          "insert into coffer.secrets (id, tenant_id, kind, owner, name, current_version) values ($1, $2, 'shared', 'app', 'LEGACY', 1)",
+          [secretId, tid],
+        );
+        await c.query(
+          `insert into coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version)
+           values ($1, $2, 1, pgp_sym_encrypt($3, $4, $5), 1)`,
+          [tid, secretId, `${legacyBindingLine(tid, secretId, 1)}pre-macs-value`, dek.toString('hex'), PGP_OPTIONS],
+        );
+        await c.query('commit');
+      });
+      dek.fill(0);
+
+      await runMigrations(scratch.ownerUrl);
+      const listed = await withClient(scratch.ownerUrl, async (c) => {
+        await c.query("select set_config('app.tenant_id', $1, false)", [tid]);
+        return (await c.query('select row_kind from coffer.row_mac_backfill order by 1')).rows.map((r) => r.row_kind);
+      });
+      expect(listed).toEqual(['identity', 'secret', 'version']);
+
+      old = await createTestApp({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
+      const clientId = `pre-admin-${tid.slice(0, 8)}`;
+      const tryLogin = () =>
+        old?.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { clientId, clientSecret: adminSecret } });
+      // Until the backfill has run (the server runs it before it listens), a listed row is not yet trusted.
+      expect((await tryLogin())?.json().error.code).toBe('integrity_error');
+      expect(await backfillRowMacs(old.db, old.macs)).toEqual({ tenants: 1, rows: 3 });
+      const token = await login(old.app, clientId, adminSecret);
+      const oldApi = secretsApi(old.app, token);
+      expect(expectOk(await oldApi.get('shared/app/LEGACY'), 200, SecretWithValue).value).toBe('pre-macs-value');
+      expect((await oldApi.bundle('shared', 'app')).json().values).toEqual({ LEGACY: 'pre-macs-value' });
+      // A second start finds nothing left to do.
+      expect(await backfillRowMacs(old.db, old.macs)).toEqual({ tenants: 0, rows: 0 });
+    } finally {
+      await old?.close();
+      await scratch.drop();
+      rmSync(before, { recursive: true, force: true });
+    }
   });
 });
