@@ -280,6 +280,12 @@ describe('rows that predate the row MACs', () => {
     expect(stripped.body).not.toContain('stripped-value');
     const { rows } = await owner.query('select 1 from coffer.row_mac_backfill where tenant_id = $1', [tid]);
     expect(rows).toEqual([]);
+    // What the backfill blessed is in the tenant's audit chain (the owner, too, can list rows).
+    const { rows: events } = await owner.query(
+      "select details from coffer.audit_events where tenant_id = $1 and action = 'system.row_macs.backfill'",
+      [tid],
+    );
+    expect(events).toEqual([{ details: { secrets: 1, versions: 0, identities: 0 } }]);
   });
 });
 

@@ -1,5 +1,6 @@
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { and, eq, inArray } from 'drizzle-orm';
+import { appendInTx } from '../audit/audit.writer.ts';
 import type { RowMacs } from '../crypto/row-macs.ts';
 import { sealIdentity } from '../identities/identities.queries.ts';
 import type { SecretRow } from '../secrets/secrets.queries.ts';
@@ -12,7 +13,7 @@ import { identities, rowMacBackfill, secrets, secretVersions } from './schema.ts
  * coffer.row_mac_backfill (as the owner; coffer_app may only read and delete that list), so only those rows are
  * MACed, as they are now; a row with no MAC that is not listed fails its check on use. Runs at start, before the app serves, and is idempotent
  * (replicas starting together compute the same MACs; coffer_app cannot lock the list, it has no UPDATE on it):
- * each tenant's rows and its list entries change in one transaction.
+ * each tenant's rows and its list entries change in one transaction, with an audit event that counts them.
  */
 export async function backfillRowMacs(db: Database, macs: RowMacs): Promise<{ tenants: number; rows: number }> {
   const tenants = await db.withTenant(PLATFORM_TENANT_ID, (tx) =>
@@ -49,6 +50,26 @@ export async function backfillRowMacs(db: Database, macs: RowMacs): Promise<{ te
         }
       }
       await tx.delete(rowMacBackfill).where(eq(rowMacBackfill.tenantId, tenantId));
+      // The owner can list rows too: whatever the backfill blesses is in the tenant's audit chain, in this transaction.
+      const kinds = (k: string) => pending.filter((p) => p.rowKind === k).length;
+      await appendInTx(tx, [
+        {
+          tenantId,
+          occurredAt: new Date(),
+          actorId: null,
+          actorName: null,
+          action: 'system.row_macs.backfill',
+          resource: 'row-macs',
+          version: null,
+          outcome: 'allowed',
+          errorCode: null,
+          requestId: null,
+          sourceIp: null,
+          userAgent: null,
+          fingerprint: null,
+          details: { secrets: kinds('secret'), versions: kinds('version'), identities: kinds('identity') },
+        },
+      ]);
       return pending.length;
     });
   }
