@@ -9,6 +9,7 @@ CREATE TABLE "coffer"."row_mac_backfill" (
 ALTER TABLE "coffer"."identities" ADD COLUMN "mac" text;--> statement-breakpoint
 ALTER TABLE "coffer"."secret_versions" ADD COLUMN "mac" text;--> statement-breakpoint
 ALTER TABLE "coffer"."secrets" ADD COLUMN "mac" text;--> statement-breakpoint
+ALTER TABLE "coffer"."trusted_issuers" ADD COLUMN "mac" text;--> statement-breakpoint
 -- The rows that exist now have no MAC and the database cannot make one (it never holds the key): list them, and the
 -- API MACs exactly these once at start. coffer_app may read and remove entries, never add one.
 ALTER TABLE coffer.row_mac_backfill ENABLE ROW LEVEL SECURITY;
@@ -33,6 +34,7 @@ BEGIN
       SELECT tenant_id, 'secret', id, 0 FROM coffer.secrets WHERE tenant_id = t
       UNION ALL SELECT tenant_id, 'version', secret_id, version FROM coffer.secret_versions WHERE tenant_id = t
       UNION ALL SELECT tenant_id, 'identity', id, 0 FROM coffer.identities WHERE tenant_id = t
+      UNION ALL SELECT tenant_id, 'issuer', id, 0 FROM coffer.trusted_issuers WHERE tenant_id = t
       ON CONFLICT DO NOTHING;
   END LOOP;
   PERFORM set_config('app.tenant_id', '', true);

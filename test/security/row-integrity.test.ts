@@ -251,6 +251,48 @@ describe('a holder of coffer_app’s credentials cannot rebind a federated ident
   });
 });
 
+describe('a holder of coffer_app’s credentials cannot swap a trusted issuer’s keys', () => {
+  it('replacing a trusted issuer’s keys in SQL refuses the exchange (integrity_error), audited, and no token is issued', async () => {
+    const tenant = await createTenant(t.app, root);
+    const tid = tenant.tenant.id;
+    const key = await signingKey('ES256');
+    const mallory = await signingKey('ES256');
+    const post = (url: string, payload: object) =>
+      t.app.inject({ method: 'POST', url, headers: bearer(tenant.adminToken), payload });
+    const issuer = await post('/v1/trust/issuers', { name: 'gha', issuer: GITHUB, jwks: { keys: [key.publicJwk] } });
+    expect(issuer.statusCode).toBe(201);
+    const created = await post('/v1/identities', {
+      name: 'deployer',
+      role: 'service',
+      federation: [{ issuer: 'gha', claims: { repository: 'acme/api' } }],
+    });
+    const identity = (created.json() as CreateIdentityResponse).identity;
+    const audience = `coffer:${tenant.tenant.slug}`;
+    const exchange = async (signer: typeof key) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v1/auth/token',
+        payload: {
+          identity: identity.clientId,
+          subjectToken: await mint(signer, githubClaims('acme/api', 'refs/heads/main', audience)),
+        },
+      });
+    expect((await exchange(mallory)).statusCode).toBe(401);
+    // The binding is untouched; the issuer it names now trusts the attacker's key.
+    expect(
+      await asApp(tid, 'update coffer.trusted_issuers set jwks = $2::jsonb, updated_at = now() where id = $1', [
+        (issuer.json() as { id: string }).id,
+        JSON.stringify({ keys: [mallory.publicJwk] }),
+      ]),
+    ).toBe(1);
+    const res = await exchange(mallory);
+    expect(res.statusCode).toBe(500);
+    expect(res.json().error.code).toBe('integrity_error');
+    expect(res.body).not.toContain('accessToken');
+    await integrityAudited(tid, res.json().error.requestId, 'auth.token');
+  });
+});
+
 describe('rows that predate the row MACs', () => {
   it('a row with no MAC is refused unless the migration listed it, and the start-up backfill MACs only listed rows', async () => {
     const { tid, api } = await tenantCtx(t, root);
@@ -285,7 +327,7 @@ describe('rows that predate the row MACs', () => {
       "select details from coffer.audit_events where tenant_id = $1 and action = 'system.row_macs.backfill'",
       [tid],
     );
-    expect(events).toEqual([{ details: { secrets: 1, versions: 0, identities: 0 } }]);
+    expect(events).toEqual([{ details: { secrets: 1, versions: 0, identities: 0, issuers: 0 } }]);
   });
 });
 
@@ -315,7 +357,7 @@ describe('a database at the last migration before the row MACs', () => {
       const adminSecret = `pre-${randomUUID()}`;
       const dek = newDataKey();
       const wrapped = keyring.wrap(dek, dataKeyContext(tid, 1));
-      // What the API wrote before the MACs: a tenant, its key, a federated admin, a secret sealed with the v1 binding.
+      // What the API wrote before the MACs: a tenant, its key, a trusted issuer, a federated admin, a secret sealed with the v1 binding.
       await withClient(scratch.ownerUrl, async (c) => {
         await c.query('begin');
         await c.query("select set_config('app.tenant_id', $1, true)", [tid]);
@@ -331,6 +373,12 @@ describe('a database at the last migration before the row MACs', () => {
           `insert into coffer.identities (id, tenant_id, client_id, name, role, secret_hash, federation)
            values ($1, $2, $3, 'pre-admin', 'admin', $4, '[{"issuer":"gha","subject":"repo:acme/api:ref:refs/heads/main"}]')`,
           [adminId, tid, `pre-admin-${tid.slice(0, 8)}`, await hashClientSecret(adminSecret)],
+        );
+        await c.query(
+          `insert into coffer.trusted_issuers (id, tenant_id, name, issuer, jwks, audiences, algorithms,
+             max_token_age_seconds, clock_skew_seconds)
+           values ($1, $2, 'gha', 'https://token.actions.githubusercontent.com', '{"keys": []}', '{coffer:pre}', '{ES256}', 600, 30)`,
+          [randomUUID(), tid],
         );
         await c.query(
           "insert into coffer.secrets (id, tenant_id, kind, owner, name, current_version) values ($1, $2, 'shared', 'app', 'LEGACY', 1)",
@@ -350,7 +398,7 @@ describe('a database at the last migration before the row MACs', () => {
         await c.query("select set_config('app.tenant_id', $1, false)", [tid]);
         return (await c.query('select row_kind from coffer.row_mac_backfill order by 1')).rows.map((r) => r.row_kind);
       });
-      expect(listed).toEqual(['identity', 'secret', 'version']);
+      expect(listed).toEqual(['identity', 'issuer', 'secret', 'version']);
 
       old = await createTestApp({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
       const clientId = `pre-admin-${tid.slice(0, 8)}`;
@@ -358,11 +406,17 @@ describe('a database at the last migration before the row MACs', () => {
         old?.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { clientId, clientSecret: adminSecret } });
       // Until the backfill has run (the server runs it before it listens), a listed row is not yet trusted.
       expect((await tryLogin())?.json().error.code).toBe('integrity_error');
-      expect(await backfillRowMacs(old.db, old.macs)).toEqual({ tenants: 1, rows: 3 });
+      expect(await backfillRowMacs(old.db, old.macs)).toEqual({ tenants: 1, rows: 4 });
       const token = await login(old.app, clientId, adminSecret);
       const oldApi = secretsApi(old.app, token);
       expect(expectOk(await oldApi.get('shared/app/LEGACY'), 200, SecretWithValue).value).toBe('pre-macs-value');
       expect((await oldApi.bundle('shared', 'app')).json().values).toEqual({ LEGACY: 'pre-macs-value' });
+      // The issuer was MACed too: it is checked before any federated login is verified against it.
+      const { rows: issuers } = await withClient(scratch.ownerUrl, async (c) => {
+        await c.query("select set_config('app.tenant_id', $1, false)", [tid]);
+        return c.query('select mac from coffer.trusted_issuers');
+      });
+      expect(issuers[0]?.mac).toMatch(/\.[A-Za-z0-9_-]{43}$/);
       // A second start finds nothing left to do.
       expect(await backfillRowMacs(old.db, old.macs)).toEqual({ tenants: 0, rows: 0 });
     } finally {

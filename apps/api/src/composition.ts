@@ -108,10 +108,11 @@ export function composeServices(deps: CompositionDeps) {
 
   const system = systemService({ db, keyring, audit });
   const cursors = cursorCodec(keyring.derive(CURSOR_KEY_PURPOSE));
-  const issuers = trustQueries(db);
+  const issuers = trustQueries(db, macs);
   const trust = trustService({
     db,
     queries: issuers,
+    macs,
     audit,
     // Signing keys are fetched under the same outbound address policy as webhook deliveries.
     jwks: new JwksResolver({

@@ -32,7 +32,9 @@ export const MasterKeyUse = z.object({
   rowMacs: z
     .number()
     .int()
-    .describe('Secret, version and identity rows whose integrity MAC this key made (they fail their check without it)'),
+    .describe(
+      'Secret, version, identity and trusted-issuer rows whose integrity MAC this key made (they fail their check without it)',
+    ),
 });
 
 export const SystemKeys = z

@@ -148,6 +148,10 @@ export function authService(deps: AuthServiceDeps) {
         try {
           login = await deps.federation.exchange(identity, subjectToken);
         } catch (err) {
+          // A trusted issuer edited outside the API (its keys, URL, audiences): refused like a tampered identity.
+          if (err instanceof AppError && err.code === 'integrity_error') {
+            await refuseTampered(ctx, identity, clientId, { method: 'federation', row: 'issuer' });
+          }
           if (!(err instanceof FederationRefused)) throw err;
           refusal = err;
         }

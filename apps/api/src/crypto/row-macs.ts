@@ -43,6 +43,19 @@ export interface IdentityMacFields {
   revision: number;
 }
 
+/** A tenant's trusted issuer: whose signatures a federated login accepts, for which audiences. */
+export interface IssuerMacFields {
+  tenantId: string;
+  id: string;
+  name: string;
+  issuer: string;
+  jwks: unknown;
+  audiences: readonly string[];
+  algorithms: readonly string[];
+  maxTokenAgeSeconds: number;
+  clockSkewSeconds: number;
+}
+
 export const rowIntegrityError = () =>
   new AppError('integrity_error', 'a stored row failed its integrity check; the incident was recorded');
 
@@ -107,6 +120,19 @@ export function macKeyId(mac: string | null): string | null {
 /** The same in SQL, for counting and selecting rows by the master key that MACed them (`column` is trusted text). */
 export const macKeyIdSql = (column: string) => `substring(${column} from '^(.*)\\.[^.]*$')`;
 
+const issuerParts = (f: IssuerMacFields): unknown[] => [
+  'issuer',
+  f.tenantId,
+  f.id,
+  f.name,
+  f.issuer,
+  canonicalJson(f.jwks),
+  [...f.audiences],
+  [...f.algorithms],
+  f.maxTokenAgeSeconds,
+  f.clockSkewSeconds,
+];
+
 export class RowMacs {
   private readonly keys = new Map<string, Buffer>();
 
@@ -122,6 +148,10 @@ export class RowMacs {
 
   identity(f: IdentityMacFields): string {
     return this.make(identityParts(f));
+  }
+
+  issuer(f: IssuerMacFields): string {
+    return this.make(issuerParts(f));
   }
 
   /** Each check throws integrity_error unless `mac` is the MAC of the fields; a missing MAC fails too. */
@@ -143,6 +173,10 @@ export class RowMacs {
 
   versionVerifies(mac: string | null, f: VersionMacFields): boolean {
     return this.verifies(mac, versionParts(f));
+  }
+
+  issuerVerifies(mac: string | null, f: IssuerMacFields): boolean {
+    return this.verifies(mac, issuerParts(f));
   }
 
   private verifies(mac: string | null, parts: unknown[]): boolean {

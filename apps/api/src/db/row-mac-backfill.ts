@@ -5,8 +5,9 @@ import type { RowMacs } from '../crypto/row-macs.ts';
 import { sealIdentity } from '../identities/identities.queries.ts';
 import type { SecretRow } from '../secrets/secrets.queries.ts';
 import { secretMacFields } from '../secrets/secrets.queries.ts';
+import { sealIssuer } from '../trust/trust.queries.ts';
 import type { Database } from './database.ts';
-import { identities, rowMacBackfill, secrets, secretVersions } from './schema.ts';
+import { identities, rowMacBackfill, secrets, secretVersions, trustedIssuers } from './schema.ts';
 
 /**
  * The one-time MACing of rows that predate the row MACs. The `row_macs` migration listed them in
@@ -49,6 +50,12 @@ export async function backfillRowMacs(db: Database, macs: RowMacs): Promise<{ te
           await sealIdentity(tx, macs, row);
         }
       }
+      const issuerIds = pending.filter((p) => p.rowKind === 'issuer').map((p) => p.rowId);
+      if (issuerIds.length > 0) {
+        for (const row of await tx.select().from(trustedIssuers).where(inArray(trustedIssuers.id, issuerIds))) {
+          await sealIssuer(tx, macs, row);
+        }
+      }
       await tx.delete(rowMacBackfill).where(eq(rowMacBackfill.tenantId, tenantId));
       // The owner can list rows too: whatever the backfill blesses is in the tenant's audit chain, in this transaction.
       const kinds = (k: string) => pending.filter((p) => p.rowKind === k).length;
@@ -67,7 +74,12 @@ export async function backfillRowMacs(db: Database, macs: RowMacs): Promise<{ te
           sourceIp: null,
           userAgent: null,
           fingerprint: null,
-          details: { secrets: kinds('secret'), versions: kinds('version'), identities: kinds('identity') },
+          details: {
+            secrets: kinds('secret'),
+            versions: kinds('version'),
+            identities: kinds('identity'),
+            issuers: kinds('issuer'),
+          },
         },
       ]);
       return pending.length;

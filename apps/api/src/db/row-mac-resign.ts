@@ -4,8 +4,9 @@ import type { MasterKeyring } from '../crypto/keyring.ts';
 import { macKeyIdSql, type RowMacs } from '../crypto/row-macs.ts';
 import { identityMacFields, sealIdentity } from '../identities/identities.queries.ts';
 import { secretMacFields } from '../secrets/secrets.queries.ts';
+import { issuerMacFields, sealIssuer } from '../trust/trust.queries.ts';
 import type { Database } from './database.ts';
-import { identities, secrets, secretVersions, tenants } from './schema.ts';
+import { identities, secrets, secretVersions, tenants, trustedIssuers } from './schema.ts';
 
 /**
  * Row MACs across master-key rotation. A row MAC names the master key it was made under, so it keeps verifying
@@ -22,7 +23,7 @@ async function tenantIds(db: Pick<Database, 'withTenant'>): Promise<string[]> {
   return rows.map((r) => r.id);
 }
 
-/** How many row MACs each master key made (secrets, versions and identities of every tenant). */
+/** How many row MACs each master key made (secrets, versions, identities and trusted issuers of every tenant). */
 export async function rowMacCensus(db: Pick<Database, 'withTenant'>): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const tenantId of await tenantIds(db)) {
@@ -31,7 +32,8 @@ export async function rowMacCensus(db: Pick<Database, 'withTenant'>): Promise<Ma
         select id, count(*) as n from (
           select ${keyIdOf('mac')} as id from coffer.secrets where mac is not null
           union all select ${keyIdOf('mac')} from coffer.secret_versions where mac is not null
-          union all select ${keyIdOf('mac')} from coffer.identities where mac is not null) m
+          union all select ${keyIdOf('mac')} from coffer.identities where mac is not null
+          union all select ${keyIdOf('mac')} from coffer.trusted_issuers where mac is not null) m
         where id is not null group by 1`),
     );
     for (const r of rows) out.set(r.id, (out.get(r.id) ?? 0) + Number(r.n));
@@ -135,6 +137,26 @@ export async function resignRowMacs(
           const ok = macs.identityVerifies(row.mac, identityMacFields(row));
           // Sealing bumps the revision (the trigger), so cached principals reload: nothing else changes for them.
           if (ok) await sealIdentity(t, macs, row);
+          count(ok);
+        }
+        return page;
+      });
+      after = rows.at(-1)?.id;
+      if (rows.length < batch) break;
+    }
+
+    for (let after: string | undefined; ; ) {
+      const rows = await db.withTenant(tenantId, async (t) => {
+        const page = await t
+          .select()
+          .from(trustedIssuers)
+          .where(and(older('mac'), after ? gt(trustedIssuers.id, after) : undefined))
+          .orderBy(asc(trustedIssuers.id))
+          .limit(batch)
+          .for('update', { skipLocked: true });
+        for (const row of page) {
+          const ok = macs.issuerVerifies(row.mac, issuerMacFields(row));
+          if (ok) await sealIssuer(t, macs, row);
           count(ok);
         }
         return page;

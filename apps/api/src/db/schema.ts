@@ -329,6 +329,8 @@ export const trustedIssuers = coffer.table(
     clockSkewSeconds: integer('clock_skew_seconds').notNull(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
+    /** The API's MAC over everything a login verifies against: issuer, keys, audiences, algorithms, age, skew. */
+    mac: text('mac'),
   },
   (t) => [
     unique('trusted_issuers_tenant_name_key').on(t.tenantId, t.name),
@@ -365,7 +367,7 @@ export const rowMacBackfill = coffer.table(
   'row_mac_backfill',
   {
     tenantId: uuid('tenant_id').notNull(),
-    rowKind: text('row_kind', { enum: ['secret', 'version', 'identity'] }).notNull(),
+    rowKind: text('row_kind', { enum: ['secret', 'version', 'identity', 'issuer'] }).notNull(),
     rowId: uuid('row_id').notNull(),
     version: integer('version').notNull().default(0),
   },
