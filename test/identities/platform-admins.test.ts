@@ -37,7 +37,12 @@ beforeAll(async () => {
   scratch = await scratchDatabase();
   await runMigrations(scratch.ownerUrl);
   t = await createTestApp({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
-  await ensurePlatformAdmin(t.db, { bootstrapSecret, dataDir: os.tmpdir(), log: pino({ level: 'silent' }) });
+  await ensurePlatformAdmin(t.db, {
+    bootstrapSecret,
+    dataDir: os.tmpdir(),
+    log: pino({ level: 'silent' }),
+    macs: t.macs,
+  });
 });
 afterAll(async () => {
   await t?.close();
@@ -68,7 +73,12 @@ describe('platform admins', () => {
     const newToken = await login(t.app, 'root', rotated.clientSecret);
     expect((await send('GET', '/v1/platform/admins', newToken)).statusCode).toBe(200);
     // A restart with the bootstrap secret still set does not bring it back.
-    await ensurePlatformAdmin(t.db, { bootstrapSecret, dataDir: os.tmpdir(), log: pino({ level: 'silent' }) });
+    await ensurePlatformAdmin(t.db, {
+      bootstrapSecret,
+      dataDir: os.tmpdir(),
+      log: pino({ level: 'silent' }),
+      macs: t.macs,
+    });
     expect(await loginStatus('root', bootstrapSecret)).toBe(401);
     expect(await loginStatus('root', rotated.clientSecret)).toBe(200);
 
@@ -163,6 +173,7 @@ describe('platform admins', () => {
         dataDir,
         operator: 'ops-on-call',
         linkKey: linkKeys(testKeyring()),
+        macs: t.macs,
       });
       expect(created).toBe(false);
       expect(statSync(credentialsFile).mode & 0o777).toBe(0o600);

@@ -16,6 +16,7 @@ import { PrincipalResolver } from './auth/principals.ts';
 import type { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import type { MasterKeyring } from './crypto/keyring.ts';
+import { RowMacs } from './crypto/row-macs.ts';
 import { TenantKeyCache } from './crypto/tenant-key-cache.ts';
 import { dataKeyQueries } from './data-keys/data-keys.queries.ts';
 import { dataKeyService } from './data-keys/data-keys.service.ts';
@@ -98,9 +99,10 @@ export function composeServices(deps: CompositionDeps) {
     },
   };
 
-  const identities = identityQueries(db);
+  const macs = new RowMacs(keyring);
+  const identities = identityQueries(db, macs);
   const tenants = tenantQueries(db);
-  const secrets = secretQueries(db);
+  const secrets = secretQueries(db, macs);
   const auditReads = auditQueries(db);
   const webhookOutbox = webhookQueries(db);
   const tenantKeys = new TenantKeyCache(db, keyring);
@@ -112,10 +114,11 @@ export function composeServices(deps: CompositionDeps) {
 
   const system = systemService({ db, keyring, audit });
   const cursors = cursorCodec(keyring.derive(CURSOR_KEY_PURPOSE));
-  const issuers = trustQueries(db);
+  const issuers = trustQueries(db, macs);
   const trust = trustService({
     db,
     queries: issuers,
+    macs,
     audit,
     // Signing keys are fetched under the same outbound address policy as webhook deliveries.
     jwks: new JwksResolver({
@@ -232,6 +235,7 @@ export function composeServices(deps: CompositionDeps) {
       webhooks: webhookOutbox,
       refreshPrincipal: (p) => principals.refresh(p),
       cursors,
+      macs,
     }),
     rotation,
     dataKeys,

@@ -67,6 +67,8 @@ export const identities = coffer.table(
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     secretRotatedAt: timestamp('secret_rotated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    /** The API's MAC over role, policies, federation bindings, secret hash, credential version, disabled, revision. */
+    mac: text('mac'),
   },
   (t) => [index('identities_tenant_created_idx').on(t.tenantId, t.createdAt, t.id)],
 );
@@ -227,6 +229,8 @@ export const secrets = coffer.table(
     generator: jsonb('generator').$type<{ length: number; charset: string; prefix?: string }>(),
     lastRotatedAt: timestamp('last_rotated_at', { withTimezone: true, mode: 'date' }),
     nextRotationAt: timestamp('next_rotation_at', { withTimezone: true, mode: 'date' }),
+    /** The API's MAC over path, current version, expiry and deletion (row-macs.ts): coffer_app cannot forge it. */
+    mac: text('mac'),
   },
   (t) => [
     unique('secrets_path_key').on(t.tenantId, t.kind, t.owner, t.name),
@@ -255,6 +259,8 @@ export const secretVersions = coffer.table(
     destroyedAt: timestamp('destroyed_at', { withTimezone: true, mode: 'date' }),
     /** Set when a rotation supersedes this version: served until then (the grace period), 410 after. */
     servedUntil: timestamp('served_until', { withTimezone: true, mode: 'date' }),
+    /** The API's MAC over the version's secret, number and grace period (row-macs.ts). */
+    mac: text('mac'),
   },
   (t) => [
     primaryKey({ columns: [t.secretId, t.version] }),
@@ -352,6 +358,8 @@ export const trustedIssuers = coffer.table(
     clockSkewSeconds: integer('clock_skew_seconds').notNull(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
+    /** The API's MAC over everything a login verifies against: issuer, keys, audiences, algorithms, age, skew. */
+    mac: text('mac'),
   },
   (t) => [
     unique('trusted_issuers_tenant_name_key').on(t.tenantId, t.name),
@@ -377,4 +385,20 @@ export const federationReplays = coffer.table(
     primaryKey({ columns: [t.tenantId, t.issuerId, t.tokenHash] }),
     index('federation_replays_expiry_idx').on(t.tenantId, t.expiresAt),
   ],
+);
+
+/**
+ * Rows that predate the row MACs (the `row_macs` migration lists them), to be MACed once by the API at start
+ * (row-mac-backfill.ts). coffer_app may read and delete entries but never add one, so it cannot get a row it
+ * edited blessed later: a row with no MAC that is not listed here fails its check.
+ */
+export const rowMacBackfill = coffer.table(
+  'row_mac_backfill',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    rowKind: text('row_kind', { enum: ['secret', 'version', 'identity', 'issuer'] }).notNull(),
+    rowId: uuid('row_id').notNull(),
+    version: integer('version').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.rowKind, t.rowId, t.version] })],
 );

@@ -235,6 +235,7 @@ export function secretWriter(deps: SecretWriterDeps) {
         tenantId,
         {
           secretId: secret.id,
+          path,
           version: plan.version,
           value: input.value,
           dekHex: keySet.activeKey,

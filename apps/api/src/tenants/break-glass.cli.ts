@@ -6,6 +6,7 @@ import pino from 'pino';
 import { linkKeys } from '../audit/audit.digest.ts';
 import { loadConfig, processEnv } from '../config.ts';
 import { MasterKeyring } from '../crypto/keyring.ts';
+import { RowMacs } from '../crypto/row-macs.ts';
 import { createPool, Database } from '../db/database.ts';
 import { withDevelopmentKeys } from '../dev-keys.ts';
 import { resetRootSecret } from './break-glass.ts';
@@ -28,11 +29,12 @@ if (!config.databaseUrl) {
 }
 if (!config.masterKeys) {
   process.stderr.write(
-    "coffer: platform:reset-root needs the master keyring (COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE): the reset's audit event is chained under a key derived from it\n",
+    "coffer: platform:reset-root needs the master keyring (COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE): the reset's audit event is chained, and root's row MACed, under keys derived from it\n",
   );
   process.exit(1);
 }
 const keyring = new MasterKeyring(config.masterKeys);
+const macs = new RowMacs(keyring);
 const db = new Database(
   createPool({
     url: config.databaseUrl,
@@ -48,6 +50,7 @@ try {
     dataDir: config.dataDir,
     operator: os.userInfo().username,
     linkKey: linkKeys(keyring),
+    macs,
   });
   process.stdout.write(
     `coffer: root ${created ? 'was created again' : 'has a new client secret and is enabled'}; the secret is in ${credentialsFile} (mode 0600): store it in a vault, delete the file, then rotate it through the API\n`,

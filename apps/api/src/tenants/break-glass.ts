@@ -6,8 +6,10 @@ import type { LinkKeys } from '../audit/audit.digest.ts';
 import { appendInTx } from '../audit/audit.writer.ts';
 import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientSecret, newId } from '../crypto/ids.ts';
+import type { RowMacs } from '../crypto/row-macs.ts';
 import type { Database } from '../db/database.ts';
 import { identities } from '../db/schema.ts';
+import { sealIdentity } from '../identities/identities.queries.ts';
 import { ROOT_CLIENT_ID } from './bootstrap.ts';
 
 /**
@@ -15,11 +17,12 @@ import { ROOT_CLIENT_ID } from './bootstrap.ts';
  * the database owner's credentials, never through the API: root gets a new secret (created again if it was
  * gone), is enabled, and every token it held stops; the secret goes to a file only this user can read, never to
  * the terminal or a log; the reset is an event in the platform's audit chain, in the same transaction (chained
- * under the platform's link key, so the master keyring is needed as well as the owner's credentials).
+ * under the platform's link key), and the row gets a fresh MAC: both need the master keyring as well as the owner's
+ * credentials, by design.
  */
 export async function resetRootSecret(
   db: Pick<Database, 'withTenant'>,
-  o: { dataDir: string; operator: string; linkKey: LinkKeys },
+  o: { dataDir: string; operator: string; linkKey: LinkKeys; macs: RowMacs },
 ): Promise<{ credentialsFile: string; created: boolean }> {
   const clientSecret = newClientSecret();
   const secretHash = await hashClientSecret(clientSecret);
@@ -34,7 +37,7 @@ export async function resetRootSecret(
         updatedAt: sql`now()`,
       })
       .where(eq(identities.clientId, ROOT_CLIENT_ID))
-      .returning({ id: identities.id });
+      .returning();
     const row =
       updated ??
       (
@@ -48,9 +51,11 @@ export async function resetRootSecret(
             role: 'platform',
             secretHash,
           })
-          .returning({ id: identities.id })
+          .returning()
       )[0];
     if (!row) throw new Error('root could not be written');
+    // Root's row is MACed like any identity's (under the operator's keyring), or its next login is integrity_error.
+    await sealIdentity(tx, o.macs, row);
     await appendInTx(
       tx,
       [
