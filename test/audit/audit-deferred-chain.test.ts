@@ -3,7 +3,7 @@ import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import { pgErrorCode } from '../../apps/api/src/db/pg-errors.ts';
-import { auditRowsOf } from '../support/audit.ts';
+import { auditRowsOf, testLinkKey } from '../support/audit.ts';
 import { createTenant } from '../support/factories.ts';
 import { opsApi, ownerEvent } from '../support/ops.ts';
 import { expectOk, secretsApi } from '../support/secrets.ts';
@@ -30,6 +30,11 @@ async function appClient(): Promise<pg.Client> {
   return c;
 }
 
+const linkKeyOf = (tenantId: string): [string, Buffer] => {
+  const k = testLinkKey(tenantId);
+  return [k.id, k.key];
+};
+
 const events = (tenantId: string, resource: string) =>
   JSON.stringify([toAppendRow(ownerEvent(tenantId, { action: 'secrets.write', resource }))]);
 
@@ -41,11 +46,19 @@ describe('audit events of a change are chained at commit', () => {
     const other = await appClient();
     try {
       await change.query('begin');
-      await change.query('select coffer.audit_stage($1::uuid, $2::jsonb)', [tid, events(tid, 'staged/first')]);
+      await change.query('select coffer.audit_stage($1::uuid, $2::jsonb, $3, $4)', [
+        tid,
+        events(tid, 'staged/first'),
+        ...linkKeyOf(tid),
+      ]);
 
       // Another request of the same tenant appends meanwhile: it must not wait for the open change.
       await other.query(`set lock_timeout = '2s'`);
-      await other.query('select coffer.audit_append($1::uuid, $2::jsonb)', [tid, events(tid, 'appended/meanwhile')]);
+      await other.query('select coffer.audit_append($1::uuid, $2::jsonb, $3, $4)', [
+        tid,
+        events(tid, 'appended/meanwhile'),
+        ...linkKeyOf(tid),
+      ]);
 
       // Not chained yet, and invisible to everyone else.
       const before = await auditRowsOf(owner, tid);
@@ -72,7 +85,11 @@ describe('audit events of a change are chained at commit', () => {
     const change = await appClient();
     try {
       await change.query('begin');
-      await change.query('select coffer.audit_stage($1::uuid, $2::jsonb)', [tid, events(tid, 'staged/rolled-back')]);
+      await change.query('select coffer.audit_stage($1::uuid, $2::jsonb, $3, $4)', [
+        tid,
+        events(tid, 'staged/rolled-back'),
+        ...linkKeyOf(tid),
+      ]);
       await change.query('rollback');
     } finally {
       await change.end();
@@ -88,9 +105,17 @@ describe('audit events of a change are chained at commit', () => {
     const change = await appClient();
     try {
       await change.query('begin');
-      await change.query('select coffer.audit_stage($1::uuid, $2::jsonb)', [tid, events(tid, 'staged/valid')]);
-      // An event without its digest cannot be linked: audit_append fails, at commit.
-      await change.query('select coffer.audit_stage($1::uuid, $2::jsonb)', [tid, '[{"action": "secrets.write"}]']);
+      await change.query('select coffer.audit_stage($1::uuid, $2::jsonb, $3, $4)', [
+        tid,
+        events(tid, 'staged/valid'),
+        ...linkKeyOf(tid),
+      ]);
+      // An event without its time and outcome cannot be stored: audit_append fails, at commit.
+      await change.query('select coffer.audit_stage($1::uuid, $2::jsonb, $3, $4)', [
+        tid,
+        '[{"action": "secrets.write"}]',
+        ...linkKeyOf(tid),
+      ]);
       const err = await change.query('commit').catch((e: unknown) => e);
       expect(pgErrorCode(err)).toBe('CF002');
     } finally {

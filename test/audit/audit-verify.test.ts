@@ -1,11 +1,18 @@
 import { AuditPage, AuditVerifyResult } from '@coffer/contracts';
 import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
-import { eventDigest, linkHash, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
+import { eventDigest, keyedLink, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import { pgErrorCode } from '../../apps/api/src/db/pg-errors.ts';
-import { type AuditRow, auditRowsOf, firstBrokenLink, toAuditEvent } from '../support/audit.ts';
+import {
+  type AuditRow,
+  auditRowsOf,
+  firstBrokenLink,
+  keyedDigest,
+  testLinkKey,
+  toAuditEvent,
+} from '../support/audit.ts';
 import { createIdentity } from '../support/factories.ts';
-import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain } from '../support/ops.ts';
+import { appendEvents, asTamperer, type OpsApi, opsApi, ownerEvent, resetChain, signHead } from '../support/ops.ts';
 import { expectOk } from '../support/secrets.ts';
 import { ownerSuite, type TenantCtx, tenantCtx } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
@@ -142,6 +149,8 @@ describe('GET /v1/audit/verify finds tampering', () => {
         keep.seq,
         keep.hash,
       ]);
+      // Even with the head re-signed (by a holder of the master key).
+      await signHead(owner, c.tid);
     });
     expect(await verify(c.ops)).toMatchObject({ ok: false, reason: 'truncated' });
   });
@@ -174,20 +183,24 @@ describe('GET /v1/audit/verify finds tampering', () => {
       actorId: prev.actor_id,
       actorName: prev.actor_name,
     });
-    const digest = eventDigest(fake);
-    const hash = linkHash(prev.hash, k + 1, digest);
+    // Forged with the tenant's link key (as only a holder of the master key could): well-formed, yet out of place.
+    const key = testLinkKey(a.tid);
+    const digest = keyedDigest(fake);
+    const hash = keyedLink(key.key, prev.hash, k + 1, digest);
     const inserted = await asTamperer(owner, async () => {
       // Make room after row k, then insert a well-formed event that links to row k.
       await owner.query('update coffer.audit_events set seq = -seq where tenant_id = $1 and seq > $2', [a.tid, k]);
       await owner.query('update coffer.audit_events set seq = -seq + 1 where tenant_id = $1 and seq < 0', [a.tid]);
       await owner.query('update coffer.audit_heads set seq = seq + 1 where tenant_id = $1', [a.tid]);
+      await signHead(owner, a.tid);
       const r = toAppendRow(fake);
       const { rows } = await owner.query<{ id: string }>(
         `insert into coffer.audit_events (tenant_id, seq, occurred_at, actor_id, actor_name, action, resource, version,
-           outcome, error_code, request_id, source_ip, user_agent, fingerprint, details, digest, prev_hash, hash)
-         values ($1, $2, $3, $4, $5, $6, $7, null, 'allowed', null, null, null, null, null, null, $8, $9, $10)
+           outcome, error_code, request_id, source_ip, user_agent, fingerprint, details, digest, prev_hash, hash,
+           link_key_id)
+         values ($1, $2, $3, $4, $5, $6, $7, null, 'allowed', null, null, null, null, null, null, $8, $9, $10, $11)
          returning id`,
-        [a.tid, k + 1, r.occurred_at, r.actor_id, r.actor_name, r.action, r.resource, digest, prev.hash, hash],
+        [a.tid, k + 1, r.occurred_at, r.actor_id, r.actor_name, r.action, r.resource, digest, prev.hash, hash, key.id],
       );
       return rows[0]?.id;
     });
@@ -202,14 +215,15 @@ describe('GET /v1/audit/verify finds tampering', () => {
     const b = await chainOf();
     const tail = b.rows.at(-1) as AuditRow;
     const extra = ownerEvent(b.tid, { action: 'secrets.write', resource: 'sandbox/app/LATE' });
-    const extraDigest = eventDigest(extra);
+    const extraKey = testLinkKey(b.tid);
+    const extraDigest = keyedDigest(extra);
     // One seq past the next free one: the verify's own event takes the next free seq.
     const seq = b.rows.length + 2;
     const extraId = await asTamperer(owner, async () => {
       const r = toAppendRow(extra);
       const { rows } = await owner.query<{ id: string }>(
         `insert into coffer.audit_events (tenant_id, seq, occurred_at, actor_name, action, resource, outcome, digest,
-           prev_hash, hash) values ($1, $2, $3, $4, $5, $6, 'allowed', $7, $8, $9) returning id`,
+           prev_hash, hash, link_key_id) values ($1, $2, $3, $4, $5, $6, 'allowed', $7, $8, $9, $10) returning id`,
         [
           b.tid,
           seq,
@@ -219,7 +233,8 @@ describe('GET /v1/audit/verify finds tampering', () => {
           r.resource,
           extraDigest,
           tail.hash,
-          linkHash(tail.hash, seq, extraDigest),
+          keyedLink(extraKey.key, tail.hash, seq, extraDigest),
+          extraKey.id,
         ],
       );
       return rows[0]?.id;
@@ -254,15 +269,17 @@ describe('GET /v1/audit/verify finds tampering', () => {
     await t.app.jobs.audit.sign(a.tid, Number(head.seq), head.hash, 'periodic');
     expect(await verify(a.ops)).toMatchObject({ ok: true, checkpoints: 1 });
 
-    // The attacker edits row 3 and recomputes every digest and link after it, and the head: the chain alone holds.
+    // An attacker with the master key edits row 3 and recomputes every digest and link after it, and the head: the
+    // chain alone holds.
     const rows = await rowsWithIds(a.tid);
+    const key = testLinkKey(a.tid).key;
     await asTamperer(owner, async () => {
       let prev = row(rows, 2).hash;
       for (const r of rows.slice(2)) {
         const seq = Number(r.seq);
         const event = seq === 3 ? { ...toAuditEvent(r), resource: 'sandbox/app/REWRITTEN' } : toAuditEvent(r);
-        const digest = eventDigest(event);
-        const hash = linkHash(prev, seq, digest);
+        const digest = keyedDigest(event);
+        const hash = keyedLink(key, prev, seq, digest);
         await owner.query(
           'update coffer.audit_events set resource = $3, digest = $4, prev_hash = $5, hash = $6 where tenant_id = $1 and seq = $2',
           [a.tid, seq, event.resource, digest, prev, hash],
@@ -270,6 +287,7 @@ describe('GET /v1/audit/verify finds tampering', () => {
         prev = hash;
       }
       await owner.query('update coffer.audit_heads set hash = $2 where tenant_id = $1', [a.tid, prev]);
+      await signHead(owner, a.tid);
     });
     expect(firstBrokenLink(await auditRowsOf(owner, a.tid))).toBeNull();
     expect(await verify(a.ops)).toMatchObject({
@@ -282,7 +300,9 @@ describe('GET /v1/audit/verify finds tampering', () => {
     const b = await chainOf();
     const bHead = b.rows.at(-1) as AuditRow;
     await t.app.jobs.audit.sign(b.tid, Number(bHead.seq), bHead.hash, 'periodic');
-    await owner.query('update coffer.audit_checkpoints set mac = sha256(mac) where tenant_id = $1', [b.tid]);
+    await asTamperer(owner, () =>
+      owner.query('update coffer.audit_checkpoints set mac = sha256(mac) where tenant_id = $1', [b.tid]),
+    );
     expect(await verify(b.ops)).toMatchObject({
       ok: false,
       reason: 'bad_checkpoint',
@@ -367,7 +387,7 @@ describe('retention', () => {
     expect(await t.app.jobs.audit.retainTenant(tid)).toBe(0);
     expect(await checkpointsOf(tid)).toEqual([]);
 
-    await owner.query('update coffer.tenants set audit_retention_days = 30 where id = $1', [tid]);
+    await owner.query('insert into coffer.audit_retention (tenant_id, days) values ($1, 30)', [tid]);
     expect(await t.app.jobs.audit.retainTenant(tid)).toBe(OLD);
     const checkpoints = await checkpointsOf(tid);
     expect(checkpoints).toMatchObject([{ seq: String(OLD), kind: 'retention' }]);
@@ -391,7 +411,7 @@ describe('retention', () => {
 
     // The checkpoint is what keeps the cut verifiable: without it the missing prefix shows; a forged one is refused.
     const saved = await owner.query('select * from coffer.audit_checkpoints where tenant_id = $1', [tid]);
-    await owner.query('delete from coffer.audit_checkpoints where tenant_id = $1', [tid]);
+    await asTamperer(owner, () => owner.query('delete from coffer.audit_checkpoints where tenant_id = $1', [tid]));
     expect(await verify(ops)).toMatchObject({ ok: false, reason: 'deleted', firstBrokenSeq: OLD + 1 });
     const cp = saved.rows[0] as { seq: string; hash: Buffer; mac: Buffer; master_key_id: string; kind: string };
     await owner.query(
@@ -399,14 +419,16 @@ describe('retention', () => {
       [tid, cp.seq, cp.hash, Buffer.alloc(32, 7), cp.master_key_id, cp.kind],
     );
     expect(await verify(ops)).toMatchObject({ ok: false, reason: 'bad_checkpoint' });
-    await owner.query('update coffer.audit_checkpoints set mac = $2 where tenant_id = $1', [tid, cp.mac]);
+    await asTamperer(owner, () =>
+      owner.query('update coffer.audit_checkpoints set mac = $2 where tenant_id = $1', [tid, cp.mac]),
+    );
     expect(await verify(ops)).toMatchObject({ ok: true });
   });
 
   // Regression: a range starting at the cut anchored on the deleted previous event and ignored the checkpoint there.
   it('after retention, a verify over a time range that reaches the cut still succeeds', async () => {
     const { tid, ops } = await tenantWithHistory(50, 10);
-    await owner.query('update coffer.tenants set audit_retention_days = 30 where id = $1', [tid]);
+    await owner.query('insert into coffer.audit_retention (tenant_id, days) values ($1, 30)', [tid]);
     expect(await t.app.jobs.audit.retainTenant(tid)).toBe(50);
     expect(await verify(ops)).toMatchObject({ ok: true });
     const since = new Date(Date.now() - 365 * DAY).toISOString();
@@ -415,7 +437,7 @@ describe('retention', () => {
 
   it('the app role cannot delete audit rows, and the purge function drops only past a checkpoint and the retention', async () => {
     const { tid } = await tenantWithHistory(30, 5);
-    await owner.query('update coffer.tenants set audit_retention_days = 30 where id = $1', [tid]);
+    await owner.query('insert into coffer.audit_retention (tenant_id, days) values ($1, 30)', [tid]);
     const app = new pg.Client({ connectionString: inject('appDatabaseUrl') });
     await app.connect();
     try {

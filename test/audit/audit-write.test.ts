@@ -9,9 +9,8 @@ import {
 import type { LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
-import { eventDigest } from '../../apps/api/src/audit/audit.digest.ts';
 import type { AuditEvent } from '../../apps/api/src/audit/audit.types.ts';
-import { type AuditRow, auditRowsFor, auditRowsOf, firstBrokenLink } from '../support/audit.ts';
+import { type AuditRow, auditRowsFor, auditRowsOf, firstBrokenLink, keyedDigest } from '../support/audit.ts';
 import { bearer, createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
 import { ownerSuite } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
@@ -389,7 +388,7 @@ describe('the hash chain', () => {
     expect(rows.length).toBeGreaterThanOrEqual(3);
     expect(firstBrokenLink(rows)).toBeNull();
 
-    const edited = (e: AuditEvent) => eventDigest(e.action === 'auth.token' ? { ...e, outcome: 'denied' } : e);
+    const edited = (e: AuditEvent) => keyedDigest(e.action === 'auth.token' ? { ...e, outcome: 'denied' } : e);
     expect(firstBrokenLink(rows, edited)?.reason).toMatch(/digest/);
     expect(firstBrokenLink([rows[0], rows[2]] as AuditRow[])?.reason).toMatch(/seq/);
     expect(firstBrokenLink([rows[1], rows[0], ...rows.slice(2)] as AuditRow[])).not.toBeNull();

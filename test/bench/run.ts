@@ -636,6 +636,7 @@ async function main(): Promise<void> {
       const seeded = Date.now();
       await seedAuditEvents(ownerUrl, {
         tenantId: t.tenant.id,
+        keyring,
         count: auditEvents,
         actors,
         onProgress: (n) => {

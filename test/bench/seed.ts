@@ -1,12 +1,57 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { dataKeyContext, type MasterKeyring, newDataKey } from '../../apps/api/src/crypto/keyring.ts';
+import { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
 import { PGP_OPTIONS } from '../../apps/api/src/secrets/secrets.queries.ts';
 
 /**
- * Bulk data for the benchmark, written straight into PostgreSQL as the owner: the same rows and ciphertexts the
- * API would write (bound plaintexts under the tenant's data key), made by generate_series instead of requests.
+ * Bulk data for the benchmark, written straight into PostgreSQL as the owner: the same rows, ciphertexts and row
+ * MACs the API would write (plaintexts bound to their tenant, secret, version and path, under the tenant's data
+ * key; MACs under the master keyring), made by generate_series instead of requests.
  */
+
+/** The binding line of secrets.queries.ts's bindingLine, in SQL, for rows `s` of coffer.secrets and version `v`. */
+const BINDING_SQL = `'coffer:v2:' || s.tenant_id || ':' || s.id || ':' || v || ':' || s.kind || '/' || s.owner || '/' || s.name || E'\\n'`;
+
+/**
+ * MACs the secrets (and their versions) of one tenant that `where` selects, as the API's writes would: the database
+ * cannot make them. Two statements however many rows; the caller's transaction and tenant scope.
+ */
+async function macRows(c: pg.Client, macs: RowMacs, tenantId: string, where: string, params: unknown[]) {
+  const { rows } = await c.query<{ id: string; kind: string; owner: string; name: string; current_version: number }>(
+    `select s.id, s.kind, s.owner, s.name, s.current_version from coffer.secrets s where s.tenant_id = $1 and ${where}`,
+    [tenantId, ...params],
+  );
+  const secretMacs = rows.map((r) =>
+    macs.secret({
+      tenantId,
+      id: r.id,
+      environment: 'default',
+      kind: r.kind,
+      owner: r.owner,
+      name: r.name,
+      currentVersion: r.current_version,
+      expiresAt: null,
+      deleted: false,
+    }),
+  );
+  await c.query(
+    'update coffer.secrets s set mac = m.mac from unnest($1::uuid[], $2::text[]) m(id, mac) where s.id = m.id',
+    [rows.map((r) => r.id), secretMacs],
+  );
+  const versions = rows.flatMap((r) =>
+    Array.from({ length: r.current_version }, (_, i) => ({ secretId: r.id, version: i + 1 })),
+  );
+  await c.query(
+    `update coffer.secret_versions v set mac = m.mac from unnest($1::uuid[], $2::int[], $3::text[]) m(id, version, mac)
+     where v.secret_id = m.id and v.version = m.version`,
+    [
+      versions.map((v) => v.secretId),
+      versions.map((v) => v.version),
+      versions.map((v) => macs.version({ tenantId, ...v, servedUntil: null })),
+    ],
+  );
+}
 
 async function tenantDek(
   c: pg.Client,
@@ -38,6 +83,7 @@ export async function seedVersions(
   await c.connect();
   try {
     const dek = await tenantDek(c, keyring, tenantId);
+    const macs = new RowMacs(keyring);
     await c.query('begin');
     await c.query(`select set_config('app.tenant_id', $1, true)`, [tenantId]);
     await c.query(
@@ -48,11 +94,12 @@ export async function seedVersions(
     await c.query(
       `insert into coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version)
        select $1::uuid, s.id, v,
-         pgp_sym_encrypt('coffer:v1:' || $1::text || ':' || s.id || ':' || v || E'\\n' || 'value-' || s.name || '-' || v, $2, $3), $4
+         pgp_sym_encrypt(${BINDING_SQL} || 'value-' || s.name || '-' || v, $2, $3), $4
        from coffer.secrets s, generate_series(1, $5) v
        where s.tenant_id = $1::uuid and s.kind = $6 and s.owner = $7`,
       [tenantId, dek.hex, PGP_OPTIONS, dek.version, o.versions, o.kind, o.owner],
     );
+    await macRows(c, macs, tenantId, 's.kind = $2 and s.owner = $3 and s.mac is null', [o.kind, o.owner]);
     await c.query('commit');
   } finally {
     await c.end();
@@ -69,6 +116,7 @@ export async function seedTenants(
   o: { tenants: number; secrets: number; versions: number; onProgress?: (done: number) => void },
 ): Promise<void> {
   const c = new pg.Client({ connectionString: url });
+  const macs = new RowMacs(keyring);
   await c.connect();
   try {
     for (let done = 0; done < o.tenants; ) {
@@ -97,10 +145,11 @@ export async function seedTenants(
         );
         await c.query(
           `insert into coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version)
-           select $1::uuid, s.id, v, pgp_sym_encrypt('coffer:v1:' || $1::text || ':' || s.id || ':' || v || E'\\n' || 'x', $2, $3), 1
+           select $1::uuid, s.id, v, pgp_sym_encrypt(${BINDING_SQL} || 'x', $2, $3), 1
            from coffer.secrets s, generate_series(1, $4) v where s.tenant_id = $1::uuid`,
           [id, dek.toString('hex'), PGP_OPTIONS, o.versions],
         );
+        await macRows(c, macs, id, 'true', []);
         dek.fill(0);
       }
       await c.query('commit');
@@ -137,9 +186,16 @@ export async function staleVersions(url: string, tenantId: string): Promise<numb
  */
 export async function seedAuditEvents(
   ownerUrl: string,
-  o: { tenantId: string; count: number; actors: { id: string; name: string }[]; onProgress?: (n: number) => void },
+  o: {
+    tenantId: string;
+    keyring: MasterKeyring;
+    count: number;
+    actors: { id: string; name: string }[];
+    onProgress?: (n: number) => void;
+  },
 ): Promise<void> {
-  const { toAppendRow } = await import('../../apps/api/src/audit/audit.digest.ts');
+  const { linkKeys, toAppendRow } = await import('../../apps/api/src/audit/audit.digest.ts');
+  const k = linkKeys(o.keyring)(o.tenantId);
   const c = new pg.Client({ connectionString: ownerUrl });
   await c.connect();
   try {
@@ -169,7 +225,12 @@ export async function seedAuditEvents(
           details: null,
         });
       });
-      await c.query('select coffer.audit_append($1::uuid, $2::jsonb)', [o.tenantId, JSON.stringify(rows)]);
+      await c.query('select coffer.audit_append($1::uuid, $2::jsonb, $3, $4)', [
+        o.tenantId,
+        JSON.stringify(rows),
+        k.id,
+        k.key,
+      ]);
       done += n;
       o.onProgress?.(done);
     }

@@ -10,17 +10,21 @@ import {
   SecretVersions,
   SecretWithValue,
 } from '@coffer/contracts';
+import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { linkKeys } from '../../apps/api/src/audit/audit.digest.ts';
 import { systemEvent } from '../../apps/api/src/audit/audit.events.ts';
 import { appendInTx } from '../../apps/api/src/audit/audit.writer.ts';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { hashClientSecret } from '../../apps/api/src/crypto/client-secret-hash.ts';
 import { dataKeyContext, fingerprintKeyContext, MasterKeyring, newDataKey } from '../../apps/api/src/crypto/keyring.ts';
+import { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
 import { findMigrationsFolder, runMigrations } from '../../apps/api/src/db/migrate.ts';
 import * as schema from '../../apps/api/src/db/schema.ts';
+import { sealIdentity } from '../../apps/api/src/identities/identities.queries.ts';
 import { ensurePlatformAdmin } from '../../apps/api/src/tenants/bootstrap.ts';
 import { seedVersions } from '../bench/seed.ts';
 import { bearer, login } from '../support/factories.ts';
@@ -35,7 +39,7 @@ import { createTestApp, type TestApp } from '../support/test-app.ts';
  * answers as it did, everything lands in `default`, and the audit chain still verifies.
  */
 
-const FIRST_ENVIRONMENT_MIGRATION = '0015_environments';
+const FIRST_ENVIRONMENT_MIGRATION = '0018_environments';
 
 let scratch: ScratchDatabase;
 let t: TestApp;
@@ -99,6 +103,17 @@ beforeAll(async () => {
   } finally {
     await c.end();
   }
+  // Identities carry the API's row MACs, as identity creation wrote them.
+  const macs = new RowMacs(keyring);
+  const ownerPool = new pg.Pool({ connectionString: scratch.ownerUrl, max: 1 });
+  try {
+    await drizzle(ownerPool, { schema }).transaction(async (tx) => {
+      await tx.execute(sql`select set_config('app.tenant_id', ${tenantId}, true)`);
+      for (const row of await tx.select().from(schema.identities)) await sealIdentity(tx, macs, row);
+    });
+  } finally {
+    await ownerPool.end();
+  }
   await seedVersions(scratch.ownerUrl, keyring, tenantId, { kind: 'shared', owner: 'legacy', secrets: 3, versions: 3 });
   // Audit events, through the service's own writer: staged, chained at commit.
   const pool = new pg.Pool({ connectionString: scratch.appUrl, max: 1 });
@@ -116,6 +131,7 @@ beforeAll(async () => {
             details: { created: false },
           }),
         ),
+        linkKeys(keyring),
       );
     });
   } finally {
@@ -129,6 +145,7 @@ beforeAll(async () => {
     bootstrapSecret: adminSecret,
     dataDir: os.tmpdir(),
     log: pino({ level: 'silent' }),
+    macs: t.macs,
   });
 });
 afterAll(async () => {

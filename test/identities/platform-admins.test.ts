@@ -10,10 +10,12 @@ import {
 } from '@coffer/contracts';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { linkKeys } from '../../apps/api/src/audit/audit.digest.ts';
 import { createPool, Database } from '../../apps/api/src/db/database.ts';
 import { runMigrations } from '../../apps/api/src/db/migrate.ts';
 import { ensurePlatformAdmin } from '../../apps/api/src/tenants/bootstrap.ts';
 import { resetRootSecret } from '../../apps/api/src/tenants/break-glass.ts';
+import { testKeyring } from '../support/audit.ts';
 import { withClient } from '../support/db.ts';
 import { bearer, createTenant, login } from '../support/factories.ts';
 import { expectError, expectOk } from '../support/secrets.ts';
@@ -35,7 +37,12 @@ beforeAll(async () => {
   scratch = await scratchDatabase();
   await runMigrations(scratch.ownerUrl);
   t = await createTestApp({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
-  await ensurePlatformAdmin(t.db, { bootstrapSecret, dataDir: os.tmpdir(), log: pino({ level: 'silent' }) });
+  await ensurePlatformAdmin(t.db, {
+    bootstrapSecret,
+    dataDir: os.tmpdir(),
+    log: pino({ level: 'silent' }),
+    macs: t.macs,
+  });
 });
 afterAll(async () => {
   await t?.close();
@@ -66,7 +73,12 @@ describe('platform admins', () => {
     const newToken = await login(t.app, 'root', rotated.clientSecret);
     expect((await send('GET', '/v1/platform/admins', newToken)).statusCode).toBe(200);
     // A restart with the bootstrap secret still set does not bring it back.
-    await ensurePlatformAdmin(t.db, { bootstrapSecret, dataDir: os.tmpdir(), log: pino({ level: 'silent' }) });
+    await ensurePlatformAdmin(t.db, {
+      bootstrapSecret,
+      dataDir: os.tmpdir(),
+      log: pino({ level: 'silent' }),
+      macs: t.macs,
+    });
     expect(await loginStatus('root', bootstrapSecret)).toBe(401);
     expect(await loginStatus('root', rotated.clientSecret)).toBe(200);
 
@@ -157,7 +169,12 @@ describe('platform admins', () => {
     );
     try {
       const lostSecret = rootSecretNow;
-      const { credentialsFile, created } = await resetRootSecret(ownerDb, { dataDir, operator: 'ops-on-call' });
+      const { credentialsFile, created } = await resetRootSecret(ownerDb, {
+        dataDir,
+        operator: 'ops-on-call',
+        linkKey: linkKeys(testKeyring()),
+        macs: t.macs,
+      });
       expect(created).toBe(false);
       expect(statSync(credentialsFile).mode & 0o777).toBe(0o600);
       const creds = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { clientId: string; clientSecret: string };

@@ -1,5 +1,6 @@
 import {
   AuditVerifyResult,
+  CreatePlatformAdminResponse,
   CreateWebhookResponse,
   Readiness,
   RewrapResponse,
@@ -12,7 +13,7 @@ import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring, type WrappedKey } from '../../apps/api/src/crypto/keyring.ts';
 import { systemService } from '../../apps/api/src/data-keys/system.service.ts';
 import type { RequestContext } from '../../apps/api/src/http/request-context.ts';
-import { createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { bearer, createIdentity, createTenant, login, rootToken, type TestTenant } from '../support/factories.ts';
 import { baseMasterKeyId, newMasterKey, opsApi } from '../support/ops.ts';
 import { expectError, expectOk, ownerClient, secretsApi } from '../support/secrets.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
@@ -104,6 +105,19 @@ describe('master-key rotation', () => {
     // Tenants created while `old` is the active master key.
     const appOld = await appWith(`${kOld.entry},${base}`);
     const rootOld = await rootToken(appOld.app);
+    // Root's row MAC is under the run's key, which the later keyrings lack: this file's platform admin is MACed
+    // under `old`, like everything else of the file, and moves with it.
+    const operator = expectOk(
+      await appOld.app.inject({
+        method: 'POST',
+        url: '/v1/platform/admins',
+        headers: bearer(rootOld),
+        payload: { name: `master-key-operator-${Date.now()}` },
+      }),
+      201,
+      CreatePlatformAdminResponse,
+    );
+    const operatorToken = (app: TestApp) => login(app.app, operator.admin.clientId, operator.clientSecret);
     const t1: TestTenant = await createTenant(appOld.app, rootOld);
     const t2: TestTenant = await createTenant(appOld.app, rootOld);
     const mine = [t1.tenant.id, t2.tenant.id];
@@ -144,6 +158,7 @@ describe('master-key rotation', () => {
     const before = expectOk(await opsApi(appOld.app, rootOld).systemKeys(), 200, SystemKeys);
     expect(before.activeMasterKeyId).toBe(kOld.id);
     expect(before.keyring).toEqual([kOld.id, baseId]);
+    // Row MACs under `old`: per tenant its admin, its secret and the secret's versions (3 + 4), and the operator.
     expect(inUse(before, kOld.id)).toEqual({
       masterKeyId: kOld.id,
       inKeyring: true,
@@ -151,12 +166,23 @@ describe('master-key rotation', () => {
       fingerprintKeys: 2,
       webhookSecrets: 1,
       checkpoints: 1,
+      rowMacs: 8,
     });
     expect(inUse(before, baseId)?.inKeyring).toBe(true);
 
     // The operator puts `new` first and keeps `old` to unwrap; this keyring lacks the run's key.
     const appNew = await appWith(`${kNew.entry},${kOld.entry}`);
-    const rootNew = await rootToken(appNew.app);
+    const rootNew = await operatorToken(appNew);
+    // Root's own row is MACed under a key this keyring lacks: it cannot act here (integrity_error), nor be re-MACed.
+    expect(
+      (
+        await appNew.app.inject({
+          method: 'POST',
+          url: '/v1/auth/token',
+          payload: { clientId: 'root', clientSecret: inject('rootSecret') },
+        })
+      ).json().error.code,
+    ).toBe('integrity_error');
     // It lacks the run's key, but holds keys in use and its active key is sound: ready (readiness must not hang on
     // rows naming other keys, which the app role can write); the census names the key it lacks.
     expect((await appNew.app.inject({ url: '/readyz' })).statusCode).toBe(200);
@@ -186,7 +212,13 @@ describe('master-key rotation', () => {
     // Resumed through the API: it finishes what is left, touches nothing it cannot unwrap, and does not fail.
     const rewrapped = expectOk(await opsApi(appNew.app, rootNew).rewrap(), 200, RewrapResponse);
     expect(rewrapped.activeMasterKeyId).toBe(kNew.id);
-    expect(rewrapped.rewrapped).toEqual({ dataKeys: 1, fingerprintKeys: 2, webhookSecrets: 1, checkpoints: 1 });
+    expect(rewrapped.rewrapped).toEqual({
+      dataKeys: 1,
+      fingerprintKeys: 2,
+      webhookSecrets: 1,
+      checkpoints: 1,
+      rowMacs: 8,
+    });
     // What remains is under the run's key, which this keyring cannot reach (the control tenant at least).
     expect(rewrapped.remaining).toBeGreaterThanOrEqual(2);
     // Idempotent: nothing more to do.
@@ -195,6 +227,7 @@ describe('master-key rotation', () => {
       fingerprintKeys: 0,
       webhookSecrets: 0,
       checkpoints: 0,
+      rowMacs: 0,
     });
     expect(await dekMasterIds([...mine, control.tenant.id])).toEqual({
       [t1.tenant.id]: [kNew.id, kNew.id, kNew.id, kNew.id],
@@ -210,6 +243,7 @@ describe('master-key rotation', () => {
       fingerprintKeys: 2,
       webhookSecrets: 1,
       checkpoints: 1,
+      rowMacs: 8,
     });
     expect(inUse(after, baseId)?.inKeyring).toBe(false);
 
@@ -240,7 +274,14 @@ describe('master-key rotation', () => {
 
     // Back under the run's key: an instance with the run's keyring is ready again.
     const restored = await restoreBaseKey();
-    expect(restored.rewrapped).toEqual({ dataKeys: 2, fingerprintKeys: 2, webhookSecrets: 1, checkpoints: 1 });
+    // One more row MAC than before: the write made with only the new key (ONE's version 3, its row re-MACed).
+    expect(restored.rewrapped).toEqual({
+      dataKeys: 2,
+      fingerprintKeys: 2,
+      webhookSecrets: 1,
+      checkpoints: 1,
+      rowMacs: 9,
+    });
     expect(await dekMasterIds(mine)).toEqual({
       [t1.tenant.id]: [baseId, baseId, baseId, baseId],
       [t2.tenant.id]: [baseId, baseId],

@@ -18,9 +18,9 @@ import { ownerClient } from '../support/secrets.ts';
 describe('canonical SQL', () => {
   const canonical = loadCanonical();
 
-  it('has a file for each of the 17 functions and 6 triggers', () => {
-    expect(canonical.filter((c) => c.kind === 'function')).toHaveLength(17);
-    expect(canonical.filter((c) => c.kind === 'trigger')).toHaveLength(6);
+  it('has a file for each of the 19 functions and 8 triggers', () => {
+    expect(canonical.filter((c) => c.kind === 'function')).toHaveLength(19);
+    expect(canonical.filter((c) => c.kind === 'trigger')).toHaveLength(8);
   });
 
   it('the newest migration defining each object says what its canonical file says', () => {

@@ -310,6 +310,19 @@ describe('loadConfig in development', () => {
   it('still refuses a malformed key that was given', () => {
     expectOneProblemNaming(loadConfig({ COFFER_MASTER_KEYS: 'k1:short' }), 'COFFER_MASTER_KEYS');
   });
+
+  it('reads the audit witness file and the checkpoint age (given in seconds), and bounds the age', () => {
+    const r = loadConfig({});
+    expect(r.ok && r.config.auditWitnessFile).toBeNull();
+    expect(r.ok && r.config.auditCheckpointMaxAgeMs).toBe(86_400_000);
+    const set = loadConfig({ COFFER_AUDIT_WITNESS_FILE: '/tmp/w.jsonl', COFFER_AUDIT_CHECKPOINT_MAX_AGE_S: '3600' });
+    expect(set.ok && set.config.auditWitnessFile).toBe('/tmp/w.jsonl');
+    expect(set.ok && set.config.auditCheckpointMaxAgeMs).toBe(3_600_000);
+    expectOneProblemNaming(
+      loadConfig({ COFFER_AUDIT_CHECKPOINT_MAX_AGE_S: '59' }),
+      'COFFER_AUDIT_CHECKPOINT_MAX_AGE_S',
+    );
+  });
 });
 
 describe('the process refuses to start on a bad configuration', () => {

@@ -89,7 +89,7 @@ describe('at rest', () => {
       ciphertext,
       dek,
     ]);
-    expect(rows[0]?.plaintext).toBe(`coffer:v1:${tenant.tenant.id}:${id}:1\n${value}`);
+    expect(rows[0]?.plaintext).toBe(`coffer:v2:${tenant.tenant.id}:${id}:1:sandbox/c/KEY\n${value}`);
 
     // Any other key fails, with pgcrypto's "wrong key" error.
     for (const wrong of [randomBytes(32).toString('hex'), 'password', `${dek?.slice(0, -1)}0`]) {

@@ -1,6 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
   AuditPage,
+  AuditRetention,
   AuditSummary,
   AuditVerifyResult,
   Bundle,
@@ -287,6 +288,15 @@ const fixtures = {
   updateTenant: {
     input: (w) => ({ params: { id: w.a.tenantId }, body: { name: `Renamed by the platform ${w.run}` } }),
     callers: platformOnly(ok(200, { changesA: true })),
+  },
+  setAuditRetention: {
+    input: (w) => ({ params: { id: w.a.tenantId }, body: { days: 401 + (Date.now() % 3000) } }),
+    callers: platformOnly(
+      ok(200, {
+        changesA: true,
+        check: (b, w) => expect(AuditRetention.parse(b)).toMatchObject({ tenantId: w.a.tenantId }),
+      }),
+    ),
   },
   createIdentity: {
     input: (_w, c) => ({ body: { name: `matrix-${callerSlug(c)}`, role: 'auditor' as const } }),

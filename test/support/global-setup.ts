@@ -6,12 +6,16 @@ import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { eq } from 'drizzle-orm';
 import pino from 'pino';
 import type { TestProject } from 'vitest/node';
+import { parseKeyring } from '../../apps/api/src/config.ts';
 import { hashClientSecret } from '../../apps/api/src/crypto/client-secret-hash.ts';
+import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
+import { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
 import { createPool, Database } from '../../apps/api/src/db/database.ts';
 import { startEmbeddedPostgres } from '../../apps/api/src/db/embedded.ts';
 import { runMigrations } from '../../apps/api/src/db/migrate.ts';
 import { provisionAppRole } from '../../apps/api/src/db/roles.ts';
 import { identities } from '../../apps/api/src/db/schema.ts';
+import { sealIdentity } from '../../apps/api/src/identities/identities.queries.ts';
 import { ensurePlatformAdmin, ROOT_CLIENT_ID } from '../../apps/api/src/tenants/bootstrap.ts';
 import { buildApi, buildCli } from './build.ts';
 
@@ -46,6 +50,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const appUrl = await provisionAppRole(ownerUrl, randomBytes(24).toString('base64url'));
 
   const rootSecret = `test-root-${randomBytes(24).toString('base64url')}`;
+  const masterKeys = `test1:${randomBytes(32).toString('base64')}`;
+  // The platform admin's row is MACed like any identity, under this run's master key.
+  const macs = new RowMacs(new MasterKeyring(parseKeyring(masterKeys, 'test', []) ?? []));
   const db = new Database(
     createPool({
       url: appUrl,
@@ -60,13 +67,19 @@ export default async function setup(project: TestProject): Promise<() => Promise
     bootstrapSecret: rootSecret,
     dataDir: os.tmpdir(),
     log: pino({ level: 'silent' }),
+    macs,
   });
   if (!created) {
     // A root left by an earlier run against the same TEST_DATABASE_URL has another secret: give it this run's.
     const secretHash = await hashClientSecret(rootSecret);
-    await db.withTenant(PLATFORM_TENANT_ID, (tx) =>
-      tx.update(identities).set({ secretHash }).where(eq(identities.clientId, ROOT_CLIENT_ID)),
-    );
+    await db.withTenant(PLATFORM_TENANT_ID, async (tx) => {
+      const rows = await tx
+        .update(identities)
+        .set({ secretHash })
+        .where(eq(identities.clientId, ROOT_CLIENT_ID))
+        .returning();
+      for (const row of rows) await sealIdentity(tx, macs, row);
+    });
   }
   await db.close();
 
@@ -75,7 +88,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
   project.provide('ownerDatabaseUrl', ownerUrl);
   project.provide('appDatabaseUrl', appUrl);
-  project.provide('masterKeys', `test1:${randomBytes(32).toString('base64')}`);
+  project.provide('masterKeys', masterKeys);
   project.provide(
     'jwtPrivateKeyPem',
     generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),

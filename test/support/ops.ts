@@ -3,8 +3,9 @@ import type { CreateWebhookRequest, RotateSecretRequest } from '@coffer/contract
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import { inject } from 'vitest';
-import { toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
+import { headMac, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import type { AuditEvent } from '../../apps/api/src/audit/audit.types.ts';
+import { testLinkKey } from './audit.ts';
 import { sender } from './secrets.ts';
 
 /**
@@ -92,13 +93,19 @@ export function ownerEvent(tenantId: string, e: Partial<AuditEvent> & Pick<Audit
 }
 
 /**
- * Appends events to a tenant's chain exactly as the service does (digest computed here, links by
- * coffer.audit_append), so the chain stays valid whatever the events say, including a backdated occurred_at.
+ * Appends events to a tenant's chain exactly as the service does (through coffer.audit_append, with the tenant's
+ * link key), so the chain stays valid whatever the events say, including a backdated occurred_at.
  */
 export async function appendEvents(db: pg.Client, tenantId: string, events: readonly AuditEvent[], chunk = 1_000) {
   for (let i = 0; i < events.length; i += chunk) {
     const rows = events.slice(i, i + chunk).map(toAppendRow);
-    await db.query('select coffer.audit_append($1::uuid, $2::jsonb)', [tenantId, JSON.stringify(rows)]);
+    const k = testLinkKey(tenantId);
+    await db.query('select coffer.audit_append($1::uuid, $2::jsonb, $3, $4)', [
+      tenantId,
+      JSON.stringify(rows),
+      k.id,
+      k.key,
+    ]);
   }
 }
 
@@ -125,10 +132,39 @@ export async function resetChain(db: pg.Client, tenantId: string): Promise<void>
     await db.query('delete from coffer.audit_events where tenant_id = $1', [tenantId]);
     await db.query('delete from coffer.audit_checkpoints where tenant_id = $1', [tenantId]);
     await db.query(
-      `update coffer.audit_heads set seq = 0, hash = '\\x${'00'.repeat(32)}'::bytea where tenant_id = $1`,
+      `update coffer.audit_heads set seq = 0, hash = '\\x${'00'.repeat(32)}'::bytea, key_id = null, mac = null,
+         signed_at = null, keyed_from = 1 where tenant_id = $1`,
       [tenantId],
     );
   });
+}
+
+/**
+ * Signs a tenant's head as it now stands with the tenant's link key, as only a holder of the master key could: for
+ * tests that move the head consistently with rows they rewrote, to show what verify finds even then.
+ */
+export async function signHead(db: pg.Client, tenantId: string): Promise<void> {
+  const { rows } = await db.query<{ seq: string; hash: Buffer; keyed_from: string }>(
+    'select seq, hash, keyed_from from coffer.audit_heads where tenant_id = $1',
+    [tenantId],
+  );
+  const h = rows[0];
+  if (!h) throw new Error(`no head for ${tenantId}`);
+  const k = testLinkKey(tenantId);
+  const signedAt = new Date();
+  const mac = headMac(k.key, {
+    tenantId,
+    seq: Number(h.seq),
+    hash: h.hash,
+    keyedFrom: Number(h.keyed_from),
+    signedAt,
+  });
+  await db.query('update coffer.audit_heads set key_id = $2, signed_at = $3, mac = $4 where tenant_id = $1', [
+    tenantId,
+    k.id,
+    signedAt,
+    mac,
+  ]);
 }
 
 /** A fresh master key entry `id:base64`, with a unique id. */

@@ -5,6 +5,7 @@ import { buildApp } from '../../apps/api/src/app.ts';
 import { SigningKeys } from '../../apps/api/src/auth/signing-keys.ts';
 import { type Config, loadConfig } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
+import { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
 import { createPool, Database } from '../../apps/api/src/db/database.ts';
 import { findMigrationsFolder } from '../../apps/api/src/db/migrate.ts';
 import { loggerOptions } from '../../apps/api/src/logger.ts';
@@ -13,6 +14,11 @@ export interface TestApp {
   app: FastifyInstance;
   db: Database;
   config: Config;
+  /**
+   * The row MACs under this app's keyring: for code the test calls outside the app (bootstrap, break-glass, the
+   * backfill) and for writes a test makes as the API would, where no route makes them at the wanted moment.
+   */
+  macs: RowMacs;
   /** Every log line the app wrote (kept in memory, never printed), for leak checks. */
   logs: string[];
   close(): Promise<void>;
@@ -51,10 +57,11 @@ export async function createTestApp(extraEnv: Record<string, string> = {}): Prom
       preparedStatements: config.dbPreparedStatements,
     }),
   );
+  const keyring = new MasterKeyring(config.masterKeys ?? []);
   const app = await buildApp({
     config,
     db,
-    keyring: new MasterKeyring(config.masterKeys ?? []),
+    keyring,
     signingKeys: new SigningKeys(
       config.jwtPrivateKey as NonNullable<Config['jwtPrivateKey']>,
       config.jwtPreviousPublicKeys,
@@ -67,6 +74,7 @@ export async function createTestApp(extraEnv: Record<string, string> = {}): Prom
     app,
     db,
     config,
+    macs: new RowMacs(keyring),
     logs,
     async close() {
       await app.close();

@@ -1,12 +1,14 @@
 import { createHmac } from 'node:crypto';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import { linkKeys } from './audit/audit.digest.ts';
 import { auditFollower } from './audit/audit.follow.ts';
 import { auditJobs } from './audit/audit.jobs.ts';
 import { auditQueries } from './audit/audit.queries.ts';
 import { auditService } from './audit/audit.service.ts';
 import type { AuditSink } from './audit/audit.sink.ts';
 import type { AuditEvent } from './audit/audit.types.ts';
+import { fileWitness } from './audit/audit.witness.ts';
 import { AuditBatcher, appendInTx } from './audit/audit.writer.ts';
 import { authService } from './auth/auth.service.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
@@ -14,6 +16,7 @@ import { PrincipalResolver } from './auth/principals.ts';
 import type { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import type { MasterKeyring } from './crypto/keyring.ts';
+import { RowMacs } from './crypto/row-macs.ts';
 import { TenantKeyCache } from './crypto/tenant-key-cache.ts';
 import { dataKeyQueries } from './data-keys/data-keys.queries.ts';
 import { dataKeyService } from './data-keys/data-keys.service.ts';
@@ -75,8 +78,11 @@ export function composeServices(deps: CompositionDeps) {
 
   const metrics = deps.metrics ?? new Metrics({ tenantLabels: config.metricsTenantLabels });
   metrics.watchPool(db.pool);
+  // Each tenant's chain is keyed under a key derived from the master key, handed to the database with each append.
+  const linkKey = linkKeys(keyring);
   const batcher = new AuditBatcher({
     pool: db.pool,
+    linkKey,
     onError: (err) => log.error({ err }, 'audit commit failed'),
     observe: (events, seconds) => {
       metrics.auditBatchSize.observe(events);
@@ -90,14 +96,15 @@ export function composeServices(deps: CompositionDeps) {
   const audit: AuditSink = {
     record: (e) => batcher.record(e).then(() => count([e])),
     appendInTx: async (tx, events) => {
-      await appendInTx(tx, events);
+      await appendInTx(tx, events, linkKey);
       count(events);
     },
   };
 
-  const identities = identityQueries(db);
+  const macs = new RowMacs(keyring);
+  const identities = identityQueries(db, macs);
   const tenants = tenantQueries(db);
-  const secrets = secretQueries(db);
+  const secrets = secretQueries(db, macs);
   const environmentRows = environmentQueries(db);
   const auditReads = auditQueries(db);
   const webhookOutbox = webhookQueries(db);
@@ -105,14 +112,16 @@ export function composeServices(deps: CompositionDeps) {
   const principals = new PrincipalResolver(identities);
   const replicas = new ReplicaRegistry(db, { staleAfterMs: 15_000 });
   const recoveryMs = config.recoveryDays * 86_400_000;
+  const witness = config.auditWitnessFile ? fileWitness(config.auditWitnessFile) : undefined;
   const unknownClientKey = keyring.derive('coffer/unknown-client-id/v1');
 
   const system = systemService({ db, keyring, audit });
   const cursors = cursorCodec(keyring.derive(CURSOR_KEY_PURPOSE));
-  const issuers = trustQueries(db);
+  const issuers = trustQueries(db, macs);
   const trust = trustService({
     db,
     queries: issuers,
+    macs,
     audit,
     // Signing keys are fetched under the same outbound address policy as webhook deliveries.
     jwks: new JwksResolver({
@@ -154,7 +163,7 @@ export function composeServices(deps: CompositionDeps) {
   });
   const jobs: JobHandles = {
     purge: purgeJob({ db, secrets, tenants, audit, recoveryMs, log }),
-    audit: auditJobs({ queries: auditReads, tenants, keyring, log }),
+    audit: auditJobs({ queries: auditReads, tenants, keyring, log, witness }),
     rotation,
     rekey: dataKeys,
     webhooks,
@@ -216,7 +225,7 @@ export function composeServices(deps: CompositionDeps) {
       sign: deps.sign,
       federation: trust,
     }),
-    tenants: tenantService({ db, tenants, identities, keyring, audit }),
+    tenants: tenantService({ db, tenants, identities, keyring, audit, linkKey }),
     identities: identityService({ db, identities, tenants, audit, issuers }),
     platformAdmins: platformAdminService({ db, identities, audit }),
     tenantKeys,
@@ -231,6 +240,7 @@ export function composeServices(deps: CompositionDeps) {
       refreshPrincipal: (p) => principals.refresh(p),
       cursors,
       environments: environmentRows,
+      macs,
     }),
     environments: environmentService({
       db,
@@ -240,12 +250,19 @@ export function composeServices(deps: CompositionDeps) {
       writer,
       audit,
       webhooks: webhookOutbox,
+      macs,
     }),
     rotation,
     dataKeys,
     system,
     webhooks,
-    auditService: auditService({ queries: auditReads, audit, keyring }),
+    auditService: auditService({
+      queries: auditReads,
+      audit,
+      keyring,
+      witness,
+      checkpointMaxAgeMs: config.auditCheckpointMaxAgeMs,
+    }),
     auditFollow: auditFollower({ queries: auditReads, audit, refreshPrincipal: (p) => principals.refresh(p) }),
   };
 }

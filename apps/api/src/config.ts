@@ -97,6 +97,18 @@ const SETTINGS = {
   schedulerIntervalMs: from('COFFER_SCHEDULER_INTERVAL_MS', intIn(100, 3_600_000).default(30_000)),
   /** Share of the time the re-encryption job works (it pauses between batches for the rest), in (0, 1]. */
   rekeyDutyCycle: from('COFFER_REKEY_DUTY_CYCLE', z.coerce.number().gt(0).max(1).default(0.5)),
+  /**
+   * Append-only file (JSON lines, fsync'd) every signed audit checkpoint is also written to, outside the database,
+   * so that verify catches a chain rolled back behind one; null: no witness.
+   */
+  auditWitnessFile: from('COFFER_AUDIT_WITNESS_FILE', z.string().min(1).optional().transform(orNull)),
+  /** Verify requires a checkpoint covering every event older than this (for tenants older than it); set in seconds. */
+  auditCheckpointMaxAgeMs: from(
+    'COFFER_AUDIT_CHECKPOINT_MAX_AGE_S',
+    intIn(60, 365 * 86_400)
+      .default(86_400)
+      .transform((s) => s * 1000),
+  ),
   /** Bearer token that /metrics on the API port requires (unset: no /metrics there). */
   metricsToken: from(
     'COFFER_METRICS_TOKEN',

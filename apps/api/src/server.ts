@@ -2,13 +2,16 @@ import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.ts';
+import { linkKeys } from './audit/audit.digest.ts';
 import { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import { MasterKeyring } from './crypto/keyring.ts';
+import { RowMacs } from './crypto/row-macs.ts';
 import { createPool, Database } from './db/database.ts';
 import { EmbeddedPostgresInUseError, startEmbeddedPostgres } from './db/embedded.ts';
 import { findMigrationsFolder, runMigrations } from './db/migrate.ts';
 import { APP_ROLE_PASSWORD_PURPOSE, checkAppRole, provisionAppRole } from './db/roles.ts';
+import { backfillRowMacs } from './db/row-mac-backfill.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { Tracing, traceQueries } from './ops/tracing.ts';
 import { ensurePlatformAdmin } from './tenants/bootstrap.ts';
@@ -88,7 +91,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const problems = await checkAppRole(pool);
     if (problems.length > 0) throw new StartupError(problems.map((p) => `unsafe database role: ${p}`));
 
-    await ensurePlatformAdmin(db, { bootstrapSecret: config.bootstrapSecret, dataDir: config.dataDir, log });
+    const macs = new RowMacs(keyring);
+    await ensurePlatformAdmin(db, { bootstrapSecret: config.bootstrapSecret, dataDir: config.dataDir, log, macs });
+    // Rows that predate the row MACs get theirs before the first request, so none is served unchecked.
+    const backfilled = await backfillRowMacs(db, macs, linkKeys(keyring));
+    if (backfilled.rows > 0) log.info(backfilled, 'MACed the rows that predate the row MACs');
 
     const metrics = new Metrics({ tenantLabels: config.metricsTenantLabels });
     const app = await buildApp({

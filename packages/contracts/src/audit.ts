@@ -113,6 +113,10 @@ export const AuditBreak = z
     'checkpoint_mismatch',
     'bad_checkpoint',
     'unverifiable_checkpoint',
+    'unverifiable_event',
+    'bad_head',
+    'stale_checkpoint',
+    'rolled_back',
   ])
   .meta({ id: 'AuditBreak' });
 

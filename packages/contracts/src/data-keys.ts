@@ -29,6 +29,12 @@ export const MasterKeyUse = z.object({
   fingerprintKeys: z.number().int(),
   webhookSecrets: z.number().int(),
   checkpoints: z.number().int(),
+  rowMacs: z
+    .number()
+    .int()
+    .describe(
+      'Secret, version, identity and trusted-issuer rows whose integrity MAC this key made (they fail their check without it)',
+    ),
 });
 
 export const SystemKeys = z
@@ -48,6 +54,7 @@ export const RewrapResponse = z
       fingerprintKeys: z.number().int(),
       webhookSecrets: z.number().int(),
       checkpoints: z.number().int(),
+      rowMacs: z.number().int().describe('Row MACs made again under the active key (a row that fails its check stays)'),
     }),
     remaining: z.number().int().describe('Items still under another key (0 when done; run again to resume)'),
   })

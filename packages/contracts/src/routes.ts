@@ -59,8 +59,10 @@ import {
   SecretWithValue,
 } from './secrets.ts';
 import {
+  AuditRetention,
   CreateTenantRequest,
   CreateTenantResponse,
+  SetAuditRetentionRequest,
   Tenant,
   TenantIdParams,
   TenantPage,
@@ -79,6 +81,7 @@ export const Action = z.enum([
   'tenants.list',
   'tenants.read',
   'tenants.update',
+  'tenants.audit_retention',
   'identities.create',
   'identities.list',
   'identities.read',
@@ -241,6 +244,16 @@ export const routes = {
     params: TenantIdParams,
     body: UpdateTenantRequest,
     success: { 200: Tenant },
+  }),
+  setAuditRetention: route({
+    method: 'PUT',
+    path: '/v1/tenants/:id/audit-retention',
+    summary: "Set how many days a tenant's audit events are kept, 30 to 3650 (platform admin; audited)",
+    tag: 'tenants',
+    action: 'tenants.audit_retention',
+    params: TenantIdParams,
+    body: SetAuditRetentionRequest,
+    success: { 200: AuditRetention },
   }),
   createIdentity: route({
     method: 'POST',

@@ -60,3 +60,25 @@ export const TenantPage = page(Tenant).meta({ id: 'TenantPage' });
 export type TenantPage = z.infer<typeof TenantPage>;
 
 export const TenantIdParams = IdParams;
+
+/** Bounds of a tenant's audit retention: long enough that no history can be erased in a hurry, at most ten years. */
+export const AUDIT_RETENTION_MIN_DAYS = 30;
+export const AUDIT_RETENTION_MAX_DAYS = 3650;
+
+const AuditRetentionDays = z.number().int().min(AUDIT_RETENTION_MIN_DAYS).max(AUDIT_RETENTION_MAX_DAYS);
+
+export const SetAuditRetentionRequest = z
+  .strictObject({
+    days: AuditRetentionDays.describe('Audit events older than this many days are dropped, behind a signed checkpoint'),
+  })
+  .meta({ id: 'SetAuditRetentionRequest' });
+export type SetAuditRetentionRequest = z.infer<typeof SetAuditRetentionRequest>;
+
+export const AuditRetention = z
+  .object({
+    tenantId: Uuid,
+    days: AuditRetentionDays,
+    previousDays: AuditRetentionDays.describe('The retention this change replaced (400 days unless set before)'),
+  })
+  .meta({ id: 'AuditRetention' });
+export type AuditRetention = z.infer<typeof AuditRetention>;

@@ -1,12 +1,52 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import type { AuditDetails, AuditEvent } from './audit.types.ts';
 
+/** Format of events chained before links were keyed: digest computed by the API, link a plain SHA-256. */
 export const CHAIN_FORMAT = 1;
 export const GENESIS_HASH = Buffer.alloc(32);
 
+/** HKDF purpose of a tenant's link key (see MasterKeyring.deriveFor): links and heads are keyed per tenant. */
+export const linkKeyPurpose = (tenantId: string) => `coffer/audit-link/v1/${tenantId}`;
+
+/** The key the API hands coffer.audit_append for one tenant, with the id of the master key it comes from. */
+export interface LinkKey {
+  id: string;
+  key: Buffer;
+}
+export type LinkKeys = (tenantId: string) => LinkKey;
+
+/** Link keys from the active master key; verify derives from the key id each event names. */
+export function linkKeys(keyring: { activeId: string; deriveFor(id: string, purpose: string): Buffer }): LinkKeys {
+  return (tenantId) => ({ id: keyring.activeId, key: keyring.deriveFor(keyring.activeId, linkKeyPurpose(tenantId)) });
+}
+
+/** A keyed link, as coffer.audit_append computes it: HMAC-SHA256(key, prev_hash || int8(seq) || digest). */
+export function keyedLink(key: Buffer, prevHash: Buffer, seq: number, digest: Buffer): Buffer {
+  const seqBytes = Buffer.alloc(8);
+  seqBytes.writeBigInt64BE(BigInt(seq));
+  return createHmac('sha256', key).update(prevHash).update(seqBytes).update(digest).digest();
+}
+
+/** What a head's signature covers, exactly as coffer.audit_append writes it. */
+export function headMac(
+  key: Buffer,
+  h: { tenantId: string; seq: number; hash: Buffer; keyedFrom: number; signedAt: Date },
+): Buffer {
+  return createHmac('sha256', key)
+    .update(
+      ['coffer/audit-head/v1', h.tenantId, h.seq, h.hash.toString('hex'), h.keyedFrom, h.signedAt.getTime()].join(':'),
+    )
+    .digest();
+}
+
+/** Digest of a keyed (format 2) event: sha256 of the canonical text PostgreSQL renders from the stored columns. */
+export function canonicalDigest(canonical: string): Buffer {
+  return createHash('sha256').update(canonical, 'utf8').digest();
+}
+
 /**
- * The canonical form of an event: a JSON array in fixed field order (details with sorted keys), so the digest
- * can be recomputed from the stored columns by anyone verifying the chain.
+ * The canonical form of a format-1 event: a JSON array in fixed field order (details with sorted keys), so the
+ * digest can be recomputed from the stored columns by anyone verifying the chain.
  */
 export function canonicalEvent(e: AuditEvent): string {
   return JSON.stringify([
@@ -37,7 +77,7 @@ export function eventDigest(e: AuditEvent): Buffer {
   return createHash('sha256').update(canonicalEvent(e)).digest();
 }
 
-/** The link: hash = sha256(prev_hash || int8(seq) || digest), as coffer.audit_append computes it. */
+/** A format-1 link: hash = sha256(prev_hash || int8(seq) || digest). */
 export function linkHash(prevHash: Buffer, seq: number, digest: Buffer): Buffer {
   const seqBytes = Buffer.alloc(8);
   seqBytes.writeBigInt64BE(BigInt(seq));
@@ -71,7 +111,7 @@ export function cleanEvent(e: AuditEvent): AuditEvent {
   };
 }
 
-/** The JSON the append function takes: columns plus the digest in hex (of the cleaned event, as stored). */
+/** The JSON the append function takes: the cleaned columns (the database computes the digest). */
 export function toAppendRow(raw: AuditEvent): Record<string, unknown> {
   const e = cleanEvent(raw);
   return {
@@ -88,6 +128,5 @@ export function toAppendRow(raw: AuditEvent): Record<string, unknown> {
     user_agent: e.userAgent,
     fingerprint: e.fingerprint,
     details: e.details,
-    digest: eventDigest(e).toString('hex'),
   };
 }

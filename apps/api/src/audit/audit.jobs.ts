@@ -3,12 +3,15 @@ import type { MasterKeyring } from '../crypto/keyring.ts';
 import type { TenantQueries } from '../tenants/tenants.queries.ts';
 import type { AuditQueries } from './audit.queries.ts';
 import { CHECKPOINT_PURPOSE, checkpointMac } from './audit.verify.ts';
+import type { AuditWitness } from './audit.witness.ts';
 
 export interface AuditJobDeps {
   queries: AuditQueries;
   tenants: Pick<TenantQueries, 'page'>;
   keyring: Pick<MasterKeyring, 'derive' | 'activeId'>;
   log: Logger;
+  /** Where each checkpoint is exported before it goes into the database; none: the database alone. */
+  witness?: Pick<AuditWitness, 'append'> | undefined;
 }
 
 /** Signed checkpoints of every chain that moved, and retention behind them. */
@@ -17,7 +20,18 @@ export function auditJobs(deps: AuditJobDeps) {
 
   async function sign(tenantId: string, seq: number, hash: Buffer, kind: 'periodic' | 'retention' | 'verify') {
     const mac = checkpointMac(keyring.derive(CHECKPOINT_PURPOSE), tenantId, seq, hash);
-    await queries.insertCheckpoint(tenantId, { seq, hash, mac, masterKeyId: keyring.activeId, kind });
+    const createdAt = new Date();
+    // Witnessed first: if the database insert then fails, the witness holds one checkpoint more, which still
+    // matches the chain; the other way round a checkpoint could exist that no witness can vouch for.
+    await deps.witness?.append({
+      tenantId,
+      seq,
+      hash,
+      mac,
+      masterKeyId: keyring.activeId,
+      createdAt: createdAt.toISOString(),
+    });
+    await queries.insertCheckpoint(tenantId, { seq, hash, mac, masterKeyId: keyring.activeId, kind, createdAt });
   }
 
   return {

@@ -1,11 +1,25 @@
 import { DEFAULT_ENVIRONMENT, PLATFORM_TENANT_ID } from '@coffer/contracts';
-import { and, asc, desc, eq, gt, gte, like, lt, lte, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, gte, like, lt, lte, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
 import { auditCheckpoints, auditEvents, auditHeads } from '../db/schema.ts';
 import type { AuditEvent } from './audit.types.ts';
 
 export type AuditRow = typeof auditEvents.$inferSelect;
+/** A row with the canonical text its (format 2) digest is the sha256 of. */
+export type VerifiableRow = AuditRow & { canonical: string };
+
+/**
+ * The canonical text of an event, rendered by PostgreSQL from the stored columns: the same expression
+ * coffer.audit_append hashes (sql/functions/audit_append.sql). It is written out here, not called as a function,
+ * so that whoever can replace functions in the database cannot also change what verify hashes.
+ */
+const canonicalText = sql<string>`jsonb_build_array(2, ${auditEvents.tenantId},
+  to_char(${auditEvents.occurredAt} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), ${auditEvents.actorId},
+  ${auditEvents.actorName}, ${auditEvents.action}, ${auditEvents.resource}, ${auditEvents.version},
+  ${auditEvents.outcome}, ${auditEvents.errorCode}, ${auditEvents.requestId}, ${auditEvents.sourceIp},
+  ${auditEvents.userAgent}, ${auditEvents.fingerprint}, ${auditEvents.details})::text`;
 export type CheckpointRow = typeof auditCheckpoints.$inferSelect;
+export type HeadRow = Pick<typeof auditHeads.$inferSelect, 'seq' | 'hash' | 'keyedFrom' | 'keyId' | 'signedAt' | 'mac'>;
 
 export interface AuditFilter {
   actor?: string | undefined;
@@ -99,7 +113,7 @@ export function auditQueries(db: Database) {
       );
     },
 
-    /** Oldest first, after `afterSeq`, matching `f` and up to `throughSeq`: the unit of export, verify and follow. */
+    /** Oldest first, after `afterSeq`, matching `f` and up to `throughSeq`: the unit of export and follow. */
     batch(
       tenantId: string,
       f: AuditFilter,
@@ -111,6 +125,32 @@ export function auditQueries(db: Database) {
       return db.inTenant(tenantId, tx, (t) =>
         t
           .select()
+          .from(auditEvents)
+          .where(
+            and(
+              eq(auditEvents.tenantId, tenantId),
+              gt(auditEvents.seq, afterSeq),
+              throughSeq !== undefined ? lte(auditEvents.seq, throughSeq) : undefined,
+              ...conditions(f),
+            ),
+          )
+          .orderBy(asc(auditEvents.seq))
+          .limit(limit),
+      );
+    },
+
+    /** As `batch`, with each event's canonical text: what verify walks. */
+    verifyBatch(
+      tenantId: string,
+      f: Pick<AuditFilter, 'from' | 'to'>,
+      afterSeq: number,
+      limit: number,
+      throughSeq?: number,
+      tx?: Tx,
+    ): Promise<VerifiableRow[]> {
+      return db.inTenant(tenantId, tx, (t) =>
+        t
+          .select({ ...getTableColumns(auditEvents), canonical: canonicalText })
           .from(auditEvents)
           .where(
             and(
@@ -165,10 +205,17 @@ export function auditQueries(db: Database) {
       });
     },
 
-    head(tenantId: string, tx?: Tx): Promise<{ seq: number; hash: Buffer } | undefined> {
+    head(tenantId: string, tx?: Tx): Promise<HeadRow | undefined> {
       return db.inTenant(tenantId, tx, async (t) => {
         const [r] = await t
-          .select({ seq: auditHeads.seq, hash: auditHeads.hash })
+          .select({
+            seq: auditHeads.seq,
+            hash: auditHeads.hash,
+            keyedFrom: auditHeads.keyedFrom,
+            keyId: auditHeads.keyId,
+            signedAt: auditHeads.signedAt,
+            mac: auditHeads.mac,
+          })
           .from(auditHeads)
           .where(eq(auditHeads.tenantId, tenantId));
         return r;
@@ -243,10 +290,21 @@ export function auditQueries(db: Database) {
       return Number(rows[0]?.n ?? 0);
     },
 
+    async tenantCreatedAt(tenantId: string, tx?: Tx): Promise<Date | undefined> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const { rows } = await t.execute<{ created_at: Date | string }>(
+          sql`select created_at from coffer.tenants where id = ${tenantId}`,
+        );
+        const r = rows[0];
+        return r ? new Date(r.created_at) : undefined;
+      });
+    },
+
     retentionDays(tenantId: string, tx?: Tx): Promise<number | undefined> {
       return db.inTenant(tenantId, tx, async (t) => {
         const { rows } = await t.execute<{ days: number }>(
-          sql`select audit_retention_days as days from coffer.tenants where id = ${tenantId}`,
+          sql`select coalesce(r.days, 400) as days from coffer.tenants t
+              left join coffer.audit_retention r on r.tenant_id = t.id where t.id = ${tenantId}`,
         );
         return rows[0]?.days;
       });

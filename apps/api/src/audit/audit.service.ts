@@ -11,16 +11,22 @@ import { principalOf } from '../auth/principal.ts';
 import { type MasterKeyring, MissingMasterKeyError } from '../crypto/keyring.ts';
 import { CURSOR_KEY_PURPOSE, cursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
+import { headMac, linkKeyPurpose } from './audit.digest.ts';
 import { auditEvent } from './audit.events.ts';
-import type { AuditFilter, AuditQueries, AuditRow } from './audit.queries.ts';
+import type { AuditFilter, AuditQueries, AuditRow, HeadRow } from './audit.queries.ts';
 import type { AuditSink } from './audit.sink.ts';
 import { CHECKPOINT_PURPOSE, checkpointMac, verifyChain } from './audit.verify.ts';
+import type { AuditWitness } from './audit.witness.ts';
 
 export interface AuditServiceDeps {
   queries: AuditQueries;
   audit: Pick<AuditSink, 'record'>;
   keyring: Pick<MasterKeyring, 'deriveFor' | 'derive'>;
   batchSize?: number;
+  /** Checkpoints exported outside the database; verify reports a chain that is behind one. */
+  witness?: Pick<AuditWitness, 'read'> | undefined;
+  /** See Config.auditCheckpointMaxAgeMs; unset: no age requirement. */
+  checkpointMaxAgeMs?: number;
 }
 
 export function toView(r: AuditRow): AuditEventView {
@@ -103,6 +109,17 @@ export function auditService(deps: AuditServiceDeps) {
     }
   }
 
+  async function* verifiableRowsOf(tenantId: string, afterSeq: number, throughSeq?: number) {
+    let after = afterSeq;
+    for (;;) {
+      const rows = await queries.verifyBatch(tenantId, {}, after, batchSize, throughSeq);
+      for (const r of rows) yield r;
+      const last = rows.at(-1);
+      if (!last || rows.length < batchSize) return;
+      after = last.seq;
+    }
+  }
+
   function checkMac(tenantId: string) {
     return (c: { seq: number; hash: Buffer; mac: Buffer; masterKeyId: string }): boolean | undefined => {
       try {
@@ -116,6 +133,51 @@ export function auditService(deps: AuditServiceDeps) {
   }
 
   const cursors = cursorCodec(deps.keyring.derive(CURSOR_KEY_PURPOSE));
+
+  function linkKey(tenantId: string) {
+    const keys = new Map<string, Buffer | undefined>();
+    return (masterKeyId: string): Buffer | undefined => {
+      if (keys.has(masterKeyId)) return keys.get(masterKeyId);
+      let key: Buffer | undefined;
+      try {
+        key = deps.keyring.deriveFor(masterKeyId, linkKeyPurpose(tenantId));
+      } catch (err) {
+        if (!(err instanceof MissingMasterKeyError)) throw err;
+      }
+      keys.set(masterKeyId, key);
+      return key;
+    };
+  }
+
+  /** A head whose signature does not hold was set by hand (rewound, or moved onto other rows). */
+  function badHead(tenantId: string, head: HeadRow | undefined): AuditVerifyResult | null {
+    // Unsigned: a new chain, or a chain written before heads were signed, as migration 0015 left it (no keyed event
+    // yet: seq = keyed_from - 1). Its first keyed append signs it; verify checks its unkeyed links meanwhile.
+    if (!head || (head.mac === null && head.keyId === null && head.seq === head.keyedFrom - 1)) return null;
+    const key = head.keyId ? linkKey(tenantId)(head.keyId) : undefined;
+    if (head.keyId && !key) return null; // signed under a master key no longer held: events report that
+    const ok =
+      key !== undefined &&
+      head.mac !== null &&
+      head.signedAt !== null &&
+      headMac(key, {
+        tenantId,
+        seq: head.seq,
+        hash: head.hash,
+        keyedFrom: head.keyedFrom,
+        signedAt: head.signedAt,
+      }).equals(head.mac);
+    if (ok) return null;
+    return {
+      ok: false,
+      checked: 0,
+      checkpoints: 0,
+      firstBrokenId: null,
+      firstBrokenSeq: head.seq,
+      reason: 'bad_head',
+      message: `the chain head (seq ${head.seq}) does not match its signature: it was set outside Coffer`,
+    };
+  }
 
   return {
     async query(
@@ -187,7 +249,16 @@ export function auditService(deps: AuditServiceDeps) {
       q: { from?: string | undefined; to?: string | undefined },
     ): Promise<AuditVerifyResult> {
       const tenantId = principalOf(ctx).tenantId;
-      await deps.audit.record(auditEvent(ctx, { action: 'audit.verify', outcome: 'allowed', resource: 'audit' }));
+      // Checked before this verify's own event is chained, which would otherwise sign a head set by hand afresh (the
+      // append function refuses to, so recording fails; the answer is then the head, not a 503).
+      const headBefore = badHead(tenantId, await queries.head(tenantId));
+      try {
+        await deps.audit.record(auditEvent(ctx, { action: 'audit.verify', outcome: 'allowed', resource: 'audit' }));
+      } catch (err) {
+        if (headBefore) return headBefore;
+        throw err;
+      }
+      if (headBefore) return headBefore;
       const partial = q.from !== undefined || q.to !== undefined;
       let start: { seq: number; hash: Buffer } | null = null;
       let afterSeq = 0;
@@ -204,17 +275,34 @@ export function auditService(deps: AuditServiceDeps) {
         }
       }
       const checkpoints = await queries.checkpoints(tenantId);
+      const head = await queries.head(tenantId);
+      if (!partial) {
+        const bad = badHead(tenantId, head);
+        if (bad) return bad;
+      }
+      const checkWitness = checkMac(tenantId);
+      const witnessed =
+        partial || !deps.witness ? [] : (await deps.witness.read(tenantId)).filter((w) => checkWitness(w) === true);
+      const createdAt =
+        partial || deps.checkpointMaxAgeMs === undefined ? undefined : await queries.tenantCreatedAt(tenantId);
       return verifyChain({
         tenantId,
-        rows: rowsOf(tenantId, {}, afterSeq, throughSeq),
+        rows: verifiableRowsOf(tenantId, afterSeq, throughSeq),
         start,
         checkpoints: partial
           ? // From afterSeq: when retention removed the event before the range, its checkpoint is the anchor.
             checkpoints.filter((c) => c.seq >= afterSeq && c.seq <= (throughSeq ?? c.seq))
           : checkpoints,
         checkMac: checkMac(tenantId),
-        head: partial ? null : ((await queries.head(tenantId)) ?? { seq: 0, hash: Buffer.alloc(32) }),
+        linkKey: linkKey(tenantId),
+        keyedFrom: head?.keyedFrom ?? 1,
+        head: partial ? null : (head ?? { seq: 0, hash: Buffer.alloc(32) }),
         seqOfHash: (hash) => queries.seqOfHash(tenantId, hash),
+        witnessed,
+        freshness:
+          createdAt && deps.checkpointMaxAgeMs !== undefined
+            ? { tenantCreatedAt: createdAt, maxAgeMs: deps.checkpointMaxAgeMs, now: new Date() }
+            : null,
       });
     },
 

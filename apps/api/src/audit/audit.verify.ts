@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AuditVerifyResult } from '@coffer/contracts';
-import { eventDigest, GENESIS_HASH, linkHash } from './audit.digest.ts';
-import { type AuditRow, type CheckpointRow, toAuditEvent } from './audit.queries.ts';
+import { canonicalDigest, eventDigest, GENESIS_HASH, keyedLink, linkHash } from './audit.digest.ts';
+import { type CheckpointRow, toAuditEvent, type VerifiableRow } from './audit.queries.ts';
 
 export const CHECKPOINT_PURPOSE = 'coffer/audit-checkpoint/v1';
 
@@ -15,7 +15,11 @@ export function checkpointMac(key: Buffer, tenantId: string, seq: number, hash: 
 export interface VerifyInput {
   tenantId: string;
   /** Events in seq order (batched by the caller). */
-  rows: AsyncIterable<AuditRow>;
+  rows: AsyncIterable<VerifiableRow>;
+  /** The tenant's link key under a master key id; undefined when that master key is not in the keyring. */
+  linkKey: (masterKeyId: string) => Buffer | undefined;
+  /** Events from this seq on must have keyed links (the head's keyed_from): an unkeyed one was not made by Coffer. */
+  keyedFrom: number;
   /** Hash and seq the first row must link to; null: find it from the rows and checkpoints. */
   start: { seq: number; hash: Buffer } | null;
   checkpoints: CheckpointRow[];
@@ -24,19 +28,30 @@ export interface VerifyInput {
   /** The chain head, when verifying to the end (a tail removed or added is found against it). */
   head: { seq: number; hash: Buffer } | null;
   seqOfHash: (hash: Buffer) => Promise<number | null>;
+  /** Checkpoints exported to the witness (signatures already checked): the chain must not be behind any of them. */
+  witnessed?: { seq: number; hash: Buffer }[];
+  /**
+   * For a full verify: a tenant older than `maxAgeMs` must have a checkpoint covering every event older than that,
+   * so that history cannot quietly go missing behind the last checkpoint.
+   */
+  freshness?: { tenantCreatedAt: Date; maxAgeMs: number; now: Date } | null;
 }
 
 type Broken = Pick<AuditVerifyResult, 'firstBrokenId' | 'firstBrokenSeq' | 'reason' | 'message'>;
 
 /**
  * Walks a tenant's chain and names the first broken link:
- * - `edited`: an event's content no longer matches its digest, or its hash its link;
+ * - `edited`: an event's content no longer matches its digest, or its hash is not its keyed link (changed, or written
+ *   by someone without the tenant's link key: every direct insert, the owner's included);
+ * - `unverifiable_event`: an event's link was keyed under a master key no longer in the keyring;
  * - `deleted`: a seq is missing, or an event links to a predecessor that is gone;
  * - `inserted`: an event not in the original chain (its successor links past it, or it lies beyond the head);
  * - `reordered`: an event links to a predecessor that now sits later in the chain;
  * - `truncated`: events at the end are gone (the head or a checkpoint is ahead of the last event);
  * - `checkpoint_mismatch` / `bad_checkpoint` / `unverifiable_checkpoint`: a signed checkpoint disagrees with the
- *   chain, carries a bad signature, or was signed by a master key no longer in the keyring.
+ *   chain, carries a bad signature, or was signed by a master key no longer in the keyring;
+ * - `rolled_back`: the chain is behind, or differs from, a checkpoint exported to the witness;
+ * - `stale_checkpoint`: no checkpoint covers events older than the configured age (checkpoints were removed).
  */
 export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult> {
   const checkpoints = new Map(input.checkpoints.map((c) => [c.seq, c]));
@@ -58,11 +73,14 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
       });
   }
 
+  const witnessed = new Map((input.witnessed ?? []).map((w) => [w.seq, w.hash]));
+  const lastCheckpointSeq = input.checkpoints.at(-1)?.seq ?? 0;
+  let firstUncovered: Date | null = null;
   let prev = input.start;
   let checked = 0;
-  let previousRow: AuditRow | null = null;
+  let previousRow: VerifiableRow | null = null;
   for await (const row of input.rows) {
-    const at = (reason: NonNullable<Broken['reason']>, message: string, r: AuditRow = row): AuditVerifyResult =>
+    const at = (reason: NonNullable<Broken['reason']>, message: string, r: VerifiableRow = row): AuditVerifyResult =>
       fail(checked, checkedCheckpoints, { firstBrokenId: r.id, firstBrokenSeq: r.seq, reason, message });
 
     if (input.head && row.seq > input.head.seq)
@@ -73,8 +91,27 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
       if (!anchor) return at('deleted', `events before seq ${row.seq} are missing and no checkpoint covers them`);
       prev = { seq: anchor.seq, hash: anchor.hash };
     }
-    if (!eventDigest(toAuditEvent(row)).equals(row.digest))
-      return at('edited', `event seq ${row.seq} was changed after it was written`);
+    let key: Buffer | undefined;
+    if (row.linkKeyId === null) {
+      if (row.seq >= input.keyedFrom)
+        return at('edited', `event seq ${row.seq} has no keyed link: it was not written by Coffer`);
+    } else {
+      // Every event from keyed_from on is keyed and none before it: keyed_from only moves in migration 0015. A keyed
+      // event below it means keyed_from was raised by hand, to pass unkeyed events above the keyed ones.
+      if (row.seq < input.keyedFrom)
+        return at('edited', `event seq ${row.seq} is keyed but lies below keyed_from: the chain head was altered`);
+      key = input.linkKey(row.linkKeyId);
+      // Linked under a master key since retired: a checkpoint re-signed under a key still held, at or after this
+      // event, still pins its place in the chain (not its content: see docs/audit-trust.md).
+      if (!key && !(lastCheckpointSeq >= row.seq))
+        return at(
+          'unverifiable_event',
+          `event seq ${row.seq} was linked under master key ${row.linkKeyId}, which is not in the keyring`,
+        );
+    }
+    const keyed = row.linkKeyId !== null;
+    const digest = keyed ? canonicalDigest(row.canonical) : eventDigest(toAuditEvent(row));
+    if (!digest.equals(row.digest)) return at('edited', `event seq ${row.seq} was changed after it was written`);
     if (row.seq !== prev.seq + 1)
       return at(
         'deleted',
@@ -93,8 +130,23 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
       }
       return at('deleted', `event seq ${row.seq} links to a predecessor that is no longer in the chain`);
     }
-    if (!linkHash(row.prevHash, row.seq, row.digest).equals(row.hash))
-      return at('edited', `the hash of event seq ${row.seq} was changed`);
+    const link = key
+      ? keyedLink(key, row.prevHash, row.seq, row.digest)
+      : keyed
+        ? row.hash
+        : linkHash(row.prevHash, row.seq, row.digest);
+    if (!safeEqual(link, row.hash))
+      return at(
+        'edited',
+        `the hash of event seq ${row.seq} is not its link under the tenant's key: it was changed or written outside Coffer`,
+      );
+    const w = witnessed.get(row.seq);
+    if (w && !safeEqual(w, row.hash))
+      return at(
+        'rolled_back',
+        `the chain at seq ${row.seq} differs from the checkpoint exported to the witness: it was rolled back or rewritten`,
+      );
+    if (firstUncovered === null && row.seq > lastCheckpointSeq) firstUncovered = row.occurredAt;
     const cp = checkpoints.get(row.seq);
     if (cp) {
       checkedCheckpoints++;
@@ -109,8 +161,32 @@ export async function verifyChain(input: VerifyInput): Promise<AuditVerifyResult
     checked++;
   }
 
+  const endSeq = prev?.seq ?? 0;
+  const maxWitnessed = Math.max(0, ...witnessed.keys());
+  if (maxWitnessed > endSeq) {
+    return fail(checked, checkedCheckpoints, {
+      firstBrokenSeq: endSeq + 1,
+      reason: 'rolled_back',
+      message: `the witness holds a checkpoint at seq ${maxWitnessed}, but the chain ends at seq ${endSeq}: the database was rolled back or its tail removed`,
+    });
+  }
+  const f = input.freshness;
+  if (f && f.now.getTime() - f.tenantCreatedAt.getTime() > f.maxAgeMs) {
+    const limit = f.now.getTime() - f.maxAgeMs;
+    if (input.checkpoints.length === 0 || (firstUncovered && firstUncovered.getTime() < limit)) {
+      return fail(checked, checkedCheckpoints, {
+        firstBrokenSeq: lastCheckpointSeq + 1,
+        reason: 'stale_checkpoint',
+        message:
+          input.checkpoints.length === 0
+            ? 'the tenant has no signed checkpoint: its history cannot be vouched for (checkpoints removed?)'
+            : `events after seq ${lastCheckpointSeq} are older than the checkpoint age allows and no checkpoint covers them`,
+      });
+    }
+  }
+
   if (input.head) {
-    const lastSeq = prev?.seq ?? 0;
+    const lastSeq = endSeq;
     const lastCheckpoint = input.checkpoints.at(-1);
     if (input.head.seq > lastSeq || (lastCheckpoint && lastCheckpoint.seq > lastSeq)) {
       return fail(checked, checkedCheckpoints, {

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Tx } from '../db/database.ts';
 import { scrubQueryError } from '../db/pg-errors.ts';
 import { unavailable } from '../errors/app-error.ts';
-import { toAppendRow } from './audit.digest.ts';
+import { type LinkKeys, toAppendRow } from './audit.digest.ts';
 import type { AuditEvent } from './audit.types.ts';
 
 /** Groups events by tenant, preserving order within each tenant. */
@@ -24,11 +24,12 @@ function byTenant(events: readonly AuditEvent[]): Map<string, AuditEvent[]> {
  * there, the COMMIT fails with CF002 (see Database.withTenant: 503, nothing changed). Leaves the transaction
  * scoped to the last tenant staged; callers that continue must rescope.
  */
-export async function appendInTx(tx: Tx, events: readonly AuditEvent[]): Promise<void> {
+export async function appendInTx(tx: Tx, events: readonly AuditEvent[], linkKey: LinkKeys): Promise<void> {
   for (const [tenantId, group] of byTenant(events)) {
+    const k = linkKey(tenantId);
     try {
       await tx.execute(
-        sql`select coffer.audit_stage(${tenantId}::uuid, ${JSON.stringify(group.map(toAppendRow))}::jsonb)`,
+        sql`select coffer.audit_stage(${tenantId}::uuid, ${JSON.stringify(group.map(toAppendRow))}::jsonb, ${k.id}, ${k.key})`,
       );
     } catch (err) {
       // No audit event, no change: the caller's transaction rolls back and the request is refused as unavailable.
@@ -47,6 +48,8 @@ interface Pending {
 
 export interface AuditBatcherOptions {
   pool: pg.Pool;
+  /** Each tenant's link key, handed to coffer.audit_append with its events. */
+  linkKey: LinkKeys;
   /** Events per commit at most. */
   maxBatch?: number;
   /**
@@ -109,16 +112,26 @@ export class AuditBatcher {
       // One statement in autocommit: one transaction, one WAL flush, one round trip for the whole batch. Tenants
       // go in a fixed order so two commits that share tenants lock their chain heads in the same order.
       const groups = [...byTenant(batch.map((p) => p.event))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      await this.o.pool.query({
+      const keys = groups.map(([tenantId]) => this.o.linkKey(tenantId));
+      const { rows } = await this.o.pool.query<{ failed: string[] }>({
         name: 'coffer_audit_batch',
-        text: 'select coffer.audit_append_batch($1::uuid[], $2::jsonb[])',
+        text: 'select coffer.audit_append_batch($1::uuid[], $2::jsonb[], $3::text[], $4::bytea[]) as failed',
         values: [
           groups.map(([tenantId]) => tenantId),
           groups.map(([, events]) => JSON.stringify(events.map(toAppendRow))),
+          keys.map((k) => k.id),
+          keys.map((k) => k.key),
         ],
       });
       this.o.observe?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
-      for (const p of batch) p.resolve();
+      // Only the tenants whose events could not be chained fail; the others' events committed.
+      const failed = new Set(rows[0]?.failed ?? []);
+      if (failed.size > 0) this.o.onError?.(new Error(`audit events of ${failed.size} tenant(s) could not be chained`));
+      const failure = unavailable('the audit log is unavailable, so the request was refused');
+      for (const p of batch) {
+        if (failed.has(p.event.tenantId)) p.reject(failure);
+        else p.resolve();
+      }
     } catch (err) {
       this.o.onError?.(err);
       const failure = unavailable('the audit log is unavailable, so the request was refused');

@@ -4,6 +4,7 @@ import { PLATFORM_TENANT_ID, type TokenResponse, type WhoAmI } from '@coffer/con
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { decoyHash, verifyClientSecret } from '../crypto/client-secret-hash.ts';
+import { rowIntegrityError } from '../crypto/row-macs.ts';
 import { AppError, audited, unauthorized } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
@@ -55,6 +56,28 @@ export function authService(deps: AuthServiceDeps) {
       }),
     );
 
+  /** An identity row edited outside the API logs in by no method: integrity_error, audited as an error. */
+  const refuseTampered = async (
+    ctx: RequestContext,
+    identity: { id: string; tenantId: string; name: string },
+    clientId: string,
+    details: Record<string, string>,
+  ): Promise<never> => {
+    await deps.audit.record(
+      auditEvent(ctx, {
+        action: 'auth.token',
+        outcome: 'error',
+        tenantId: identity.tenantId,
+        actorId: identity.id,
+        actorName: identity.name,
+        resource: `identities/${identity.id}`,
+        errorCode: 'integrity_error',
+        details: { clientId, ...details, reason: 'integrity' },
+      }),
+    );
+    throw audited(rowIntegrityError());
+  };
+
   return {
     /**
      * A wrong secret, an unknown client id and a disabled identity all answer the same 401 after the same scrypt
@@ -85,6 +108,8 @@ export function authService(deps: AuthServiceDeps) {
       if (pause > 0) await sleep(pause);
       const identity = await deps.identities.forLogin(clientId);
       const secretOk = await verifyClientSecret(clientSecret, identity?.secretHash ?? (await decoyHash()));
+      // Its role, policies or secret hash were changed outside the API (a copied hash would log in otherwise).
+      if (identity && !identity.intact) await refuseTampered(ctx, identity, clientId, {});
       const ok = identity !== undefined && secretOk && !identity.disabled;
       const reason = !identity ? 'unknown_client' : !secretOk ? 'wrong_secret' : identity.disabled ? 'disabled' : null;
       await recordLogin(ctx, identity, clientId, ok, reason ? { reason } : {});
@@ -114,6 +139,8 @@ export function authService(deps: AuthServiceDeps) {
      */
     async exchangeToken(ctx: RequestContext, clientId: string, subjectToken: string): Promise<TokenResponse> {
       const identity = await deps.identities.forLogin(clientId);
+      // Bindings rewritten outside the API (another issuer or subject) must not let another workload in.
+      if (identity && !identity.intact) await refuseTampered(ctx, identity, clientId, { method: 'federation' });
       let refusal: FederationRefused | undefined;
       let login: Awaited<ReturnType<TrustService['exchange']>> | undefined;
       if (!identity) refusal = new FederationRefused('unknown_identity');
@@ -121,6 +148,10 @@ export function authService(deps: AuthServiceDeps) {
         try {
           login = await deps.federation.exchange(identity, subjectToken);
         } catch (err) {
+          // A trusted issuer edited outside the API (its keys, URL, audiences): refused like a tampered identity.
+          if (err instanceof AppError && err.code === 'integrity_error') {
+            await refuseTampered(ctx, identity, clientId, { method: 'federation', row: 'issuer' });
+          }
           if (!(err instanceof FederationRefused)) throw err;
           refusal = err;
         }

@@ -134,7 +134,24 @@ async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions):
     }
 
     // Only where the route's SQL re-checks the identity's revision (its entry in the contracts says so).
-    const principal = await o.principals.resolve(claims, request.routeOptions.config.identityRecheckedInSql === true);
+    let principal: Principal | null;
+    try {
+      principal = await o.principals.resolve(claims, request.routeOptions.config.identityRecheckedInSql === true);
+    } catch (err) {
+      if (!(err instanceof AppError) || err.code !== 'integrity_error') throw err;
+      // An identity row edited outside the API: audited in the tenant the token names, as an error, not a denial.
+      await o.audit.record(
+        requestEvent(request, {
+          action,
+          outcome: 'error',
+          errorCode: err.code,
+          resource: attemptedResource(request),
+          tenantId: claims.tid,
+          actorId: claims.sub,
+        }),
+      );
+      throw audited(err);
+    }
     if (!principal) {
       return deny(request, action, unauthorized('the token is no longer valid: log in again'), {
         tenantId: claims.tid,

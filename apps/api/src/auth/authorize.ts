@@ -58,6 +58,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'tenants.list',
     'tenants.read',
     'tenants.update',
+    'tenants.audit_retention',
     'system.keys.read',
     'system.keys.rewrap',
     'platform.admins.create',

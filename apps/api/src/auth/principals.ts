@@ -1,3 +1,4 @@
+import { rowIntegrityError } from '../crypto/row-macs.ts';
 import { unauthorized } from '../errors/app-error.ts';
 import type { IdentityQueries, TokenIdentity } from '../identities/identities.queries.ts';
 import { expandPolicies } from '../trust/claims.ts';
@@ -27,6 +28,11 @@ export class PrincipalResolver {
     const cached = useCache ? this.cache.get(claims.sub) : undefined;
     const fresh = cached && Date.now() - cached.loadedAt < (this.o.ttlMs ?? 60_000);
     const identity = fresh ? cached.identity : await this.load(claims.tid, claims.sub);
+    // A row coffer_app edited (role, policies, credentials, disabled) acts for nobody: integrity_error, audited.
+    if (identity && !identity.intact) {
+      this.cache.delete(claims.sub);
+      throw rowIntegrityError();
+    }
     if (!identity || identity.disabled || identity.credentialVersion !== claims.cv || identity.role !== claims.role) {
       this.cache.delete(claims.sub);
       return null;

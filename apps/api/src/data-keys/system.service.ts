@@ -4,7 +4,9 @@ import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { CHECKPOINT_PURPOSE, checkpointMac } from '../audit/audit.verify.ts';
 import { dataKeyContext, fingerprintKeyContext, type MasterKeyring, type WrappedKey } from '../crypto/keyring.ts';
+import { RowMacs } from '../crypto/row-macs.ts';
 import type { Database } from '../db/database.ts';
+import { resignRowMacs, rowMacCensus } from '../db/row-mac-resign.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { webhookSecretContext } from '../webhooks/webhooks.service.ts';
 
@@ -15,37 +17,45 @@ export interface SystemServiceDeps {
   batchSize?: number;
 }
 
-type Counts = Record<'dataKeys' | 'fingerprintKeys' | 'webhookSecrets' | 'checkpoints', number>;
+type Counts = Record<'dataKeys' | 'fingerprintKeys' | 'webhookSecrets' | 'checkpoints' | 'rowMacs', number>;
 
 /**
  * Master-key operations (platform admin). Rotation is online: put the new key first in the keyring, restart, call
- * rewrap; data keys, fingerprint keys and webhook secrets are re-wrapped and checkpoints re-signed (after their
- * old signature checks out), in batches, so the call is idempotent and resumes where it stopped. No secret value
- * is re-encrypted. The census says when an old key may leave the keyring.
+ * rewrap; data keys, fingerprint keys and webhook secrets are re-wrapped, and checkpoints and row MACs re-signed
+ * (after their old signature checks out), in batches, so the call is idempotent and resumes where it stopped. No
+ * secret value is re-encrypted. The census says when an old key may leave the keyring.
  */
 export function systemService(deps: SystemServiceDeps) {
   const { db, keyring } = deps;
   const batch = deps.batchSize ?? 200;
+  // Derived from the same keyring: the MACs this service re-signs are the ones the API checks.
+  const macs = new RowMacs(keyring);
 
-  /** Which master key wraps or signs how many things (platform scope). */
-  async function census(): Promise<Map<string, Counts>> {
-    return db.withTenant(PLATFORM_TENANT_ID, async (t) => {
-      const { rows } = await t.execute<{ id: string; what: keyof Counts; n: string }>(sql`
+  /**
+   * Which master key wraps or signs how many things. Row MACs are counted tenant by tenant (the platform scope
+   * cannot read those rows), so only where the operator asks: the census and rewrap, never readiness.
+   */
+  async function census(o: { rowMacs: boolean } = { rowMacs: true }): Promise<Map<string, Counts>> {
+    const { rows } = await db.withTenant(PLATFORM_TENANT_ID, (t) =>
+      t.execute<{ id: string; what: keyof Counts; n: string }>(sql`
         select master_key_id as id, 'dataKeys' as what, count(*) as n from coffer.tenant_keys where state <> 'retired' group by 1
         union all
         select fingerprint_key_master_id, 'fingerprintKeys', count(*) from coffer.tenants where fingerprint_key_master_id is not null group by 1
         union all
         select secret_master_key_id, 'webhookSecrets', count(*) from coffer.webhooks group by 1
         union all
-        select master_key_id, 'checkpoints', count(*) from coffer.audit_checkpoints group by 1`);
-      const out = new Map<string, Counts>();
-      for (const r of rows) {
-        const c = out.get(r.id) ?? { dataKeys: 0, fingerprintKeys: 0, webhookSecrets: 0, checkpoints: 0 };
-        c[r.what] = Number(r.n);
-        out.set(r.id, c);
-      }
-      return out;
-    });
+        select master_key_id, 'checkpoints', count(*) from coffer.audit_checkpoints group by 1`),
+    );
+    const out = new Map<string, Counts>();
+    const entry = (id: string) => {
+      const c = out.get(id) ?? { dataKeys: 0, fingerprintKeys: 0, webhookSecrets: 0, checkpoints: 0, rowMacs: 0 };
+      out.set(id, c);
+      return c;
+    };
+    for (const r of rows) entry(r.id)[r.what] = Number(r.n);
+    // After the platform transaction, not inside it: one connection at a time, whatever the pool size.
+    if (o.rowMacs) for (const [id, n] of await rowMacCensus(db)) entry(id).rowMacs = n;
+    return out;
   }
 
   /**
@@ -169,9 +179,12 @@ export function systemService(deps: SystemServiceDeps) {
     return [];
   }
 
-  /** Master key ids that something is wrapped or signed by and the keyring lacks: for the operator, not readiness. */
+  /**
+   * Master key ids that something is wrapped or signed by and the keyring lacks: for the operator, not readiness.
+   * Readiness calls it on every probe, so row MACs (a walk over every tenant) are left to the census.
+   */
   async function orphanKeyIds(): Promise<string[]> {
-    return [...(await census()).keys()].filter((id) => !keyring.has(id)).sort();
+    return [...(await census({ rowMacs: false })).keys()].filter((id) => !keyring.has(id)).sort();
   }
 
   return {
@@ -192,7 +205,7 @@ export function systemService(deps: SystemServiceDeps) {
     },
 
     async rewrap(ctx: RequestContext): Promise<RewrapResponse> {
-      const done = { dataKeys: 0, fingerprintKeys: 0, webhookSecrets: 0, checkpoints: 0 };
+      const done = { dataKeys: 0, fingerprintKeys: 0, webhookSecrets: 0, checkpoints: 0, rowMacs: 0 };
       for (;;) {
         const n = await rewrapDataKeys();
         done.dataKeys += n;
@@ -213,10 +226,12 @@ export function systemService(deps: SystemServiceDeps) {
         done.checkpoints += r.resigned;
         if (r.seen < batch || r.resigned === 0) break;
       }
+      done.rowMacs = (await resignRowMacs(db, keyring, macs, batch)).resigned;
       let remaining = 0;
       for (const [id, counts] of await census()) {
         if (id !== keyring.activeId)
-          remaining += counts.dataKeys + counts.fingerprintKeys + counts.webhookSecrets + counts.checkpoints;
+          remaining +=
+            counts.dataKeys + counts.fingerprintKeys + counts.webhookSecrets + counts.checkpoints + counts.rowMacs;
       }
       await deps.audit.record(
         auditEvent(ctx, {

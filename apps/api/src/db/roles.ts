@@ -42,6 +42,7 @@ interface RoleCheckRow {
   owned: number;
   privileged_member: boolean;
   audit_mutable: boolean;
+  audit_writable: boolean;
   unprotected: string[] | null;
 }
 
@@ -64,6 +65,9 @@ export async function checkAppRole(pool: pg.Pool): Promise<string[]> {
       (has_table_privilege(r.oid, 'coffer.audit_events', 'UPDATE')
         or has_table_privilege(r.oid, 'coffer.audit_events', 'DELETE')
         or has_table_privilege(r.oid, 'coffer.audit_events', 'TRUNCATE')) as audit_mutable,
+      (has_table_privilege(r.oid, 'coffer.audit_events', 'INSERT')
+        or has_table_privilege(r.oid, 'coffer.audit_heads', 'INSERT')
+        or has_table_privilege(r.oid, 'coffer.audit_heads', 'UPDATE')) as audit_writable,
       (select array_agg(c.relname::text order by c.relname) from pg_class c
         where c.relnamespace = 'coffer'::regnamespace and c.relkind in ('r', 'p')
           and not (c.relrowsecurity and c.relforcerowsecurity)) as unprotected
@@ -83,6 +87,9 @@ export async function checkAppRole(pool: pg.Pool): Promise<string[]> {
   if (row.privileged_member)
     problems.push(`database role ${row.rolname} is a member of a superuser, BYPASSRLS or schema-owner role`);
   if (row.audit_mutable) problems.push(`database role ${row.rolname} can update, delete or truncate audit events`);
+  // Events go in only through coffer.audit_append, which computes their digests and keys their links.
+  if (row.audit_writable)
+    problems.push(`database role ${row.rolname} can insert audit events or move chain heads without audit_append`);
   if (row.unprotected?.length)
     problems.push(`row-level security is not enabled and forced on: ${row.unprotected.join(', ')}`);
   return problems;

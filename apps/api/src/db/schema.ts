@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   boolean,
+  check,
   customType,
   foreignKey,
   index,
@@ -37,8 +38,6 @@ export const tenants = coffer.table('tenants', {
   fingerprintKeyMasterId: text('fingerprint_key_master_id'),
   /** Requests per second each identity of the tenant may make; null: the server default. */
   rateLimitPerSecond: integer('rate_limit_per_second'),
-  /** Audit events older than this many days are dropped (behind a signed checkpoint). */
-  auditRetentionDays: integer('audit_retention_days').notNull().default(400),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });
@@ -69,6 +68,8 @@ export const identities = coffer.table(
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     secretRotatedAt: timestamp('secret_rotated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    /** The API's MAC over role, policies, federation bindings, secret hash, credential version, disabled, revision. */
+    mac: text('mac'),
   },
   (t) => [index('identities_tenant_created_idx').on(t.tenantId, t.createdAt, t.id)],
 );
@@ -117,6 +118,11 @@ export const auditEvents = coffer.table(
     digest: bytea('digest').notNull(),
     prevHash: bytea('prev_hash').notNull(),
     hash: bytea('hash').notNull(),
+    /**
+     * The master key whose per-tenant derived key made this event's link (an HMAC); null only for events written
+     * before links were keyed (below the head's `keyed_from`), whose link is a plain SHA-256.
+     */
+    linkKeyId: text('link_key_id'),
   },
   // Each filter of the audit query has an index that leads with the tenant and ends in chain order (seq).
   // Indexes cost every audit insert, so outcome gets a partial one: only denials and errors are worth finding.
@@ -149,12 +155,37 @@ export const auditCheckpoints = coffer.table(
   (t) => [primaryKey({ columns: [t.tenantId, t.seq] })],
 );
 
+/**
+ * How long a tenant's audit events are kept, out of the app role's reach: it may read the row, and change it only
+ * through coffer.audit_set_retention, which holds the bounds and writes the change into the tenant's chain. No row:
+ * the default of 400 days.
+ */
+export const auditRetention = coffer.table(
+  'audit_retention',
+  {
+    tenantId: uuid('tenant_id')
+      .primaryKey()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    days: integer('days').notNull(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [check('audit_retention_days_bounds', sql`${t.days} between 30 and 3650`)],
+);
+
 /** The head of each tenant's chain: the row writers lock to append, one tenant at a time. */
 export const auditHeads = coffer.table('audit_heads', {
   tenantId: uuid('tenant_id').primaryKey(),
   seq: bigint('seq', { mode: 'number' }).notNull(),
   hash: bytea('hash').notNull(),
   updatedAt: updatedAt(),
+  /** First seq whose link is keyed; events below it were written before links were keyed. */
+  keyedFrom: bigint('keyed_from', { mode: 'number' }).notNull().default(1),
+  /** Master key id of the key that signed the head (see `mac`). */
+  keyId: text('key_id'),
+  /** When the head was signed, to the millisecond (part of what `mac` covers). */
+  signedAt: timestamp('signed_at', { withTimezone: true, mode: 'date' }),
+  /** HMAC of (tenant, seq, hash, keyed_from, signed_at) under the tenant's link key: the head cannot be set by hand. */
+  mac: bytea('mac'),
 });
 
 /**
@@ -220,6 +251,8 @@ export const secrets = coffer.table(
     generator: jsonb('generator').$type<{ length: number; charset: string; prefix?: string }>(),
     lastRotatedAt: timestamp('last_rotated_at', { withTimezone: true, mode: 'date' }),
     nextRotationAt: timestamp('next_rotation_at', { withTimezone: true, mode: 'date' }),
+    /** The API's MAC over path, current version, expiry and deletion (row-macs.ts): coffer_app cannot forge it. */
+    mac: text('mac'),
   },
   (t) => [
     unique('secrets_path_key').on(t.tenantId, t.environment, t.kind, t.owner, t.name),
@@ -255,6 +288,8 @@ export const secretVersions = coffer.table(
     servedUntil: timestamp('served_until', { withTimezone: true, mode: 'date' }),
     /** Keyed fingerprint of the value (the tenant's fingerprint key): what an environment diff compares. */
     fingerprint: text('fingerprint'),
+    /** The API's MAC over the version's secret, number and grace period (row-macs.ts). */
+    mac: text('mac'),
   },
   (t) => [
     primaryKey({ columns: [t.secretId, t.version] }),
@@ -352,6 +387,8 @@ export const trustedIssuers = coffer.table(
     clockSkewSeconds: integer('clock_skew_seconds').notNull(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
+    /** The API's MAC over everything a login verifies against: issuer, keys, audiences, algorithms, age, skew. */
+    mac: text('mac'),
   },
   (t) => [
     unique('trusted_issuers_tenant_name_key').on(t.tenantId, t.name),
@@ -377,4 +414,20 @@ export const federationReplays = coffer.table(
     primaryKey({ columns: [t.tenantId, t.issuerId, t.tokenHash] }),
     index('federation_replays_expiry_idx').on(t.tenantId, t.expiresAt),
   ],
+);
+
+/**
+ * Rows that predate the row MACs (the `row_macs` migration lists them), to be MACed once by the API at start
+ * (row-mac-backfill.ts). coffer_app may read and delete entries but never add one, so it cannot get a row it
+ * edited blessed later: a row with no MAC that is not listed here fails its check.
+ */
+export const rowMacBackfill = coffer.table(
+  'row_mac_backfill',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    rowKind: text('row_kind', { enum: ['secret', 'version', 'identity', 'issuer'] }).notNull(),
+    rowId: uuid('row_id').notNull(),
+    version: integer('version').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.rowKind, t.rowId, t.version] })],
 );

@@ -109,6 +109,11 @@ export interface CurrentRow {
   rotation_grace_hours: number | null;
   generator: unknown;
   fingerprint: string | null;
+  expires_at: Date | null;
+  served_until: Date | null;
+  /** The API's MACs of the secret row and of its current version (row-macs.ts), for the caller to check. */
+  secret_mac: string | null;
+  version_mac: string | null;
   /** Only when asked for, or when the version predates stored fingerprints (then the caller computes one). */
   plaintext: string | null;
   key_missing: boolean;
@@ -134,7 +139,8 @@ export async function currentRows(
 ): Promise<CurrentRow[]> {
   const { rows } = await tx.execute<CurrentRow & Record<string, unknown>>(sql`
     select s.environment, s.id, s.name, s.current_version, s.format, s.description, s.tags,
-      s.rotation_interval_days, s.rotation_grace_hours, s.generator, v.fingerprint,
+      s.rotation_interval_days, s.rotation_grace_hours, s.generator, v.fingerprint, s.expires_at, v.served_until,
+      s.mac as secret_mac, v.mac as version_mac,
       case when (${o.decrypt} or v.fingerprint is null) and (${sql.param(o.keys)}::text[])[v.dek_version] is not null
         then pgp_sym_decrypt(v.ciphertext, (${sql.param(o.keys)}::text[])[v.dek_version]) end as plaintext,
       (${sql.param(o.keys)}::text[])[v.dek_version] is null as key_missing

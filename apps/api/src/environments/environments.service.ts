@@ -22,7 +22,7 @@ import type { Database } from '../db/database.ts';
 import { AppError, conflict } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { type ChangeNotice, notices, recordChange } from '../secrets/secret-changes.ts';
-import { allowed, integrityError, unbind } from '../secrets/secret-reads.service.ts';
+import { allowed, checkRowMacs, integrityError, type SecretReadDeps, unbind } from '../secrets/secret-reads.service.ts';
 import { pathOf, planWrite, type SecretWriter, writeTransaction } from '../secrets/secret-writes.ts';
 import type { SecretQueries } from '../secrets/secrets.queries.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
@@ -37,6 +37,8 @@ export interface EnvironmentServiceDeps {
   writer: SecretWriter;
   audit: Pick<AuditSink, 'record' | 'appendInTx'>;
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
+  /** Checks the row MACs of every version a diff decrypts or a promotion copies, as reads do. */
+  macs: SecretReadDeps['macs'];
 }
 
 export function toEnvironment(r: EnvironmentRow): Environment {
@@ -63,13 +65,31 @@ function rotationOf(r: CurrentRow): string {
 export function environmentService(deps: EnvironmentServiceDeps) {
   const { db, queries, audit } = deps;
 
-  /** The keyed fingerprint of a row's current value: stored with the version, or computed from its plaintext. */
-  function fingerprintOf(tenantId: string, keySet: TenantKeySet, r: CurrentRow): string {
-    if (r.fingerprint !== null) return r.fingerprint;
+  const pathOfRow = (r: CurrentRow, kind: SecretKind, owner: string) => ({
+    environment: r.environment,
+    kind,
+    owner,
+    name: r.name,
+  });
+
+  /** A row's current value, once its row MACs hold and its binding line names this secret, version and path. */
+  function currentValue(tenantId: string, r: CurrentRow, kind: SecretKind, owner: string): string {
+    checkRowMacs(deps.macs, tenantId, pathOfRow(r, kind, owner), { ...r, secret_id: r.id, version: r.current_version });
     if (r.key_missing || r.plaintext === null) throw integrityError();
-    const value = unbind(tenantId, r.id, r.current_version, r.plaintext);
-    // A tenant made before fingerprint keys existed has none: its values compare by a hash no one outside holds.
-    return TenantKeyCache.fingerprint(keySet, value) ?? `value:${value}`;
+    return unbind(tenantId, r.id, r.current_version, pathOfRow(r, kind, owner), r.plaintext);
+  }
+
+  /** A value's keyed fingerprint; a tenant made before fingerprint keys existed compares values themselves. */
+  const fingerprintOfValue = (keySet: TenantKeySet, value: string) =>
+    TenantKeyCache.fingerprint(keySet, value) ?? `value:${value}`;
+
+  /**
+   * For the diff: the fingerprint stored with the version, or one computed from its value (versions written before
+   * fingerprints were stored). Promotion never trusts a stored fingerprint: it compares what it decrypted.
+   */
+  function fingerprintOf(tenantId: string, keySet: TenantKeySet, r: CurrentRow, kind: SecretKind, owner: string) {
+    if (r.fingerprint !== null) return r.fingerprint;
+    return fingerprintOfValue(keySet, currentValue(tenantId, r, kind, owner));
   }
 
   async function existing(tenantId: string, slugs: string[]): Promise<void> {
@@ -182,7 +202,8 @@ export function environmentService(deps: EnvironmentServiceDeps) {
         const b = to.get(name);
         const state =
           a && b
-            ? fingerprintOf(p.tenantId, keySet, a) === fingerprintOf(p.tenantId, keySet, b)
+            ? fingerprintOf(p.tenantId, keySet, a, q.kind, q.owner) ===
+              fingerprintOf(p.tenantId, keySet, b, q.kind, q.owner)
               ? 'same'
               : 'different'
             : a
@@ -297,19 +318,18 @@ export function environmentService(deps: EnvironmentServiceDeps) {
               owner,
               names,
               keys: keySet.sqlKeys,
-              decrypt: false,
+              decrypt: true,
               lock: false,
             })
-          ).map((r) => [r.name, fingerprintOf(p.tenantId, keySet, r)]),
+          ).map((r) => [r.name, fingerprintOfValue(keySet, currentValue(p.tenantId, r, kind, owner))]),
         );
         const values = new Map<string, string>();
         const unprocessables: ErrorIssue[] = [];
         for (const n of names) {
-          const src = sources.get(n) as CurrentRow;
-          if (src.key_missing || src.plaintext === null) throw integrityError();
-          const value = unbind(p.tenantId, src.id, src.current_version, src.plaintext);
+          const value = currentValue(p.tenantId, sources.get(n) as CurrentRow, kind, owner);
           values.set(n, value);
           const target = targets.get(n);
+          const src = sources.get(n) as CurrentRow;
           const format = (target ? target.format : src.format) as SecretFormat | null;
           const problem = await deps.writer.formatProblem(format ?? null, value, tx);
           if (problem) {
@@ -332,7 +352,7 @@ export function environmentService(deps: EnvironmentServiceDeps) {
           const target = targets.get(n);
           const plan = plans.get(n) as { ok: true; create: boolean; version: number };
           const fingerprint = TenantKeyCache.fingerprint(keySet, value);
-          const same = target !== undefined && current.get(n) === (fingerprint ?? `value:${value}`);
+          const same = target !== undefined && current.get(n) === fingerprintOfValue(keySet, value);
           if (same) {
             items.push({
               name: n,

@@ -1,9 +1,11 @@
 import type { Policy, PrincipalRole } from '@coffer/contracts';
 import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
+import type { IdentityMacFields, RowMacs } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { identities } from '../db/schema.ts';
 
 export type IdentityRow = typeof identities.$inferSelect;
+export type FederationBinding = IdentityRow['federation'][number];
 
 export interface TokenIdentity {
   id: string;
@@ -16,6 +18,11 @@ export interface TokenIdentity {
   rateLimitPerSecond: number | null;
   /** Bumped on every change of the identity; hot reads check it in the database. */
   revision: number;
+  /**
+   * Whether the row's MAC matches its role, policies, federation bindings, credentials and revision (false:
+   * coffer_app edited it).
+   */
+  intact: boolean;
 }
 
 export interface LoginIdentity {
@@ -28,10 +35,45 @@ export interface LoginIdentity {
   credentialVersion: number;
   tokenTtlSeconds: number | null;
   disabled: boolean;
+  /** What a federated login matches and what its token's claim templates need: read with, and checked by, the MAC. */
+  policies: Policy[];
+  federation: FederationBinding[];
+  /** As TokenIdentity.intact. */
+  intact: boolean;
+}
+
+/** The columns of an identity row that its MAC covers. */
+export const identityMacFields = (r: IdentityRow): IdentityMacFields => ({
+  tenantId: r.tenantId,
+  id: r.id,
+  clientId: r.clientId,
+  role: r.role,
+  policies: r.policies,
+  federation: r.federation,
+  secretHash: r.secretHash,
+  credentialVersion: r.credentialVersion,
+  disabled: r.disabled,
+  revision: r.revision,
+});
+
+/**
+ * Stores the MAC of an identity row as written. The revision trigger bumps the revision on this UPDATE as well, so
+ * the MAC covers the revision the row will have; `revision = R` makes sure no other write came in between.
+ */
+export async function sealIdentity(t: Tx, macs: RowMacs, row: IdentityRow): Promise<IdentityRow> {
+  const next = { ...row, revision: row.revision + 1 };
+  const mac = macs.identity(identityMacFields(next));
+  const sealedRows = await t
+    .update(identities)
+    .set({ mac })
+    .where(and(eq(identities.id, row.id), eq(identities.revision, row.revision)))
+    .returning({ revision: identities.revision });
+  if (sealedRows[0]?.revision !== next.revision) throw new Error(`identity ${row.id} changed while it was sealed`);
+  return { ...next, mac };
 }
 
 /** Data access for identities. Every function takes the tenant first and an optional transaction last. */
-export function identityQueries(db: Database) {
+export function identityQueries(db: Database, macs: RowMacs) {
   return {
     /** The identity a token names, read in one round trip (sets the tenant scope and reads in one statement). */
     async forToken(tenantId: string, id: string): Promise<TokenIdentity | undefined> {
@@ -45,10 +87,26 @@ export function identityQueries(db: Database) {
         disabled: boolean;
         rate_limit_per_second: number | null;
         revision: number;
+        tenant_id: string;
+        secret_hash: string;
+        federation: unknown;
+        mac: string | null;
       }>('select * from coffer.identity_for_token($1, $2)', [tenantId, id]);
       const r = rows[0];
       return r
         ? {
+            intact: macs.identityVerifies(r.mac, {
+              tenantId: r.tenant_id,
+              id: r.id,
+              clientId: r.client_id,
+              role: r.role,
+              policies: r.policies,
+              federation: r.federation,
+              secretHash: r.secret_hash,
+              credentialVersion: r.credential_version,
+              disabled: r.disabled,
+              revision: r.revision,
+            }),
             id: r.id,
             clientId: r.client_id,
             name: r.name,
@@ -74,10 +132,26 @@ export function identityQueries(db: Database) {
         credential_version: number;
         token_ttl_seconds: number | null;
         disabled: boolean;
+        policies: Policy[];
+        federation: FederationBinding[];
+        revision: number;
+        mac: string | null;
       }>('select * from coffer.identity_for_login($1)', [clientId]);
       const r = rows[0];
       return r
         ? {
+            intact: macs.identityVerifies(r.mac, {
+              tenantId: r.tenant_id,
+              id: r.id,
+              clientId: r.client_id,
+              role: r.role,
+              policies: r.policies,
+              federation: r.federation,
+              secretHash: r.secret_hash,
+              credentialVersion: r.credential_version,
+              disabled: r.disabled,
+              revision: r.revision,
+            }),
             id: r.id,
             tenantId: r.tenant_id,
             clientId: r.client_id,
@@ -87,6 +161,8 @@ export function identityQueries(db: Database) {
             credentialVersion: r.credential_version,
             tokenTtlSeconds: r.token_ttl_seconds,
             disabled: r.disabled,
+            policies: r.policies,
+            federation: r.federation,
           }
         : undefined;
     },
@@ -97,7 +173,7 @@ export function identityQueries(db: Database) {
           .insert(identities)
           .values({ ...row, tenantId })
           .returning();
-        return created as IdentityRow;
+        return sealIdentity(t, macs, created as IdentityRow);
       });
     },
 
@@ -151,7 +227,7 @@ export function identityQueries(db: Database) {
           })
           .where(eq(identities.id, id))
           .returning();
-        return row;
+        return row ? sealIdentity(t, macs, row) : undefined;
       });
     },
 

@@ -11,6 +11,7 @@ import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { authorize, environmentHidden } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
+import type { RowMacs } from '../crypto/row-macs.ts';
 import type { TenantKeyCache, TenantKeySet } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
@@ -20,7 +21,14 @@ import type { CursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { bundleStep, type ReadStep, readStep, type WantedVersion } from './read-outcomes.ts';
 import { pathOf, toMetadata } from './secret-writes.ts';
-import { bindingLine, type ReadRow, type SecretPath, type SecretQueries, type SecretRow } from './secrets.queries.ts';
+import {
+  bindingLine,
+  legacyBindingLine,
+  type ReadRow,
+  type SecretPath,
+  type SecretQueries,
+  type SecretRow,
+} from './secrets.queries.ts';
 
 export interface SecretReadDeps {
   db: Pick<Database, 'withTenant'>;
@@ -31,6 +39,8 @@ export interface SecretReadDeps {
   audit: Pick<AuditSink, 'record'>;
   /** Seals list cursors: a scan may resume after a row the caller may not list, so it must not read the cursor. */
   cursors: CursorCodec;
+  /** Checks the MACs over the columns that decided a read (current version, expiry, grace period, path). */
+  macs: Pick<RowMacs, 'checkSecret' | 'checkVersion'>;
 }
 
 export const integrityError = () =>
@@ -54,11 +64,55 @@ export function requireAllowed(p: Principal, action: Action, path: SecretPath): 
 export const allowed = (p: Principal, action: Action, path: SecretPath): boolean =>
   authorize(p, action, pathOf(path), path.environment).allowed;
 
-/** Decrypted plaintext → value, after checking that its binding line names this tenant, secret and version. */
-export function unbind(tenantId: string, secretId: string, version: number, plaintext: string): string {
-  const binding = bindingLine(tenantId, secretId, version);
-  if (!plaintext.startsWith(binding)) throw integrityError();
-  return plaintext.slice(binding.length);
+/** Decrypted plaintext → value, after checking that its binding line names this tenant, secret, version and path. */
+export function unbind(
+  tenantId: string,
+  secretId: string,
+  version: number,
+  path: SecretPath,
+  plaintext: string,
+): string {
+  for (const binding of [
+    bindingLine(tenantId, secretId, version, path),
+    legacyBindingLine(tenantId, secretId, version),
+  ]) {
+    if (plaintext.startsWith(binding)) return plaintext.slice(binding.length);
+  }
+  throw integrityError();
+}
+
+/**
+ * The MACs of the secret row and of the version a read is about to serve: coffer_app can rename a row, rewind its
+ * current version, lift its expiry or extend a grace period, but not make the MACs that go with the new columns.
+ */
+export function checkRowMacs(
+  macs: SecretReadDeps['macs'],
+  tenantId: string,
+  path: SecretPath,
+  r: {
+    secret_id: string;
+    current_version: number;
+    expires_at: Date | null;
+    version: number;
+    served_until: Date | null;
+    secret_mac: string | null;
+    version_mac: string | null;
+  },
+): void {
+  macs.checkSecret(r.secret_mac, {
+    tenantId,
+    id: r.secret_id,
+    ...path,
+    currentVersion: r.current_version,
+    expiresAt: r.expires_at,
+    deleted: false,
+  });
+  macs.checkVersion(r.version_mac, {
+    tenantId,
+    secretId: r.secret_id,
+    version: r.version,
+    servedUntil: r.served_until,
+  });
 }
 
 /** pgcrypto reports a ciphertext that is not under the given key as "Wrong key or corrupt data" (39000). */
@@ -92,6 +146,7 @@ function metadataOf(tenantId: string, path: SecretPath, row: ReadRow): SecretRow
     generator: row.generator,
     lastRotatedAt: row.last_rotated_at,
     nextRotationAt: row.next_rotation_at,
+    mac: row.secret_mac,
   };
 }
 
@@ -143,7 +198,8 @@ export function secretReads(deps: SecretReadDeps) {
       });
       // readStep let only `ok` through: the version and its plaintext are there.
       const readVersion = row.version as number;
-      const value = unbind(p.tenantId, row.secret_id, readVersion, row.plaintext as string);
+      checkRowMacs(deps.macs, p.tenantId, path, { ...row, version: readVersion });
+      const value = unbind(p.tenantId, row.secret_id, readVersion, path, row.plaintext as string);
       await audit.record(
         auditEvent(ctx, {
           action: 'secrets.read',
@@ -276,7 +332,10 @@ export function secretReads(deps: SecretReadDeps) {
       const values: Record<string, string> = Object.create(null);
       const versions: Record<string, number> = Object.create(null);
       for (const r of rows) {
-        values[r.name] = unbind(p.tenantId, r.secret_id, r.version, r.plaintext as string);
+        const path = { environment, kind, owner, name: r.name };
+        // A bundle serves current versions only: the row's current version is the version read.
+        checkRowMacs(deps.macs, p.tenantId, path, { ...r, current_version: r.version });
+        values[r.name] = unbind(p.tenantId, r.secret_id, r.version, path, r.plaintext as string);
         versions[r.name] = r.version;
       }
       await audit.record(

@@ -237,6 +237,7 @@ export function secretWriter(deps: SecretWriterDeps) {
         tenantId,
         {
           secretId: secret.id,
+          path,
           version: plan.version,
           value: input.value,
           dekHex: keySet.activeKey,

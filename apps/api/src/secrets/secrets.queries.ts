@@ -1,11 +1,12 @@
-import type { SecretKind } from '@coffer/contracts';
+import { DEFAULT_ENVIRONMENT, type SecretKind } from '@coffer/contracts';
 import { and, asc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
+import type { RowMacs } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
 import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
-export type SecretVersionRow = Omit<typeof secretVersions.$inferSelect, 'ciphertext' | 'fingerprint'> & {
+export type SecretVersionRow = Omit<typeof secretVersions.$inferSelect, 'ciphertext' | 'fingerprint' | 'mac'> & {
   destroyed: boolean;
 };
 
@@ -24,10 +25,36 @@ export interface SecretPath {
  */
 export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1, s2k-digest-algo=sha256';
 
-/** The first line of every plaintext: binds a ciphertext to its tenant, secret and version. */
-export function bindingLine(tenantId: string, secretId: string, version: number): string {
+/**
+ * The first line of every plaintext: binds a ciphertext to its tenant, secret, version and path, so a ciphertext
+ * moved to another row, or a row renamed to another path, fails its read. The path comes last: names hold no newline.
+ */
+export function bindingLine(tenantId: string, secretId: string, version: number, path: SecretPath): string {
+  // Outside `default` the environment follows the path after an `@`, which no name holds.
+  const where = path.environment === DEFAULT_ENVIRONMENT ? '' : `@${path.environment}`;
+  return `coffer:v2:${tenantId}:${secretId}:${version}:${path.kind}/${path.owner}/${path.name}${where}\n`;
+}
+
+/**
+ * The binding line of versions written before the path was bound. Still accepted on read: the secret row's MAC
+ * covers the path, so such a version is served only from the path its row was MACed at.
+ */
+export function legacyBindingLine(tenantId: string, secretId: string, version: number): string {
   return `coffer:v1:${tenantId}:${secretId}:${version}\n`;
 }
+
+/** The columns of a secret row that its MAC covers. */
+export const secretMacFields = (r: SecretRow) => ({
+  tenantId: r.tenantId,
+  id: r.id,
+  environment: r.environment,
+  kind: r.kind,
+  owner: r.owner,
+  name: r.name,
+  currentVersion: r.currentVersion,
+  expiresAt: r.expiresAt,
+  deleted: r.deletedAt !== null,
+});
 
 /** One row of coffer.read_secret: `outcome` says whether `plaintext` is there, and why not. */
 export interface ReadRow {
@@ -50,6 +77,8 @@ export interface ReadRow {
   generator: { length: number; charset: string; prefix?: string } | null;
   last_rotated_at: Date | null;
   next_rotation_at: Date | null;
+  secret_mac: string | null;
+  version_mac: string | null;
 }
 
 export interface BundleRow {
@@ -58,10 +87,21 @@ export interface BundleRow {
   name: string;
   version: number;
   plaintext: string | null;
+  expires_at: Date | null;
+  served_until: Date | null;
+  secret_mac: string | null;
+  version_mac: string | null;
 }
 
 /** Data access for secrets. Every function takes the tenant first and an optional transaction last. */
-export function secretQueries(db: Database) {
+export function secretQueries(db: Database, macs: RowMacs) {
+  /** Every write of a secret row ends here: its MAC is made from the row as stored, in the same transaction. */
+  async function sealed(t: Tx, row: SecretRow): Promise<SecretRow> {
+    const mac = macs.secret(secretMacFields(row));
+    await t.update(secrets).set({ mac }).where(eq(secrets.id, row.id));
+    return { ...row, mac };
+  }
+
   return {
     /**
      * One round trip: the caller's identity re-checked, then metadata, one version and its decrypted value
@@ -214,7 +254,7 @@ export function secretQueries(db: Database) {
             target: [secrets.tenantId, secrets.environment, secrets.kind, secrets.owner, secrets.name],
           })
           .returning();
-        return created;
+        return created ? sealed(t, created) : undefined;
       });
     },
 
@@ -223,6 +263,7 @@ export function secretQueries(db: Database) {
       tenantId: string,
       v: {
         secretId: string;
+        path: SecretPath;
         version: number;
         value: string;
         dekHex: string;
@@ -232,7 +273,8 @@ export function secretQueries(db: Database) {
       },
       tx: Tx,
     ): Promise<void> {
-      const plaintext = bindingLine(tenantId, v.secretId, v.version) + v.value;
+      const plaintext = bindingLine(tenantId, v.secretId, v.version, v.path) + v.value;
+      const mac = macs.version({ tenantId, secretId: v.secretId, version: v.version, servedUntil: null });
       return db.inTenant(tenantId, tx, async (t) => {
         await t.insert(secretVersions).values({
           tenantId,
@@ -242,6 +284,7 @@ export function secretQueries(db: Database) {
           dekVersion: v.dekVersion,
           createdBy: v.createdBy,
           fingerprint: v.fingerprint,
+          mac,
         });
       });
     },
@@ -258,7 +301,7 @@ export function secretQueries(db: Database) {
           .set({ ...patch, updatedAt: sql`now()` })
           .where(eq(secrets.id, id))
           .returning();
-        return row as SecretRow;
+        return sealed(t, row as SecretRow);
       });
     },
 
@@ -287,7 +330,7 @@ export function secretQueries(db: Database) {
       return db.inTenant(tenantId, tx, async (t) => {
         await t
           .update(secretVersions)
-          .set({ servedUntil: until })
+          .set({ servedUntil: until, mac: macs.version({ tenantId, secretId, version, servedUntil: until }) })
           .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)));
       });
     },
@@ -378,6 +421,7 @@ function fromSqlRow(r: Record<string, unknown>): SecretRow {
     generator: r.generator as SecretRow['generator'],
     lastRotatedAt: r.last_rotated_at as Date | null,
     nextRotationAt: r.next_rotation_at as Date | null,
+    mac: r.mac as string | null,
   };
 }
 

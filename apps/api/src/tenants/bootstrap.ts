@@ -5,8 +5,10 @@ import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientSecret, newId } from '../crypto/ids.ts';
+import type { RowMacs } from '../crypto/row-macs.ts';
 import type { Database } from '../db/database.ts';
 import { identities } from '../db/schema.ts';
+import { sealIdentity } from '../identities/identities.queries.ts';
 
 export const ROOT_CLIENT_ID = 'root';
 
@@ -17,7 +19,7 @@ export const ROOT_CLIENT_ID = 'root';
  */
 export async function ensurePlatformAdmin(
   db: Database,
-  o: { bootstrapSecret: string | null; dataDir: string; log: Logger },
+  o: { bootstrapSecret: string | null; dataDir: string; log: Logger; macs: RowMacs },
 ): Promise<{ created: boolean; credentialsFile?: string }> {
   const exists = await db.withTenant(PLATFORM_TENANT_ID, (tx) =>
     tx.select({ id: identities.id }).from(identities).where(sql`${identities.clientId} = ${ROOT_CLIENT_ID}`),
@@ -38,7 +40,8 @@ export async function ensurePlatformAdmin(
         secretHash,
       })
       .onConflictDoNothing()
-      .returning({ id: identities.id }),
+      .returning()
+      .then((rows) => Promise.all(rows.map((row) => sealIdentity(tx, o.macs, row)))),
   );
   if (inserted.length === 0) return { created: false };
 

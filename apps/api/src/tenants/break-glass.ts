@@ -2,22 +2,27 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { eq, sql } from 'drizzle-orm';
+import type { LinkKeys } from '../audit/audit.digest.ts';
 import { appendInTx } from '../audit/audit.writer.ts';
 import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientSecret, newId } from '../crypto/ids.ts';
+import type { RowMacs } from '../crypto/row-macs.ts';
 import type { Database } from '../db/database.ts';
 import { identities } from '../db/schema.ts';
+import { sealIdentity } from '../identities/identities.queries.ts';
 import { ROOT_CLIENT_ID } from './bootstrap.ts';
 
 /**
  * Break-glass recovery when every platform admin secret is lost (docs/platform-admin.md). Run by whoever holds
  * the database owner's credentials, never through the API: root gets a new secret (created again if it was
  * gone), is enabled, and every token it held stops; the secret goes to a file only this user can read, never to
- * the terminal or a log; the reset is an event in the platform's audit chain, in the same transaction.
+ * the terminal or a log; the reset is an event in the platform's audit chain, in the same transaction (chained
+ * under the platform's link key), and the row gets a fresh MAC: both need the master keyring as well as the owner's
+ * credentials, by design.
  */
 export async function resetRootSecret(
   db: Pick<Database, 'withTenant'>,
-  o: { dataDir: string; operator: string },
+  o: { dataDir: string; operator: string; linkKey: LinkKeys; macs: RowMacs },
 ): Promise<{ credentialsFile: string; created: boolean }> {
   const clientSecret = newClientSecret();
   const secretHash = await hashClientSecret(clientSecret);
@@ -32,7 +37,7 @@ export async function resetRootSecret(
         updatedAt: sql`now()`,
       })
       .where(eq(identities.clientId, ROOT_CLIENT_ID))
-      .returning({ id: identities.id });
+      .returning();
     const row =
       updated ??
       (
@@ -46,27 +51,33 @@ export async function resetRootSecret(
             role: 'platform',
             secretHash,
           })
-          .returning({ id: identities.id })
+          .returning()
       )[0];
     if (!row) throw new Error('root could not be written');
-    await appendInTx(tx, [
-      {
-        tenantId: PLATFORM_TENANT_ID,
-        occurredAt: new Date(),
-        actorId: null,
-        actorName: null,
-        action: 'platform.admins.break_glass',
-        resource: `identities/${row.id}`,
-        version: null,
-        outcome: 'allowed',
-        errorCode: null,
-        requestId: null,
-        sourceIp: null,
-        userAgent: null,
-        fingerprint: null,
-        details: { operator: o.operator.slice(0, 64), created: !updated },
-      },
-    ]);
+    // Root's row is MACed like any identity's (under the operator's keyring), or its next login is integrity_error.
+    await sealIdentity(tx, o.macs, row);
+    await appendInTx(
+      tx,
+      [
+        {
+          tenantId: PLATFORM_TENANT_ID,
+          occurredAt: new Date(),
+          actorId: null,
+          actorName: null,
+          action: 'platform.admins.break_glass',
+          resource: `identities/${row.id}`,
+          version: null,
+          outcome: 'allowed',
+          errorCode: null,
+          requestId: null,
+          sourceIp: null,
+          userAgent: null,
+          fingerprint: null,
+          details: { operator: o.operator.slice(0, 64), created: !updated },
+        },
+      ],
+      o.linkKey,
+    );
     return { id: row.id, created: !updated };
   });
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });

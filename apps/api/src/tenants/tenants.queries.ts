@@ -1,5 +1,7 @@
 import { DEFAULT_ENVIRONMENT, PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
+import { type LinkKey, toAppendRow } from '../audit/audit.digest.ts';
+import type { AuditEvent } from '../audit/audit.types.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { environments, tenantKeys, tenants } from '../db/schema.ts';
 
@@ -49,6 +51,25 @@ export function tenantQueries(db: Database) {
           .where(and(eq(tenants.id, id), ne(tenants.id, PLATFORM_TENANT_ID)))
           .returning();
         return row;
+      });
+    },
+
+    /**
+     * Sets the tenant's audit retention through coffer.audit_set_retention, which appends `events` (the record of
+     * the change) to the platform's chain in the same transaction. Returns the retention it replaced.
+     */
+    async setAuditRetention(
+      tenantId: string,
+      days: number,
+      events: readonly AuditEvent[],
+      linkKey: LinkKey,
+      tx?: Tx,
+    ): Promise<number> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const { rows } = await t.execute<{ previous: number }>(
+          sql`select coffer.audit_set_retention(${tenantId}::uuid, ${days}::integer, ${JSON.stringify(events.map(toAppendRow))}::jsonb, ${linkKey.id}, ${linkKey.key}) as previous`,
+        );
+        return Number(rows[0]?.previous);
       });
     },
 

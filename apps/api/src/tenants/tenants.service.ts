@@ -1,4 +1,5 @@
 import {
+  type AuditRetention,
   type CreateTenantRequest,
   type CreateTenantResponse,
   PLATFORM_TENANT_ID,
@@ -6,6 +7,7 @@ import {
   type TenantPage,
   type UpdateTenantRequest,
 } from '@coffer/contracts';
+import type { LinkKeys } from '../audit/audit.digest.ts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { hashClientSecret } from '../crypto/client-secret-hash.ts';
@@ -25,6 +27,8 @@ export interface TenantServiceDeps {
   identities: Pick<IdentityQueries, 'insert'>;
   keyring: Pick<MasterKeyring, 'wrap'>;
   audit: AuditSink;
+  /** For the retention change, whose event the database function appends itself. */
+  linkKey: LinkKeys;
 }
 
 export function toTenant(row: TenantRow): Tenant {
@@ -132,6 +136,25 @@ export function tenantService(deps: TenantServiceDeps) {
         return updated;
       });
       return toTenant(row);
+    },
+
+    /**
+     * Retention decides when audit events are dropped, so it is out of the app role's reach: the database function
+     * holds the bounds and records the change in the platform's chain, with the change, in one transaction.
+     */
+    async setAuditRetention(ctx: RequestContext, id: string, days: number): Promise<AuditRetention> {
+      if (!(await tenants.findById(id))) throw notFound('tenant');
+      const event = auditEvent(ctx, {
+        tenantId: PLATFORM_TENANT_ID,
+        action: 'tenants.audit_retention',
+        outcome: 'allowed',
+        resource: `tenants/${id}`,
+        details: { days },
+      });
+      const previousDays = await db.withTenant(id, (tx) =>
+        tenants.setAuditRetention(id, days, [event], deps.linkKey(PLATFORM_TENANT_ID), tx),
+      );
+      return { tenantId: id, days, previousDays };
     },
 
     async list(ctx: RequestContext, q: { limit: number; cursor?: string | undefined }): Promise<TenantPage> {

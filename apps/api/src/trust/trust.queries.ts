@@ -1,12 +1,32 @@
 import { and, asc, eq, lt, sql } from 'drizzle-orm';
+import type { IssuerMacFields, RowMacs } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { federationReplays, identities, tenants, trustedIssuers } from '../db/schema.ts';
 
 export type IssuerRow = typeof trustedIssuers.$inferSelect;
 export type FederationBindingRow = (typeof identities.$inferSelect)['federation'][number];
-type IdentityPolicies = (typeof identities.$inferSelect)['policies'];
 
-export function trustQueries(db: Database) {
+/** The columns of a trusted issuer that its MAC covers: everything a federated login is verified against. */
+export const issuerMacFields = (r: IssuerRow): IssuerMacFields => ({
+  tenantId: r.tenantId,
+  id: r.id,
+  name: r.name,
+  issuer: r.issuer,
+  jwks: r.jwks,
+  audiences: r.audiences,
+  algorithms: r.algorithms,
+  maxTokenAgeSeconds: r.maxTokenAgeSeconds,
+  clockSkewSeconds: r.clockSkewSeconds,
+});
+
+/** Stores the MAC of an issuer row as written, in the writer's transaction. */
+export async function sealIssuer(t: Tx, macs: RowMacs, row: IssuerRow): Promise<IssuerRow> {
+  const mac = macs.issuer(issuerMacFields(row));
+  await t.update(trustedIssuers).set({ mac }).where(eq(trustedIssuers.id, row.id));
+  return { ...row, mac };
+}
+
+export function trustQueries(db: Database, macs: RowMacs) {
   return {
     list(tenantId: string, tx?: Tx): Promise<IssuerRow[]> {
       return db.inTenant(tenantId, tx, (t) =>
@@ -34,20 +54,24 @@ export function trustQueries(db: Database) {
       });
     },
 
-    insert(tenantId: string, row: Omit<typeof trustedIssuers.$inferInsert, 'tenantId'>, tx?: Tx): Promise<IssuerRow> {
+    insert(
+      tenantId: string,
+      row: Omit<typeof trustedIssuers.$inferInsert, 'tenantId' | 'mac'>,
+      tx?: Tx,
+    ): Promise<IssuerRow> {
       return db.inTenant(tenantId, tx, async (t) => {
         const [r] = await t
           .insert(trustedIssuers)
           .values({ ...row, tenantId })
           .returning();
-        return r as IssuerRow;
+        return sealIssuer(t, macs, r as IssuerRow);
       });
     },
 
     update(
       tenantId: string,
       id: string,
-      patch: Partial<Omit<typeof trustedIssuers.$inferInsert, 'tenantId' | 'id'>>,
+      patch: Partial<Omit<typeof trustedIssuers.$inferInsert, 'tenantId' | 'id' | 'mac'>>,
       tx?: Tx,
     ): Promise<IssuerRow | undefined> {
       return db.inTenant(tenantId, tx, async (t) => {
@@ -56,7 +80,7 @@ export function trustQueries(db: Database) {
           .set({ ...patch, updatedAt: sql`now()` })
           .where(and(eq(trustedIssuers.tenantId, tenantId), eq(trustedIssuers.id, id)))
           .returning();
-        return r;
+        return r ? sealIssuer(t, macs, r) : undefined;
       });
     },
 
@@ -92,21 +116,6 @@ export function trustQueries(db: Database) {
             ),
           );
         return r?.n ?? 0;
-      });
-    },
-
-    /** An identity's bindings, and the policies whose templates its Coffer token must carry claims for. */
-    federationOf(
-      tenantId: string,
-      identityId: string,
-      tx?: Tx,
-    ): Promise<{ federation: FederationBindingRow[]; policies: IdentityPolicies } | undefined> {
-      return db.inTenant(tenantId, tx, async (t) => {
-        const [r] = await t
-          .select({ federation: identities.federation, policies: identities.policies })
-          .from(identities)
-          .where(and(eq(identities.tenantId, tenantId), eq(identities.id, identityId)));
-        return r;
       });
     },
 

@@ -12,13 +12,14 @@ import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { principalOf } from '../auth/principal.ts';
 import { newId } from '../crypto/ids.ts';
+import { type RowMacs, rowIntegrityError } from '../crypto/row-macs.ts';
 import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { AppError, conflict, notFound } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { claimText, globMatches } from './claims.ts';
 import { type JwksResolver, JwksUnavailable } from './jwks.ts';
-import type { FederationBindingRow, IssuerRow, TrustQueries } from './trust.queries.ts';
+import { type FederationBindingRow, type IssuerRow, issuerMacFields, type TrustQueries } from './trust.queries.ts';
 
 export const DEFAULT_ALGORITHMS: FederationAlgorithm[] = ['RS256', 'ES256'];
 const DEFAULT_MAX_AGE = 3600;
@@ -67,6 +68,8 @@ export interface TrustServiceDeps {
   queries: TrustQueries;
   jwks: JwksResolver;
   audit: Pick<AuditSink, 'appendInTx' | 'record'>;
+  /** Checks an issuer row's MAC before a login is verified against its keys, audiences and limits. */
+  macs: Pick<RowMacs, 'issuerVerifies'>;
 }
 
 export const defaultAudience = (slug: string) => `coffer:${slug}`;
@@ -144,6 +147,8 @@ export function trustService(deps: TrustServiceDeps) {
     if (typeof iss !== 'string') throw new FederationRefused('malformed_token');
     const issuer = await queries.byIssuer(tenantId, iss);
     if (!issuer) throw new FederationRefused('unknown_issuer');
+    // Keys, issuer URL or audiences swapped outside the API would let another signer log in: integrity_error.
+    if (!deps.macs.issuerVerifies(issuer.mac, issuerMacFields(issuer))) throw rowIntegrityError();
     if (typeof alg !== 'string' || !issuer.algorithms.includes(alg))
       throw new FederationRefused('bad_algorithm', issuer);
     const options = {
@@ -179,11 +184,17 @@ export function trustService(deps: TrustServiceDeps) {
   return {
     /** Verifies a subject token for an identity; throws FederationRefused with the precise reason. */
     async exchange(
-      identity: { id: string; tenantId: string; disabled: boolean },
+      identity: {
+        id: string;
+        tenantId: string;
+        disabled: boolean;
+        /** As read with the identity and checked by its row MAC: never read again, so never read unchecked. */
+        federation: FederationBindingRow[];
+        policies: Policy[];
+      },
       subjectToken: string,
     ): Promise<FederatedLogin> {
-      const row = await queries.federationOf(identity.tenantId, identity.id);
-      const bindings = row?.federation ?? [];
+      const bindings = identity.federation;
       if (bindings.length === 0) throw new FederationRefused('no_bindings');
       const { issuer, payload } = await verify(identity.tenantId, subjectToken);
       const subject = typeof payload.sub === 'string' ? payload.sub : '';
@@ -203,7 +214,7 @@ export function trustService(deps: TrustServiceDeps) {
       if (!(await queries.claimToken(identity.tenantId, issuer.id, replayKey, expiresAt))) {
         throw new FederationRefused('replayed', issuer, subject);
       }
-      return { issuer, subject, matched, payload, policies: (row?.policies ?? []) as Policy[] };
+      return { issuer, subject, matched, payload, policies: identity.policies };
     },
 
     async create(ctx: RequestContext, body: CreateIssuerRequest): Promise<TrustedIssuer> {

@@ -1,5 +1,6 @@
--- Retention is the one way audit rows leave: owned by the schema owner (SECURITY DEFINER), it drops a prefix of a
--- tenant's chain older than the tenant's retention, only up to a signed checkpoint, at most p_limit rows a call.
+-- Retention is the one way audit rows leave: this function, owned by the schema owner, drops a tenant's events up
+-- to a cut point after the app has written a signed checkpoint there, at most p_limit rows a call. The retention
+-- comes from coffer.audit_retention (which the app role cannot write), never below 30 days whatever that row says.
 CREATE OR REPLACE FUNCTION coffer.audit_retention_purge(p_tenant uuid, p_through_seq bigint, p_limit integer)
   RETURNS bigint
   LANGUAGE plpgsql
@@ -12,10 +13,11 @@ DECLARE
   v_cut bigint;
 BEGIN
   PERFORM set_config('app.tenant_id', p_tenant::text, true);
-  SELECT t.audit_retention_days INTO v_retention FROM coffer.tenants t WHERE t.id = p_tenant;
-  IF v_retention IS NULL THEN
+  IF NOT EXISTS (SELECT 1 FROM coffer.tenants t WHERE t.id = p_tenant) THEN
     RAISE EXCEPTION 'no tenant %', p_tenant USING ERRCODE = 'no_data_found';
   END IF;
+  SELECT greatest(coalesce((SELECT r.days FROM coffer.audit_retention r WHERE r.tenant_id = p_tenant), 400), 30)
+    INTO v_retention;
   IF NOT EXISTS (
     SELECT 1 FROM coffer.audit_checkpoints c WHERE c.tenant_id = p_tenant AND c.seq >= p_through_seq
   ) THEN

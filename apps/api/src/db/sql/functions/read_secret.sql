@@ -4,12 +4,15 @@
 -- `outcome` says why there is no plaintext: identity_changed (nothing else returned), not_found (nothing else),
 -- no_version, expired, destroyed, rotated_out (past served_until), key_missing (p_keys lacks the data key that
 -- sealed the version), or ok. Only ok decrypts. pgcrypto raises 39000 for a ciphertext not under that key.
+-- secret_mac and version_mac are the API's MACs over the columns that decided the outcome (current version, expiry,
+-- grace period, path): the database cannot check them, it only hands them back with those columns.
 CREATE OR REPLACE FUNCTION coffer.read_secret(p_tenant uuid, p_identity uuid, p_revision integer, p_env text,
     p_kind text, p_owner text, p_name text, p_version integer, p_previous boolean, p_keys text[])
   RETURNS TABLE (outcome text, secret_id uuid, current_version integer, description text, tags jsonb,
     format jsonb, expires_at timestamptz, created_at timestamptz, updated_at timestamptz, created_by uuid,
     version integer, served_until timestamptz, plaintext text, rotation_interval_days integer,
-    rotation_grace_hours integer, generator jsonb, last_rotated_at timestamptz, next_rotation_at timestamptz)
+    rotation_grace_hours integer, generator jsonb, last_rotated_at timestamptz, next_rotation_at timestamptz,
+    secret_mac text, version_mac text)
   LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -60,6 +63,8 @@ BEGIN
   generator := s.generator;
   last_rotated_at := s.last_rotated_at;
   next_rotation_at := s.next_rotation_at;
+  secret_mac := s.mac;
+  version_mac := v.mac;
   RETURN NEXT;
 END
 $$;

@@ -1,0 +1,209 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { DEFAULT_ENVIRONMENT } from '@coffer/contracts';
+import { AppError } from '../errors/app-error.ts';
+import type { MasterKeyring } from './keyring.ts';
+
+/**
+ * MACs over the columns that decide what a read returns and who may make it, under a key derived from the master
+ * keyring, which the database never holds. coffer_app can UPDATE these rows under RLS; it cannot compute these MACs,
+ * so a row it edited (renamed, rewound, widened) fails its check on use. A MAC is `<master key id>.<base64url>`: it
+ * names the master key it was made under, so it still verifies after the active master key rotates.
+ */
+export const ROW_MAC_PURPOSE = 'coffer/row-mac/v1';
+
+export interface SecretMacFields {
+  tenantId: string;
+  id: string;
+  /** The secret's environment: covered unless it is `default`, so MACs made before environments still verify. */
+  environment: string;
+  kind: string;
+  owner: string;
+  name: string;
+  currentVersion: number;
+  expiresAt: Date | null;
+  deleted: boolean;
+}
+
+export interface VersionMacFields {
+  tenantId: string;
+  secretId: string;
+  version: number;
+  servedUntil: Date | null;
+}
+
+export interface IdentityMacFields {
+  tenantId: string;
+  id: string;
+  clientId: string;
+  role: string;
+  policies: unknown;
+  /** Workload-federation bindings (issuer, subject, claims): rebinding an identity to another workload is a change. */
+  federation: unknown;
+  secretHash: string;
+  credentialVersion: number;
+  disabled: boolean;
+  /** The revision the row has once its MAC is stored (the trigger bumps it on that UPDATE too). */
+  revision: number;
+}
+
+/** A tenant's trusted issuer: whose signatures a federated login accepts, for which audiences. */
+export interface IssuerMacFields {
+  tenantId: string;
+  id: string;
+  name: string;
+  issuer: string;
+  jwks: unknown;
+  audiences: readonly string[];
+  algorithms: readonly string[];
+  maxTokenAgeSeconds: number;
+  clockSkewSeconds: number;
+}
+
+export const rowIntegrityError = () =>
+  new AppError('integrity_error', 'a stored row failed its integrity check; the incident was recorded');
+
+/** JSON with object keys sorted at every level: jsonb reorders keys, so the MAC must not depend on their order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+// Timestamps at millisecond precision: what a JavaScript Date holds, whichever side wrote the row.
+const instant = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+const secretParts = (f: SecretMacFields): unknown[] => [
+  'secret',
+  f.tenantId,
+  f.id,
+  f.kind,
+  f.owner,
+  f.name,
+  f.currentVersion,
+  instant(f.expiresAt),
+  f.deleted,
+  // Moving a row between environments changes its MAC input: `default` adds nothing, any other adds its slug.
+  ...(f.environment === DEFAULT_ENVIRONMENT ? [] : [f.environment]),
+];
+
+const versionParts = (f: VersionMacFields): unknown[] => [
+  'version',
+  f.tenantId,
+  f.secretId,
+  f.version,
+  instant(f.servedUntil),
+];
+
+const identityParts = (f: IdentityMacFields): unknown[] => [
+  'identity',
+  f.tenantId,
+  f.id,
+  f.clientId,
+  f.role,
+  canonicalJson(f.policies),
+  canonicalJson(f.federation),
+  f.secretHash,
+  f.credentialVersion,
+  f.disabled,
+  f.revision,
+];
+
+/**
+ * The master key id a MAC names, or null when there is none. The last dot splits it: a key id may hold dots
+ * (`mk.2026.1`), base64url never does.
+ */
+export function macKeyId(mac: string | null): string | null {
+  const dot = mac ? mac.lastIndexOf('.') : -1;
+  return mac && dot > 0 ? mac.slice(0, dot) : null;
+}
+
+/** The same in SQL, for counting and selecting rows by the master key that MACed them (`column` is trusted text). */
+export const macKeyIdSql = (column: string) => `substring(${column} from '^(.*)\\.[^.]*$')`;
+
+const issuerParts = (f: IssuerMacFields): unknown[] => [
+  'issuer',
+  f.tenantId,
+  f.id,
+  f.name,
+  f.issuer,
+  canonicalJson(f.jwks),
+  [...f.audiences],
+  [...f.algorithms],
+  f.maxTokenAgeSeconds,
+  f.clockSkewSeconds,
+];
+
+export class RowMacs {
+  private readonly keys = new Map<string, Buffer>();
+
+  constructor(private readonly keyring: Pick<MasterKeyring, 'activeId' | 'deriveFor' | 'has'>) {}
+
+  secret(f: SecretMacFields): string {
+    return this.make(secretParts(f));
+  }
+
+  version(f: VersionMacFields): string {
+    return this.make(versionParts(f));
+  }
+
+  identity(f: IdentityMacFields): string {
+    return this.make(identityParts(f));
+  }
+
+  issuer(f: IssuerMacFields): string {
+    return this.make(issuerParts(f));
+  }
+
+  /** Each check throws integrity_error unless `mac` is the MAC of the fields; a missing MAC fails too. */
+  checkSecret(mac: string | null, f: SecretMacFields): void {
+    if (!this.verifies(mac, secretParts(f))) throw rowIntegrityError();
+  }
+
+  checkVersion(mac: string | null, f: VersionMacFields): void {
+    if (!this.verifies(mac, versionParts(f))) throw rowIntegrityError();
+  }
+
+  identityVerifies(mac: string | null, f: IdentityMacFields): boolean {
+    return this.verifies(mac, identityParts(f));
+  }
+
+  secretVerifies(mac: string | null, f: SecretMacFields): boolean {
+    return this.verifies(mac, secretParts(f));
+  }
+
+  versionVerifies(mac: string | null, f: VersionMacFields): boolean {
+    return this.verifies(mac, versionParts(f));
+  }
+
+  issuerVerifies(mac: string | null, f: IssuerMacFields): boolean {
+    return this.verifies(mac, issuerParts(f));
+  }
+
+  private verifies(mac: string | null, parts: unknown[]): boolean {
+    const kid = macKeyId(mac);
+    // A MAC under a master key that left the keyring cannot be checked: it fails like a forged one.
+    if (!mac || !kid || !this.keyring.has(kid)) return false;
+    const want = this.digest(kid, parts);
+    const got = Buffer.from(mac.slice(kid.length + 1), 'base64url');
+    return got.length === want.length && timingSafeEqual(got, want);
+  }
+
+  private make(parts: unknown[]): string {
+    const kid = this.keyring.activeId;
+    return `${kid}.${this.digest(kid, parts).toString('base64url')}`;
+  }
+
+  private digest(kid: string, parts: unknown[]): Buffer {
+    let key = this.keys.get(kid);
+    if (!key) {
+      key = this.keyring.deriveFor(kid, ROW_MAC_PURPOSE);
+      this.keys.set(kid, key);
+    }
+    return createHmac('sha256', key).update(JSON.stringify(parts)).digest();
+  }
+}
