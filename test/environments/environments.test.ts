@@ -308,6 +308,24 @@ describe('environments: access', () => {
   });
 });
 
+describe('environments: against a holder of the database role', () => {
+  it('a secret row moved from staging to production fails its read there (its MAC and binding name staging)', async () => {
+    const { admin, mkEnv, tid } = await world();
+    await mkEnv('staging');
+    await mkEnv('production');
+    await admin('PUT', '/v1/secrets/shared/move/KEY?env=staging', { value: 'staging-only' });
+    await owner.query(
+      `update coffer.secrets set environment = 'production' where tenant_id = $1 and name = 'KEY' and owner = 'move'`,
+      [tid],
+    );
+    const moved = expectError(await admin('GET', '/v1/secrets/shared/move/KEY?env=production'), 500, 'integrity_error');
+    expect(moved.message).not.toContain('staging-only');
+    const bundle = await admin('GET', '/v1/bundles/shared/move?env=production');
+    expect(bundle.statusCode).toBe(500);
+    expect(bundle.body).not.toContain('staging-only');
+  });
+});
+
 describe('environments: diff', () => {
   it('compares by keyed fingerprints, needs only list on both sides, and never shows a value', async () => {
     const { admin, as, mkEnv, tenant, tid } = await world();
