@@ -112,7 +112,7 @@ describe('POST /v1/check', () => {
     expect(byPath[w.p('PATTERNED')]?.message).toContain('pattern');
     expect(status(w.p('DUE'))).toEqual(['overdue', 1, false]);
     expect(status(w.p('OLD'))).toEqual(['overdue', 1, false]);
-    expect(byPath[w.p('OLD')]?.message).toMatch(/10\.0 days old; the manifest allows 7/);
+    expect(byPath[w.p('OLD')]?.message).toMatch(/10\.0 days old \(created .*\); the manifest allows 7/);
     // Denied says the same for a secret that is there and one that is not.
     const hidden = byPath[w.hiddenPath];
     const absent = byPath[`sandbox/${w.sbx}-other/NOT_THERE`];

@@ -65,7 +65,7 @@ function ageVerdict(row: CheckRow, maxAgeDays: number | undefined, now: number):
       return {
         status: 'overdue',
         version,
-        message: `version ${version} is ${ageDays.toFixed(1)} days old; the manifest allows ${maxAgeDays}`,
+        message: `version ${version} is ${ageDays.toFixed(1)} days old (created ${row.version_created_at.toISOString()}); the manifest allows ${maxAgeDays}`,
       };
     }
   }
