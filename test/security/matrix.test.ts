@@ -6,6 +6,7 @@ import {
   Bundle,
   buildPath,
   type Capability,
+  CheckResponse,
   type CreateIdentityResponse,
   ErrorEnvelope,
   IdentityPage,
@@ -464,6 +465,19 @@ const fixtures = {
     callers: adminOnly(NOT_FOUND),
   },
   deleteIssuer: { input: (w) => ({ params: { id: w.issuerId } }), callers: adminOnly(NOT_FOUND) },
+  checkSecrets: {
+    input: (w) => ({ body: { secrets: [{ path: spath('sandbox', w.owner, N.read), required: true }] } }),
+    callers: secretRoute(
+      // B's admin checks B: A's secret is as absent there as one that never existed.
+      ok(200, { check: (b) => expect(CheckResponse.parse(b).results.map((r) => r.status)).toEqual(['missing']) }),
+      // No list on A's sandbox: denied, with no version that would tell the secret is there.
+      ok(200, {
+        check: (b) =>
+          expect(CheckResponse.parse(b).results.map((r) => [r.status, r.version])).toEqual([['denied', null]]),
+      }),
+      ok(200, { check: (b) => expect(CheckResponse.parse(b).results.map((r) => r.status)).toEqual(['ok']) }),
+    ),
+  },
   getBundle: {
     input: (w) => ({ params: { kind: 'sandbox' as const, owner: w.owner } }),
     callers: secretRoute(

@@ -32,6 +32,8 @@ import {
   Bundle,
   BundleWriteRequest,
   BundleWriteResponse,
+  CheckRequest,
+  CheckResponse,
   DeleteSecretQuery,
   DestroyVersionParams,
   GetSecretQuery,
@@ -84,6 +86,7 @@ export const Action = z.enum([
   'bundles.write',
   'secrets.update',
   'secrets.rotate',
+  'secrets.check',
   'rotation.due',
   'rotation.log',
   'keys.read',
@@ -531,6 +534,16 @@ export const routes = {
     action: 'webhooks.deliveries',
     params: IdParams,
     success: { 200: WebhookDeliveries },
+  }),
+  checkSecrets: route({
+    method: 'POST',
+    path: '/v1/check',
+    summary:
+      'Check a manifest of secrets (exists, live, unexpired, well-formed, not overdue) with only `list` on each path; never returns a value',
+    tag: 'secrets',
+    action: 'secrets.check',
+    body: CheckRequest,
+    success: { 200: CheckResponse },
   }),
   getBundle: route({
     method: 'GET',

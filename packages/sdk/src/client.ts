@@ -8,6 +8,8 @@ import {
   type BundleWriteRequest,
   type BundleWriteResponse,
   buildPath,
+  type CheckRequest,
+  type CheckResponse,
   type ListSecretsQuery,
   type PatchSecretRequest,
   type PutSecretRequest,
@@ -268,6 +270,18 @@ export class CofferClient {
     const restored = await this.call('restoreSecret', { params: p });
     this.cache?.invalidate(`${p.kind}/${p.owner}/${p.name}`);
     return restored;
+  }
+
+  /**
+   * Checks secrets against the expectations of a manifest (exists, live, unexpired, well-formed, not overdue) on
+   * the server, which needs only `list` on each path and never sends a value back. A check only reads, so a failed
+   * attempt is retried like a GET.
+   */
+  async check(
+    secrets: readonly (Omit<CheckRequest['secrets'][number], 'required'> & { required?: boolean })[],
+  ): Promise<CheckResponse> {
+    const body = { secrets: secrets.map((s) => ({ ...s, required: s.required ?? true })) };
+    return (await this.request(routes.checkSecrets, { body }, { attempts: this.o.maxAttempts ?? 3 })) as CheckResponse;
   }
 
   /** Every version of a secret, newest first (metadata only). */

@@ -24,6 +24,7 @@ const SECRET_ACTIONS: Action[] = [
   'bundles.write',
   'secrets.update',
   'secrets.rotate',
+  'secrets.check',
 ];
 
 const TENANT_ADMIN_ACTIONS: Action[] = [
@@ -90,6 +91,8 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   'secrets.destroy': ['delete'],
   'secrets.update': ['write'],
   'secrets.rotate': ['rotate'],
+  // A check reads values only inside the server and answers verdicts, so listing the path is enough.
+  'secrets.check': ['list'],
 };
 
 export type Decision = { allowed: true } | { allowed: false; reason: string };

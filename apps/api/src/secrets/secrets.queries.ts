@@ -48,6 +48,24 @@ export interface ReadRow {
   next_rotation_at: Date | null;
 }
 
+/** One secret a check run found, with its current version's facts and, when it can be read, its plaintext. */
+export interface CheckRow {
+  kind: SecretKind;
+  owner: string;
+  name: string;
+  secret_id: string;
+  current_version: number;
+  format: unknown;
+  expires_at: Date | null;
+  deleted_at: Date | null;
+  next_rotation_at: Date | null;
+  version_created_at: Date | null;
+  destroyed: boolean;
+  key_missing: boolean;
+  /** Only for a live, unexpired secret whose current version is sealed under a key in the set passed in. */
+  plaintext: string | null;
+}
+
 export interface BundleRow {
   outcome: BundleOutcome;
   secret_id: string;
@@ -86,6 +104,49 @@ export function secretQueries(db: Database) {
       const [row] = rows;
       if (!row) throw new Error('coffer.read_secret returned no row');
       return row;
+    },
+
+    /**
+     * Every wanted path in one statement (soft-deleted secrets included, so a check can say `deleted`), with the
+     * current version decrypted only where the secret is live and unexpired: a check never decrypts more than a
+     * read would. Paths that are not there come back as no row.
+     */
+    checkRows(tenantId: string, paths: readonly SecretPath[], keys: (string | null)[], tx: Tx): Promise<CheckRow[]> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const k = sql`(${sql.param(keys)}::text[])[v.dek_version]`;
+        const { rows } = await t.execute<Record<string, unknown>>(sql`
+          select s.kind, s.owner, s.name, s.id as secret_id, s.current_version, s.format, s.expires_at, s.deleted_at,
+            s.next_rotation_at, v.created_at as version_created_at, v.ciphertext is null as destroyed,
+            ${k} is null as key_missing,
+            case when s.deleted_at is null and (s.expires_at is null or s.expires_at > now())
+                   and v.ciphertext is not null and ${k} is not null
+                 then pgp_sym_decrypt(v.ciphertext, ${k}) end as plaintext
+          from unnest(${sql.param(paths.map((p) => p.kind))}::text[], ${sql.param(paths.map((p) => p.owner))}::text[],
+                      ${sql.param(paths.map((p) => p.name))}::text[]) as w(kind, owner, name)
+          join coffer.secrets s on s.tenant_id = ${tenantId} and s.kind = w.kind and s.owner = w.owner and s.name = w.name
+          left join coffer.secret_versions v on v.secret_id = s.id and v.version = s.current_version`);
+        // drizzle hands raw statements' timestamps back as text: give the rows the Dates the interface promises.
+        const at = (x: unknown) => (x === null || x === undefined ? null : new Date(x as string | Date));
+        return rows.map((r) => ({
+          ...(r as unknown as CheckRow),
+          expires_at: at(r.expires_at),
+          deleted_at: at(r.deleted_at),
+          next_rotation_at: at(r.next_rotation_at),
+          version_created_at: at(r.version_created_at),
+        }));
+      });
+    },
+
+    /**
+     * Which values match their custom pattern, one statement for a whole check run, by PostgreSQL's regex engine
+     * (as on writes: its statement timeout bounds a hostile pattern). Values travel only as bind parameters.
+     */
+    async matchPatterns(values: string[], patterns: string[], tx: Tx): Promise<boolean[]> {
+      const { rows } = await tx.execute<{ ok: boolean }>(sql`
+        select x.value ~ x.pattern as ok
+        from unnest(${sql.param(values)}::text[], ${sql.param(patterns)}::text[]) with ordinality as x(value, pattern, i)
+        order by x.i`);
+      return rows.map((r) => r.ok === true);
     },
 
     async bundleNames(tenantId: string, kind: SecretKind, owner: string): Promise<string[]> {

@@ -24,6 +24,7 @@ export async function secretRoutes(app: FastifyInstance, o: { service: SecretSer
     return undefined;
   });
   mount(app, 'patchSecret', (req) => service.patch(requestContext(req), req.params, req.body));
+  mount(app, 'checkSecrets', (req) => service.check(requestContext(req), req.body));
   mount(app, 'getBundle', (req) => service.bundle(requestContext(req), req.params.kind, req.params.owner));
   mount(app, 'writeBundle', (req) =>
     service.writeBundle(requestContext(req), req.params.kind, req.params.owner, req.body),
