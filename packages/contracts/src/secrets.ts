@@ -10,7 +10,7 @@ export const SecretOwner = z
   .string()
   .regex(SECRET_OWNER_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or digit');
 
-/** Environment-variable friendly. */
+/** Letters, digits, `_ . -`: a name with `.` or `-` is not a shell variable name (`export --format shell` says so). */
 export const SecretName = z
   .string()
   .regex(SECRET_NAME_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or _');
