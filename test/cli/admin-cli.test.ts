@@ -100,6 +100,24 @@ describe('coffer set with metadata, update, rotate with a generator, destroy, ls
     c.cleanup();
   });
 
+  it('lists soft-deleted secrets with --deleted, and only those, so one can be restored by name', async () => {
+    const c = await cliTenant(t, url);
+    ok(await runCli(['set', 'sandbox/sbx-del/KEEP', '--value', 'x'], { env: c.env }));
+    ok(await runCli(['set', 'sandbox/sbx-del/GONE', '--value', 'x'], { env: c.env }));
+    ok(await runCli(['rm', 'sandbox/sbx-del/GONE'], { env: c.env }));
+    const live = JSON.parse((await runCli(['ls', 'sandbox/sbx-del', '--json'], { env: c.env })).stdout) as {
+      name: string;
+    }[];
+    expect(live.map((m) => m.name)).toEqual(['KEEP']);
+    const deleted = await runCli(['ls', 'sandbox/sbx-del', '--deleted'], { env: c.env });
+    ok(deleted);
+    expect(deleted.stdout).toContain('sandbox/sbx-del/GONE');
+    expect(deleted.stdout).not.toContain('KEEP');
+    ok(await runCli(['restore', 'sandbox/sbx-del/GONE'], { env: c.env }));
+    expect((await runCli(['ls', 'sandbox/sbx-del', '--deleted', '--json'], { env: c.env })).stdout.trim()).toBe('[]');
+    c.cleanup();
+  });
+
   it('shows an expired secret as expired in `coffer ls`', async () => {
     const c = await cliTenant(t, url);
     ok(await runCli(['set', 'sandbox/sbx-8/FRESH', '--value', 'x', '--expires', '30d'], { env: c.env }));

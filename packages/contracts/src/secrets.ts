@@ -194,6 +194,11 @@ export const ListSecretsQuery = z.object({
     .regex(/^[A-Za-z0-9_.-]*$/, 'must be the start of a secret name')
     .optional()
     .describe('Only names starting with this'),
+  deleted: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional()
+    .describe('List soft-deleted secrets (still restorable) instead of live ones'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: Cursor.optional(),
 });

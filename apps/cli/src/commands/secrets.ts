@@ -165,13 +165,18 @@ export function registerSecrets(program: Command): void {
       .summary('List secrets (never values)')
       .argument('[prefix]', 'kind, kind/owner or kind/owner/name-prefix')
       .description('List secrets (metadata only, never values), across every page.')
+      .option('--deleted', 'list soft-deleted secrets (restorable with coffer restore) instead of live ones')
       .option('--json', 'print as a JSON array')
-      .action(async (prefix: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      .action(async (prefix: string | undefined, opts: { json?: boolean; deleted?: boolean }, cmd: Command) => {
         const filter = lsFilter(prefix);
         const { client } = connect(globalsOf(cmd));
-        const items = await client.listSecrets({ ...filter, limit: 500 }).all();
+        const items = await client
+          .listSecrets({ ...filter, ...(opts.deleted ? { deleted: 'true' as const } : {}), limit: 500 })
+          .all();
         if (opts.json) return json(items);
-        if (items.length === 0) return note(prefix ? `No secrets under ${prefix}.` : 'No secrets.');
+        const what = opts.deleted ? 'deleted secrets' : 'secrets';
+        if (items.length === 0) return note(prefix ? `No ${what} under ${prefix}.` : `No ${what}.`);
+        if (opts.deleted) note('Deleted, restorable with: coffer restore <path>');
         const s = styleFor(process.stdout);
         out(
           table(
@@ -192,6 +197,7 @@ export function registerSecrets(program: Command): void {
       '$ coffer ls sandbox/sbx-42',
       '$ coffer ls sandbox/sbx-42/STRIPE_',
       '$ coffer ls shared --json | jq length',
+      '$ coffer ls sandbox/sbx-42 --deleted             # what coffer restore can bring back',
     ],
   );
 
