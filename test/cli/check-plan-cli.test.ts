@@ -102,7 +102,7 @@ describe('coffer check', () => {
     expect(line('MISSING')).toMatch(/✗ .* missing: no such secret/);
     expect(line('DELETED')).toMatch(/✗ .* deleted: deleted at .*coffer restore sandbox\/sbx-chk\/DELETED/);
     expect(line('EXPIRED')).toMatch(/✗ .* expired: /);
-    expect(line('MALFORMED')).toMatch(/✗ .* malformed: .*url: must be an absolute http\(s\) URL/);
+    expect(line('MALFORMED')).toMatch(/✗ .* malformed: .*url: must be an absolute URL with a scheme and a host/);
     expect(line('STORED_FORMAT')).toMatch(/✗ .* malformed: .*uuid: must be a UUID/);
     expect(line('OLD')).toMatch(/✗ .* overdue: version 1 is 120\.0 days old .*allows 90/);
     expect(line('SCHEDULED')).toMatch(/✗ .* overdue: rotation was due at /);

@@ -56,7 +56,6 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   for (const signal of Object.keys(signals)) process.removeListener(signal, duringStart);
-  log.info({ url: server.url }, 'coffer is listening');
   process.exitCode = 0;
 
   // Registered before closeWithGrace's handler so that it runs first, before the shutdown writes a line.

@@ -113,7 +113,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await metricsServer.listen({ host: config.metricsHost, port: config.metricsPort });
       closers.push(() => metricsServer.close());
     }
-    const url = await app.listen({ host: config.host, port: config.port });
+    // Fastify's own "Server listening at" line is the one start-up line, so it says what a new user needs next:
+    // where the API reference is and how to log in (main.ts no longer repeats it).
+    const url = await app.listen({
+      host: config.host,
+      port: config.port,
+      listenTextResolver: (address) =>
+        `coffer is listening at ${address}; API reference: ${address}/docs; log in: coffer login --url ${address} --client-id <id>`,
+    });
     return { app, url, close: closeAll };
   } catch (err) {
     await closeAll();

@@ -1,4 +1,12 @@
 import { Command, Option } from 'commander';
+import {
+  registerIdentities,
+  registerKeys,
+  registerRotation,
+  registerStatus,
+  registerTenants,
+  registerWebhooks,
+} from './commands/admin.ts';
 import { registerAudit } from './commands/audit.ts';
 import { registerAuth } from './commands/auth.ts';
 import { registerBundles } from './commands/bundles.ts';
@@ -47,6 +55,12 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerPlan(program);
   registerAudit(program);
+  registerRotation(program);
+  registerIdentities(program);
+  registerTenants(program);
+  registerWebhooks(program);
+  registerKeys(program);
+  registerStatus(program);
   program.commands.forEach(function perCommand(c: Command) {
     // Positional options (which `run -- cmd` needs) would take --url only before the command name; users write it
     // after (`coffer login --url …`), so every command accepts it too. COFFER_URL stays on the program's option,

@@ -10,7 +10,7 @@ export const SecretOwner = z
   .string()
   .regex(SECRET_OWNER_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or digit');
 
-/** Environment-variable friendly. */
+/** Letters, digits, `_ . -`: a name with `.` or `-` is not a shell variable name (`export --format shell` says so). */
 export const SecretName = z
   .string()
   .regex(SECRET_NAME_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or _')
@@ -200,6 +200,11 @@ export const ListSecretsQuery = z.strictObject({
     .regex(/^[A-Za-z0-9_.-]*$/, 'must be the start of a secret name')
     .optional()
     .describe('Only names starting with this'),
+  deleted: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional()
+    .describe('List soft-deleted secrets (still restorable) instead of live ones'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: Cursor.optional(),
 });

@@ -164,6 +164,7 @@ export function secretReads(deps: SecretReadDeps) {
         kind?: SecretKind | undefined;
         owner?: string | undefined;
         prefix?: string | undefined;
+        deleted?: boolean | undefined;
         limit: number;
         cursor?: string | undefined;
       },
@@ -201,7 +202,7 @@ export function secretReads(deps: SecretReadDeps) {
           action: 'secrets.list',
           outcome: 'allowed',
           resource: [q.kind, q.owner, q.prefix].filter((x) => x !== undefined).join('/') || null,
-          details: { count: pageItems.length },
+          details: { count: pageItems.length, ...(q.deleted ? { deleted: true } : {}) },
         }),
       );
       return {

@@ -185,10 +185,36 @@ export function secretQueries(db: Database) {
 
     async list(
       tenantId: string,
-      f: { kind?: SecretKind | undefined; owner?: string | undefined; prefix?: string | undefined },
+      f: {
+        kind?: SecretKind | undefined;
+        owner?: string | undefined;
+        prefix?: string | undefined;
+        deleted?: boolean | undefined;
+      },
       after: SecretPath | undefined,
       limit: number,
     ): Promise<SecretRow[]> {
+      // Soft-deleted rows are few and listed rarely (to find what to restore): the live list keeps its SQL function.
+      if (f.deleted === true) {
+        return db.inTenant(tenantId, undefined, (t) =>
+          t
+            .select()
+            .from(secrets)
+            .where(
+              and(
+                isNotNull(secrets.deletedAt),
+                f.kind !== undefined ? eq(secrets.kind, f.kind) : undefined,
+                f.owner !== undefined ? eq(secrets.owner, f.owner) : undefined,
+                f.prefix !== undefined ? sql`starts_with(${secrets.name}, ${f.prefix})` : undefined,
+                after
+                  ? sql`(${secrets.kind}, ${secrets.owner}, ${secrets.name}) > (${after.kind}, ${after.owner}, ${after.name})`
+                  : undefined,
+              ),
+            )
+            .orderBy(asc(secrets.kind), asc(secrets.owner), asc(secrets.name))
+            .limit(limit),
+        );
+      }
       const { rows } = await db.pool.query('select * from coffer.list_secrets($1, $2, $3, $4, $5, $6, $7, $8)', [
         tenantId,
         f.kind ?? null,
