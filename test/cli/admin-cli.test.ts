@@ -1,7 +1,10 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { cliTenant, rootSecret, runCli } from '../support/cli.ts';
 import { uniqueSlug } from '../support/factories.ts';
+import { mint, signingKey } from '../support/issuers.ts';
 import { listeningSuite } from '../support/suite.ts';
 import type { TestApp } from '../support/test-app.ts';
 
@@ -197,5 +200,83 @@ describe('coffer webhooks, keys, rotation, audit summary and status', () => {
     const rewrap = await runCli(['system', 'rewrap', '--json'], { env });
     ok(rewrap);
     expect(JSON.parse(rewrap.stdout)).toMatchObject({ remaining: 0 });
+  });
+});
+
+describe('coffer trust and workload bindings', () => {
+  it('trusts an issuer from a JWKS file, binds an identity to it, logs in with a minted token, then unbinds and removes it', async () => {
+    const c = await cliTenant(t, url);
+    const key = await signingKey('ES256');
+    const jwksFile = path.join(c.configDir, 'jwks.json');
+    writeFileSync(jwksFile, JSON.stringify({ keys: [key.publicJwk] }));
+    const iss = `https://ci-${c.tenant.slug}.example`;
+    const created = await runCli(['trust', 'create', 'ci', '--issuer', iss, '--jwks-file', jwksFile, '--json'], {
+      env: c.env,
+    });
+    ok(created);
+    const issuer = JSON.parse(created.stdout) as { id: string; audiences: string[] };
+    expect(issuer.audiences).toEqual([`coffer:${c.tenant.slug}`]);
+    expect(JSON.parse((await runCli(['trust', 'ls', '--json'], { env: c.env })).stdout)).toHaveLength(1);
+    ok(await runCli(['trust', 'update', issuer.id, '--clock-skew', '5'], { env: c.env }));
+    const shown = await runCli(['trust', 'show', issuer.id], { env: c.env });
+    ok(shown);
+    expect(shown.stdout).toMatch(/clock skew\s+5s/);
+    expect(shown.stdout).toMatch(/keys\s+1 inline key/);
+
+    const binding = JSON.stringify({ issuer: 'ci', subject: 'job:deploy' });
+    const ident = await runCli(['identities', 'create', 'deployer', '--federation', binding, '--json'], {
+      env: c.env,
+    });
+    ok(ident);
+    const { identity } = JSON.parse(ident.stdout) as { identity: { id: string; clientId: string } };
+    const tokenFile = path.join(c.configDir, 'platform-token');
+    writeFileSync(tokenFile, await mint(key, { iss, aud: `coffer:${c.tenant.slug}`, sub: 'job:deploy' }));
+    const wl = { COFFER_URL: url, COFFER_CONFIG_DIR: path.join(c.configDir, 'workload') };
+    ok(await runCli(['login', '--identity', identity.clientId, '--token-file', tokenFile], { env: wl }));
+    expect(JSON.parse((await runCli(['whoami', '--json'], { env: wl })).stdout)).toMatchObject({ name: 'deployer' });
+
+    // Refused while an identity is bound to it; once unbound it goes.
+    expect((await runCli(['trust', 'rm', issuer.id], { env: c.env })).code).toBe(1);
+    ok(await runCli(['identities', 'update', identity.id, '--no-federation'], { env: c.env }));
+    ok(await runCli(['trust', 'rm', issuer.id], { env: c.env }));
+    expect((await runCli(['trust', 'show', issuer.id], { env: c.env })).code).toBe(3);
+    c.cleanup();
+  });
+
+  it('refuses a --federation that is not a binding, and a create without a key source, before sending anything', async () => {
+    const c = await cliTenant(t, url);
+    const bad = await runCli(['identities', 'create', 'x', '--federation', '{"issuer":"ci"}'], { env: c.env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--federation must be a binding');
+    const nokeys = await runCli(['trust', 'create', 'ci', '--issuer', 'https://x.example'], { env: c.env });
+    expect(nokeys.code).toBe(2);
+    expect(nokeys.stderr).toContain('--discovery, --jwks-uri or --jwks-file');
+    c.cleanup();
+  });
+});
+
+describe('coffer platform-admins', () => {
+  it('creates, lists, disables, enables and rotates a platform admin; the new secret logs in', async () => {
+    const env = { COFFER_URL: url, COFFER_CLIENT_ID: 'root', COFFER_CLIENT_SECRET: rootSecret() };
+    const name = `ops-${uniqueSlug()}`;
+    const created = await runCli(['platform-admins', 'create', name, '--json'], { env });
+    ok(created);
+    const { admin } = JSON.parse(created.stdout) as { admin: { id: string; clientId: string } };
+    const listed = JSON.parse((await runCli(['platform-admins', 'ls', '--json'], { env })).stdout) as { id: string }[];
+    expect(listed.map((a) => a.id)).toContain(admin.id);
+    const off = await runCli(['platform-admins', 'update', admin.id, '--disable', '--json'], { env });
+    ok(off);
+    expect(JSON.parse(off.stdout)).toMatchObject({ disabled: true });
+    ok(await runCli(['platform-admins', 'update', admin.id, '--enable'], { env }));
+    const rotated = await runCli(['platform-admins', 'rotate-secret', admin.id], { env });
+    ok(rotated);
+    const secret = rotated.stdout.trim();
+    expect(rotated.stderr).not.toContain(secret);
+    const me = await runCli(['whoami', '--json'], {
+      env: { COFFER_URL: url, COFFER_CLIENT_ID: admin.clientId, COFFER_CLIENT_SECRET: secret },
+    });
+    ok(me);
+    expect(JSON.parse(me.stdout)).toMatchObject({ name });
+    expect((await runCli(['platform-admins', 'update', admin.id], { env })).code).toBe(2);
   });
 });

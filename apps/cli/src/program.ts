@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import {
   registerIdentities,
   registerKeys,
+  registerPlatformAdmins,
   registerRotation,
   registerStatus,
   registerTenants,
@@ -14,6 +15,7 @@ import { registerCheck } from './commands/check.ts';
 import { registerPlan } from './commands/plan.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSecrets } from './commands/secrets.ts';
+import { registerTrust } from './commands/trust.ts';
 import { readEnv } from './config.ts';
 import { VERSION } from './meta.ts';
 import { setColorAllowed } from './output.ts';
@@ -60,6 +62,8 @@ export function buildProgram(): Command {
   registerTenants(program);
   registerWebhooks(program);
   registerKeys(program);
+  registerTrust(program);
+  registerPlatformAdmins(program);
   registerStatus(program);
   program.commands.forEach(function perCommand(c: Command) {
     // Positional options (which `run -- cmd` needs) would take --url only before the command name; users write it

@@ -174,7 +174,9 @@ export function secretReads(deps: SecretReadDeps) {
         route: 'secrets.list',
         tenantId: p.tenantId,
         identityId: p.identityId,
-        filters: { kind: q.kind, owner: q.owner, prefix: q.prefix },
+        // A deleted listing walks other rows than a live one: a cursor of one must not resume the other. Absent
+        // (not 0) for a live listing, so its cursors keep the scope they had before deleted= existed.
+        filters: { kind: q.kind, owner: q.owner, prefix: q.prefix, deleted: q.deleted ? 1 : undefined },
       };
       const cursor = deps.cursors.open(scope, q.cursor, ['k', 'o', 'n'] as const);
       let after: SecretPath | undefined = cursor

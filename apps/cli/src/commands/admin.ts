@@ -1,4 +1,4 @@
-import { Capability, type Policy, PolicyPath, WebhookEvent } from '@coffer/contracts';
+import { Capability, FederationBinding, type Policy, PolicyPath, WebhookEvent } from '@coffer/contracts';
 import type { Command } from 'commander';
 import { connect, newClient, serverUrl } from '../context.ts';
 import { CliError, EXIT, json, note, out, styleFor, table, usageError } from '../output.ts';
@@ -14,6 +14,22 @@ export function policyArg(raw: string, previous: Policy[] = []): Policy[] {
       `--policy must be path:capability[,capability] with capabilities ${Capability.options.join(', ')}, e.g. 'sandbox/sbx-42/*:read,list', not "${raw}"`,
     );
   return [...previous, { path, capabilities: caps as Capability[] }];
+}
+
+/** A workload-identity binding as JSON, e.g. `{"issuer":"github-actions","claims":{"repository":"acme/api"}}`. */
+export function bindingArg(raw: string, previous: FederationBinding[] = []): FederationBinding[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    parsed = undefined;
+  }
+  const b = FederationBinding.safeParse(parsed);
+  if (!b.success)
+    throw usageError(
+      `--federation must be a binding as JSON with an issuer and a subject or claims, e.g. '{"issuer":"github-actions","claims":{"repository":"acme/api"}}', not ${raw}`,
+    );
+  return [...previous, b.data];
 }
 
 function ttlArg(raw: string): number | null {
@@ -183,11 +199,18 @@ export function registerIdentities(program: Command): void {
       .option('--role <role>', 'admin, service or auditor', 'service')
       .option('--policy <path:caps>', "a policy for a service, e.g. 'sandbox/sbx-42/*:read,list' (repeat)", policyArg)
       .option('--token-ttl <duration>', 'token lifetime, 60s to 24h (e.g. 15m)', ttlArg)
+      .option('--federation <binding-json>', 'a workload-identity binding to a trusted issuer (repeat)', bindingArg)
       .option('--json', 'print the identity and its client secret as JSON')
       .action(
         async (
           name: string,
-          opts: { role: string; policy?: Policy[]; tokenTtl?: number | null; json?: boolean },
+          opts: {
+            role: string;
+            policy?: Policy[];
+            tokenTtl?: number | null;
+            federation?: FederationBinding[];
+            json?: boolean;
+          },
           cmd: Command,
         ) => {
           if (opts.role !== 'admin' && opts.role !== 'service' && opts.role !== 'auditor')
@@ -199,6 +222,7 @@ export function registerIdentities(program: Command): void {
               role: opts.role,
               ...(opts.policy ? { policies: opts.policy } : {}),
               ...(typeof opts.tokenTtl === 'number' ? { tokenTtlSeconds: opts.tokenTtl } : {}),
+              ...(opts.federation ? { federation: opts.federation } : {}),
             },
           });
           if (opts.json) return json(r);
@@ -226,9 +250,10 @@ export function registerIdentities(program: Command): void {
         out(
           table([
             ...Object.entries(i)
-              .filter(([k]) => k !== 'policies')
+              .filter(([k]) => k !== 'policies' && k !== 'federation')
               .map(([k, v]) => [k, v === null ? '' : String(v)]),
             ...i.policies.map((p, n) => [n === 0 ? 'policies' : '', `${p.path}: ${p.capabilities.join(', ')}`]),
+            ...i.federation.map((b, n) => [n === 0 ? 'federation' : '', JSON.stringify(b)]),
           ]),
         );
       }),
@@ -245,6 +270,12 @@ export function registerIdentities(program: Command): void {
       .option('--disable', 'stop the identity: its tokens fail on their next request')
       .option('--enable', 'let a disabled identity log in again')
       .option('--token-ttl <duration>', 'token lifetime, 60s to 24h, or "default"', ttlArg)
+      .option(
+        '--federation <binding-json>',
+        'the new workload-identity bindings (repeat; replaces them all)',
+        bindingArg,
+      )
+      .option('--no-federation', 'remove every workload-identity binding')
       .option('--json', 'print as JSON')
       .action(
         async (
@@ -256,6 +287,7 @@ export function registerIdentities(program: Command): void {
             disable?: boolean;
             enable?: boolean;
             tokenTtl?: number | null;
+            federation?: FederationBinding[] | false;
             json?: boolean;
           },
           cmd: Command,
@@ -266,6 +298,11 @@ export function registerIdentities(program: Command): void {
             ...(opts.policy ? { policies: opts.policy } : opts.policies === false ? { policies: [] } : {}),
             ...(opts.disable ? { disabled: true } : opts.enable ? { disabled: false } : {}),
             ...(opts.tokenTtl !== undefined ? { tokenTtlSeconds: opts.tokenTtl } : {}),
+            ...(opts.federation === false
+              ? { federation: [] }
+              : opts.federation
+                ? { federation: opts.federation }
+                : {}),
           };
           if (Object.keys(body).length === 0) throw usageError('nothing to change: give at least one option');
           const { client } = connect(globalsOf(cmd));
@@ -570,5 +607,79 @@ export function registerStatus(program: Command): void {
         if (!ready.ok) process.exitCode = EXIT.failure;
       }),
     ['$ coffer status', '$ coffer status --url https://coffer.internal:7400 --json'],
+  );
+}
+
+/** Platform admins: the identities that create tenants and rotate the master key. */
+export function registerPlatformAdmins(program: Command): void {
+  const admins = program
+    .command('platform-admins')
+    .summary('Platform admins (platform admin)')
+    .description('The platform admins: platform admin only. The last enabled one cannot be disabled.');
+  examples(
+    admins
+      .command('ls')
+      .description('List platform admins.')
+      .option('--json', 'print as JSON')
+      .action(async (opts: { json?: boolean }, cmd: Command) => {
+        const { client } = connect(globalsOf(cmd));
+        const r = await client.call('listPlatformAdmins');
+        if (opts.json) return json(r.items);
+        const s = styleFor(process.stdout);
+        out(
+          table(
+            r.items.map((a) => [a.id, a.name, a.clientId, a.disabled ? s.red('disabled') : '', a.secretRotatedAt]),
+            ['ID', 'NAME', 'CLIENT ID', 'STATE', 'SECRET ROTATED'].map(s.bold),
+          ),
+        );
+      }),
+    ['$ coffer platform-admins ls'],
+  );
+  examples(
+    admins
+      .command('create')
+      .description('Create another platform admin; its client secret is printed once, on stdout.')
+      .argument('<name>', 'a name, e.g. ops-alice')
+      .option('--json', 'print the admin and its client secret as JSON')
+      .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
+        const { client } = connect(globalsOf(cmd));
+        const r = await client.call('createPlatformAdmin', { body: { name } });
+        if (opts.json) return json(r);
+        note(`Created platform admin ${r.admin.name} (${r.admin.id}), client id ${r.admin.clientId}.`);
+        showOnce('Its client secret', r.clientSecret);
+      }),
+    ['$ coffer platform-admins create ops-alice > ops-alice.secret'],
+  );
+  examples(
+    admins
+      .command('update')
+      .description('Disable or enable a platform admin (the last enabled one cannot be disabled).')
+      .argument('<id>', 'the platform admin id')
+      .option('--disable', 'stop it: its tokens fail on their next request')
+      .option('--enable', 'let it log in again')
+      .option('--json', 'print as JSON')
+      .action(async (id: string, opts: { disable?: boolean; enable?: boolean; json?: boolean }, cmd: Command) => {
+        if (opts.disable === opts.enable) throw usageError('give --disable or --enable');
+        const { client } = connect(globalsOf(cmd));
+        const a = await client.call('updatePlatformAdmin', { params: { id }, body: { disabled: !!opts.disable } });
+        if (opts.json) return json(a);
+        note(`Platform admin ${a.name} is ${a.disabled ? 'disabled' : 'enabled'}.`);
+      }),
+    ['$ coffer platform-admins update 1c4d… --disable'],
+  );
+  examples(
+    admins
+      .command('rotate-secret')
+      .description("Replace a platform admin's client secret (printed once, on stdout); the old one stops working.")
+      .argument('<id>', 'the platform admin id')
+      .option('--json', 'print the new credentials as JSON')
+      .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+        const { client } = connect(globalsOf(cmd));
+        const r = await client.call('rotatePlatformAdminSecret', { params: { id } });
+        if (opts.json) return json(r);
+        note(`New client secret for ${r.clientId}; the old one and its tokens no longer work.`);
+        showOnce('The new client secret', r.clientSecret);
+      }),
+    ['$ coffer platform-admins rotate-secret 1c4d… > ops-alice.secret'],
   );
 }
