@@ -23,6 +23,7 @@ import {
   SecretMetadata,
   SecretPage,
   SecretWithValue,
+  SessionList,
   Tenant,
   TokenResponse,
   TrustedIssuerList,
@@ -35,6 +36,7 @@ import { bearer, createIdentity, createTenant, rootToken, uniqueSlug } from '../
 import { craftJwt, decodeJwt, ed25519Signer, nowSeconds } from '../support/jwt.ts';
 import { identityIdOf, ownerClient, type Response, spath } from '../support/secrets.ts';
 import { JWT_SHAPE, keyMaterialOf, leaksIn, tenantRowsDigest } from '../support/security.ts';
+import { openSession, refreshBody, type TestSession } from '../support/sessions.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 /**
@@ -160,6 +162,10 @@ interface World {
   webhookId: string;
   /** A trusted issuer of tenant A, with inline keys. */
   issuerId: string;
+  /** Sessions of A's probe identity: one per caller for the refresh route (each refresh spends its credential). */
+  probeSessions: Record<Caller, TestSession>;
+  /** A session of A's probe identity that the revoke route aims at. */
+  victimSessionId: string;
   /** The sandbox owner all of A's secret fixtures live under. */
   owner: string;
   /** Every value each of A's secret paths held or will hold (including what the capable service writes). */
@@ -257,6 +263,39 @@ const fixtures = {
         expect(decodeJwt(TokenResponse.parse(b).accessToken).payload.sub).toBe(w.probe.id);
       },
     }),
+  },
+  refreshSession: {
+    input: (w, c) => ({ body: refreshBody(w.probeSessions[c]) }),
+    public: ok(200, {
+      isToken: true,
+      changesA: true,
+      check: (b, w) => {
+        const r = TokenResponse.parse(b);
+        expect(decodeJwt(r.accessToken).payload).toMatchObject({ sub: w.probe.id, tid: w.a.tenantId });
+        expect(r.session?.refreshToken).toMatch(/^coffer_rt_2_/);
+      },
+    }),
+  },
+  listSessions: {
+    input: () => ({ query: {} }),
+    callers: Object.fromEntries(
+      (CALLERS.filter((c) => !TOKEN_CALLERS.includes(c as TokenCaller)) as AuthCaller[]).map((c) => [
+        c,
+        // Each caller's own sessions: none of these callers opened one, and none sees the probe's.
+        ok(200, { check: (b) => expect(SessionList.parse(b).items).toEqual([]) }),
+      ]),
+    ) as Expectations,
+  },
+  revokeSession: {
+    input: (w) => ({ params: { id: w.victimSessionId } }),
+    // Not one of these callers owns it or administers A: as absent as a session that never existed.
+    callers: {
+      "other tenant's admin": NOT_FOUND,
+      'service without capability': NOT_FOUND,
+      'service with capability': NOT_FOUND,
+      auditor: NOT_FOUND,
+      'platform admin': NOT_FOUND,
+    },
   },
   whoami: {
     input: () => ({}),
@@ -601,6 +640,15 @@ beforeAll(async () => {
   expect(issuer.statusCode).toBe(201);
   const issuerId = (issuer.json() as { id: string }).id;
 
+  const probeSessions = Object.fromEntries(
+    await Promise.all(
+      CALLERS.map(
+        async (c) => [c, await openSession(t.app, probe.identity.clientId, probe.clientSecret, callerSlug(c))] as const,
+      ),
+    ),
+  ) as Record<Caller, TestSession>;
+  const victimSession = await openSession(t.app, probe.identity.clientId, probe.clientSecret, 'victim');
+
   const kid = decodeJwt(a.adminToken).header.kid;
   const now = nowSeconds();
   const expired = craftJwt(
@@ -645,6 +693,8 @@ beforeAll(async () => {
     probe: { id: probe.identity.id, clientId: probe.identity.clientId, clientSecret: probe.clientSecret },
     webhookId,
     issuerId,
+    probeSessions,
+    victimSessionId: victimSession.id,
     owner: ownerName,
     aValues,
     aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, 'PRIVATE'],

@@ -63,7 +63,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Capability modules, each mounting its routes from the contracts' table.
   await app.register(healthRoutes, s.readiness);
-  await app.register(authRoutes, { keys, service: s.auth });
+  await app.register(authRoutes, { keys, service: s.auth, sessions: s.sessions });
   await app.register(tenantRoutes, { service: s.tenants });
   await app.register(identityRoutes, { service: s.identities });
   await app.register(platformAdminRoutes, { service: s.platformAdmins });

@@ -34,6 +34,8 @@ import { purgeJob } from './secrets/purge.job.ts';
 import { secretWriter } from './secrets/secret-writes.ts';
 import { secretQueries } from './secrets/secrets.queries.ts';
 import { secretService } from './secrets/secrets.service.ts';
+import { sessionQueries } from './sessions/sessions.queries.ts';
+import { sessionService } from './sessions/sessions.service.ts';
 import { tenantQueries } from './tenants/tenants.queries.ts';
 import { tenantService } from './tenants/tenants.service.ts';
 import { JwksResolver } from './trust/jwks.ts';
@@ -99,7 +101,19 @@ export function composeServices(deps: CompositionDeps) {
   const auditReads = auditQueries(db);
   const webhookOutbox = webhookQueries(db);
   const tenantKeys = new TenantKeyCache(db, keyring);
-  const principals = new PrincipalResolver(identities);
+  const sessionRows = sessionQueries(db);
+  const principals = new PrincipalResolver(identities, {
+    sessionActive: (tenantId, id) => sessionRows.isActive(tenantId, id),
+  });
+  const sessions = sessionService({
+    db,
+    sessions: sessionRows,
+    identities,
+    audit,
+    sign: deps.sign,
+    maxAgeSeconds: config.sessionMaxAgeSeconds,
+    defaultTtlSeconds: config.tokenTtlSeconds,
+  });
   const replicas = new ReplicaRegistry(db, { staleAfterMs: 15_000 });
   const recoveryMs = config.recoveryDays * 86_400_000;
   const unknownClientKey = keyring.derive('coffer/unknown-client-id/v1');
@@ -211,7 +225,9 @@ export function composeServices(deps: CompositionDeps) {
       fingerprint: (value) => createHmac('sha256', unknownClientKey).update(value).digest('hex').slice(0, 32),
       sign: deps.sign,
       federation: trust,
+      sessions,
     }),
+    sessions,
     tenants: tenantService({ db, tenants, identities, keyring, audit }),
     identities: identityService({ db, identities, tenants, audit, issuers }),
     platformAdmins: platformAdminService({ db, identities, audit }),

@@ -9,7 +9,7 @@ import {
   AuditVerifyQuery,
   AuditVerifyResult,
 } from './audit.ts';
-import { JwkSet, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
+import { JwkSet, RefreshSessionRequest, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
 import { IdParams, PageQuery } from './common.ts';
 import { DataKeys, RewrapResponse, RotateDataKeyResponse, SystemKeys } from './data-keys.ts';
 import { Health, Readiness } from './health.ts';
@@ -48,6 +48,7 @@ import {
   SecretVersions,
   SecretWithValue,
 } from './secrets.ts';
+import { ListSessionsQuery, SessionList } from './sessions.ts';
 import {
   CreateTenantRequest,
   CreateTenantResponse,
@@ -65,6 +66,8 @@ import { CreateWebhookRequest, CreateWebhookResponse, WebhookDeliveries, Webhook
  */
 export const Action = z.enum([
   'auth.whoami',
+  'sessions.list',
+  'sessions.revoke',
   'tenants.create',
   'tenants.list',
   'tenants.read',
@@ -181,6 +184,35 @@ export const routes = {
     rateLimit: 'login',
     body: TokenRequest,
     success: { 200: TokenResponse },
+  }),
+  refreshSession: route({
+    method: 'POST',
+    path: '/v1/auth/refresh',
+    summary:
+      "Renew a session's access token: the single-use refresh credential, signed by the machine key it was opened with",
+    tag: 'auth',
+    action: null,
+    rateLimit: 'login',
+    body: RefreshSessionRequest,
+    success: { 200: TokenResponse },
+  }),
+  listSessions: route({
+    method: 'GET',
+    path: '/v1/sessions',
+    summary: "The caller's sessions (a tenant admin may ask for every identity's); never a refresh credential",
+    tag: 'auth',
+    action: 'sessions.list',
+    query: ListSessionsQuery,
+    success: { 200: SessionList },
+  }),
+  revokeSession: route({
+    method: 'DELETE',
+    path: '/v1/sessions/:id',
+    summary: 'End a session: its refresh credential and its access tokens stop at once (own, or any as tenant admin)',
+    tag: 'auth',
+    action: 'sessions.revoke',
+    params: IdParams,
+    success: { 204: null },
   }),
   whoami: route({
     method: 'GET',

@@ -43,12 +43,16 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'trust.delete',
 ];
 
+/** Every identity may list and end its own sessions; which others it may reach is the sessions service's rule. */
+const SESSION_ACTIONS: Action[] = ['sessions.list', 'sessions.revoke'];
+
 const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.follow', 'audit.verify', 'audit.summary'];
 
 const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
   // Tenants, master keys and the platform admins themselves; the platform's own audit chain (tenant creation, its logins), never a tenant's.
   platform: new Set<Action>([
     'auth.whoami',
+    ...SESSION_ACTIONS,
     'tenants.create',
     'tenants.list',
     'tenants.read',
@@ -63,6 +67,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
   ]),
   admin: new Set<Action>([
     'auth.whoami',
+    ...SESSION_ACTIONS,
     'identities.create',
     'identities.list',
     'identities.read',
@@ -74,9 +79,16 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...AUDIT_ACTIONS,
   ]),
   // Services may attempt secret actions; their policies decide each path.
-  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS]),
+  service: new Set<Action>(['auth.whoami', ...SESSION_ACTIONS, ...SECRET_ACTIONS]),
   // Metadata and the record of what happened; never a value, never a change.
-  auditor: new Set<Action>(['auth.whoami', 'rotation.due', 'rotation.log', 'keys.read', ...AUDIT_ACTIONS]),
+  auditor: new Set<Action>([
+    'auth.whoami',
+    ...SESSION_ACTIONS,
+    'rotation.due',
+    'rotation.log',
+    'keys.read',
+    ...AUDIT_ACTIONS,
+  ]),
 };
 
 /** The capability (any of them) a service needs on a secret path for each action that touches one. */

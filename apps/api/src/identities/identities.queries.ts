@@ -1,7 +1,7 @@
 import type { Policy, PrincipalRole } from '@coffer/contracts';
-import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, ne, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
-import { identities } from '../db/schema.ts';
+import { identities, sessions } from '../db/schema.ts';
 
 export type IdentityRow = typeof identities.$inferSelect;
 
@@ -151,6 +151,15 @@ export function identityQueries(db: Database) {
           })
           .where(eq(identities.id, id))
           .returning();
+        // A new client secret, a disable or a change of how it may log in ends every session it had, with the
+        // change: a session's refresh would refuse them anyway (its credential version moved), but the list
+        // must say so now.
+        if (row && (bumpCredentials || revokeTokens)) {
+          await t
+            .update(sessions)
+            .set({ revokedAt: sql`now()`, revokedReason: 'identity_changed' })
+            .where(and(eq(sessions.identityId, id), isNull(sessions.revokedAt)));
+        }
         return row;
       });
     },
