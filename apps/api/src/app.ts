@@ -23,6 +23,7 @@ import { securityHeaders } from './plugins/security-headers.plugin.ts';
 import { tracing } from './plugins/tracing.plugin.ts';
 import { rotationRoutes } from './rotation/rotation.routes.ts';
 import { secretRoutes } from './secrets/secrets.routes.ts';
+import { sessionRoutes } from './sessions/sessions.routes.ts';
 import { tenantRoutes } from './tenants/tenants.routes.ts';
 import { trustRoutes } from './trust/trust.routes.ts';
 import { webhookRoutes } from './webhooks/webhooks.routes.ts';
@@ -63,7 +64,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Capability modules, each mounting its routes from the contracts' table.
   await app.register(healthRoutes, s.readiness);
-  await app.register(authRoutes, { keys, service: s.auth, sessions: s.sessions });
+  await app.register(authRoutes, { keys, service: s.auth });
+  await app.register(sessionRoutes, { service: s.sessions });
   await app.register(tenantRoutes, { service: s.tenants });
   await app.register(identityRoutes, { service: s.identities });
   await app.register(platformAdminRoutes, { service: s.platformAdmins });

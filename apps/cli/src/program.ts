@@ -26,6 +26,7 @@ Environment:
   COFFER_CLIENT_ID            with COFFER_CLIENT_SECRET: log in on every command (CI), no cached token
   COFFER_CLIENT_SECRET
   COFFER_CONFIG_DIR           where coffer login caches the token (default ~/.config/coffer)
+  COFFER_CREDENTIAL_STORE     a session's secrets: auto (keychain, else a 0600 file), keychain or file
   NO_COLOR                    no colours (they are only used on a terminal anyway)
 
 Exit codes:

@@ -8,6 +8,9 @@ import type { RouteName } from '@coffer/contracts';
 export const COMMAND_ROUTES = {
   status: ['health', 'ready', 'jwks'],
   login: ['issueToken', 'whoami'],
+  logout: ['revokeSession'],
+  'sessions ls': ['listSessions'],
+  'sessions revoke': ['revokeSession'],
   whoami: ['whoami'],
   get: ['getSecret'],
   set: ['putSecret'],
@@ -18,7 +21,8 @@ export const COMMAND_ROUTES = {
   history: ['listSecretVersions'],
   destroy: ['destroySecretVersion'],
   rotate: ['rotateSecret'],
-  run: ['getBundle'],
+  // Every command renews a session's token when it must; run is the one that does it unattended.
+  run: ['getBundle', 'refreshSession'],
   export: ['getBundle'],
   import: ['getBundle', 'writeBundle'],
   check: ['checkSecrets', 'getSecret', 'listSecretVersions', 'queryAudit'],

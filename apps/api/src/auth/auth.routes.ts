@@ -1,14 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { mount } from '../http/mount.ts';
 import { requestContext } from '../http/request-context.ts';
-import type { SessionService } from '../sessions/sessions.service.ts';
 import type { AuthService } from './auth.service.ts';
 import { principalOf } from './principal.ts';
 import type { SigningKeys } from './signing-keys.ts';
 
 export interface AuthRoutesOptions {
   service: AuthService;
-  sessions: SessionService;
   keys: SigningKeys;
 }
 
@@ -18,13 +16,6 @@ export async function authRoutes(app: FastifyInstance, o: AuthRoutesOptions): Pr
     return 'subjectToken' in body
       ? o.service.exchangeToken(requestContext(request), body.identity, body.subjectToken, body.session)
       : o.service.issueToken(requestContext(request), body.clientId, body.clientSecret, body.session);
-  });
-
-  mount(app, 'refreshSession', (request) => o.sessions.refresh(requestContext(request), request.body));
-  mount(app, 'listSessions', (request) => o.sessions.list(requestContext(request), request.query));
-  mount(app, 'revokeSession', async (request) => {
-    await o.sessions.revoke(requestContext(request), request.params.id);
-    return undefined;
   });
 
   mount(app, 'whoami', async (request) => o.service.whoami(principalOf(request)));
