@@ -1,7 +1,8 @@
-import { SessionList, TokenResponse } from '@coffer/contracts';
+import { type Identity, SessionList, TokenResponse } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createIdentity, createTenant, rootToken, type TestTenant } from '../support/factories.ts';
+import { mint, signingKey } from '../support/issuers.ts';
 import { decodeJwt } from '../support/jwt.ts';
 import { expectError, expectOk, ownerClient, sleep } from '../support/secrets.ts';
 import { leaksIn } from '../support/security.ts';
@@ -244,6 +245,50 @@ describe('sessions', () => {
       [second.id, 'revoked', 'identity_changed'],
       [first.id, 'revoked', 'identity_changed'],
     ]);
+  });
+
+  it('opens a session from a federated login too, whose refreshes keep the templated claims', async () => {
+    const tenant = await createTenant(t.app, root);
+    const key = await signingKey('ES256');
+    const iss = `https://ci-${tenant.tenant.slug}.example`;
+    const admin = (method: 'POST' | 'PUT', url: string, payload: unknown) =>
+      t.app.inject({ method, url, headers: bearer(tenant.adminToken), payload: payload as Record<string, unknown> });
+    expect(
+      (await admin('POST', '/v1/trust/issuers', { name: 'ci', issuer: iss, jwks: { keys: [key.publicJwk] } }))
+        .statusCode,
+    ).toBe(201);
+    const created = await admin('POST', '/v1/identities', {
+      name: 'deployer',
+      role: 'service',
+      policies: [{ path: 'sandbox/{{claims.sandbox}}/*', capabilities: ['read'] }],
+      federation: [{ issuer: 'ci', subject: 'deploy' }],
+    });
+    expect(created.statusCode).toBe(201);
+    const identity = (created.json() as { identity: Identity }).identity;
+    expect((await admin('PUT', '/v1/secrets/sandbox/sbx-9/K', { value: 'nine' })).statusCode).toBe(201);
+    const subjectToken = await mint(key, { iss, aud: `coffer:${tenant.tenant.slug}`, sub: 'deploy', sandbox: 'sbx-9' });
+    const m = machineKey();
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      payload: { identity: identity.clientId, subjectToken, session: { publicKey: m.publicKey } },
+    });
+    const answer = expectOk(res, 200, TokenResponse);
+    const s = keep({
+      id: answer.session?.id as string,
+      refreshToken: answer.session?.refreshToken as string,
+      accessToken: answer.accessToken,
+      expiresAt: answer.session?.expiresAt as string,
+      ...m,
+    });
+    expectOk(await refreshSession(t.app, s), 200, TokenResponse);
+    keep(s);
+    expect(decodeJwt(s.accessToken).payload).toMatchObject({ sid: s.id, clm: { sandbox: 'sbx-9' } });
+    const read = await t.app.inject({ url: '/v1/secrets/sandbox/sbx-9/K', headers: bearer(s.accessToken) });
+    expect(read.statusCode, read.body).toBe(200);
+    const [listed] = expectOk(await listSessions(s.accessToken), 200, SessionList).items;
+    expect(listed).toMatchObject({ method: 'federation', current: true, refreshes: 1 });
+    spent.push(subjectToken);
   });
 
   it('refuses a malformed session request, and opens none for a failed login', async () => {
