@@ -171,6 +171,13 @@ describe('coffer get, set, ls, rm, restore, history, rotate', () => {
     const history = await runCli(['history', 'shared/team/TOKEN'], { env: c.env });
     expect(history.stdout.split('\n')[1]).toMatch(/^3\s+current/);
     expect(history.stdout).toMatch(/\n2\s+previous.*served until/);
+    // By whom: the identity's name, not its id.
+    const me = JSON.parse((await runCli(['whoami', '--json'], { env: c.env })).stdout) as {
+      name: string;
+      identityId: string;
+    };
+    expect(history.stdout.split('\n')[1]).toContain(me.name);
+    expect(history.stdout).not.toContain(me.identityId);
     const hJson = JSON.parse((await runCli(['history', 'shared/team/TOKEN', '--json'], { env: c.env })).stdout) as {
       version: number;
     }[];

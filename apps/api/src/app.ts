@@ -40,7 +40,7 @@ declare module 'fastify' {
 /** The table of contents: what the app is made of, in the order it is assembled. main.ts only listens. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, signingKeys: keys, logger: log } = deps;
-  const app = createFastify(config, log);
+  const app = createFastify(config, log, { terminal: deps.terminalLog === true });
   const sign = (claims: Record<string, unknown>, ttl: number) => app.jwt.sign(claims, { expiresIn: `${ttl}s` });
   const s = composeServices({ ...deps, sign });
 

@@ -58,6 +58,8 @@ export interface AppDeps {
   metrics?: Metrics;
   /** OpenTelemetry tracing is on: a span per request (see ops/tracing.ts). */
   tracer?: Tracer;
+  /** The log goes to a person's terminal (pretty-printed): one line per request. */
+  terminalLog?: boolean;
 }
 
 export interface CompositionDeps extends Pick<AppDeps, 'config' | 'db' | 'keyring' | 'logger' | 'migrationsFolder'> {

@@ -30,7 +30,11 @@ export class StartupError extends Error {
  * Everything between a parsed config and a listening server: database (embedded when no DATABASE_URL),
  * migrations, the restricted query role and its safety check, the platform admin, the app.
  */
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  log: Logger,
+  o: { terminalLog?: boolean } = {},
+): Promise<RunningServer> {
   if (!config.masterKeys || !config.jwtPrivateKey) throw new StartupError(['keys are missing from the configuration']);
   const keyring = new MasterKeyring(config.masterKeys);
   const signingKeys = new SigningKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys);
@@ -100,6 +104,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       migrationsFolder,
       startJobs: true,
       metrics,
+      terminalLog: o.terminalLog === true,
       ...(tracing ? { tracer: tracing.tracer } : {}),
     });
     closers.push(() => app.close());

@@ -181,6 +181,10 @@ export const SecretVersionInfo = z
     version: z.number().int(),
     createdAt: Timestamp,
     createdBy: Uuid.nullable(),
+    createdByName: z
+      .string()
+      .nullable()
+      .describe('The name that identity has now; null when it was deleted, or no identity wrote it (the scheduler)'),
     state: VersionState,
     destroyedAt: Timestamp.nullable(),
     servedUntil: Timestamp.nullable().describe('Set when a rotation superseded it: readable until then, 410 after'),

@@ -143,6 +143,7 @@ export function secretReads(deps: SecretReadDeps) {
           version: v.version,
           createdAt: v.createdAt.toISOString(),
           createdBy: v.createdBy,
+          createdByName: v.createdByName,
           destroyedAt: v.destroyedAt?.toISOString() ?? null,
           servedUntil: v.servedUntil?.toISOString() ?? null,
           state: v.destroyed

@@ -1,7 +1,7 @@
 import type { SecretKind } from '@coffer/contracts';
 import { and, asc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
-import { rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
+import { identities, rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
 import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
@@ -310,7 +310,12 @@ export function secretQueries(db: Database) {
       });
     },
 
-    versions(tenantId: string, secretId: string, tx?: Tx): Promise<SecretVersionRow[]> {
+    /** With the name each version's author has now (an identity of the same tenant, or none once deleted). */
+    versions(
+      tenantId: string,
+      secretId: string,
+      tx?: Tx,
+    ): Promise<(SecretVersionRow & { createdByName: string | null })[]> {
       return db.inTenant(tenantId, tx, (t) =>
         t
           .select({
@@ -323,8 +328,13 @@ export function secretQueries(db: Database) {
             destroyedAt: secretVersions.destroyedAt,
             servedUntil: secretVersions.servedUntil,
             destroyed: sql<boolean>`${secretVersions.ciphertext} is null`,
+            createdByName: identities.name,
           })
           .from(secretVersions)
+          .leftJoin(
+            identities,
+            and(eq(identities.id, secretVersions.createdBy), eq(identities.tenantId, secretVersions.tenantId)),
+          )
           .where(eq(secretVersions.secretId, secretId))
           .orderBy(asc(secretVersions.version)),
       );

@@ -263,7 +263,8 @@ export function registerSecrets(program: Command): void {
               String(v.version),
               v.state === 'current' ? s.green(v.state) : v.state === 'destroyed' ? s.red(v.state) : v.state,
               v.createdAt,
-              v.createdBy ?? '',
+              // The author's name, or its id once the identity is gone.
+              v.createdByName ?? v.createdBy ?? '',
               v.servedUntil ? `served until ${v.servedUntil}` : '',
             ]),
             ['VERSION', 'STATE', 'CREATED', 'BY', 'NOTE'].map(s.bold),
