@@ -237,8 +237,11 @@ describe('coffer login sessions', () => {
     expect(ls.stdout).toContain(otherId);
     expect(ls.stdout).toContain(`* ${credentialsOf(dir).session?.id}`);
     ok(await runCli(['sessions', 'revoke', otherId], { env }));
-    expireCachedToken(other);
-    expect((await run({ ...env, COFFER_CONFIG_DIR: other })).code).toBe(4);
+    // Revoked: the next command's refresh is refused, and it says so (exit 4, the command never starts).
+    const revoked = await run({ ...env, COFFER_CONFIG_DIR: other });
+    expect(revoked.code).toBe(4);
+    expect(revoked.stderr).toContain('has ended');
+    expect(revoked.stdout).toBe('');
 
     const plain = tmp('coffer-cfg-');
     ok(
