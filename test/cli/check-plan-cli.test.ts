@@ -102,7 +102,7 @@ describe('coffer check', () => {
     expect(line('MISSING')).toMatch(/✗ .* missing: no such secret/);
     expect(line('DELETED')).toMatch(/✗ .* deleted: deleted at .*coffer restore sandbox\/sbx-chk\/DELETED/);
     expect(line('EXPIRED')).toMatch(/✗ .* expired: /);
-    expect(line('MALFORMED')).toMatch(/✗ .* malformed: .*url: must be an absolute http\(s\) URL/);
+    expect(line('MALFORMED')).toMatch(/✗ .* malformed: .*url: must be an absolute URL with a scheme and a host/);
     expect(line('STORED_FORMAT')).toMatch(/✗ .* malformed: .*uuid: must be a UUID/);
     expect(line('OLD')).toMatch(/✗ .* overdue: version 1 is 120\.0 days old .*allows 90/);
     expect(line('SCHEDULED')).toMatch(/✗ .* overdue: rotation was due at /);
@@ -131,17 +131,29 @@ describe('coffer check', () => {
 
   it('fails closed: no access is a failure, bad credentials exit 4, an invalid manifest exits 2', async () => {
     const c = await cliTenant(t, url);
-    await runCli(['set', 'sandbox/sbx-chk/A', '--value', 'x'], { env: c.env });
-    const manifest = writeManifest(c, 'deploy.yaml', [{ path: 'sandbox/sbx-chk/A' }, { path: 'sandbox/other/B' }]);
+    await runCli(['set', 'sandbox/sbx-chk/A', '--value', 'a-value-only-the-server-sees'], { env: c.env });
+    const manifest = writeManifest(c, 'deploy.yaml', [
+      { path: 'sandbox/sbx-chk/A', format: { minLength: 3 } },
+      { path: 'sandbox/sbx-chk/OPTIONAL', required: false },
+      { path: 'sandbox/other/B' },
+    ]);
+    // The gate's identity may list the sandbox, never read it: the server checks the values for it.
     const svc = await createIdentity(t.app, c.adminToken, {
       role: 'service',
-      policies: [{ path: 'sandbox/sbx-chk/*', capabilities: ['read'] }],
+      policies: [{ path: 'sandbox/sbx-chk/*', capabilities: ['list'] }],
     });
     const asService = { ...c.env, COFFER_CLIENT_ID: svc.identity.clientId, COFFER_CLIENT_SECRET: svc.clientSecret };
     const r = await runCli(['check', manifest], { env: asService });
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain('✓ sandbox/sbx-chk/A');
+    expect(r.stdout).toContain('✓ sandbox/sbx-chk/A  ok (version 1)');
+    expect(r.stdout).toContain('✓ sandbox/sbx-chk/OPTIONAL  missing, not required');
     expect(r.stdout).toMatch(/✗ sandbox\/other\/B {2}denied: /);
+    expect(r.stderr).toContain('1 of 3 secrets fail');
+    expect(r.stdout + r.stderr).not.toContain('a-value-only-the-server-sees');
+    // The old way reads each value in the CLI, which this identity may not do.
+    const local = await runCli(['check', manifest, '--client-side'], { env: asService });
+    expect(local.code).toBe(1);
+    expect(local.stdout).toMatch(/✗ sandbox\/sbx-chk\/A {2}denied: /);
 
     const bad = await runCli(['check', manifest], {
       env: { ...asService, COFFER_CLIENT_SECRET: 'wrong-wrong-wrong-wrong' },

@@ -11,7 +11,14 @@ const pem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', ty
 const SAMPLES: Record<string, string[]> = {
   'stripe-secret-key': ['sk_test_abcdefghijklmnop1234', 'sk_live_short', 'pk_test_abcdefghijklmnop1234'],
   'stripe-webhook-secret': ['whsec_abcdefghijklmnop', 'whsec_short', 'wh_abcdefghijklmnopqrs'],
-  url: ['https://example.com/x', 'ftp://example.com', 'not a url', 'http://'],
+  url: [
+    'https://example.com/x',
+    'amqp://u:p@mq.internal:5672/vh',
+    'redis://cache:6379',
+    'mailto:a@b.c',
+    'not a url',
+    'http://',
+  ],
   'postgres-url': ['postgres://u:p@h:5432/db', 'postgresql://h/db', 'mysql://h/db', ''],
   // Regression: two blocks in one value; the CLI's own copy of the PEM rule had not been tightened with the server's.
   'pem-private-key': [pem, '-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----', 'plain', pem + pem],
@@ -63,6 +70,8 @@ describe('export formats', () => {
   });
 
   it('refuse names that are not shell variables for --format shell', () => {
-    expect(() => serialise({ 'my.key': 'x' }, 'shell')).toThrow(/not valid shell variable names: my.key/);
+    expect(() => serialise({ 'my.key': 'x' }, 'shell')).toThrow(
+      /my.key: a shell variable name is letters, digits and _ only/,
+    );
   });
 });

@@ -25,7 +25,9 @@ describe('coffer login and whoami', () => {
     const file = path.join(c.configDir, 'credentials.json');
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const stored = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    expect(Object.keys(stored).sort()).toEqual(['accessToken', 'clientId', 'expiresAt', 'url']);
+    expect(Object.keys(stored).sort()).toEqual(['accessToken', 'clientId', 'expiresAt', 'session', 'url']);
+    // The session's refresh credential is not in it: it is in its own store (here the 0600 file).
+    expect(readFileSync(file, 'utf8')).not.toContain('coffer_rt_');
 
     // No credentials in the environment now: only the cached token.
     const me = await runCli(['whoami', '--json'], { env: { COFFER_URL: url, COFFER_CONFIG_DIR: c.configDir } });
@@ -36,7 +38,7 @@ describe('coffer login and whoami', () => {
     expect(human.stdout).toMatch(/role\s+admin/);
     expect(human.stdout).not.toContain('\u001b['); // no colours off a terminal
 
-    const out = await runCli(['logout'], { env: { COFFER_CONFIG_DIR: c.configDir } });
+    const out = await runCli(['logout'], { env: { COFFER_CONFIG_DIR: c.configDir, COFFER_CREDENTIAL_STORE: 'file' } });
     expect(out.code).toBe(0);
     const after = await runCli(['whoami'], { env: { COFFER_URL: url, COFFER_CONFIG_DIR: c.configDir } });
     expect(after.code).toBe(4);
@@ -169,6 +171,13 @@ describe('coffer get, set, ls, rm, restore, history, rotate', () => {
     const history = await runCli(['history', 'shared/team/TOKEN'], { env: c.env });
     expect(history.stdout.split('\n')[1]).toMatch(/^3\s+current/);
     expect(history.stdout).toMatch(/\n2\s+previous.*served until/);
+    // By whom: the identity's name, not its id.
+    const me = JSON.parse((await runCli(['whoami', '--json'], { env: c.env })).stdout) as {
+      name: string;
+      identityId: string;
+    };
+    expect(history.stdout.split('\n')[1]).toContain(me.name);
+    expect(history.stdout).not.toContain(me.identityId);
     const hJson = JSON.parse((await runCli(['history', 'shared/team/TOKEN', '--json'], { env: c.env })).stdout) as {
       version: number;
     }[];

@@ -401,8 +401,9 @@ describe('identities (tenant admin)', () => {
     }
   });
 
-  it('the routes without a token are only health, readiness, JWKS and login', () => {
+  it('the routes without a token are only health, readiness, JWKS, login and a session refresh', () => {
     const open = (Object.entries(routes) as [string, RouteDef][]).filter(([, r]) => r.action === null).map(([n]) => n);
-    expect(open.sort()).toEqual(['health', 'issueToken', 'jwks', 'ready']);
+    // A refresh carries its own credential (signed by the machine key) instead of a token.
+    expect(open.sort()).toEqual(['health', 'issueToken', 'jwks', 'ready', 'refreshSession']);
   });
 });

@@ -84,7 +84,8 @@ beforeAll(async () => {
   const admin = new CofferClient({ baseUrl: url, ...tenant.admin });
   await admin.putSecret('sandbox/sbx-42/DATABASE_URL', 'postgres://app:pw@db:5432/app', { format: 'postgres-url' });
   await admin.putSecret('sandbox/sbx-42/SESSION_KEY', 'a'.repeat(64), { format: 'hex' });
-  env = baseEnv({ COFFER_CONFIG_DIR: path.join(tmp, 'config') });
+  // The session's secrets in the 0600 file, not in the keychain of whoever runs the tests.
+  env = baseEnv({ COFFER_CONFIG_DIR: path.join(tmp, 'config'), COFFER_CREDENTIAL_STORE: 'file' });
   delete env.NODE_OPTIONS;
 }, 300_000);
 

@@ -89,6 +89,8 @@ beforeAll(async () => {
     LANG: 'C.UTF-8',
     npm_config_prefix: prefix,
     npm_config_update_notifier: 'false',
+    // `coffer login` keeps its session in the 0600 file here, never in the keychain of whoever runs the tests.
+    COFFER_CREDENTIAL_STORE: 'file',
   };
   server = spawn('bash', ['-c', `exec ${startCommand()}`], {
     cwd: work,

@@ -76,6 +76,15 @@ describe('the built server as a process', () => {
     expect(status).toBe(200);
     expect(await whoami(server.url, token as string)).toMatchObject({ clientId: 'root', role: 'platform' });
 
+    // One line says it listens, and what to do next.
+    const listening = server
+      .stdout()
+      .split('\n')
+      .filter((l) => /listening/i.test(l));
+    expect(listening).toHaveLength(1);
+    expect(listening[0]).toContain(`${server.url}/docs`);
+    expect(listening[0]).toContain(`coffer login --url ${server.url}`);
+
     // The log says where the file is, never what is in it.
     expect(server.stdout()).toContain(file);
     expect(server.stdout() + server.stderr()).not.toContain(creds.clientSecret);

@@ -48,6 +48,15 @@ describe('leak scan with PostgreSQL statement logging on for the whole cluster',
     await hit('PUT', '/v1/secrets/sandbox/leak/UUID', { value: canary, format: 'uuid' }); // 422
     await hit('PUT', '/v1/secrets/sandbox/leak/BIG', { value: canary.repeat(3000) }); // 413
     await hit('POST', '/v1/secrets/sandbox/leak/CANARY/rotate', { value: `${canary}-2` });
+    // A check decrypts the value and matches it in PostgreSQL (a custom pattern): its answer is scanned too.
+    const checked = await hit('POST', '/v1/check', {
+      secrets: [
+        { path: 'sandbox/leak/CANARY', format: { pattern: '^[0-9]+$' } },
+        { path: 'sandbox/leak/UUID', format: 'uuid', maxAgeDays: 1 },
+      ],
+    });
+    expect(checked.status).toBe(200);
+    bodies.push(JSON.stringify(checked.body));
     await hit('POST', '/v1/bundles/sandbox/leak', { set: { CANARY: { value: canary, ifVersion: 1 } } }); // 409
     await hit('POST', '/v1/keys/rotate');
     await hit('GET', '/v1/secrets/sandbox/leak/CANARY?version=previous');

@@ -86,7 +86,8 @@ describe('SDK: errors', () => {
     const conflict = await catchIt(client.putSecret('sandbox/sbx-e/URL', 'https://example.org', { ifVersion: 0 }));
     expect(conflict).toMatchObject({ code: 'conflict', status: 409 });
 
-    const secretValue = 'ftp://not-http.example';
+    // Any scheme with a host is a url now (redis://, amqp://): a bare word is not.
+    const secretValue = 'not-a-url-at-all';
     const bad = await catchIt(client.putSecret('sandbox/sbx-e/URL', secretValue));
     expect(bad).toMatchObject({ code: 'unprocessable', status: 422 });
     expect(bad?.details[0]?.path).toBe('body.value');

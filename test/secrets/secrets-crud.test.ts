@@ -8,7 +8,7 @@ import {
 } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTenant, rootToken } from '../support/factories.ts';
+import { bearer, createIdentity, createTenant, rootToken } from '../support/factories.ts';
 import { expectEmpty, expectError, expectOk, identityIdOf, type SecretsApi, secretsApi } from '../support/secrets.ts';
 import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
@@ -240,6 +240,45 @@ describe('versions', () => {
     expect(body.items.map((i) => i.createdBy)).toEqual([adminId, adminId, adminId, adminId]);
     for (const v of ['v-one', 'v-two', 'v-three', 'v-four']) expect(res.body).not.toContain(v);
     expectError(await api.versions('sandbox/s/MISSING'), 404, 'not_found');
+  });
+
+  it('names the identity that made each version, as it is called now, and none once it is deleted', async () => {
+    const { tenant, api } = await tenantCtx(t, root);
+    const writer = await createIdentity(t.app, tenant.adminToken, {
+      role: 'service',
+      name: 'deploy-bot',
+      policies: [{ path: 'sandbox/n/*', capabilities: ['write', 'read', 'list'] }],
+    });
+    await seed(api, 'sandbox/n/KEY', 'by-admin');
+    expectOk(await secretsApi(t.app, writer.token).put('sandbox/n/KEY', { value: 'by-bot' }), 200, SecretMetadata);
+    const names = async () =>
+      expectOk(await api.versions('sandbox/n/KEY'), 200, SecretVersions).items.map((i) => [
+        i.version,
+        i.createdBy,
+        i.createdByName,
+      ]);
+    const adminId = await identityIdOf(t.app, tenant.adminToken);
+    const adminName = (await t.app.inject({ url: '/v1/auth/whoami', headers: bearer(tenant.adminToken) })).json()
+      .name as string;
+    expect(await names()).toEqual([
+      [2, writer.identity.id, 'deploy-bot'],
+      [1, adminId, adminName],
+    ]);
+    const rename = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/identities/${writer.identity.id}`,
+      headers: bearer(tenant.adminToken),
+      payload: { name: 'release-bot' },
+    });
+    expect(rename.statusCode).toBe(200);
+    expect((await names())[0]).toEqual([2, writer.identity.id, 'release-bot']);
+    const removed = await t.app.inject({
+      method: 'DELETE',
+      url: `/v1/identities/${writer.identity.id}`,
+      headers: bearer(tenant.adminToken),
+    });
+    expect(removed.statusCode).toBe(204);
+    expect((await names())[0]).toEqual([2, writer.identity.id, null]);
   });
 
   it('destroys an old version: its state is destroyed, reading it is 410 gone, its ciphertext is erased', async () => {

@@ -301,6 +301,28 @@ describe('service identities', () => {
     expect(seen).toEqual(['MINE']);
   });
 
+  it('lists soft-deleted secrets with ?deleted=true: only those, only the names it may list, none of another tenant', async () => {
+    const { tenant, api: admin } = await tenantCtx(t, root);
+    await seed(admin, 'sandbox/del/LIVE', 'x');
+    await seed(admin, 'sandbox/del/MINE', 'x');
+    await seed(admin, 'sandbox/del/HIDDEN', 'x');
+    expectEmpty(await admin.remove('sandbox/del/MINE'));
+    expectEmpty(await admin.remove('sandbox/del/HIDDEN'));
+    const names = async (api: SecretsApi, q: Record<string, string> = {}) =>
+      expectOk(await api.list({ owner: 'del', ...q }), 200, SecretPage).items.map((x) => x.name);
+    expect(await names(admin, { deleted: 'true' })).toEqual(['HIDDEN', 'MINE']);
+    expect(await names(admin)).toEqual(['LIVE']);
+    expect(await names(admin, { deleted: 'false' })).toEqual(['LIVE']);
+    const svc = await createIdentity(t.app, tenant.adminToken, {
+      role: 'service',
+      policies: [{ path: 'sandbox/del/M*', capabilities: ['list'] }],
+    });
+    expect(await names(secretsApi(t.app, svc.token), { deleted: 'true' })).toEqual(['MINE']);
+    const { api: intruder } = await tenantCtx(t, root);
+    expect(await names(intruder, { deleted: 'true' })).toEqual([]);
+    expectError(await admin.list({ deleted: 'yes' }), 400, 'validation_failed');
+  });
+
   it('gets a bundle of only the names it may read', async () => {
     const { api } = await serviceSetup();
     const bundle = expectOk(await api.bundle('sandbox', 'app'), 200, Bundle);

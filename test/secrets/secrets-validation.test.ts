@@ -33,7 +33,7 @@ const ecPem = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 const FORMAT_CASES: { format: BuiltinFormat; good: string; bad: string }[] = [
   { format: 'stripe-secret-key', good: 'sk_test_4eC39HqLyjWDarjtT1zdp7dc', bad: 'pk_test_4eC39HqLyjWDarjtT1zdp7dc' },
   { format: 'stripe-webhook-secret', good: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', bad: 'whsec_short' },
-  { format: 'url', good: 'https://api.example.com/v1?x=1', bad: 'ftp://files.example.com/x' },
+  { format: 'url', good: 'redis://:pw@cache.internal:6379/0', bad: 'mailto:ops@example.com' },
   { format: 'postgres-url', good: 'postgres://app:pw@db.internal:5432/app', bad: 'mysql://app:pw@db/app' },
   {
     format: 'pem-private-key',

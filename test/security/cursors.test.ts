@@ -122,4 +122,43 @@ describe('list cursors', () => {
       RotationLog,
     );
   });
+
+  it('cursor scope: a cursor of the deleted listing does not resume the live one, nor the reverse (400)', async () => {
+    const tenant = await createTenant(t.app, root);
+    const admin = secretsApi(t.app, tenant.adminToken);
+    const set = Object.fromEntries(['A', 'B', 'C', 'D', 'E', 'F'].map((n) => [n, { value: 'v' }]));
+    expect((await admin.writeBundle('sandbox', 'd', { set })).statusCode).toBe(200);
+    for (const n of ['D', 'E', 'F']) expect((await admin.remove(`sandbox/d/${n}`)).statusCode).toBe(204);
+
+    const live = expectOk(await admin.list({ limit: 1, owner: 'd' }), 200, SecretPage);
+    const deleted = expectOk(await admin.list({ limit: 1, owner: 'd', deleted: 'true' }), 200, SecretPage);
+    expect([live.items[0]?.name, deleted.items[0]?.name]).toEqual(['A', 'D']);
+    const liveCursor = live.nextCursor as string;
+    const deletedCursor = deleted.nextCursor as string;
+    expect(liveCursor && deletedCursor).toBeTruthy();
+
+    // Each resumes its own listing; deleted=false is the live listing, so its cursor is the live one's.
+    const liveNext = expectOk(await admin.list({ limit: 5, owner: 'd', cursor: liveCursor }), 200, SecretPage);
+    expect(liveNext.items.map((i) => i.name)).toEqual(['B', 'C']);
+    const deletedNext = expectOk(
+      await admin.list({ limit: 5, owner: 'd', deleted: 'true', cursor: deletedCursor }),
+      200,
+      SecretPage,
+    );
+    expect(deletedNext.items.map((i) => i.name)).toEqual(['E', 'F']);
+    expectOk(await admin.list({ limit: 5, owner: 'd', deleted: 'false', cursor: liveCursor }), 200, SecretPage);
+
+    // Carried across, either way: refused as a cursor this listing never returned.
+    expectError(
+      await admin.list({ limit: 5, owner: 'd', deleted: 'true', cursor: liveCursor }),
+      400,
+      'validation_failed',
+    );
+    expectError(await admin.list({ limit: 5, owner: 'd', cursor: deletedCursor }), 400, 'validation_failed');
+    expectError(
+      await admin.list({ limit: 5, owner: 'd', deleted: 'false', cursor: deletedCursor }),
+      400,
+      'validation_failed',
+    );
+  });
 });

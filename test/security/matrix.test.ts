@@ -7,6 +7,7 @@ import {
   Bundle,
   buildPath,
   type Capability,
+  CheckResponse,
   type CreateIdentityResponse,
   EnvironmentDiff,
   EnvironmentList,
@@ -25,6 +26,7 @@ import {
   SecretMetadata,
   SecretPage,
   SecretWithValue,
+  SessionList,
   Tenant,
   TokenResponse,
   TrustedIssuerList,
@@ -37,6 +39,7 @@ import { bearer, createIdentity, createTenant, rootToken, uniqueSlug } from '../
 import { craftJwt, decodeJwt, ed25519Signer, nowSeconds } from '../support/jwt.ts';
 import { identityIdOf, ownerClient, type Response, spath } from '../support/secrets.ts';
 import { JWT_SHAPE, keyMaterialOf, leaksIn, tenantRowsDigest } from '../support/security.ts';
+import { openSession, refreshBody, type TestSession } from '../support/sessions.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 /**
@@ -164,6 +167,10 @@ interface World {
   issuerId: string;
   /** An environment only tenant A has; none of A's services has a policy in it. */
   envSlug: string;
+  /** Sessions of A's probe identity: one per caller for the refresh route (each refresh spends its credential). */
+  probeSessions: Record<Caller, TestSession>;
+  /** A session of A's probe identity that the revoke route aims at. */
+  victimSessionId: string;
   /** The sandbox owner all of A's secret fixtures live under. */
   owner: string;
   /** Every value each of A's secret paths held or will hold (including what the capable service writes). */
@@ -261,6 +268,39 @@ const fixtures = {
         expect(decodeJwt(TokenResponse.parse(b).accessToken).payload.sub).toBe(w.probe.id);
       },
     }),
+  },
+  refreshSession: {
+    input: (w, c) => ({ body: refreshBody(w.probeSessions[c]) }),
+    public: ok(200, {
+      isToken: true,
+      changesA: true,
+      check: (b, w) => {
+        const r = TokenResponse.parse(b);
+        expect(decodeJwt(r.accessToken).payload).toMatchObject({ sub: w.probe.id, tid: w.a.tenantId });
+        expect(r.session?.refreshToken).toMatch(/^coffer_rt_2_/);
+      },
+    }),
+  },
+  listSessions: {
+    input: () => ({ query: {} }),
+    callers: Object.fromEntries(
+      (CALLERS.filter((c) => !TOKEN_CALLERS.includes(c as TokenCaller)) as AuthCaller[]).map((c) => [
+        c,
+        // Each caller's own sessions: none of these callers opened one, and none sees the probe's.
+        ok(200, { check: (b) => expect(SessionList.parse(b).items).toEqual([]) }),
+      ]),
+    ) as Expectations,
+  },
+  revokeSession: {
+    input: (w) => ({ params: { id: w.victimSessionId } }),
+    // Not one of these callers owns it or administers A: as absent as a session that never existed.
+    callers: {
+      "other tenant's admin": NOT_FOUND,
+      'service without capability': NOT_FOUND,
+      'service with capability': NOT_FOUND,
+      auditor: NOT_FOUND,
+      'platform admin': NOT_FOUND,
+    },
   },
   whoami: {
     input: () => ({}),
@@ -533,6 +573,19 @@ const fixtures = {
       'platform admin': FORBIDDEN,
     },
   },
+  checkSecrets: {
+    input: (w) => ({ body: { secrets: [{ path: spath('sandbox', w.owner, N.read), required: true }] } }),
+    callers: secretRoute(
+      // B's admin checks B: A's secret is as absent there as one that never existed.
+      ok(200, { check: (b) => expect(CheckResponse.parse(b).results.map((r) => r.status)).toEqual(['missing']) }),
+      // No list on A's sandbox: denied, with no version that would tell the secret is there.
+      ok(200, {
+        check: (b) =>
+          expect(CheckResponse.parse(b).results.map((r) => [r.status, r.version])).toEqual([['denied', null]]),
+      }),
+      ok(200, { check: (b) => expect(CheckResponse.parse(b).results.map((r) => r.status)).toEqual(['ok']) }),
+    ),
+  },
   getBundle: {
     input: (w) => ({ params: { kind: 'sandbox' as const, owner: w.owner } }),
     callers: secretRoute(
@@ -658,6 +711,15 @@ beforeAll(async () => {
   const envSlug = `a-env-${run}`.toLowerCase();
   await admin('POST', '/v1/environments', { slug: envSlug, name: 'Only in A' });
 
+  const probeSessions = Object.fromEntries(
+    await Promise.all(
+      CALLERS.map(
+        async (c) => [c, await openSession(t.app, probe.identity.clientId, probe.clientSecret, callerSlug(c))] as const,
+      ),
+    ),
+  ) as Record<Caller, TestSession>;
+  const victimSession = await openSession(t.app, probe.identity.clientId, probe.clientSecret, 'victim');
+
   const kid = decodeJwt(a.adminToken).header.kid;
   const now = nowSeconds();
   const expired = craftJwt(
@@ -703,6 +765,8 @@ beforeAll(async () => {
     webhookId,
     issuerId,
     envSlug,
+    probeSessions,
+    victimSessionId: victimSession.id,
     owner: ownerName,
     aValues,
     aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, 'PRIVATE'],

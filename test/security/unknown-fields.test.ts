@@ -76,6 +76,7 @@ const VALID_BODY: Record<string, unknown> = {
   patchSecret: { description: 'd' },
   rotateSecret: { value: 'v' },
   writeBundle: { set: { NAME: { value: 'v' } } },
+  checkSecrets: { secrets: [{ path: 'sandbox/own/NAME' }] },
 };
 const urlOf = (def: RouteDef) => def.path.replace(/:([A-Za-z]+)/g, (_, p: string) => PARAMS[p] ?? 'x');
 

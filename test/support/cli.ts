@@ -105,7 +105,8 @@ export async function cliTenant(t: TestApp, url: string): Promise<CliTenant> {
     }),
     { mode: 0o600 },
   );
-  const env = { COFFER_URL: url, COFFER_CONFIG_DIR: configDir };
+  // A session's secrets go to the 0600 file here, whatever keychain the machine running the tests has.
+  const env = { COFFER_URL: url, COFFER_CONFIG_DIR: configDir, COFFER_CREDENTIAL_STORE: 'file' };
   return {
     ...tenant,
     url,

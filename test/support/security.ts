@@ -15,6 +15,7 @@ const TENANT_TABLES = [
   ['webhooks', 'tenant_id'],
   ['webhook_deliveries', 'tenant_id'],
   ['audit_retention', 'tenant_id'],
+  ['sessions', 'tenant_id'],
 ] as const;
 
 const DIGEST_SQL = TENANT_TABLES.map(

@@ -24,6 +24,7 @@ import { securityHeaders } from './plugins/security-headers.plugin.ts';
 import { tracing } from './plugins/tracing.plugin.ts';
 import { rotationRoutes } from './rotation/rotation.routes.ts';
 import { secretRoutes } from './secrets/secrets.routes.ts';
+import { sessionRoutes } from './sessions/sessions.routes.ts';
 import { tenantRoutes } from './tenants/tenants.routes.ts';
 import { trustRoutes } from './trust/trust.routes.ts';
 import { webhookRoutes } from './webhooks/webhooks.routes.ts';
@@ -40,7 +41,7 @@ declare module 'fastify' {
 /** The table of contents: what the app is made of, in the order it is assembled. main.ts only listens. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, signingKeys: keys, logger: log } = deps;
-  const app = createFastify(config, log);
+  const app = createFastify(config, log, { terminal: deps.terminalLog === true });
   const sign = (claims: Record<string, unknown>, ttl: number) => app.jwt.sign(claims, { expiresIn: `${ttl}s` });
   const s = composeServices({ ...deps, sign });
 
@@ -65,6 +66,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Capability modules, each mounting its routes from the contracts' table.
   await app.register(healthRoutes, s.readiness);
   await app.register(authRoutes, { keys, service: s.auth });
+  await app.register(sessionRoutes, { service: s.sessions });
   await app.register(tenantRoutes, { service: s.tenants });
   await app.register(identityRoutes, { service: s.identities });
   await app.register(platformAdminRoutes, { service: s.platformAdmins });

@@ -39,6 +39,8 @@ import { purgeJob } from './secrets/purge.job.ts';
 import { secretWriter } from './secrets/secret-writes.ts';
 import { secretQueries } from './secrets/secrets.queries.ts';
 import { secretService } from './secrets/secrets.service.ts';
+import { sessionQueries } from './sessions/sessions.queries.ts';
+import { sessionService } from './sessions/sessions.service.ts';
 import { tenantQueries } from './tenants/tenants.queries.ts';
 import { tenantService } from './tenants/tenants.service.ts';
 import { JwksResolver } from './trust/jwks.ts';
@@ -61,6 +63,8 @@ export interface AppDeps {
   metrics?: Metrics;
   /** OpenTelemetry tracing is on: a span per request (see ops/tracing.ts). */
   tracer?: Tracer;
+  /** The log goes to a person's terminal (pretty-printed): one line per request. */
+  terminalLog?: boolean;
 }
 
 export interface CompositionDeps extends Pick<AppDeps, 'config' | 'db' | 'keyring' | 'logger' | 'migrationsFolder'> {
@@ -109,7 +113,19 @@ export function composeServices(deps: CompositionDeps) {
   const auditReads = auditQueries(db);
   const webhookOutbox = webhookQueries(db);
   const tenantKeys = new TenantKeyCache(db, keyring);
-  const principals = new PrincipalResolver(identities);
+  const sessionRows = sessionQueries(db);
+  const principals = new PrincipalResolver(identities, {
+    sessionActive: (tenantId, id) => sessionRows.isActive(tenantId, id),
+  });
+  const sessions = sessionService({
+    db,
+    sessions: sessionRows,
+    identities,
+    audit,
+    sign: deps.sign,
+    maxAgeSeconds: config.sessionMaxAgeSeconds,
+    defaultTtlSeconds: config.tokenTtlSeconds,
+  });
   const replicas = new ReplicaRegistry(db, { staleAfterMs: 15_000 });
   const recoveryMs = config.recoveryDays * 86_400_000;
   const witness = config.auditWitnessFile ? fileWitness(config.auditWitnessFile) : undefined;
@@ -224,7 +240,9 @@ export function composeServices(deps: CompositionDeps) {
       fingerprint: (value) => createHmac('sha256', unknownClientKey).update(value).digest('hex').slice(0, 32),
       sign: deps.sign,
       federation: trust,
+      sessions,
     }),
+    sessions,
     tenants: tenantService({ db, tenants, identities, keyring, audit, linkKey }),
     identities: identityService({ db, identities, tenants, audit, issuers }),
     platformAdmins: platformAdminService({ db, identities, audit }),

@@ -73,7 +73,9 @@ const SETTINGS = {
   headersTimeoutMs: from('COFFER_HEADERS_TIMEOUT_MS', intIn(100, 600_000).default(10_000)),
   jwtIssuer: from('COFFER_JWT_ISSUER', z.string().min(1).default('coffer')),
   jwtAudience: from('COFFER_JWT_AUDIENCE', z.string().min(1).default('coffer-api')),
-  tokenTtlSeconds: from('COFFER_TOKEN_TTL_SECONDS', intIn(60, 86_400).default(900)),
+  tokenTtlSeconds: from('COFFER_TOKEN_TTL_SECONDS', intIn(1, 86_400).default(900)),
+  /** A person's session (`coffer login`): its absolute lifetime from login, a working day; refreshes never extend it. */
+  sessionMaxAgeSeconds: from('COFFER_SESSION_MAX_AGE_SECONDS', intIn(10, 30 * 86_400).default(36_000)),
   tlsTerminatedUpstream: from('COFFER_TLS_TERMINATED_UPSTREAM', boolish.default(false)),
   bootstrapSecret: from('COFFER_BOOTSTRAP_SECRET', z.string().optional().transform(orNull)),
   bodyLimitBytes: from('COFFER_BODY_LIMIT_BYTES', intIn(1024, 64 * 1024 * 1024).default(1024 * 1024)),

@@ -16,6 +16,8 @@ export const REDACT_PATHS = [
   'values',
   'clientSecret',
   'accessToken',
+  'refreshToken',
+  'subjectToken',
   'token',
   'secret',
   'dek',
@@ -29,6 +31,8 @@ export const REDACT_PATHS = [
   '*.values',
   '*.clientSecret',
   '*.accessToken',
+  '*.refreshToken',
+  '*.subjectToken',
   '*.token',
   '*.secret',
   '*.dek',
@@ -53,7 +57,8 @@ export function loggerOptions(level: string, pretty: boolean): LoggerOptions {
       ? {
           transport: {
             target: 'pino-pretty',
-            options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,service' },
+            // One line per entry: an object's fields follow its message instead of one line each.
+            options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,service', singleLine: true },
           },
         }
       : {}),

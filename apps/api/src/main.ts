@@ -19,7 +19,8 @@ async function main(): Promise<void> {
     for (const p of parsed.problems) process.stderr.write(`  - ${p}\n`);
     process.exit(1);
   }
-  const log = createLogger(parsed.config.logLevel, process.stdout.isTTY === true && parsed.config.env !== 'production');
+  const pretty = process.stdout.isTTY === true && parsed.config.env !== 'production';
+  const log = createLogger(parsed.config.logLevel, pretty);
   if (process.argv[2] === 'migrate') {
     // `node dist/main.js migrate`: apply migrations as the owner and exit (a Kubernetes Job, a release step).
     if (!parsed.config.databaseUrl) {
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
   for (const signal of Object.keys(signals)) process.once(signal, duringStart);
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
-    server = await startServer(withDevelopmentKeys(parsed.config, log), log);
+    server = await startServer(withDevelopmentKeys(parsed.config, log), log, { terminalLog: pretty });
   } catch (err) {
     if (err instanceof StartupError) {
       for (const p of err.problems) log.fatal(p);
@@ -56,7 +57,6 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   for (const signal of Object.keys(signals)) process.removeListener(signal, duringStart);
-  log.info({ url: server.url }, 'coffer is listening');
   process.exitCode = 0;
 
   // Registered before closeWithGrace's handler so that it runs first, before the shutdown writes a line.

@@ -33,7 +33,11 @@ export class StartupError extends Error {
  * Everything between a parsed config and a listening server: database (embedded when no DATABASE_URL),
  * migrations, the restricted query role and its safety check, the platform admin, the app.
  */
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  log: Logger,
+  o: { terminalLog?: boolean } = {},
+): Promise<RunningServer> {
   if (!config.masterKeys || !config.jwtPrivateKey) throw new StartupError(['keys are missing from the configuration']);
   const keyring = new MasterKeyring(config.masterKeys);
   const signingKeys = new SigningKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys);
@@ -107,6 +111,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       migrationsFolder,
       startJobs: true,
       metrics,
+      terminalLog: o.terminalLog === true,
       ...(tracing ? { tracer: tracing.tracer } : {}),
     });
     closers.push(() => app.close());
@@ -120,7 +125,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await metricsServer.listen({ host: config.metricsHost, port: config.metricsPort });
       closers.push(() => metricsServer.close());
     }
-    const url = await app.listen({ host: config.host, port: config.port });
+    // Fastify's own "Server listening at" line is the one start-up line, so it says what a new user needs next:
+    // where the API reference is and how to log in (main.ts no longer repeats it).
+    const url = await app.listen({
+      host: config.host,
+      port: config.port,
+      listenTextResolver: (address) =>
+        `coffer is listening at ${address}; API reference: ${address}/docs; log in: coffer login --url ${address} --client-id <id>`,
+    });
     return { app, url, close: closeAll };
   } catch (err) {
     await closeAll();

@@ -21,6 +21,14 @@ export interface CliEnv {
   tokenFile: string | undefined;
   /** COFFER_AUDIENCE: the audience to ask GitHub Actions for (the trusted issuer's, `coffer:<tenant slug>`). */
   audience: string | undefined;
+  /**
+   * COFFER_CREDENTIAL_STORE: where `coffer login` keeps a session's refresh credential and machine key. `auto`
+   * (default): the OS keychain when there is one (secret-tool on Linux, security on macOS), else a 0600 file;
+   * `keychain`: the keychain or fail; `file`: the file.
+   */
+  credentialStore: string | undefined;
+  /** PATH, split: where the keychain tools are looked for. */
+  pathDirs: string[];
   /** ACTIONS_ID_TOKEN_REQUEST_URL / _TOKEN: set by GitHub Actions in a job with `id-token: write`. */
   githubOidc: { requestUrl: string; requestToken: string } | undefined;
 }
@@ -40,6 +48,8 @@ export function readEnv(): CliEnv {
     identity: nonEmpty(env.COFFER_IDENTITY),
     tokenFile: nonEmpty(env.COFFER_TOKEN_FILE),
     audience: nonEmpty(env.COFFER_AUDIENCE),
+    credentialStore: nonEmpty(env.COFFER_CREDENTIAL_STORE),
+    pathDirs: (env.PATH ?? '').split(path.delimiter).filter(Boolean),
     githubOidc:
       nonEmpty(env.ACTIONS_ID_TOKEN_REQUEST_URL) && nonEmpty(env.ACTIONS_ID_TOKEN_REQUEST_TOKEN)
         ? {

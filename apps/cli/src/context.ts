@@ -5,6 +5,7 @@ import { detectSource, subjectTokenOf } from './federation.ts';
 import { REQUEST_ID_PREFIX, USER_AGENT } from './meta.ts';
 import { CliError, EXIT } from './output.ts';
 import { normalise, serverUrl } from './server-url.ts';
+import { refreshStoredSession } from './session.ts';
 
 export { REQUEST_ID_PREFIX, VERSION } from './meta.ts';
 export { serverUrl } from './server-url.ts';
@@ -16,7 +17,10 @@ export interface GlobalOptions {
 
 export function newClient(
   url: string,
-  auth: Pick<CofferClientOptions, 'clientId' | 'clientSecret' | 'token' | 'tokenExpiresAt' | 'federation' | 'onToken'>,
+  auth: Pick<
+    CofferClientOptions,
+    'clientId' | 'clientSecret' | 'token' | 'tokenExpiresAt' | 'federation' | 'onToken' | 'renewToken'
+  >,
 ) {
   return new CofferClient({
     baseUrl: url,
@@ -29,7 +33,7 @@ export function newClient(
 
 /**
  * A client for the command: COFFER_CLIENT_ID/COFFER_CLIENT_SECRET when both are set (CI), else the token cached by
- * `coffer login` for this server (renewed with the saved client secret, if the user chose to save it).
+ * `coffer login` for this server, renewed by its session (or with the saved client secret, if the user chose that).
  */
 export function connect(globals: GlobalOptions): { client: CofferClient; url: string } {
   const env = readEnv();
@@ -61,6 +65,20 @@ export function connect(globals: GlobalOptions): { client: CofferClient; url: st
       timeoutMs: 30_000,
       onToken: (t) =>
         writeCredentials(env.configDir, { ...stored, accessToken: t.accessToken, expiresAt: t.expiresAt }),
+    });
+    return { client, url };
+  }
+  if (stored.session) {
+    // A person's session: the SDK asks for a new token when this one is about to expire or is refused.
+    let held = stored.accessToken;
+    const client = newClient(url, {
+      token: stored.accessToken,
+      tokenExpiresAt: stored.expiresAt,
+      renewToken: async () => {
+        const t = await refreshStoredSession(env, url, held);
+        held = t.accessToken;
+        return t;
+      },
     });
     return { client, url };
   }

@@ -3,8 +3,9 @@ import path from 'node:path';
 import { CliError } from './output.ts';
 
 /**
- * The token cache: one JSON file, mode 0600 in a 0700 folder, holding the access token for one server and, only
- * when the user asked for it with `coffer login --save-secret`, the client secret that renews it.
+ * The token cache: one JSON file, mode 0600 in a 0700 folder, holding the access token for one server and what
+ * renews it: a session (kept in the keychain, see session-store.ts), or, only when the user asked for it with
+ * `coffer login --save-secret`, the client secret.
  */
 export interface StoredCredentials {
   url: string;
@@ -18,6 +19,20 @@ export interface StoredCredentials {
    * runner, is the credential), so the CLI logs in again by itself when the Coffer token expires.
    */
   federation?: { identity: string; source: { file: string } | { githubActions: { audience: string } } };
+  /**
+   * A person's session (`coffer login`): which one, when it ends for good, and which store holds its refresh
+   * credential and machine key (never this file, unless the store is the 0600 session-secret.json beside it).
+   */
+  session?: { id: string; expiresAt: number; store: 'secret-tool' | 'security' | 'file' };
+}
+
+function asSession(v: unknown): StoredCredentials['session'] {
+  if (v === undefined) return undefined;
+  const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+  if (typeof o.id !== 'string') throw new Error('session.id');
+  if (typeof o.expiresAt !== 'number' || !Number.isFinite(o.expiresAt)) throw new Error('session.expiresAt');
+  if (o.store !== 'secret-tool' && o.store !== 'security' && o.store !== 'file') throw new Error('session.store');
+  return { id: o.id, expiresAt: o.expiresAt, store: o.store };
 }
 
 function asFederation(v: unknown): StoredCredentials['federation'] {
@@ -47,6 +62,7 @@ function asStoredCredentials(v: unknown): StoredCredentials {
   if (typeof o.expiresAt !== 'number' || !Number.isFinite(o.expiresAt)) throw new Error('expiresAt');
   if (o.clientSecret !== undefined && typeof o.clientSecret !== 'string') throw new Error('clientSecret');
   const federation = asFederation(o.federation);
+  const session = asSession(o.session);
   return {
     url: str('url'),
     clientId: str('clientId'),
@@ -54,6 +70,7 @@ function asStoredCredentials(v: unknown): StoredCredentials {
     expiresAt: o.expiresAt,
     ...(o.clientSecret !== undefined ? { clientSecret: o.clientSecret } : {}),
     ...(federation ? { federation } : {}),
+    ...(session ? { session } : {}),
   };
 }
 

@@ -12,7 +12,7 @@ export type ExportFormat = (typeof EXPORT_FORMATS)[number];
  * key and the rule, never the value.
  */
 export function parseEnvFile(text: string, source: string): Record<string, string> {
-  const values = parseDotenv(text);
+  const values = text.trimStart().startsWith('{') ? parseJsonObject(text, source) : parseDotenvStrict(text, source);
   const problems: string[] = [];
   for (const [name, value] of Object.entries(values)) {
     if (!SecretName.safeParse(name).success)
@@ -22,6 +22,61 @@ export function parseEnvFile(text: string, source: string): Record<string, strin
   }
   if (problems.length > 0) throw usageError(`${source} cannot be imported:\n  ${problems.join('\n  ')}`);
   return values;
+}
+
+/** dotenv's own line rule: what it matches is what it keeps. */
+const DOTENV_LINE =
+  /(?:^|^)\s*(?:export\s+)?([\w.-]+)(?:\s*=\s*?|:\s+?)(\s*'(?:\\'|[^'])*'|\s*"(?:\\"|[^"])*"|\s*`(?:\\`|[^`])*`|[^#\r\n]+)?\s*(?:#.*)?(?:$|$)/gm;
+
+/**
+ * dotenv skips every line it cannot read, without a word: an import would then leave those names out and still
+ * succeed. Whatever its rule does not match, and is neither blank nor a comment, is refused with its line number
+ * (the line's text is not shown: it may hold a value).
+ */
+function parseDotenvStrict(text: string, source: string): Record<string, string> {
+  const normal = text.replace(/\r\n?/g, '\n');
+  const bad: number[] = [];
+  let covered = 0;
+  const checkGap = (from: number, to: number) => {
+    let offset = from;
+    for (const line of normal.slice(from, to).split('\n')) {
+      const trimmed = line.trim();
+      if (trimmed !== '' && !trimmed.startsWith('#')) {
+        const lineNo = normal.slice(0, offset + line.indexOf(trimmed)).split('\n').length;
+        if (!bad.includes(lineNo)) bad.push(lineNo);
+      }
+      offset += line.length + 1;
+    }
+  };
+  for (const m of normal.matchAll(DOTENV_LINE)) {
+    if (m[0] === '') continue;
+    checkGap(covered, m.index);
+    covered = m.index + m[0].length;
+  }
+  checkGap(covered, normal.length);
+  if (bad.length > 0)
+    throw usageError(
+      `${source} cannot be imported: ${bad.length === 1 ? 'line' : 'lines'} ${bad.join(', ')} ${bad.length === 1 ? 'is' : 'are'} not KEY=value, a comment or blank`,
+    );
+  return parseDotenv(normal);
+}
+
+/** A JSON object of names to string values (what `coffer export --format json` writes). */
+function parseJsonObject(text: string, source: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw usageError(`${source} cannot be imported: it starts with { but is not valid JSON (${(e as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw usageError(`${source} cannot be imported: JSON must be an object of names to string values`);
+  const notStrings = Object.entries(parsed)
+    .filter(([, v]) => typeof v !== 'string')
+    .map(([k]) => k);
+  if (notStrings.length > 0)
+    throw usageError(`${source} cannot be imported: the values of ${notStrings.join(', ')} are not strings`);
+  return parsed as Record<string, string>;
 }
 
 const sortedEntries = (values: Record<string, string>) =>
@@ -61,7 +116,10 @@ export function serialise(values: Record<string, string>, format: ExportFormat):
     case 'shell': {
       const bad = entries.filter(([k]) => !SHELL_NAME.test(k)).map(([k]) => k);
       if (bad.length > 0)
-        throw new CliError(`not valid shell variable names: ${bad.join(', ')}; use --format dotenv or json`);
+        throw new CliError(
+          `${bad.join(', ')}: a shell variable name is letters, digits and _ only (secret names may also hold . and -); ` +
+            'nothing was written: use --format dotenv or json, or rename them',
+        );
       return entries.map(([k, v]) => `export ${k}='${v.replace(/'/g, `'\\''`)}'\n`).join('');
     }
     case 'dotenv': {

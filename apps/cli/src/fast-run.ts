@@ -45,7 +45,7 @@ export async function fastRun(argv: readonly string[]): Promise<number | null> {
     if (
       res.status === 429 ||
       res.status === 503 ||
-      (res.status === 401 && (stored.clientSecret || stored.federation))
+      (res.status === 401 && (stored.clientSecret || stored.federation || stored.session))
     ) {
       return null;
     }

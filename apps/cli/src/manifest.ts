@@ -32,6 +32,8 @@ export const ManifestSecret = z
     format: SecretFormat.optional(),
     /** The current version must be younger than this many days (fractions allowed). */
     maxAgeDays: z.number().positive().optional(),
+    /** A secret that may be absent (missing or deleted) without failing `coffer check`; default true. */
+    required: z.boolean().optional(),
     class: z.enum(SECRET_CLASSES).optional(),
     /** Per-tier overrides of what `plan` does with this secret. */
     tiers: z.partialRecord(z.enum(TIERS), z.enum(PLAN_ACTIONS)).optional(),

@@ -1,4 +1,13 @@
 import { Command, Option } from 'commander';
+import {
+  registerIdentities,
+  registerKeys,
+  registerPlatformAdmins,
+  registerRotation,
+  registerStatus,
+  registerTenants,
+  registerWebhooks,
+} from './commands/admin.ts';
 import { registerAudit } from './commands/audit.ts';
 import { registerAuth } from './commands/auth.ts';
 import { registerBundles } from './commands/bundles.ts';
@@ -6,6 +15,7 @@ import { registerCheck } from './commands/check.ts';
 import { registerPlan } from './commands/plan.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSecrets } from './commands/secrets.ts';
+import { registerTrust } from './commands/trust.ts';
 import { readEnv } from './config.ts';
 import { VERSION } from './meta.ts';
 import { setColorAllowed } from './output.ts';
@@ -16,6 +26,7 @@ Environment:
   COFFER_CLIENT_ID            with COFFER_CLIENT_SECRET: log in on every command (CI), no cached token
   COFFER_CLIENT_SECRET
   COFFER_CONFIG_DIR           where coffer login caches the token (default ~/.config/coffer)
+  COFFER_CREDENTIAL_STORE     a session's secrets: auto (keychain, else a 0600 file), keychain or file
   NO_COLOR                    no colours (they are only used on a terminal anyway)
 
 Exit codes:
@@ -47,6 +58,14 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerPlan(program);
   registerAudit(program);
+  registerRotation(program);
+  registerIdentities(program);
+  registerTenants(program);
+  registerWebhooks(program);
+  registerKeys(program);
+  registerTrust(program);
+  registerPlatformAdmins(program);
+  registerStatus(program);
   program.commands.forEach(function perCommand(c: Command) {
     // Positional options (which `run -- cmd` needs) would take --url only before the command name; users write it
     // after (`coffer login --url …`), so every command accepts it too. COFFER_URL stays on the program's option,

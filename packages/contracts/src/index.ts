@@ -14,6 +14,7 @@ export * from './data-keys.ts';
 export * from './webhooks.ts';
 export * from './routes.ts';
 export * from './secrets.ts';
+export * from './sessions.ts';
 export * from './tenants.ts';
 export * from './trust.ts';
 export * from './version.ts';

@@ -8,5 +8,5 @@ export const SECRET_KINDS = ['sandbox', 'user', 'shared'] as const;
 /** Sandbox id, user id or group name. */
 export const SECRET_OWNER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
-/** Environment-variable friendly. */
+/** Letters, digits, `_ . -`: a name with `.` or `-` is not a shell variable name (`export --format shell` says so). */
 export const SECRET_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;

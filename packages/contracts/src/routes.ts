@@ -9,7 +9,7 @@ import {
   AuditVerifyQuery,
   AuditVerifyResult,
 } from './audit.ts';
-import { JwkSet, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
+import { JwkSet, RefreshSessionRequest, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
 import { IdParams, PageQuery } from './common.ts';
 import { DataKeys, RewrapResponse, RotateDataKeyResponse, SystemKeys } from './data-keys.ts';
 import { EnvQuery } from './environment-slug.ts';
@@ -44,6 +44,8 @@ import {
   Bundle,
   BundleWriteRequest,
   BundleWriteResponse,
+  CheckRequest,
+  CheckResponse,
   DeleteSecretQuery,
   DestroyVersionParams,
   GetSecretQuery,
@@ -58,6 +60,7 @@ import {
   SecretVersions,
   SecretWithValue,
 } from './secrets.ts';
+import { ListSessionsQuery, SessionList } from './sessions.ts';
 import {
   AuditRetention,
   CreateTenantRequest,
@@ -77,6 +80,8 @@ import { CreateWebhookRequest, CreateWebhookResponse, WebhookDeliveries, Webhook
  */
 export const Action = z.enum([
   'auth.whoami',
+  'sessions.list',
+  'sessions.revoke',
   'tenants.create',
   'tenants.list',
   'tenants.read',
@@ -99,6 +104,7 @@ export const Action = z.enum([
   'bundles.write',
   'secrets.update',
   'secrets.rotate',
+  'secrets.check',
   'rotation.due',
   'rotation.log',
   'keys.read',
@@ -199,6 +205,35 @@ export const routes = {
     rateLimit: 'login',
     body: TokenRequest,
     success: { 200: TokenResponse },
+  }),
+  refreshSession: route({
+    method: 'POST',
+    path: '/v1/auth/refresh',
+    summary:
+      "Renew a session's access token: the single-use refresh credential, signed by the machine key it was opened with",
+    tag: 'auth',
+    action: null,
+    rateLimit: 'login',
+    body: RefreshSessionRequest,
+    success: { 200: TokenResponse },
+  }),
+  listSessions: route({
+    method: 'GET',
+    path: '/v1/sessions',
+    summary: "The caller's sessions (a tenant admin may ask for every identity's); never a refresh credential",
+    tag: 'auth',
+    action: 'sessions.list',
+    query: ListSessionsQuery,
+    success: { 200: SessionList },
+  }),
+  revokeSession: route({
+    method: 'DELETE',
+    path: '/v1/sessions/:id',
+    summary: 'End a session: its refresh credential and its access tokens stop at once (own, or any as tenant admin)',
+    tag: 'auth',
+    action: 'sessions.revoke',
+    params: IdParams,
+    success: { 204: null },
   }),
   whoami: route({
     method: 'GET',
@@ -622,6 +657,17 @@ export const routes = {
     action: 'environments.promote',
     body: PromoteRequest,
     success: { 200: PromoteResponse },
+  }),
+  checkSecrets: route({
+    method: 'POST',
+    path: '/v1/check',
+    summary:
+      'Check a manifest of secrets (exists, live, unexpired, well-formed, not overdue) with only `list` on each path; never returns a value',
+    tag: 'secrets',
+    action: 'secrets.check',
+    query: EnvQuery,
+    body: CheckRequest,
+    success: { 200: CheckResponse },
   }),
   getBundle: route({
     method: 'GET',

@@ -11,7 +11,7 @@ export const SecretOwner = z
   .string()
   .regex(SECRET_OWNER_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or digit');
 
-/** Environment-variable friendly. */
+/** Letters, digits, `_ . -`: a name with `.` or `-` is not a shell variable name (`export --format shell` says so). */
 export const SecretName = z
   .string()
   .regex(SECRET_NAME_PATTERN, 'must be 1-128 letters, digits, _ . - starting with a letter or _')
@@ -185,6 +185,10 @@ export const SecretVersionInfo = z
     version: z.number().int(),
     createdAt: Timestamp,
     createdBy: Uuid.nullable(),
+    createdByName: z
+      .string()
+      .nullable()
+      .describe('The name that identity has now; null when it was deleted, or no identity wrote it (the scheduler)'),
     state: VersionState,
     destroyedAt: Timestamp.nullable(),
     servedUntil: Timestamp.nullable().describe('Set when a rotation superseded it: readable until then, 410 after'),
@@ -205,6 +209,11 @@ export const ListSecretsQuery = z.strictObject({
     .regex(/^[A-Za-z0-9_.-]*$/, 'must be the start of a secret name')
     .optional()
     .describe('Only names starting with this'),
+  deleted: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional()
+    .describe('List soft-deleted secrets (still restorable) instead of live ones'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: Cursor.optional(),
 });
@@ -262,3 +271,71 @@ export const BundleWriteResponse = z
   })
   .meta({ id: 'BundleWriteResponse' });
 export type BundleWriteResponse = z.infer<typeof BundleWriteResponse>;
+
+/** `kind/owner/name`, one regex built from the parts' own patterns so the path refuses exactly what they refuse. */
+export const SecretPathString = z
+  .string()
+  .regex(
+    new RegExp(
+      `^(?:${SECRET_KINDS.join('|')})/${SECRET_OWNER_PATTERN.source.slice(1, -1)}/${SECRET_NAME_PATTERN.source.slice(1, -1)}$`,
+    ),
+    'must be a secret path kind/owner/name, e.g. sandbox/sbx-42/DB_URL',
+  );
+
+/** The most entries one check run takes: a deployment manifest, not a tenant-wide scan. */
+export const CHECK_MAX_ENTRIES = 500;
+
+export const CheckEntry = z
+  .object({
+    path: SecretPathString,
+    required: z.boolean().default(true).describe('A missing or deleted secret fails the run only when required'),
+    format: SecretFormat.optional().describe("The format the value must satisfy; default the secret's stored format"),
+    maxAgeDays: z.number().positive().optional().describe('The current version must be younger than this'),
+  })
+  .strict()
+  .meta({ id: 'CheckEntry' });
+export type CheckEntry = z.infer<typeof CheckEntry>;
+
+export const CheckRequest = z
+  .object({
+    secrets: z
+      .array(CheckEntry)
+      .min(1)
+      .max(CHECK_MAX_ENTRIES)
+      .refine((xs) => new Set(xs.map((x) => x.path)).size === xs.length, 'a path is listed twice'),
+  })
+  .strict()
+  .meta({ id: 'CheckRequest' });
+export type CheckRequest = z.infer<typeof CheckRequest>;
+
+/**
+ * One verdict per secret. `denied` (no `list` capability on the path) says nothing about whether the secret exists;
+ * `deleted` is soft-deleted and restorable; `overdue` is a rotation due or a current version older than maxAgeDays.
+ */
+export const CHECK_STATUSES = ['ok', 'missing', 'deleted', 'expired', 'malformed', 'overdue', 'denied'] as const;
+export const CheckStatus = z.enum(CHECK_STATUSES).meta({ id: 'CheckStatus' });
+export type CheckStatus = z.infer<typeof CheckStatus>;
+
+export const CheckResult = z
+  .object({
+    path: z.string(),
+    status: CheckStatus,
+    required: z.boolean(),
+    /** Whether this entry lets the run pass: `ok`, or `missing`/`deleted` when not required. */
+    passed: z.boolean(),
+    version: z.number().int().nullable().describe('The current version; null when denied or missing'),
+    message: z.string().describe('Why, in words (for malformed: the rule that failed); never the value'),
+  })
+  .strict()
+  .meta({ id: 'CheckResult' });
+export type CheckResult = z.infer<typeof CheckResult>;
+
+export const CheckResponse = z
+  .object({
+    ok: z.boolean().describe('Every entry passed'),
+    counts: z.record(CheckStatus, z.number().int()),
+    results: z.array(CheckResult),
+  })
+  .strict()
+  .meta({ id: 'CheckResponse' });
+export type CheckResponse = z.infer<typeof CheckResponse>;

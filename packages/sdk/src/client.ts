@@ -8,6 +8,8 @@ import {
   type BundleWriteRequest,
   type BundleWriteResponse,
   buildPath,
+  type CheckRequest,
+  type CheckResponse,
   type ListSecretsQuery,
   type PatchSecretRequest,
   type PutSecretRequest,
@@ -42,6 +44,11 @@ export interface CofferClientOptions {
    * projected token is picked up). The SDK exchanges it for a Coffer token and again before that one expires.
    */
   federation?: { identity: string; subjectToken: SubjectTokenSource } | undefined;
+  /**
+   * Another way to a fresh token, called instead of a login when the current one is about to expire or was refused:
+   * the CLI refreshes a person's session with it. Its answer is used as the SDK's own login would be.
+   */
+  renewToken?: (() => Promise<{ accessToken: string; expiresAt: number }>) | undefined;
   /** Or a ready-made access token (used as-is; renewed only if client credentials are given too). */
   token?: string | undefined;
   /** When the given `token` expires (ms since the epoch), so it is renewed in time. Default: never. */
@@ -275,6 +282,18 @@ export class CofferClient {
     return restored;
   }
 
+  /**
+   * Checks secrets against the expectations of a manifest (exists, live, unexpired, well-formed, not overdue) on
+   * the server, which needs only `list` on each path and never sends a value back. A check only reads, so a failed
+   * attempt is retried like a GET.
+   */
+  async check(
+    secrets: readonly (Omit<CheckRequest['secrets'][number], 'required'> & { required?: boolean })[],
+  ): Promise<CheckResponse> {
+    const body = { secrets: secrets.map((s) => ({ ...s, required: s.required ?? true })) };
+    return (await this.request(routes.checkSecrets, { body }, { attempts: this.o.maxAttempts ?? 3 })) as CheckResponse;
+  }
+
   /** Every version of a secret, newest first (metadata only). */
   async secretVersions(path: string | SecretPath): Promise<SecretVersions> {
     return this.call('listSecretVersions', { params: parseSecretPath(path) });
@@ -494,10 +513,16 @@ export class CofferClient {
   }
 
   private canLogin(): boolean {
-    return Boolean((this.o.clientId && this.o.clientSecret) || this.o.federation);
+    return Boolean((this.o.clientId && this.o.clientSecret) || this.o.federation || this.o.renewToken);
   }
 
   private async issueToken(): Promise<string> {
+    if (this.o.renewToken) {
+      const renewed = await this.o.renewToken();
+      const lifetimeMs = Math.max(1000, renewed.expiresAt - this.now());
+      this.token = { value: renewed.accessToken, expiresAt: renewed.expiresAt, lifetimeMs };
+      return renewed.accessToken;
+    }
     const f = this.o.federation;
     const body = f
       ? { identity: f.identity, subjectToken: (await f.subjectToken()).trim() }

@@ -14,8 +14,8 @@ export async function authRoutes(app: FastifyInstance, o: AuthRoutesOptions): Pr
   mount(app, 'issueToken', (request) => {
     const body = request.body;
     return 'subjectToken' in body
-      ? o.service.exchangeToken(requestContext(request), body.identity, body.subjectToken)
-      : o.service.issueToken(requestContext(request), body.clientId, body.clientSecret);
+      ? o.service.exchangeToken(requestContext(request), body.identity, body.subjectToken, body.session)
+      : o.service.issueToken(requestContext(request), body.clientId, body.clientSecret, body.session);
   });
 
   mount(app, 'whoami', async (request) => o.service.whoami(principalOf(request)));

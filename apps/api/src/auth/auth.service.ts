@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PLATFORM_TENANT_ID, type TokenResponse, type WhoAmI } from '@coffer/contracts';
+import { PLATFORM_TENANT_ID, type SessionRequest, type TokenResponse, type WhoAmI } from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { decoyHash, verifyClientSecret } from '../crypto/client-secret-hash.ts';
@@ -8,6 +8,7 @@ import { rowIntegrityError } from '../crypto/row-macs.ts';
 import { AppError, audited, unauthorized } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { IdentityQueries } from '../identities/identities.queries.ts';
+import type { SessionService } from '../sessions/sessions.service.ts';
 import { claimText, templatedClaims } from '../trust/claims.ts';
 import { FederationRefused, type TrustService } from '../trust/trust.service.ts';
 import type { LoginThrottle } from './login-throttle.ts';
@@ -25,6 +26,8 @@ export interface AuthServiceDeps {
    */
   fingerprint: (value: string) => string;
   federation: Pick<TrustService, 'exchange'>;
+  /** Opens a person's session when the login asks for one. */
+  sessions: Pick<SessionService, 'open'>;
 }
 
 const LOGIN_FAILED = 'unknown client id or wrong client secret';
@@ -83,7 +86,12 @@ export function authService(deps: AuthServiceDeps) {
      * A wrong secret, an unknown client id and a disabled identity all answer the same 401 after the same scrypt
      * work, so the response says nothing about which client ids exist. Every attempt is audited.
      */
-    async issueToken(ctx: RequestContext, clientId: string, clientSecret: string): Promise<TokenResponse> {
+    async issueToken(
+      ctx: RequestContext,
+      clientId: string,
+      clientSecret: string,
+      session?: SessionRequest,
+    ): Promise<TokenResponse> {
       const retryAfter = deps.throttle.retryAfterSeconds(clientId, ctx.sourceIp);
       if (retryAfter > 0) {
         await deps.audit.record(
@@ -112,12 +120,25 @@ export function authService(deps: AuthServiceDeps) {
       if (identity && !identity.intact) await refuseTampered(ctx, identity, clientId, {});
       const ok = identity !== undefined && secretOk && !identity.disabled;
       const reason = !identity ? 'unknown_client' : !secretOk ? 'wrong_secret' : identity.disabled ? 'disabled' : null;
-      await recordLogin(ctx, identity, clientId, ok, reason ? { reason } : {});
       if (!ok || !identity) {
+        await recordLogin(ctx, identity, clientId, false, reason ? { reason } : {});
         deps.throttle.recordFailure(clientId, ctx.sourceIp);
         throw audited(unauthorized(LOGIN_FAILED));
       }
       deps.throttle.recordSuccess(clientId, ctx.sourceIp);
+      if (session) {
+        // The session row first: should the audit write then fail, the request fails and the row is unusable
+        // (its refresh credential was never sent).
+        const opened = await deps.sessions.open(ctx, identity, session, 'client_secret', undefined);
+        await recordLogin(ctx, identity, clientId, true, { session: opened.session.id });
+        return {
+          accessToken: opened.accessToken,
+          tokenType: 'Bearer',
+          expiresIn: opened.expiresIn,
+          session: opened.session,
+        };
+      }
+      await recordLogin(ctx, identity, clientId, true, {});
       const ttl = identity.tokenTtlSeconds ?? deps.defaultTtlSeconds;
       const accessToken = deps.sign(
         {
@@ -137,7 +158,12 @@ export function authService(deps: AuthServiceDeps) {
      * Every refusal answers the same 401; the audit event names the precise reason, the issuer, the subject and the
      * claims that matched, never the token.
      */
-    async exchangeToken(ctx: RequestContext, clientId: string, subjectToken: string): Promise<TokenResponse> {
+    async exchangeToken(
+      ctx: RequestContext,
+      clientId: string,
+      subjectToken: string,
+      session?: SessionRequest,
+    ): Promise<TokenResponse> {
       const identity = await deps.identities.forLogin(clientId);
       // Bindings rewritten outside the API (another issuer or subject) must not let another workload in.
       if (identity && !identity.intact) await refuseTampered(ctx, identity, clientId, { method: 'federation' });
@@ -158,7 +184,17 @@ export function authService(deps: AuthServiceDeps) {
       }
       const issuer = login?.issuer ?? refusal?.issuer;
       const subject = login?.subject ?? refusal?.subject;
+      const clm: Record<string, string> = {};
+      if (login) {
+        for (const name of templatedClaims(login.policies)) {
+          const value = claimText(login.payload, name);
+          if (value !== undefined) clm[name] = value.slice(0, 512);
+        }
+      }
+      const opened =
+        login && identity && session ? await deps.sessions.open(ctx, identity, session, 'federation', clm) : undefined;
       await recordLogin(ctx, identity, clientId, login !== undefined, {
+        ...(opened ? { session: opened.session.id } : {}),
         method: 'federation',
         ...(issuer ? { issuer: issuer.name } : {}),
         ...(subject !== undefined ? { subject: subject.slice(0, 256) } : {}),
@@ -166,16 +202,19 @@ export function authService(deps: AuthServiceDeps) {
         ...(refusal ? { reason: refusal.reason } : {}),
       });
       if (!login || !identity) throw audited(unauthorized(FEDERATION_FAILED));
+      if (opened) {
+        return {
+          accessToken: opened.accessToken,
+          tokenType: 'Bearer',
+          expiresIn: opened.expiresIn,
+          session: opened.session,
+        };
+      }
       const ttl = Math.min(
         identity.tokenTtlSeconds ?? deps.defaultTtlSeconds,
         // A Coffer token never outlives the platform token it was exchanged for by much: its workload can renew.
         Math.max(60, (login.payload.exp as number) - Math.floor(Date.now() / 1000)),
       );
-      const clm: Record<string, string> = {};
-      for (const name of templatedClaims(login.policies)) {
-        const value = claimText(login.payload, name);
-        if (value !== undefined) clm[name] = value.slice(0, 512);
-      }
       const accessToken = deps.sign(
         {
           sub: identity.id,

@@ -24,6 +24,7 @@ const SECRET_ACTIONS: Action[] = [
   'bundles.write',
   'secrets.update',
   'secrets.rotate',
+  'secrets.check',
 ];
 
 const TENANT_ADMIN_ACTIONS: Action[] = [
@@ -48,12 +49,16 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
 /** Environments and their diff: names and fingerprint comparisons, never a value. */
 const ENVIRONMENT_READS: Action[] = ['environments.list', 'environments.diff'];
 
+/** Every identity may list and end its own sessions; which others it may reach is the sessions service's rule. */
+const SESSION_ACTIONS: Action[] = ['sessions.list', 'sessions.revoke'];
+
 const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.follow', 'audit.verify', 'audit.summary'];
 
 const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
   // Tenants, master keys and the platform admins themselves; the platform's own audit chain (tenant creation, its logins), never a tenant's.
   platform: new Set<Action>([
     'auth.whoami',
+    ...SESSION_ACTIONS,
     'tenants.create',
     'tenants.list',
     'tenants.read',
@@ -69,6 +74,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
   ]),
   admin: new Set<Action>([
     'auth.whoami',
+    ...SESSION_ACTIONS,
     'identities.create',
     'identities.list',
     'identities.read',
@@ -82,10 +88,17 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...AUDIT_ACTIONS,
   ]),
   // Services may attempt secret actions; their policies decide each path (and each environment).
-  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS, ...ENVIRONMENT_READS, 'environments.promote']),
+  service: new Set<Action>([
+    'auth.whoami',
+    ...SESSION_ACTIONS,
+    ...SECRET_ACTIONS,
+    ...ENVIRONMENT_READS,
+    'environments.promote',
+  ]),
   // Metadata and the record of what happened; never a value, never a change.
   auditor: new Set<Action>([
     'auth.whoami',
+    ...SESSION_ACTIONS,
     'rotation.due',
     'rotation.log',
     'keys.read',
@@ -106,6 +119,8 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   'secrets.destroy': ['delete'],
   'secrets.update': ['write'],
   'secrets.rotate': ['rotate'],
+  // A check reads values only inside the server and answers verdicts, so listing the path is enough.
+  'secrets.check': ['list'],
 };
 
 /**

@@ -12,6 +12,8 @@ export interface Principal {
   /** A federated login's verified claims that policy templates use; absent for client-secret logins. */
   claims?: Readonly<Record<string, string>> | undefined;
   tokenId: string;
+  /** The session the token came from (a person's `coffer login`), if any. */
+  sessionId?: string | undefined;
   /** The tenant's per-identity request rate limit, if it set one. */
   rateLimitPerSecond: number | null;
   /** The identity revision this principal was built from (hot reads verify it in the database). */

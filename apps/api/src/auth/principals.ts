@@ -21,10 +21,18 @@ export class PrincipalResolver {
 
   constructor(
     private readonly identities: Pick<IdentityQueries, 'forToken'>,
-    private readonly o: { maxEntries?: number; ttlMs?: number } = {},
+    private readonly o: {
+      maxEntries?: number;
+      ttlMs?: number;
+      /** Whether a session still stands (not revoked, not past its end): a session's tokens die with it. */
+      sessionActive?: (tenantId: string, sessionId: string) => Promise<boolean>;
+    } = {},
   ) {}
 
   async resolve(claims: TokenClaims, useCache: boolean): Promise<Principal | null> {
+    // A session's token is checked against its session on every request, cached identity or not: people's
+    // sessions are not the hot path, and a revoked one must stop at once.
+    if (claims.sid && !(await this.o.sessionActive?.(claims.tid, claims.sid))) return null;
     const cached = useCache ? this.cache.get(claims.sub) : undefined;
     const fresh = cached && Date.now() - cached.loadedAt < (this.o.ttlMs ?? 60_000);
     const identity = fresh ? cached.identity : await this.load(claims.tid, claims.sub);
@@ -46,6 +54,7 @@ export class PrincipalResolver {
       policies: expandPolicies(identity.policies, claims.clm),
       claims: claims.clm,
       tokenId: claims.jti,
+      ...(claims.sid ? { sessionId: claims.sid } : {}),
       tokenExpiresAt: new Date(claims.exp * 1000),
       rateLimitPerSecond: identity.rateLimitPerSecond,
       revision: identity.revision,
@@ -63,6 +72,7 @@ export class PrincipalResolver {
         role: p.role,
         cv: p.credentialVersion,
         jti: p.tokenId,
+        ...(p.sessionId ? { sid: p.sessionId } : {}),
         iat: 0,
         exp: Math.floor(p.tokenExpiresAt.getTime() / 1000),
         ...(p.claims ? { clm: { ...p.claims } } : {}),

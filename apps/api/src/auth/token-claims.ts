@@ -16,5 +16,7 @@ export const TokenClaims = z.object({
    * upstream token had them: signed into Coffer's token so that every request can fill the templates.
    */
   clm: z.record(z.string().max(128), z.string().max(512)).optional(),
+  /** The session a token was issued by: revoking the session stops the token on its next request. */
+  sid: z.uuid().optional(),
 });
 export type TokenClaims = z.infer<typeof TokenClaims>;

@@ -431,3 +431,39 @@ export const rowMacBackfill = coffer.table(
   },
   (t) => [primaryKey({ columns: [t.rowKind, t.rowId, t.version] })],
 );
+
+/**
+ * People's sessions: a refresh credential, bound to a machine key, that renews short access tokens until an
+ * absolute end. The refresh credential is stored only as a SHA-256 (it is 256 random bits, so a slow hash adds
+ * nothing) and replaced at every refresh; `generation` counts the replacements, so a credential of an earlier
+ * generation presented with a valid signature is a reuse and ends the session.
+ */
+export const sessions = coffer.table(
+  'sessions',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    identityId: uuid('identity_id')
+      .notNull()
+      .references(() => identities.id, { onDelete: 'cascade' }),
+    name: text('name'),
+    method: text('method').$type<'client_secret' | 'federation'>().notNull(),
+    /** The machine's Ed25519 public key, 32 raw bytes: every refresh is signed by its private key. */
+    publicKey: bytea('public_key').notNull(),
+    refreshHash: bytea('refresh_hash').notNull(),
+    generation: integer('generation').notNull().default(1),
+    /** The identity's credential version at login: a new client secret or a disable moves it, ending the session. */
+    credentialVersion: integer('credential_version').notNull(),
+    /** A federated login's verified claims that policy templates use, signed into every renewed token. */
+    claims: jsonb('claims').$type<Record<string, string>>(),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    lastRefreshedAt: timestamp('last_refreshed_at', { withTimezone: true, mode: 'date' }),
+    lastSourceIp: text('last_source_ip'),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    revokedReason: text('revoked_reason').$type<'revoked' | 'refresh_reuse' | 'identity_changed'>(),
+  },
+  (t) => [index('sessions_identity_idx').on(t.tenantId, t.identityId, t.createdAt)],
+);

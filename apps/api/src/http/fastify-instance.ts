@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
@@ -14,8 +20,26 @@ export type ServerConfig = Pick<
   'bodyLimitBytes' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'tlsTerminatedUpstream' | 'tls'
 >;
 
+/**
+ * On a terminal, one line per request: Fastify's pair of lines ("incoming request" with the request's details,
+ * "request completed" with the response's), pretty-printed, took about fifteen. The incoming line drops to debug and
+ * the completed one says what a person watching needs. Logs that are not a terminal's (JSON) keep Fastify's lines.
+ */
+export class TerminalLogController extends LogController {
+  override incomingRequest(request: FastifyRequest): void {
+    request.log.debug('incoming request');
+  }
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = `${request.method} ${request.url} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)} ms`;
+    if (error) reply.log.error({ err: error }, line);
+    else reply.log.info(line);
+  }
+}
+
 /** The bare Fastify instance: server, limits, request ids, proxy trust and the zod compilers; no hooks yet. */
-export function createFastify(config: ServerConfig, logger: Logger): FastifyInstance {
+export function createFastify(config: ServerConfig, logger: Logger, o: { terminal?: boolean } = {}): FastifyInstance {
+  const logControllerOptions = { requestIdLogLabel: 'requestId' };
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
@@ -24,7 +48,9 @@ export function createFastify(config: ServerConfig, logger: Logger): FastifyInst
       const header = req.headers['x-request-id'];
       return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
     },
-    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    logController: o.terminal
+      ? new TerminalLogController(logControllerOptions)
+      : new LogController(logControllerOptions),
     requestTimeout: config.requestTimeoutMs,
     // Requests that arrive while closing get our 503 envelope (plugins/graceful-close), not Fastify's own body.
     return503OnClosing: false,

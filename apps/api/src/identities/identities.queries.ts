@@ -1,8 +1,8 @@
 import type { Policy, PrincipalRole } from '@coffer/contracts';
-import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, ne, sql } from 'drizzle-orm';
 import type { IdentityMacFields, RowMacs } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
-import { identities } from '../db/schema.ts';
+import { identities, sessions } from '../db/schema.ts';
 
 export type IdentityRow = typeof identities.$inferSelect;
 export type FederationBinding = IdentityRow['federation'][number];
@@ -227,6 +227,15 @@ export function identityQueries(db: Database, macs: RowMacs) {
           })
           .where(eq(identities.id, id))
           .returning();
+        // A new client secret, a disable or a change of how it may log in ends every session it had, with the
+        // change: a session's refresh would refuse them anyway (its credential version moved), but the list
+        // must say so now.
+        if (row && (bumpCredentials || revokeTokens)) {
+          await t
+            .update(sessions)
+            .set({ revokedAt: sql`now()`, revokedReason: 'identity_changed' })
+            .where(and(eq(sessions.identityId, id), isNull(sessions.revokedAt)));
+        }
         return row ? sealIdentity(t, macs, row) : undefined;
       });
     },

@@ -224,6 +224,7 @@ export function secretReads(deps: SecretReadDeps) {
           version: v.version,
           createdAt: v.createdAt.toISOString(),
           createdBy: v.createdBy,
+          createdByName: v.createdByName,
           destroyedAt: v.destroyedAt?.toISOString() ?? null,
           servedUntil: v.servedUntil?.toISOString() ?? null,
           state: v.destroyed
@@ -253,6 +254,7 @@ export function secretReads(deps: SecretReadDeps) {
         kind?: SecretKind | undefined;
         owner?: string | undefined;
         prefix?: string | undefined;
+        deleted?: boolean | undefined;
         limit: number;
         cursor?: string | undefined;
       },
@@ -263,11 +265,14 @@ export function secretReads(deps: SecretReadDeps) {
         route: 'secrets.list',
         tenantId: p.tenantId,
         identityId: p.identityId,
-        // `default` is spelt as before environments existed, so cursors handed out then still open.
+        // `default` is spelt as before environments existed, so cursors handed out then still open. A deleted listing
+        // walks other rows than a live one: a cursor of one must not resume the other. Absent (not 0) for a live
+        // listing, so its cursors keep the scope they had before deleted= existed.
         filters: {
           kind: q.kind,
           owner: q.owner,
           prefix: q.prefix,
+          deleted: q.deleted ? 1 : undefined,
           ...(environment !== DEFAULT_ENVIRONMENT ? { env: environment } : {}),
         },
       };
@@ -300,7 +305,7 @@ export function secretReads(deps: SecretReadDeps) {
           outcome: 'allowed',
           resource: [q.kind, q.owner, q.prefix].filter((x) => x !== undefined).join('/') || null,
           environment,
-          details: { count: pageItems.length },
+          details: { count: pageItems.length, ...(q.deleted ? { deleted: true } : {}) },
         }),
       );
       return {

@@ -2,7 +2,7 @@ import { DEFAULT_ENVIRONMENT, type SecretKind } from '@coffer/contracts';
 import { and, asc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { RowMacs } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
-import { rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
+import { identities, rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
 import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
@@ -81,6 +81,28 @@ export interface ReadRow {
   version_mac: string | null;
 }
 
+/** One secret a check run found, with its current version's facts and, when it can be read, its plaintext. */
+export interface CheckRow {
+  environment: string;
+  kind: SecretKind;
+  owner: string;
+  name: string;
+  secret_id: string;
+  current_version: number;
+  format: unknown;
+  expires_at: Date | null;
+  deleted_at: Date | null;
+  next_rotation_at: Date | null;
+  version_created_at: Date | null;
+  destroyed: boolean;
+  key_missing: boolean;
+  /** Only for a live, unexpired secret whose current version is sealed under a key in the set passed in. */
+  plaintext: string | null;
+  served_until: Date | null;
+  secret_mac: string | null;
+  version_mac: string | null;
+}
+
 export interface BundleRow {
   outcome: BundleOutcome;
   secret_id: string;
@@ -137,6 +159,57 @@ export function secretQueries(db: Database, macs: RowMacs) {
       return row;
     },
 
+    /**
+     * Every wanted path in one statement (soft-deleted secrets included, so a check can say `deleted`), with the
+     * current version decrypted only where the secret is live and unexpired: a check never decrypts more than a
+     * read would. Paths that are not there come back as no row.
+     */
+    checkRows(
+      tenantId: string,
+      environment: string,
+      paths: readonly Omit<SecretPath, 'environment'>[],
+      keys: (string | null)[],
+      tx: Tx,
+    ): Promise<CheckRow[]> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const k = sql`(${sql.param(keys)}::text[])[v.dek_version]`;
+        const { rows } = await t.execute<Record<string, unknown>>(sql`
+          select s.environment, s.kind, s.owner, s.name, s.id as secret_id, s.current_version, s.format, s.expires_at, s.deleted_at,
+            s.next_rotation_at, v.created_at as version_created_at, v.ciphertext is null as destroyed,
+            v.served_until, s.mac as secret_mac, v.mac as version_mac,
+            ${k} is null as key_missing,
+            case when s.deleted_at is null and (s.expires_at is null or s.expires_at > now())
+                   and v.ciphertext is not null and ${k} is not null
+                 then pgp_sym_decrypt(v.ciphertext, ${k}) end as plaintext
+          from unnest(${sql.param(paths.map((p) => p.kind))}::text[], ${sql.param(paths.map((p) => p.owner))}::text[],
+                      ${sql.param(paths.map((p) => p.name))}::text[]) as w(kind, owner, name)
+          join coffer.secrets s on s.tenant_id = ${tenantId} and s.environment = ${environment} and s.kind = w.kind and s.owner = w.owner and s.name = w.name
+          left join coffer.secret_versions v on v.secret_id = s.id and v.version = s.current_version`);
+        // drizzle hands raw statements' timestamps back as text: give the rows the Dates the interface promises.
+        const at = (x: unknown) => (x === null || x === undefined ? null : new Date(x as string | Date));
+        return rows.map((r) => ({
+          ...(r as unknown as CheckRow),
+          expires_at: at(r.expires_at),
+          deleted_at: at(r.deleted_at),
+          next_rotation_at: at(r.next_rotation_at),
+          version_created_at: at(r.version_created_at),
+          served_until: at(r.served_until),
+        }));
+      });
+    },
+
+    /**
+     * Which values match their custom pattern, one statement for a whole check run, by PostgreSQL's regex engine
+     * (as on writes: its statement timeout bounds a hostile pattern). Values travel only as bind parameters.
+     */
+    async matchPatterns(values: string[], patterns: string[], tx: Tx): Promise<boolean[]> {
+      const { rows } = await tx.execute<{ ok: boolean }>(sql`
+        select x.value ~ x.pattern as ok
+        from unnest(${sql.param(values)}::text[], ${sql.param(patterns)}::text[]) with ordinality as x(value, pattern, i)
+        order by x.i`);
+      return rows.map((r) => r.ok === true);
+    },
+
     async bundleNames(tenantId: string, environment: string, kind: SecretKind, owner: string): Promise<string[]> {
       const { rows } = await db.pool.query<{ name: string }>(
         db.statement('coffer_bundle_names', 'select name from coffer.bundle_names($1, $2, $3, $4)', [
@@ -177,10 +250,37 @@ export function secretQueries(db: Database, macs: RowMacs) {
     async list(
       tenantId: string,
       environment: string,
-      f: { kind?: SecretKind | undefined; owner?: string | undefined; prefix?: string | undefined },
+      f: {
+        kind?: SecretKind | undefined;
+        owner?: string | undefined;
+        prefix?: string | undefined;
+        deleted?: boolean | undefined;
+      },
       after: Omit<SecretPath, 'environment'> | undefined,
       limit: number,
     ): Promise<SecretRow[]> {
+      // Soft-deleted rows are few and listed rarely (to find what to restore): the live list keeps its SQL function.
+      if (f.deleted === true) {
+        return db.inTenant(tenantId, undefined, (t) =>
+          t
+            .select()
+            .from(secrets)
+            .where(
+              and(
+                eq(secrets.environment, environment),
+                isNotNull(secrets.deletedAt),
+                f.kind !== undefined ? eq(secrets.kind, f.kind) : undefined,
+                f.owner !== undefined ? eq(secrets.owner, f.owner) : undefined,
+                f.prefix !== undefined ? sql`starts_with(${secrets.name}, ${f.prefix})` : undefined,
+                after
+                  ? sql`(${secrets.kind}, ${secrets.owner}, ${secrets.name}) > (${after.kind}, ${after.owner}, ${after.name})`
+                  : undefined,
+              ),
+            )
+            .orderBy(asc(secrets.kind), asc(secrets.owner), asc(secrets.name))
+            .limit(limit),
+        );
+      }
       const { rows } = await db.pool.query('select * from coffer.list_secrets($1, $2, $3, $4, $5, $6, $7, $8, $9)', [
         tenantId,
         environment,
@@ -305,7 +405,12 @@ export function secretQueries(db: Database, macs: RowMacs) {
       });
     },
 
-    versions(tenantId: string, secretId: string, tx?: Tx): Promise<SecretVersionRow[]> {
+    /** With the name each version's author has now (an identity of the same tenant, or none once deleted). */
+    versions(
+      tenantId: string,
+      secretId: string,
+      tx?: Tx,
+    ): Promise<(SecretVersionRow & { createdByName: string | null })[]> {
       return db.inTenant(tenantId, tx, (t) =>
         t
           .select({
@@ -318,8 +423,13 @@ export function secretQueries(db: Database, macs: RowMacs) {
             destroyedAt: secretVersions.destroyedAt,
             servedUntil: secretVersions.servedUntil,
             destroyed: sql<boolean>`${secretVersions.ciphertext} is null`,
+            createdByName: identities.name,
           })
           .from(secretVersions)
+          .leftJoin(
+            identities,
+            and(eq(identities.id, secretVersions.createdBy), eq(identities.tenantId, secretVersions.tenantId)),
+          )
           .where(eq(secretVersions.secretId, secretId))
           .orderBy(asc(secretVersions.version)),
       );

@@ -35,6 +35,9 @@ export async function secretRoutes(app: FastifyInstance, o: { service: SecretSer
     return undefined;
   });
   mount(app, 'patchSecret', (req) => service.patch(requestContext(req), secretPath(req.params, req.query), req.body));
+  mount(app, 'checkSecrets', (req) =>
+    service.check(requestContext(req), req.query.env ?? DEFAULT_ENVIRONMENT, req.body),
+  );
   mount(app, 'getBundle', (req) =>
     service.bundle(requestContext(req), req.query.env ?? DEFAULT_ENVIRONMENT, req.params.kind, req.params.owner),
   );

@@ -178,4 +178,44 @@ export function registerAudit(program: Command): void {
       ),
     ['$ coffer audit export > audit.ndjson', '$ coffer audit export --format csv --since 30d --output audit.csv'],
   );
+
+  examples(
+    audit
+      .command('summary')
+      .summary('Counts by action, outcome and actor')
+      .description('Counts by action, outcome and actor over a time range, and which secrets each identity read.')
+      .option('--since <time>', 'a duration or a timestamp', timeArg('--since'))
+      .option('--until <time>', 'a duration or a timestamp', timeArg('--until'))
+      .option('--json', 'print as JSON')
+      .action(async (opts: { since?: string; until?: string; json?: boolean }, cmd: Command) => {
+        const { client } = connect(globalsOf(cmd));
+        const r = await client.call('auditSummary', {
+          query: { ...(opts.since ? { from: opts.since } : {}), ...(opts.until ? { to: opts.until } : {}) },
+        });
+        if (opts.json) return json(r);
+        const s = styleFor(process.stdout);
+        out(`${s.bold('total')}  ${r.total}\n\n`);
+        out(
+          table(
+            Object.entries(r.byOutcome).map(([k, v]) => [k, String(v)]),
+            ['OUTCOME', 'EVENTS'].map(s.bold),
+          ),
+        );
+        out('\n');
+        out(
+          table(
+            Object.entries(r.byAction).map(([k, v]) => [k, String(v)]),
+            ['ACTION', 'EVENTS'].map(s.bold),
+          ),
+        );
+        out('\n');
+        out(
+          table(
+            r.byActor.map((a) => [a.actorName ?? a.actorId ?? '(none)', String(a.total), String(a.denied)]),
+            ['ACTOR', 'EVENTS', 'DENIED'].map(s.bold),
+          ),
+        );
+      }),
+    ['$ coffer audit summary --since 7d', '$ coffer audit summary --since 24h --json | jq .byOutcome'],
+  );
 }

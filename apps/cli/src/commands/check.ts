@@ -1,4 +1,4 @@
-import type { AuditEventView } from '@coffer/contracts';
+import { type AuditEventView, CHECK_MAX_ENTRIES } from '@coffer/contracts';
 import { type CofferClient, CofferError, parseSecretPath } from '@coffer/sdk';
 import type { Command } from 'commander';
 import { connect } from '../context.ts';
@@ -90,6 +90,42 @@ export async function checkOne(client: CofferClient, entry: ManifestSecret, now:
   return result;
 }
 
+/**
+ * The server's verdicts (POST /v1/check): the identity needs only `list` on each path, and no value leaves the
+ * server. Sent in chunks of the route's limit, so any manifest fits.
+ */
+export async function checkOnServer(client: CofferClient, entries: ManifestSecret[]): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (let i = 0; i < entries.length; i += CHECK_MAX_ENTRIES) {
+    const chunk = entries.slice(i, i + CHECK_MAX_ENTRIES).map((e) => ({
+      path: e.path,
+      ...(e.required !== undefined ? { required: e.required } : {}),
+      ...(e.format !== undefined ? { format: e.format } : {}),
+      ...(e.maxAgeDays !== undefined ? { maxAgeDays: e.maxAgeDays } : {}),
+    }));
+    const answer = await client.check(chunk);
+    for (const r of answer.results) {
+      results.push({
+        path: r.path,
+        ok: r.passed,
+        version: r.version,
+        // A secret that may be absent passes, yet still says why it is not there.
+        problems:
+          r.status === 'ok'
+            ? []
+            : [
+                {
+                  reason: r.status,
+                  message:
+                    r.status === 'deleted' ? `${r.message}; restore it with: coffer restore ${r.path}` : r.message,
+                },
+              ],
+      });
+    }
+  }
+  return results;
+}
+
 async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
@@ -112,22 +148,32 @@ export function registerCheck(program: Command): void {
       .description(
         'The fail-closed gate for CI: checks that every secret of the manifest exists, is not deleted or expired, ' +
           'satisfies its format and is not overdue for rotation (its schedule or the maximum age). Exit 0 only when ' +
-          'all hold; otherwise exit 1 and name every failing secret and why. Values are never printed.',
+          'all hold; otherwise exit 1 and name every failing secret and why. Values are never printed. The server ' +
+          'does the checking (POST /v1/check), so the identity needs only list access to each path.',
       )
       .option('--json', 'print the results as JSON')
-      .action(async (manifestFile: string, opts: { json?: boolean }, cmd: Command) => {
+      .option(
+        '--client-side',
+        'check in this process instead of on the server: reads every value, so the identity needs read access',
+      )
+      .action(async (manifestFile: string, opts: { json?: boolean; clientSide?: boolean }, cmd: Command) => {
         const manifest = loadManifest(manifestFile);
         const { client } = connect(globalsOf(cmd));
         // Fail closed on credentials first: a login problem is not "every secret missing".
         await client.whoami();
         const now = Date.now();
-        const results = await mapLimit(manifest.secrets, 8, (s) => checkOne(client, s, now));
+        const results = opts.clientSide
+          ? await mapLimit(manifest.secrets, 8, (s) => checkOne(client, s, now))
+          : await checkOnServer(client, manifest.secrets);
         const failed = results.filter((r) => !r.ok);
         if (opts.json) json({ ok: failed.length === 0, checked: results.length, failed: failed.length, results });
         else {
           const s = styleFor(process.stdout);
           for (const r of results) {
-            if (r.ok) out(`${s.green('✓')} ${r.path}  ${s.dim(`ok (version ${r.version})`)}\n`);
+            if (r.ok && r.problems.length === 0)
+              out(`${s.green('✓')} ${r.path}  ${s.dim(`ok (version ${r.version})`)}\n`);
+            else if (r.ok)
+              for (const p of r.problems) out(`${s.green('✓')} ${r.path}  ${s.dim(`${p.reason}, not required`)}\n`);
             else for (const p of r.problems) out(`${s.red('✗')} ${r.path}  ${s.red(p.reason)}: ${p.message}\n`);
           }
         }
@@ -145,6 +191,7 @@ export function registerCheck(program: Command): void {
       '    - path: sandbox/sbx-42/DATABASE_URL',
       '      format: postgres-url        # or {pattern, minLength, maxLength}; default: the stored format',
       '      maxAgeDays: 90              # the current version must be younger',
+      '      required: false             # absent (missing or deleted) does not fail the check; default true',
       '      class: infrastructure       # infrastructure | service | user (for coffer plan)',
     ],
     'Exit codes: 0 every secret holds, 1 at least one does not (or a failure), 2 usage or invalid manifest, 4 denied.',

@@ -4,9 +4,10 @@ import { formatSecretPath, parseSecretPath } from '@coffer/sdk';
 import type { Command } from 'commander';
 import { connect } from '../context.ts';
 import { describeFormat } from '../formats.ts';
-import { json, note, out, styleFor, table, usageError } from '../output.ts';
+import { json, note, out, type Style, styleFor, table, usageError } from '../output.ts';
 import { promptHidden, promptLine, readStdin } from '../prompt.ts';
-import { examples, globalsOf, nonNegativeInt } from './common.ts';
+import { examples, globalsOf, nonNegativeInt, positiveInt } from './common.ts';
+import { type MetadataOptions, metadataFields, metadataOptions } from './metadata.ts';
 
 const pathOf = (m: Pick<SecretMetadata, 'kind' | 'owner' | 'name'>) => `${m.kind}/${m.owner}/${m.name}`;
 
@@ -60,6 +61,12 @@ async function valueFrom(opts: { value?: string; fromFile?: string }, what: stri
   return promptHidden(`${what}: `);
 }
 
+/** An expired secret must not look healthy in a list: say so, in red on a terminal. */
+function expiryCell(expiresAt: string | null, s: Style): string {
+  if (expiresAt === null) return '';
+  return Date.parse(expiresAt) <= Date.now() ? s.red(`expired ${expiresAt}`) : expiresAt;
+}
+
 function lsFilter(prefix: string | undefined): { kind?: SecretKind; owner?: string; prefix?: string } {
   if (!prefix) return {};
   const [kind, owner, name, ...rest] = prefix.split('/');
@@ -93,61 +100,64 @@ export function registerSecrets(program: Command): void {
     ],
   );
 
-  examples(
-    program
-      .command('set')
-      .summary('Create a secret or add a version')
-      .argument('<path>', 'kind/owner/name')
-      .description(
-        'Create a secret or add a version. The value comes from --value, --from-file, standard input (one ' +
-          'trailing newline dropped) or a prompt that does not echo.',
-      )
-      .option('--value <value>', 'the value (visible in shell history and the process list: prefer stdin)')
-      .option('--from-file <file>', 'read the value from a file, byte for byte ("-" for stdin, kept exactly)')
-      .option(
-        '--format <format>',
-        `a format the value must satisfy: ${BuiltinFormat.options.join(', ')}, a JSON custom format, or "none"`,
-        formatArg,
-      )
-      .option(
-        '--if-version <n>',
-        'compare-and-set: 0 = must not exist yet, n = the current version must be n',
-        nonNegativeInt('--if-version'),
-      )
-      .option('--description <text>', 'what the secret is for')
-      .option('--json', 'print the new metadata as JSON')
-      .action(
-        async (
-          path: string,
-          opts: {
-            value?: string;
-            fromFile?: string;
-            format?: SecretFormat | null;
-            ifVersion?: number;
-            description?: string;
-            json?: boolean;
-          },
-          cmd: Command,
-        ) => {
-          const p = parseSecretPath(path);
-          const { client } = connect(globalsOf(cmd));
-          const value = await valueFrom(opts, `Value for ${path}`);
-          const meta = await client.putSecret(p, value, {
-            ...(opts.format !== undefined ? { format: opts.format } : {}),
-            ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}),
-            ...(opts.description !== undefined ? { description: opts.description } : {}),
-          });
-          if (opts.json) json(meta);
-          note(meta.version === 1 ? `Created ${path} (version 1).` : `Updated ${path}: now version ${meta.version}.`);
+  const set = program
+    .command('set')
+    .summary('Create a secret or add a version')
+    .argument('<path>', 'kind/owner/name')
+    .description(
+      'Create a secret or add a version. The value comes from --value, --from-file, standard input (one ' +
+        'trailing newline dropped) or a prompt that does not echo.',
+    )
+    .option('--value <value>', 'the value (visible in shell history and the process list: prefer stdin)')
+    .option('--from-file <file>', 'read the value from a file, byte for byte ("-" for stdin, kept exactly)')
+    .option(
+      '--format <format>',
+      `a format the value must satisfy: ${BuiltinFormat.options.join(', ')}, a JSON custom format, or "none"`,
+      formatArg,
+    )
+    .option(
+      '--if-version <n>',
+      'compare-and-set: 0 = must not exist yet, n = the current version must be n',
+      nonNegativeInt('--if-version'),
+    )
+    .option('--description <text>', 'what the secret is for');
+  metadataOptions(set)
+    .option('--json', 'print the new metadata as JSON')
+    .action(
+      async (
+        path: string,
+        opts: MetadataOptions & {
+          value?: string;
+          fromFile?: string;
+          format?: SecretFormat | null;
+          ifVersion?: number;
+          description?: string;
+          json?: boolean;
         },
-      ),
-    [
-      '$ coffer set sandbox/sbx-42/DB_URL --format postgres-url < db-url.txt',
-      '$ printf %s "$STRIPE_KEY" | coffer set sandbox/sbx-42/STRIPE_KEY --format stripe-secret-key',
-      '$ coffer set sandbox/sbx-42/TLS_KEY --from-file tls.key --format pem-private-key',
-      '$ coffer set sandbox/sbx-42/FEATURE_FLAGS --value \'{"beta":true}\' --format json --if-version 3',
-    ],
-  );
+        cmd: Command,
+      ) => {
+        const p = parseSecretPath(path);
+        const fields = metadataFields(opts);
+        const { client } = connect(globalsOf(cmd));
+        const value = await valueFrom(opts, `Value for ${path}`);
+        const meta = await client.putSecret(p, value, {
+          ...fields,
+          ...(opts.format !== undefined ? { format: opts.format } : {}),
+          ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}),
+          ...(opts.description !== undefined ? { description: opts.description } : {}),
+        });
+        if (opts.json) json(meta);
+        note(meta.version === 1 ? `Created ${path} (version 1).` : `Updated ${path}: now version ${meta.version}.`);
+      },
+    );
+  examples(set, [
+    '$ coffer set sandbox/sbx-42/DB_URL --format postgres-url < db-url.txt',
+    '$ coffer set sandbox/sbx-42/SESSION_KEY --value "$(openssl rand -hex 32)" --rotate-every 30d --generator hex:64',
+    '$ coffer set sandbox/sbx-42/TRIAL_KEY --expires 30d --tag team=growth --tag env=staging',
+    '$ printf %s "$STRIPE_KEY" | coffer set sandbox/sbx-42/STRIPE_KEY --format stripe-secret-key',
+    '$ coffer set sandbox/sbx-42/TLS_KEY --from-file tls.key --format pem-private-key',
+    '$ coffer set sandbox/sbx-42/FEATURE_FLAGS --value \'{"beta":true}\' --format json --if-version 3',
+  ]);
 
   examples(
     program
@@ -155,13 +165,18 @@ export function registerSecrets(program: Command): void {
       .summary('List secrets (never values)')
       .argument('[prefix]', 'kind, kind/owner or kind/owner/name-prefix')
       .description('List secrets (metadata only, never values), across every page.')
+      .option('--deleted', 'list soft-deleted secrets (restorable with coffer restore) instead of live ones')
       .option('--json', 'print as a JSON array')
-      .action(async (prefix: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      .action(async (prefix: string | undefined, opts: { json?: boolean; deleted?: boolean }, cmd: Command) => {
         const filter = lsFilter(prefix);
         const { client } = connect(globalsOf(cmd));
-        const items = await client.listSecrets({ ...filter, limit: 500 }).all();
+        const items = await client
+          .listSecrets({ ...filter, ...(opts.deleted ? { deleted: 'true' as const } : {}), limit: 500 })
+          .all();
         if (opts.json) return json(items);
-        if (items.length === 0) return note(prefix ? `No secrets under ${prefix}.` : 'No secrets.');
+        const what = opts.deleted ? 'deleted secrets' : 'secrets';
+        if (items.length === 0) return note(prefix ? `No ${what} under ${prefix}.` : `No ${what}.`);
+        if (opts.deleted) note('Deleted, restorable with: coffer restore <path>');
         const s = styleFor(process.stdout);
         out(
           table(
@@ -170,9 +185,10 @@ export function registerSecrets(program: Command): void {
               String(m.version),
               describeFormat(m.format),
               m.updatedAt,
+              expiryCell(m.expiresAt, s),
               m.nextRotationAt ?? '',
             ]),
-            ['PATH', 'VERSION', 'FORMAT', 'UPDATED', 'NEXT ROTATION'].map(s.bold),
+            ['PATH', 'VERSION', 'FORMAT', 'UPDATED', 'EXPIRES', 'NEXT ROTATION'].map(s.bold),
           ),
         );
       }),
@@ -181,6 +197,7 @@ export function registerSecrets(program: Command): void {
       '$ coffer ls sandbox/sbx-42',
       '$ coffer ls sandbox/sbx-42/STRIPE_',
       '$ coffer ls shared --json | jq length',
+      '$ coffer ls sandbox/sbx-42 --deleted             # what coffer restore can bring back',
     ],
   );
 
@@ -246,7 +263,8 @@ export function registerSecrets(program: Command): void {
               String(v.version),
               v.state === 'current' ? s.green(v.state) : v.state === 'destroyed' ? s.red(v.state) : v.state,
               v.createdAt,
-              v.createdBy ?? '',
+              // The author's name, or its id once the identity is gone.
+              v.createdByName ?? v.createdBy ?? '',
               v.servedUntil ? `served until ${v.servedUntil}` : '',
             ]),
             ['VERSION', 'STATE', 'CREATED', 'BY', 'NOTE'].map(s.bold),
@@ -281,5 +299,69 @@ export function registerSecrets(program: Command): void {
       "$ coffer rotate sandbox/sbx-42/SESSION_KEY                 # the secret's generator makes the value",
       '$ coffer rotate sandbox/sbx-42/STRIPE_KEY --from-file new-key.txt',
     ],
+  );
+
+  const update = program
+    .command('update')
+    .summary("Change a secret's metadata (no new version)")
+    .argument('<path>', 'kind/owner/name')
+    .description(
+      'Change metadata only — description, format, tags, expiry, rotation schedule — without a new version. ' +
+        'Only the options given change.',
+    )
+    .option('--description <text>', 'what the secret is for ("" clears it)')
+    .option('--format <format>', 'a built-in format, a JSON custom format, or "none"', formatArg)
+    .option('--no-rotation', 'remove the rotation schedule');
+  examples(
+    metadataOptions(update)
+      .option('--json', 'print the metadata as JSON')
+      .action(
+        async (
+          path: string,
+          opts: MetadataOptions & { description?: string; format?: SecretFormat | null; json?: boolean },
+          cmd: Command,
+        ) => {
+          const p = parseSecretPath(path);
+          const patch = {
+            ...metadataFields(opts),
+            ...(opts.description !== undefined
+              ? { description: opts.description === '' ? null : opts.description }
+              : {}),
+            ...(opts.format !== undefined ? { format: opts.format } : {}),
+          };
+          if (Object.keys(patch).length === 0) throw usageError('nothing to change: give at least one option');
+          const { client } = connect(globalsOf(cmd));
+          const meta = await client.patchSecret(p, patch);
+          if (opts.json) json(meta);
+          note(`Updated the metadata of ${path} (still version ${meta.version}).`);
+        },
+      ),
+    [
+      '$ coffer update sandbox/sbx-42/SESSION_KEY --rotate-every 30d --generator base64url:43',
+      '$ coffer update sandbox/sbx-42/TRIAL_KEY --expires none --tag team=growth',
+      '$ coffer update sandbox/sbx-42/OLD_KEY --no-rotation',
+    ],
+  );
+
+  examples(
+    program
+      .command('destroy')
+      .summary("Erase one old version's value for good")
+      .argument('<path>', 'kind/owner/name')
+      .requiredOption('--version <n>', 'the version to erase (not the current one)', positiveInt('--version'))
+      .option('--yes', 'do not ask (needed without a terminal)')
+      .description("Erase one version's ciphertext for good; the secret and its other versions stay.")
+      .action(async (path: string, opts: { version: number; yes?: boolean }, cmd: Command) => {
+        const p = parseSecretPath(path);
+        if (!opts.yes) {
+          if (!process.stdin.isTTY) throw usageError('destroy erases a version for good: add --yes to confirm');
+          const answer = await promptLine(`Erase version ${opts.version} of ${path} for good? Type yes: `);
+          if (answer !== 'yes') throw usageError('not confirmed; nothing was erased');
+        }
+        const { client } = connect(globalsOf(cmd));
+        await client.call('destroySecretVersion', { params: { ...p, version: opts.version } });
+        note(`Erased version ${opts.version} of ${path}.`);
+      }),
+    ['$ coffer destroy sandbox/sbx-42/LEAKED_KEY --version 3 --yes'],
   );
 }
