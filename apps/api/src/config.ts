@@ -75,6 +75,18 @@ const SETTINGS = {
   jwtAudience: from('COFFER_JWT_AUDIENCE', z.string().min(1).default('coffer-api')),
   tokenTtlSeconds: from('COFFER_TOKEN_TTL_SECONDS', intIn(60, 86_400).default(900)),
   tlsTerminatedUpstream: from('COFFER_TLS_TERMINATED_UPSTREAM', boolish.default(false)),
+  /**
+   * Where people reach this service (scheme, host and any path prefix), for the links it hands out: intake links are
+   * `<publicUrl>/v1/intake/<token>`. Unset: the address it listens on.
+   */
+  publicUrl: from(
+    'COFFER_PUBLIC_URL',
+    z
+      .url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. https://coffer.example.com' })
+      .refine((v) => !/[?#]/.test(v), 'must have no query or fragment')
+      .optional()
+      .transform((v) => (v ? v.replace(/\/+$/, '') : null)),
+  ),
   bootstrapSecret: from('COFFER_BOOTSTRAP_SECRET', z.string().optional().transform(orNull)),
   bodyLimitBytes: from('COFFER_BODY_LIMIT_BYTES', intIn(1024, 64 * 1024 * 1024).default(1024 * 1024)),
   shutdownTimeoutMs: from('COFFER_SHUTDOWN_TIMEOUT_MS', intIn(100, 600_000).default(10_000)),
