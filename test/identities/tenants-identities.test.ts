@@ -394,8 +394,8 @@ describe('identities (tenant admin)', () => {
     }
   });
 
-  it('the routes without a token are only health, readiness, JWKS and login', () => {
+  it('the routes without a token are only health, readiness, JWKS, login and an intake link’s own two', () => {
     const open = (Object.entries(routes) as [string, RouteDef][]).filter(([, r]) => r.action === null).map(([n]) => n);
-    expect(open.sort()).toEqual(['health', 'issueToken', 'jwks', 'ready']);
+    expect(open.sort()).toEqual(['getIntake', 'health', 'issueToken', 'jwks', 'ready', 'submitIntake']);
   });
 });

@@ -18,8 +18,8 @@ import { ownerClient } from '../support/secrets.ts';
 describe('canonical SQL', () => {
   const canonical = loadCanonical();
 
-  it('has a file for each of the 17 functions and 6 triggers', () => {
-    expect(canonical.filter((c) => c.kind === 'function')).toHaveLength(17);
+  it('has a file for each of the 18 functions and 6 triggers', () => {
+    expect(canonical.filter((c) => c.kind === 'function')).toHaveLength(18);
     expect(canonical.filter((c) => c.kind === 'trigger')).toHaveLength(6);
   });
 

@@ -7,10 +7,13 @@ import {
   buildPath,
   type Capability,
   type CreateIdentityResponse,
+  CreateIntakeResponse,
   EnvironmentDiff,
   EnvironmentList,
   ErrorEnvelope,
   IdentityPage,
+  IntakeList,
+  IntakeView,
   JwkSet,
   PLATFORM_TENANT_ID,
   PlatformAdminList,
@@ -163,6 +166,8 @@ interface World {
   issuerId: string;
   /** An environment only tenant A has; none of A's services has a policy in it. */
   envSlug: string;
+  /** Intake links A's admin made: one every caller looks at, one each caller uses, one B's admin tries to revoke. */
+  intake: { viewToken: string; submitTokens: Record<Caller, string>; revokeId: string; ids: string[] };
   /** The sandbox owner all of A's secret fixtures live under. */
   owner: string;
   /** Every value each of A's secret paths held or will hold (including what the capable service writes). */
@@ -183,7 +188,12 @@ const N = {
   rotate: 'ROTATE_ME',
   due: 'DUE_ME',
   bundleNew: 'BUNDLE_NEW',
+  intakeView: 'INTAKE_VIEW',
+  intakeNew: 'INTAKE_NEW',
 } as const;
+
+/** The secret each caller's own intake link writes into. */
+const intakeName = (c: Caller) => `INTAKE_${c.replace(/[^a-z]+/g, '-')}`;
 
 const callerSlug = (c: Caller) => c.replace(/[^a-z]+/g, '-');
 /** The value a caller writes on a route: distinct per caller, so B's own values never pass for A's. */
@@ -523,6 +533,40 @@ const fixtures = {
       'platform admin': FORBIDDEN,
     },
   },
+  createIntake: {
+    input: (w) => ({
+      body: { path: spath('sandbox', w.owner, N.intakeNew), expiresIn: 600, prompt: { label: 'Matrix' } },
+    }),
+    callers: secretRoute(
+      // B's admin makes a link into B's own secret at the same path.
+      ok(201, {
+        check: (b, w) => expect(CreateIntakeResponse.parse(b).path).toBe(`sandbox/${w.owner}/${N.intakeNew}`),
+      }),
+      FORBIDDEN,
+      ok(201, { changesA: true }),
+    ),
+  },
+  listIntakes: {
+    input: () => ({ query: { limit: 1000 } }),
+    callers: adminOnly(
+      ok(200, {
+        check: (b, w) =>
+          expect(
+            IntakeList.parse(b).items.filter((l) => w.intake.ids.includes(l.id) || l.path.includes('VIEW')),
+          ).toEqual([]),
+      }),
+    ),
+  },
+  revokeIntake: { input: (w) => ({ params: { id: w.intake.revokeId } }), callers: adminOnly(NOT_FOUND) },
+  // Public: the token is the credential, whoever sends it (and whatever bearer token comes with it).
+  getIntake: {
+    input: (w) => ({ params: { token: w.intake.viewToken } }),
+    public: ok(200, { check: (b) => expect(IntakeView.parse(b)).toMatchObject({ name: N.intakeView, label: 'Look' }) }),
+  },
+  submitIntake: {
+    input: (w, c) => ({ params: { token: w.intake.submitTokens[c] }, body: { value: written(w, 'submitIntake', c) } }),
+    public: ok(200, { changesA: true }),
+  },
   getBundle: {
     input: (w) => ({ params: { kind: 'sandbox' as const, owner: w.owner } }),
     callers: secretRoute(
@@ -647,6 +691,21 @@ beforeAll(async () => {
   const issuerId = (issuer.json() as { id: string }).id;
   const envSlug = `a-env-${run}`.toLowerCase();
   await admin('POST', '/v1/environments', { slug: envSlug, name: 'Only in A' });
+  const intakeLink = async (name: string, label: string) => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/intake',
+      headers: bearer(a.adminToken),
+      payload: { path: p(name), expiresIn: 3600, prompt: { label } },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const link = CreateIntakeResponse.parse(res.json());
+    return { id: link.id, token: link.url.split('/').pop() as string };
+  };
+  const viewLink = await intakeLink(N.intakeView, 'Look');
+  const revokeLink = await intakeLink(N.intakeView, 'Revoke me');
+  const submitLinks = {} as Record<Caller, { id: string; token: string }>;
+  for (const c of CALLERS) submitLinks[c] = await intakeLink(intakeName(c), `Use me (${c})`);
 
   const kid = decodeJwt(a.adminToken).header.kid;
   const now = nowSeconds();
@@ -693,6 +752,12 @@ beforeAll(async () => {
     webhookId,
     issuerId,
     envSlug,
+    intake: {
+      viewToken: viewLink.token,
+      revokeId: revokeLink.id,
+      submitTokens: Object.fromEntries(CALLERS.map((c) => [c, submitLinks[c].token])) as Record<Caller, string>,
+      ids: [viewLink.id, revokeLink.id, ...CALLERS.map((c) => submitLinks[c].id)],
+    },
     owner: ownerName,
     aValues,
     aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, 'PRIVATE'],
@@ -715,9 +780,11 @@ beforeAll(async () => {
     const path = p(name);
     aValues.set(path, [...(aValues.get(path) ?? []), written(w, route, 'service with capability')]);
   }
+  // What each caller writes through its own intake link.
+  for (const c of CALLERS) aValues.set(p(intakeName(c)), [written(w, 'submitIntake', c)]);
   // Sanity: the owner's digest sees A's rows, so "unchanged" below compares something.
   const digest = await tenantRowsDigest(owner, a.tenant.id);
-  for (const table of ['secrets', 'secret_versions', 'identities', 'webhooks', 'rotation_schedule'])
+  for (const table of ['secrets', 'secret_versions', 'identities', 'webhooks', 'rotation_schedule', 'intake_links'])
     expect(digest[table], table).not.toMatch(/^0:/);
 }, 120_000);
 

@@ -14,6 +14,7 @@ const TENANT_TABLES = [
   ['rotation_schedule', 'tenant_id'],
   ['webhooks', 'tenant_id'],
   ['webhook_deliveries', 'tenant_id'],
+  ['intake_links', 'tenant_id'],
 ] as const;
 
 const DIGEST_SQL = TENANT_TABLES.map(

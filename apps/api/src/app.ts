@@ -10,6 +10,7 @@ import { healthRoutes } from './health/health.routes.ts';
 import { createFastify } from './http/fastify-instance.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
 import { platformAdminRoutes } from './identities/platform-admins.routes.ts';
+import { intakeRoutes } from './intake/intake.routes.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { jobs } from './jobs/jobs.plugin.ts';
 import type { Metrics } from './metrics/metrics.ts';
@@ -76,6 +77,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(auditRoutes, { service: s.auditService, follow: s.auditFollow });
   await app.register(trustRoutes, { service: s.trust });
   await app.register(environmentRoutes, { service: s.environments });
+  await app.register(intakeRoutes, { service: s.intake });
 
   await app.register(metricsEndpoint, { metrics: s.metrics, token: config.metricsToken });
   await app.register(openApiDocument);

@@ -27,6 +27,8 @@ import { CURSOR_KEY_PURPOSE, cursorCodec } from './http/cursor.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityService } from './identities/identities.service.ts';
 import { platformAdminService } from './identities/platform-admins.service.ts';
+import { intakeQueries } from './intake/intake.queries.ts';
+import { intakeService } from './intake/intake.service.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { ReplicaRegistry } from './jobs/replica-registry.ts';
 import { countEvent, Metrics } from './metrics/metrics.ts';
@@ -241,6 +243,17 @@ export function composeServices(deps: CompositionDeps) {
       audit,
       webhooks: webhookOutbox,
     }),
+    intake: intakeService({
+      db,
+      queries: intakeQueries(db),
+      secrets,
+      keys: tenantKeys,
+      writer,
+      audit,
+      webhooks: webhookOutbox,
+      environments: environmentRows,
+      publicUrl: publicUrlOf(config),
+    }),
     rotation,
     dataKeys,
     system,
@@ -251,3 +264,10 @@ export function composeServices(deps: CompositionDeps) {
 }
 
 export type Services = ReturnType<typeof composeServices>;
+
+/** COFFER_PUBLIC_URL, or else the address the service listens on (a wildcard host named as loopback). */
+function publicUrlOf(config: Pick<Config, 'publicUrl' | 'host' | 'port' | 'tls'>): string {
+  if (config.publicUrl) return config.publicUrl;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  return `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
+}

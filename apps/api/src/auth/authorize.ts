@@ -43,7 +43,12 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'environments.create',
   'environments.update',
   'environments.delete',
+  'intake.list',
+  'intake.revoke',
 ];
+
+/** Making an intake link is a deferred write: a service may, where its policies let it write the secret. */
+const INTAKE_CREATE: Action[] = ['intake.create'];
 
 /** Environments and their diff: names and fingerprint comparisons, never a value. */
 const ENVIRONMENT_READS: Action[] = ['environments.list', 'environments.diff'];
@@ -75,13 +80,20 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'identities.delete',
     'identities.rotate_secret',
     ...SECRET_ACTIONS,
+    ...INTAKE_CREATE,
     ...ENVIRONMENT_READS,
     'environments.promote',
     ...TENANT_ADMIN_ACTIONS,
     ...AUDIT_ACTIONS,
   ]),
   // Services may attempt secret actions; their policies decide each path (and each environment).
-  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS, ...ENVIRONMENT_READS, 'environments.promote']),
+  service: new Set<Action>([
+    'auth.whoami',
+    ...SECRET_ACTIONS,
+    ...INTAKE_CREATE,
+    ...ENVIRONMENT_READS,
+    'environments.promote',
+  ]),
   // Metadata and the record of what happened; never a value, never a change.
   auditor: new Set<Action>([
     'auth.whoami',
@@ -105,6 +117,7 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   'secrets.destroy': ['delete'],
   'secrets.update': ['write'],
   'secrets.rotate': ['rotate'],
+  'intake.create': ['write'],
 };
 
 /**
