@@ -43,7 +43,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, signingKeys: keys, logger: log } = deps;
   const app = createFastify(config, log);
   const sign = (claims: Record<string, unknown>, ttl: number) => app.jwt.sign(claims, { expiresIn: `${ttl}s` });
-  const s = composeServices({ ...deps, sign });
+  const s = composeServices({ ...deps, sign, listening: () => app.server.address() });
 
   // The order of the request hooks carries security, each running before the next:
   // 1. tracing (so every statement, authentication's too, is inside the request's span), 2. security headers,

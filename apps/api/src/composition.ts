@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { auditFollower } from './audit/audit.follow.ts';
@@ -66,6 +67,8 @@ export interface CompositionDeps extends Pick<AppDeps, 'config' | 'db' | 'keyrin
   metrics?: Metrics | undefined;
   /** Signs a token; bound late, since the signer is registered on the app after the services are built. */
   sign: (claims: Record<string, unknown>, ttlSeconds: number) => string;
+  /** Where the server listens once it does (null before, and for apps that are only injected into). */
+  listening?: () => string | AddressInfo | null;
 }
 
 /**
@@ -252,7 +255,7 @@ export function composeServices(deps: CompositionDeps) {
       audit,
       webhooks: webhookOutbox,
       environments: environmentRows,
-      publicUrl: publicUrlOf(config),
+      publicUrl: () => publicUrlOf(config, deps.listening?.() ?? null),
     }),
     rotation,
     dataKeys,
@@ -265,9 +268,16 @@ export function composeServices(deps: CompositionDeps) {
 
 export type Services = ReturnType<typeof composeServices>;
 
-/** COFFER_PUBLIC_URL, or else the address the service listens on (a wildcard host named as loopback). */
-function publicUrlOf(config: Pick<Config, 'publicUrl' | 'host' | 'port' | 'tls'>): string {
+/**
+ * COFFER_PUBLIC_URL, or else the address the service listens on: the port it actually took (PORT=0 picks one), and a
+ * wildcard host named as loopback.
+ */
+function publicUrlOf(
+  config: Pick<Config, 'publicUrl' | 'host' | 'port' | 'tls'>,
+  listening: string | AddressInfo | null,
+): string {
   if (config.publicUrl) return config.publicUrl;
+  const port = listening && typeof listening === 'object' ? listening.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  return `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
+  return `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

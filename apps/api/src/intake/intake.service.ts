@@ -53,7 +53,7 @@ export interface IntakeServiceDeps {
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
   environments: Pick<EnvironmentQueries, 'get'>;
   /** Where people reach the service: links are `<publicUrl>/v1/intake/<token>`. */
-  publicUrl: string;
+  publicUrl: () => string;
 }
 
 /** What a link is made from: the route's body, and what other services (deployments' prompts) pass directly. */
@@ -261,7 +261,7 @@ export function intakeService(deps: IntakeServiceDeps) {
       });
       return {
         id,
-        url: `${deps.publicUrl}/v1/intake/${token}`,
+        url: `${deps.publicUrl()}/v1/intake/${token}`,
         path: pathOf(path),
         environment: path.environment,
         expiresAt: expiresAt.toISOString(),
