@@ -200,10 +200,15 @@ export function intakeService(deps: IntakeServiceDeps) {
       },
     );
 
-  /** A refused use of a real link is worth knowing about (a reuse, a malformed value); recorded, then thrown. */
-  async function refused(ctx: RequestContext, link: IntakeRow, err: unknown): Promise<never> {
+  /** A refused look at, or use of, a real link is worth knowing about (a reuse, a malformed value): recorded, thrown. */
+  async function refused(
+    ctx: RequestContext,
+    link: IntakeRow,
+    action: 'intake.viewed' | 'intake.received',
+    err: unknown,
+  ): Promise<never> {
     if (err instanceof AppError && err.code !== 'internal' && err.code !== 'unavailable') {
-      await audit.record(holderEvent(ctx, link, { action: 'intake.received', outcome: 'error', errorCode: err.code }));
+      await audit.record(holderEvent(ctx, link, { action, outcome: 'error', errorCode: err.code }));
     }
     throw err;
   }
@@ -305,7 +310,7 @@ export function intakeService(deps: IntakeServiceDeps) {
         const ok = await db.withTenant(link.tenantId, async (tx) => (await authorityOf(link, tx)) !== null);
         if (!ok) throw gone('is no longer valid');
       } catch (err) {
-        return refused(ctx, link, err);
+        return refused(ctx, link, 'intake.viewed', err);
       }
       await audit.record(holderEvent(ctx, link, { action: 'intake.viewed', outcome: 'allowed' }));
       return {
@@ -395,7 +400,7 @@ export function intakeService(deps: IntakeServiceDeps) {
           return { ok: true as const, receivedAt: new Date() };
         });
       } catch (err) {
-        return refused(ctx, found, err);
+        return refused(ctx, found, 'intake.received', err);
       }
       if (!outcome.ok) {
         throw conflict('the secret changed since this link was made, so the value was not stored: ask for a new link');
