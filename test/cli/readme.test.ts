@@ -56,6 +56,7 @@ describe('apps/cli/README.md', () => {
     expect(stdout).toMatch(/sandbox\/sbx-42\/DATABASE_URL\s+infrastructure\s+strip/);
     expect(stdout).toContain('sandbox/sbx-42/API_TOKEN inject');
     expect(stdout).toMatch(/^ok: \d+ events/m);
+    expect(stdout).toMatch(/^[0-9a-f-]{36}\s+received\s+shared\/payments\/STRIPE_KEY\s+default\s+Stripe secret key/m);
     rmSync(work, { recursive: true, force: true });
     c.cleanup();
   }, 120_000);

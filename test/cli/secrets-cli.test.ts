@@ -246,6 +246,7 @@ describe('coffer get, set, ls, rm, restore, history, rotate', () => {
       'check',
       'plan',
       'audit',
+      'intake',
     ]) {
       const r = await runCli([cmd, '--help']);
       expect(r.code, cmd).toBe(0);

@@ -401,9 +401,17 @@ describe('identities (tenant admin)', () => {
     }
   });
 
-  it('the routes without a token are only health, readiness, JWKS, login and a session refresh', () => {
+  it('the routes without a token are only health, readiness, JWKS, login, a session refresh and an intake link’s own two', () => {
     const open = (Object.entries(routes) as [string, RouteDef][]).filter(([, r]) => r.action === null).map(([n]) => n);
-    // A refresh carries its own credential (signed by the machine key) instead of a token.
-    expect(open.sort()).toEqual(['health', 'issueToken', 'jwks', 'ready', 'refreshSession']);
+    // A refresh carries its own credential (signed by the machine key) instead of a token; an intake link its token.
+    expect(open.sort()).toEqual([
+      'getIntake',
+      'health',
+      'issueToken',
+      'jwks',
+      'ready',
+      'refreshSession',
+      'submitIntake',
+    ]);
   });
 });

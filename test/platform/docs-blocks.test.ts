@@ -162,6 +162,13 @@ describe('every shell block of the README and docs/, run as pasted', () => {
         expect(output).toContain('db host: db.internal:5432');
       }
       if (file === 'docs/secrets.md') expect(output).toMatch(/^409\n/m);
+      if (file === 'docs/intake.md') {
+        // Refused for its format, stored once, then spent; a link made before a change stores nothing.
+        expect(output.match(/^(422|410|409)$/gm)).toEqual(['422', '410', '409']);
+        expect(output).toContain('{"value":"sk_test_0123456789abcdefXYZ","version":1}');
+        expect(output).toMatch(/^ghp_0123456789abcdefghij$/m);
+        expect(output).toMatch(/^revoked shared\/payments\/WEBHOOK_SECRET$/m);
+      }
       if (file === 'docs/environments.md') {
         // Hidden from the staging service, refused when stale, promoted when current.
         expect(output.match(/^404$/gm)).toHaveLength(2);

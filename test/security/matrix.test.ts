@@ -9,10 +9,13 @@ import {
   type Capability,
   CheckResponse,
   type CreateIdentityResponse,
+  CreateIntakeResponse,
   EnvironmentDiff,
   EnvironmentList,
   ErrorEnvelope,
   IdentityPage,
+  IntakeList,
+  IntakeView,
   JwkSet,
   PLATFORM_TENANT_ID,
   PlatformAdminList,
@@ -171,6 +174,8 @@ interface World {
   probeSessions: Record<Caller, TestSession>;
   /** A session of A's probe identity that the revoke route aims at. */
   victimSessionId: string;
+  /** Intake links A's admin made: one every caller looks at, one each caller uses, one B's admin tries to revoke. */
+  intake: { viewToken: string; submitTokens: Record<Caller, string>; revokeId: string; ids: string[] };
   /** The sandbox owner all of A's secret fixtures live under. */
   owner: string;
   /** Every value each of A's secret paths held or will hold (including what the capable service writes). */
@@ -191,7 +196,12 @@ const N = {
   rotate: 'ROTATE_ME',
   due: 'DUE_ME',
   bundleNew: 'BUNDLE_NEW',
+  intakeView: 'INTAKE_VIEW',
+  intakeNew: 'INTAKE_NEW',
 } as const;
+
+/** The secret each caller's own intake link writes into. */
+const intakeName = (c: Caller) => `INTAKE_${c.replace(/[^a-z]+/g, '-')}`;
 
 const callerSlug = (c: Caller) => c.replace(/[^a-z]+/g, '-');
 /** The value a caller writes on a route: distinct per caller, so B's own values never pass for A's. */
@@ -586,6 +596,40 @@ const fixtures = {
       ok(200, { check: (b) => expect(CheckResponse.parse(b).results.map((r) => r.status)).toEqual(['ok']) }),
     ),
   },
+  createIntake: {
+    input: (w) => ({
+      body: { path: spath('sandbox', w.owner, N.intakeNew), expiresIn: 600, prompt: { label: 'Matrix' } },
+    }),
+    callers: secretRoute(
+      // B's admin makes a link into B's own secret at the same path.
+      ok(201, {
+        check: (b, w) => expect(CreateIntakeResponse.parse(b).path).toBe(`sandbox/${w.owner}/${N.intakeNew}`),
+      }),
+      FORBIDDEN,
+      ok(201, { changesA: true }),
+    ),
+  },
+  listIntakes: {
+    input: () => ({ query: { limit: 1000 } }),
+    callers: adminOnly(
+      ok(200, {
+        check: (b, w) =>
+          expect(
+            IntakeList.parse(b).items.filter((l) => w.intake.ids.includes(l.id) || l.path.includes('VIEW')),
+          ).toEqual([]),
+      }),
+    ),
+  },
+  revokeIntake: { input: (w) => ({ params: { id: w.intake.revokeId } }), callers: adminOnly(NOT_FOUND) },
+  // Public: the token is the credential, whoever sends it (and whatever bearer token comes with it).
+  getIntake: {
+    input: (w) => ({ params: { token: w.intake.viewToken } }),
+    public: ok(200, { check: (b) => expect(IntakeView.parse(b)).toMatchObject({ name: N.intakeView, label: 'Look' }) }),
+  },
+  submitIntake: {
+    input: (w, c) => ({ params: { token: w.intake.submitTokens[c] }, body: { value: written(w, 'submitIntake', c) } }),
+    public: ok(200, { changesA: true }),
+  },
   getBundle: {
     input: (w) => ({ params: { kind: 'sandbox' as const, owner: w.owner } }),
     callers: secretRoute(
@@ -710,6 +754,21 @@ beforeAll(async () => {
   const issuerId = (issuer.json() as { id: string }).id;
   const envSlug = `a-env-${run}`.toLowerCase();
   await admin('POST', '/v1/environments', { slug: envSlug, name: 'Only in A' });
+  const intakeLink = async (name: string, label: string) => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/intake',
+      headers: bearer(a.adminToken),
+      payload: { path: p(name), expiresIn: 3600, prompt: { label } },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const link = CreateIntakeResponse.parse(res.json());
+    return { id: link.id, token: link.url.split('/').pop() as string };
+  };
+  const viewLink = await intakeLink(N.intakeView, 'Look');
+  const revokeLink = await intakeLink(N.intakeView, 'Revoke me');
+  const submitLinks = {} as Record<Caller, { id: string; token: string }>;
+  for (const c of CALLERS) submitLinks[c] = await intakeLink(intakeName(c), `Use me (${c})`);
 
   const probeSessions = Object.fromEntries(
     await Promise.all(
@@ -767,6 +826,12 @@ beforeAll(async () => {
     envSlug,
     probeSessions,
     victimSessionId: victimSession.id,
+    intake: {
+      viewToken: viewLink.token,
+      revokeId: revokeLink.id,
+      submitTokens: Object.fromEntries(CALLERS.map((c) => [c, submitLinks[c].token])) as Record<Caller, string>,
+      ids: [viewLink.id, revokeLink.id, ...CALLERS.map((c) => submitLinks[c].id)],
+    },
     owner: ownerName,
     aValues,
     aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, 'PRIVATE'],
@@ -789,9 +854,11 @@ beforeAll(async () => {
     const path = p(name);
     aValues.set(path, [...(aValues.get(path) ?? []), written(w, route, 'service with capability')]);
   }
+  // What each caller writes through its own intake link.
+  for (const c of CALLERS) aValues.set(p(intakeName(c)), [written(w, 'submitIntake', c)]);
   // Sanity: the owner's digest sees A's rows, so "unchanged" below compares something.
   const digest = await tenantRowsDigest(owner, a.tenant.id);
-  for (const table of ['secrets', 'secret_versions', 'identities', 'webhooks', 'rotation_schedule'])
+  for (const table of ['secrets', 'secret_versions', 'identities', 'webhooks', 'rotation_schedule', 'intake_links'])
     expect(digest[table], table).not.toMatch(/^0:/);
 }, 120_000);
 

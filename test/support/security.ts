@@ -16,6 +16,7 @@ const TENANT_TABLES = [
   ['webhook_deliveries', 'tenant_id'],
   ['audit_retention', 'tenant_id'],
   ['sessions', 'tenant_id'],
+  ['intake_links', 'tenant_id'],
 ] as const;
 
 const DIGEST_SQL = TENANT_TABLES.map(

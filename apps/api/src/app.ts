@@ -10,6 +10,7 @@ import { healthRoutes } from './health/health.routes.ts';
 import { createFastify } from './http/fastify-instance.ts';
 import { identityRoutes } from './identities/identities.routes.ts';
 import { platformAdminRoutes } from './identities/platform-admins.routes.ts';
+import { intakeRoutes } from './intake/intake.routes.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { jobs } from './jobs/jobs.plugin.ts';
 import type { Metrics } from './metrics/metrics.ts';
@@ -43,7 +44,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, signingKeys: keys, logger: log } = deps;
   const app = createFastify(config, log, { terminal: deps.terminalLog === true });
   const sign = (claims: Record<string, unknown>, ttl: number) => app.jwt.sign(claims, { expiresIn: `${ttl}s` });
-  const s = composeServices({ ...deps, sign });
+  const s = composeServices({ ...deps, sign, listening: () => app.server.address() });
 
   // The order of the request hooks carries security, each running before the next:
   // 1. tracing (so every statement, authentication's too, is inside the request's span), 2. security headers,
@@ -78,6 +79,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(auditRoutes, { service: s.auditService, follow: s.auditFollow });
   await app.register(trustRoutes, { service: s.trust });
   await app.register(environmentRoutes, { service: s.environments });
+  await app.register(intakeRoutes, { service: s.intake });
 
   await app.register(metricsEndpoint, { metrics: s.metrics, token: config.metricsToken });
   await app.register(openApiDocument);

@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { linkKeys } from './audit/audit.digest.ts';
@@ -30,6 +31,8 @@ import { CURSOR_KEY_PURPOSE, cursorCodec } from './http/cursor.ts';
 import { identityQueries } from './identities/identities.queries.ts';
 import { identityService } from './identities/identities.service.ts';
 import { platformAdminService } from './identities/platform-admins.service.ts';
+import { intakeQueries } from './intake/intake.queries.ts';
+import { intakeService } from './intake/intake.service.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { ReplicaRegistry } from './jobs/replica-registry.ts';
 import { countEvent, Metrics } from './metrics/metrics.ts';
@@ -71,6 +74,8 @@ export interface CompositionDeps extends Pick<AppDeps, 'config' | 'db' | 'keyrin
   metrics?: Metrics | undefined;
   /** Signs a token; bound late, since the signer is registered on the app after the services are built. */
   sign: (claims: Record<string, unknown>, ttlSeconds: number) => string;
+  /** Where the server listens once it does (null before, and for apps that are only injected into). */
+  listening?: () => string | AddressInfo | null;
 }
 
 /**
@@ -270,6 +275,17 @@ export function composeServices(deps: CompositionDeps) {
       webhooks: webhookOutbox,
       macs,
     }),
+    intake: intakeService({
+      db,
+      queries: intakeQueries(db),
+      secrets,
+      keys: tenantKeys,
+      writer,
+      audit,
+      webhooks: webhookOutbox,
+      environments: environmentRows,
+      publicUrl: () => publicUrlOf(config, deps.listening?.() ?? null),
+    }),
     rotation,
     dataKeys,
     system,
@@ -286,3 +302,17 @@ export function composeServices(deps: CompositionDeps) {
 }
 
 export type Services = ReturnType<typeof composeServices>;
+
+/**
+ * COFFER_PUBLIC_URL, or else the address the service listens on: the port it actually took (PORT=0 picks one), and a
+ * wildcard host named as loopback.
+ */
+function publicUrlOf(
+  config: Pick<Config, 'publicUrl' | 'host' | 'port' | 'tls'>,
+  listening: string | AddressInfo | null,
+): string {
+  if (config.publicUrl) return config.publicUrl;
+  const port = listening && typeof listening === 'object' ? listening.port : config.port;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  return `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

@@ -77,6 +77,18 @@ const SETTINGS = {
   /** A person's session (`coffer login`): its absolute lifetime from login, a working day; refreshes never extend it. */
   sessionMaxAgeSeconds: from('COFFER_SESSION_MAX_AGE_SECONDS', intIn(10, 30 * 86_400).default(36_000)),
   tlsTerminatedUpstream: from('COFFER_TLS_TERMINATED_UPSTREAM', boolish.default(false)),
+  /**
+   * Where people reach this service (scheme, host and any path prefix), for the links it hands out: intake links are
+   * `<publicUrl>/v1/intake/<token>`. Unset: the address it listens on.
+   */
+  publicUrl: from(
+    'COFFER_PUBLIC_URL',
+    z
+      .url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. https://coffer.example.com' })
+      .refine((v) => !/[?#]/.test(v), 'must have no query or fragment')
+      .optional()
+      .transform((v) => (v ? v.replace(/\/+$/, '') : null)),
+  ),
   bootstrapSecret: from('COFFER_BOOTSTRAP_SECRET', z.string().optional().transform(orNull)),
   bodyLimitBytes: from('COFFER_BODY_LIMIT_BYTES', intIn(1024, 64 * 1024 * 1024).default(1024 * 1024)),
   shutdownTimeoutMs: from('COFFER_SHUTDOWN_TIMEOUT_MS', intIn(100, 600_000).default(10_000)),

@@ -45,12 +45,50 @@ export const REDACT_PATHS = [
   'err.params',
 ];
 
+/**
+ * Path segments that are themselves credentials: the token of an intake link (`/v1/intake/<token>`; a link's id, a
+ * UUID, stays readable). Request URLs are logged with these cut out, whatever route, if any, the request matched.
+ */
+const CREDENTIAL_SEGMENT =
+  /(\/intake\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:[/?#]|$))[^/?#]+/gi;
+
+export function redactUrl(url: string | undefined): string | undefined {
+  return url?.replace(CREDENTIAL_SEGMENT, '$1[redacted]');
+}
+
+interface LoggedRequest {
+  method?: string;
+  url?: string;
+  host?: string;
+  ip?: string;
+  headers?: Record<string, unknown>;
+  socket?: { remotePort?: number };
+}
+
+/**
+ * Fastify's own request serializer (`incoming request` lines), with credentials cut out of the URL. The logger's
+ * serializers are merged over Fastify's defaults when Fastify takes the logger instance, so this one is used.
+ */
+function serializeRequest(req: LoggedRequest) {
+  return {
+    method: req.method,
+    url: redactUrl(req.url),
+    version: req.headers?.['accept-version'],
+    host: req.host,
+    remoteAddress: req.ip,
+    remotePort: req.socket?.remotePort,
+  };
+}
+
 export function loggerOptions(level: string, pretty: boolean): LoggerOptions {
   return {
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     // Query errors lose their bind parameters before any logger sees them.
-    serializers: { err: (err: Error) => pino.stdSerializers.err(scrubQueryError(err) as Error) },
+    serializers: {
+      err: (err: Error) => pino.stdSerializers.err(scrubQueryError(err) as Error),
+      req: serializeRequest,
+    },
     base: { service: 'coffer-api' },
     timestamp: pino.stdTimeFunctions.isoTime,
     ...(pretty

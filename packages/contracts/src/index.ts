@@ -20,3 +20,4 @@ export * from './trust.ts';
 export * from './version.ts';
 export * from './environment-slug.ts';
 export * from './environments.ts';
+export * from './intake.ts';

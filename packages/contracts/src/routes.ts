@@ -39,6 +39,17 @@ import {
   UpdateIdentityRequest,
   UpdatePlatformAdminRequest,
 } from './identities.ts';
+import {
+  CreateIntakeRequest,
+  CreateIntakeResponse,
+  IntakeLink,
+  IntakeList,
+  IntakeTokenParams,
+  IntakeView,
+  ListIntakesQuery,
+  SubmitIntakeRequest,
+  SubmitIntakeResponse,
+} from './intake.ts';
 import { RotationDue, RotationDueQuery, RotationLog, RotationLogQuery } from './rotation.ts';
 import {
   Bundle,
@@ -135,6 +146,9 @@ export const Action = z.enum([
   'environments.delete',
   'environments.diff',
   'environments.promote',
+  'intake.create',
+  'intake.list',
+  'intake.revoke',
 ]);
 export type Action = z.infer<typeof Action>;
 
@@ -668,6 +682,54 @@ export const routes = {
     query: EnvQuery,
     body: CheckRequest,
     success: { 200: CheckResponse },
+  }),
+  createIntake: route({
+    method: 'POST',
+    path: '/v1/intake',
+    summary: 'Make a one-time link through which a person supplies one secret’s value, checked against a format',
+    tag: 'intake',
+    action: 'intake.create',
+    body: CreateIntakeRequest,
+    success: { 201: CreateIntakeResponse },
+  }),
+  listIntakes: route({
+    method: 'GET',
+    path: '/v1/intake',
+    summary: 'The tenant’s intake links, newest first: pending, received, conflict, revoked or expired (tenant admin)',
+    tag: 'intake',
+    action: 'intake.list',
+    query: ListIntakesQuery,
+    success: { 200: IntakeList },
+  }),
+  revokeIntake: route({
+    method: 'POST',
+    path: '/v1/intake/:id/revoke',
+    summary: 'Revoke a pending intake link: its URL answers 410 from now on (tenant admin)',
+    tag: 'intake',
+    action: 'intake.revoke',
+    params: IdParams,
+    success: { 200: IntakeLink },
+  }),
+  getIntake: route({
+    method: 'GET',
+    path: '/v1/intake/:token',
+    summary: 'What an intake link asks for: its label, help and format (public: the token is the credential)',
+    tag: 'intake',
+    action: null,
+    rateLimit: 'login',
+    params: IntakeTokenParams,
+    success: { 200: IntakeView },
+  }),
+  submitIntake: route({
+    method: 'PUT',
+    path: '/v1/intake/:token',
+    summary: 'Supply the value an intake link asks for, once (public: the token is the credential)',
+    tag: 'intake',
+    action: null,
+    rateLimit: 'login',
+    params: IntakeTokenParams,
+    body: SubmitIntakeRequest,
+    success: { 200: SubmitIntakeResponse },
   }),
   getBundle: route({
     method: 'GET',

@@ -280,7 +280,9 @@ export const SecretPathString = z
       `^(?:${SECRET_KINDS.join('|')})/${SECRET_OWNER_PATTERN.source.slice(1, -1)}/${SECRET_NAME_PATTERN.source.slice(1, -1)}$`,
     ),
     'must be a secret path kind/owner/name, e.g. sandbox/sbx-42/DB_URL',
-  );
+  )
+  .refine((p) => !p.endsWith('/__proto__'), 'is reserved: __proto__ cannot travel as a bundle key')
+  .describe('kind/owner/name');
 
 /** The most entries one check run takes: a deployment manifest, not a tenant-wide scan. */
 export const CHECK_MAX_ENTRIES = 500;

@@ -10,6 +10,12 @@ import {
   buildPath,
   type CheckRequest,
   type CheckResponse,
+  type CreateIntakeResponse,
+  type IntakeLink,
+  type IntakeList,
+  type IntakePrompt,
+  type IntakeView,
+  type ListIntakesQuery,
   type ListSecretsQuery,
   type PatchSecretRequest,
   type PutSecretRequest,
@@ -19,9 +25,11 @@ import {
   type RouteOutput,
   type Routes,
   routes,
+  type SecretFormat,
   type SecretMetadata,
   type SecretVersions,
   type SecretWithValue,
+  type SubmitIntakeResponse,
   TokenResponse,
   type WhoAmI,
 } from '@coffer/contracts';
@@ -29,7 +37,7 @@ import type { z } from 'zod';
 import { auditEventsOf } from './audit-follow.ts';
 import { type CacheOptions, ReadCache } from './cache.ts';
 import { CofferError, errorFromResponse } from './errors.ts';
-import { type OwnerPath, parseOwnerPath, parseSecretPath, type SecretPath } from './paths.ts';
+import { formatSecretPath, type OwnerPath, parseOwnerPath, parseSecretPath, type SecretPath } from './paths.ts';
 import type { SubjectTokenSource } from './token-source.ts';
 
 export interface CofferClientOptions {
@@ -410,6 +418,56 @@ export class CofferClient {
     }
   }
 
+  // ---- intake links ---------------------------------------------------------------------------------------------
+
+  /**
+   * A one-time link through which a person supplies the value of one secret, checked against `format` (or the
+   * secret's own). The URL is shown once: hand it to the person, not through a log. In the client's `environment`
+   * unless `env` names another. Not retried (a POST).
+   */
+  createIntake(
+    path: string | SecretPath,
+    opts: { prompt: IntakePrompt; expiresIn: number; format?: SecretFormat; env?: string },
+  ): Promise<CreateIntakeResponse> {
+    const env = opts.env ?? this.o.environment;
+    return this.call('createIntake', {
+      body: {
+        path: formatSecretPath(parseSecretPath(path)),
+        prompt: opts.prompt,
+        expiresIn: opts.expiresIn,
+        ...(opts.format !== undefined ? { format: opts.format } : {}),
+        ...(env !== undefined ? { env } : {}),
+      },
+    });
+  }
+
+  /** What a link asks for (its label, help, format and the secret's name). Needs no credentials: the link is one. */
+  getIntake(link: string): Promise<IntakeView> {
+    return this.call('getIntake', { params: { token: intakeTokenOf(link) } });
+  }
+
+  /**
+   * Supplies the value a link asks for, once. Needs no credentials. Sent once: after a lost answer a repeat would
+   * meet a spent link (410), which could not be told from someone else having used it.
+   */
+  submitIntake(link: string, value: string): Promise<SubmitIntakeResponse> {
+    return this.request(
+      routes.submitIntake,
+      { params: { token: intakeTokenOf(link) }, body: { value } },
+      { attempts: 1 },
+    ) as Promise<SubmitIntakeResponse>;
+  }
+
+  /** The tenant's links, newest first (tenant admin): metadata only, never a token or a value. */
+  listIntakes(query: z.input<typeof ListIntakesQuery> = {}): Promise<IntakeList> {
+    return this.call('listIntakes', { query });
+  }
+
+  /** Revokes a pending link by its id: its URL answers 410 from then on (tenant admin). */
+  revokeIntake(id: string): Promise<IntakeLink> {
+    return this.call('revokeIntake', { params: { id } });
+  }
+
   // ---- audit ----------------------------------------------------------------------------------------------------
 
   /** Audit events, newest first, across pages. */
@@ -650,6 +708,21 @@ export class CofferClient {
     }
     throw errorFromResponse(res.status, res.headers, text);
   }
+}
+
+/** An intake link's token, from the token itself or the whole URL (`…/v1/intake/<token>`, query or fragment dropped). */
+export function intakeTokenOf(link: string): string {
+  const at = link.lastIndexOf('/intake/');
+  const token = (at >= 0 ? link.slice(at + '/intake/'.length) : link).split(/[?#]/)[0] ?? '';
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(token)) {
+    throw new CofferError(
+      'validation_failed',
+      'not an intake link: expected …/v1/intake/<token> or the token',
+      0,
+      null,
+    );
+  }
+  return token;
 }
 
 /** Whether a route takes `?env` (every secret, bundle, list, rotation and audit route does). */

@@ -44,7 +44,12 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'environments.create',
   'environments.update',
   'environments.delete',
+  'intake.list',
+  'intake.revoke',
 ];
+
+/** Making an intake link is a deferred write: a service may, where its policies let it write the secret. */
+const INTAKE_CREATE: Action[] = ['intake.create'];
 
 /** Environments and their diff: names and fingerprint comparisons, never a value. */
 const ENVIRONMENT_READS: Action[] = ['environments.list', 'environments.diff'];
@@ -82,6 +87,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'identities.delete',
     'identities.rotate_secret',
     ...SECRET_ACTIONS,
+    ...INTAKE_CREATE,
     ...ENVIRONMENT_READS,
     'environments.promote',
     ...TENANT_ADMIN_ACTIONS,
@@ -92,6 +98,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'auth.whoami',
     ...SESSION_ACTIONS,
     ...SECRET_ACTIONS,
+    ...INTAKE_CREATE,
     ...ENVIRONMENT_READS,
     'environments.promote',
   ]),
@@ -121,6 +128,7 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   'secrets.rotate': ['rotate'],
   // A check reads values only inside the server and answers verdicts, so listing the path is enough.
   'secrets.check': ['list'],
+  'intake.create': ['write'],
 };
 
 /**

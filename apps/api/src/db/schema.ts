@@ -467,3 +467,48 @@ export const sessions = coffer.table(
   },
   (t) => [index('sessions_identity_idx').on(t.tenantId, t.identityId, t.createdAt)],
 );
+
+/**
+ * One-time links through which a person supplies one secret's value. Only the SHA-256 of the link's token is kept:
+ * the token is global random (32 bytes), so a lookup by its hash finds at most one link, of one tenant, and the app
+ * role reads it without a tenant set only through coffer.intake_for_token (policy intake_lookup). A link acts for
+ * its creator: the identity, its credential version and (federated) the claims its policies were filled from.
+ */
+export const intakeLinks = coffer.table(
+  'intake_links',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    tokenHash: bytea('token_hash').notNull().unique('intake_links_token_hash_key'),
+    environment: text('environment').notNull(),
+    kind: text('kind', { enum: secretKinds }).notNull(),
+    owner: text('owner').notNull(),
+    name: text('name').notNull(),
+    format: jsonb('format').$type<unknown>(),
+    label: text('label').notNull(),
+    help: text('help'),
+    /** The secret's version when the link was made (0: it did not exist): the write is compare-and-set on it. */
+    expectedVersion: integer('expected_version').notNull(),
+    createdBy: uuid('created_by').notNull(),
+    creatorCredentialVersion: integer('creator_credential_version').notNull(),
+    creatorClaims: jsonb('creator_claims').$type<Record<string, string>>(),
+    state: text('state', { enum: ['pending', 'received', 'conflict', 'revoked'] })
+      .notNull()
+      .default('pending'),
+    receivedVersion: integer('received_version'),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    closedAt: timestamp('closed_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    // Removing an environment (only ever an empty one) removes the links into it.
+    foreignKey({
+      name: 'intake_links_environment_fk',
+      columns: [t.tenantId, t.environment],
+      foreignColumns: [environments.tenantId, environments.slug],
+    }).onDelete('cascade'),
+    index('intake_links_tenant_created_idx').on(t.tenantId, t.createdAt),
+  ],
+);

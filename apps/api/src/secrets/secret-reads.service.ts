@@ -47,7 +47,7 @@ export const integrityError = () =>
   new AppError('integrity_error', 'a stored ciphertext failed its integrity check; the incident was recorded');
 
 /** Actions that create: in an environment the caller cannot see, they fail as in one that does not exist. */
-const CREATING: ReadonlySet<Action> = new Set<Action>(['secrets.write', 'bundles.write']);
+const CREATING: ReadonlySet<Action> = new Set<Action>(['secrets.write', 'bundles.write', 'intake.create']);
 
 /**
  * Decided by the one authorization function; a refusal is a 403 that names the missing capability. In an

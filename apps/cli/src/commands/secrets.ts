@@ -18,7 +18,7 @@ function versionArg(raw: string): number | 'previous' {
   return n;
 }
 
-function formatArg(raw: string): SecretFormat | null {
+export function formatArg(raw: string): SecretFormat | null {
   if (raw === 'none') return null;
   const builtin = BuiltinFormat.safeParse(raw);
   if (builtin.success) return builtin.data;
@@ -41,7 +41,7 @@ function formatArg(raw: string): SecretFormat | null {
 }
 
 /** A value from --value, --from-file, standard input (one trailing newline dropped) or a prompt, in that order. */
-async function valueFrom(opts: { value?: string; fromFile?: string }, what: string): Promise<string> {
+export async function valueFrom(opts: { value?: string; fromFile?: string }, what: string): Promise<string> {
   if (opts.value !== undefined && opts.fromFile !== undefined)
     throw usageError('give --value or --from-file, not both');
   if (opts.value !== undefined) return opts.value;
