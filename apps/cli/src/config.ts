@@ -8,6 +8,8 @@ import path from 'node:path';
 export interface CliEnv {
   /** COFFER_URL: the server, unless --url says otherwise. */
   url: string | undefined;
+  /** COFFER_ENV: the environment (`staging`, `production`, …) of every secret command, unless --env says otherwise. */
+  environment: string | undefined;
   /** COFFER_CLIENT_ID / COFFER_CLIENT_SECRET: log in with these on every command instead of a cached token. */
   clientId: string | undefined;
   clientSecret: string | undefined;
@@ -41,6 +43,7 @@ export function readEnv(): CliEnv {
   const xdg = nonEmpty(env.XDG_CONFIG_HOME);
   return {
     url: nonEmpty(env.COFFER_URL),
+    environment: nonEmpty(env.COFFER_ENV),
     clientId: nonEmpty(env.COFFER_CLIENT_ID),
     clientSecret: nonEmpty(env.COFFER_CLIENT_SECRET),
     configDir: nonEmpty(env.COFFER_CONFIG_DIR) ?? path.join(xdg ?? path.join(os.homedir(), '.config'), 'coffer'),

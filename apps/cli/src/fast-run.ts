@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
-import { SECRET_KINDS, SECRET_OWNER_PATTERN } from '@coffer/contracts/patterns';
+import { ENVIRONMENT_SLUG_PATTERN, SECRET_KINDS, SECRET_OWNER_PATTERN } from '@coffer/contracts/patterns';
 import { inheritedEnv, readEnv } from './config.ts';
 import { readCredentials } from './credentials.ts';
 import { REQUEST_ID_PREFIX, USER_AGENT } from './meta.ts';
@@ -23,6 +23,10 @@ export async function fastRun(argv: readonly string[]): Promise<number | null> {
   // Credentials from the environment (a client secret, or a workload identity) take the full path, as connect() does.
   if ((env.clientId && env.clientSecret) || env.identity) return null;
   const url = serverUrl({ url: parsed.url ?? env.url });
+  // --env, else COFFER_ENV, as connect() decides; a slug the full command would refuse is left to it to explain.
+  const environment = parsed.env ?? env.environment;
+  if (environment !== undefined && !ENVIRONMENT_SLUG_PATTERN.test(environment)) return null;
+  const query = environment !== undefined ? `?env=${environment}` : '';
   const stored = readCredentials(env.configDir);
   // The SDK renews a token well inside its last minute; staying out of it leaves renewal to the SDK.
   if (!stored || normalise(stored.url) !== url || stored.expiresAt - Date.now() < 60_000) return null;
@@ -33,7 +37,7 @@ export async function fastRun(argv: readonly string[]): Promise<number | null> {
     const [kind, owner] = b.split('/') as [string, string];
     let res: Answer;
     try {
-      res = await get(`${url}/v1/bundles/${kind}/${owner}`, {
+      res = await get(`${url}/v1/bundles/${kind}/${owner}${query}`, {
         accept: 'application/json',
         authorization: `Bearer ${stored.accessToken}`,
         'user-agent': USER_AGENT,
@@ -100,6 +104,7 @@ function get(url: string, headers: Record<string, string>): Promise<Answer> {
 interface RunArgs {
   bundles: string[];
   url: string | undefined;
+  env: string | undefined;
   override: boolean;
   allowEmpty: boolean;
   command: string[];
@@ -108,7 +113,7 @@ interface RunArgs {
 /** `run` and its own options in the spellings commander takes; null for anything else (commander then decides). */
 export function parseRunArgs(args: readonly string[]): RunArgs | null {
   if (args[0] !== 'run') return null;
-  const out: RunArgs = { bundles: [], url: undefined, override: true, allowEmpty: false, command: [] };
+  const out: RunArgs = { bundles: [], url: undefined, env: undefined, override: true, allowEmpty: false, command: [] };
   for (let i = 1; i < args.length; i++) {
     const a = args[i] as string;
     if (a === '--') {
@@ -122,10 +127,11 @@ export function parseRunArgs(args: readonly string[]): RunArgs | null {
     }
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(0, eq) : a;
-    if (name === '--bundle' || name === '--url') {
+    if (name === '--bundle' || name === '--url' || name === '--env') {
       const value = eq > 0 ? a.slice(eq + 1) : args[++i];
       if (value === undefined || value === '' || (eq < 0 && value.startsWith('-'))) return null;
       if (name === '--url') out.url = value;
+      else if (name === '--env') out.env = value;
       else if (isOwnerPath(value)) out.bundles.push(value);
       else return null;
     } else if (a === '--no-override') out.override = false;

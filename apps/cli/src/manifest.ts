@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { SecretFormat } from '@coffer/contracts';
+import { EnvironmentSlug, SecretFormat } from '@coffer/contracts';
 import { parseSecretPath } from '@coffer/sdk';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { readEnv } from './config.ts';
+import { checkEnvironment } from './context.ts';
 import { usageError } from './output.ts';
 
 export const SECRET_CLASSES = ['infrastructure', 'service', 'user'] as const;
@@ -45,6 +47,11 @@ export type ManifestSecret = z.infer<typeof ManifestSecret>;
 export const Manifest = z
   .object({
     version: z.literal(1).optional(),
+    /**
+     * The environment each tier's secrets live in (`cloud: production`): `coffer check --tier cloud` checks there
+     * and `coffer plan --tier cloud` says so. A tier not named here uses the tenant's default environment.
+     */
+    environments: z.partialRecord(z.enum(TIERS), EnvironmentSlug).optional(),
     secrets: z.array(ManifestSecret).min(1, 'must list at least one secret'),
   })
   .strict()
@@ -101,3 +108,43 @@ export const ACTION_MEANING: Record<PlanAction, string> = {
   prompt: 'supplied by the user at run time',
   inject: 'injected from Coffer at start (coffer run)',
 };
+
+export interface ResolvedEnvironment {
+  /** The slug, or undefined for the tenant's default environment. */
+  slug: string | undefined;
+  /** Where it came from, for the line that says where a check ran. */
+  source: string;
+  /** A warning when COFFER_ENV overrides what the manifest says for the tier. */
+  warning?: string;
+}
+
+/**
+ * The environment of a check or plan, by the CLI's usual precedence: --env, then COFFER_ENV, then the manifest's
+ * environment for --tier, then the tenant's default.
+ */
+export function environmentFor(
+  manifest: Manifest,
+  flag: string | undefined,
+  tier: Tier | undefined,
+): ResolvedEnvironment {
+  const mapped = tier !== undefined ? manifest.environments?.[tier] : undefined;
+  if (flag !== undefined) return { slug: checkEnvironment(flag, '--env'), source: '--env' };
+  const fromEnv = readEnv().environment;
+  if (fromEnv !== undefined) {
+    const slug = checkEnvironment(fromEnv, 'COFFER_ENV');
+    return {
+      slug,
+      source: 'COFFER_ENV',
+      ...(mapped !== undefined && mapped !== slug
+        ? { warning: `COFFER_ENV=${slug} overrides the manifest's ${mapped} for ${tier}; unset it or pass --env` }
+        : {}),
+    };
+  }
+  if (mapped !== undefined) return { slug: mapped, source: `the manifest's environment for ${tier}` };
+  return { slug: undefined, source: 'the tenant default' };
+}
+
+export function tierArg(raw: string): Tier {
+  if ((TIERS as readonly string[]).includes(raw)) return raw as Tier;
+  throw usageError(`--tier must be one of ${TIERS.join(', ')}, not "${raw}"`);
+}

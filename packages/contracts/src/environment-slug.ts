@@ -1,10 +1,8 @@
 import { z } from 'zod';
+import { ENVIRONMENT_SLUG_PATTERN } from './patterns.ts';
 
 /** The environment every tenant has: where a request without `?env` goes, and where all data made before lives. */
 export const DEFAULT_ENVIRONMENT = 'default';
-
-/** Lower-case, so `Production` and `production` can never be two environments. */
-export const ENVIRONMENT_SLUG_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 export const EnvironmentSlug = z
   .string()

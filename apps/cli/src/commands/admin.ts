@@ -152,6 +152,21 @@ export function registerTenants(program: Command): void {
       }),
     ['$ coffer tenants update 7d0c… --rate-limit 200'],
   );
+  examples(
+    tenants
+      .command('audit-retention')
+      .description("Set how many days a tenant's audit events are kept, 30 to 3650 (platform admin; audited).")
+      .argument('<id>', 'the tenant id')
+      .requiredOption('--days <n>', 'keep events this many days', positiveInt('--days'))
+      .option('--json', 'print as JSON')
+      .action(async (id: string, opts: { days: number; json?: boolean }, cmd: Command) => {
+        const { client } = connect(globalsOf(cmd));
+        const r = await client.call('setAuditRetention', { params: { id }, body: { days: opts.days } });
+        if (opts.json) return json(r);
+        note(`Audit events of ${r.tenantId} are kept ${r.days} days (were ${r.previousDays}).`);
+      }),
+    ['$ coffer tenants audit-retention 7d0c… --days 730'],
+  );
 }
 
 export function registerIdentities(program: Command): void {

@@ -3,7 +3,7 @@ import { type CofferClient, CofferError, parseSecretPath } from '@coffer/sdk';
 import type { Command } from 'commander';
 import { connect } from '../context.ts';
 import { checkFormat } from '../formats.ts';
-import { loadManifest, type ManifestSecret } from '../manifest.ts';
+import { environmentFor, loadManifest, type ManifestSecret, TIERS, type Tier, tierArg } from '../manifest.ts';
 import { CliError, EXIT, json, note, out, styleFor } from '../output.ts';
 import { examples, globalsOf } from './common.ts';
 
@@ -151,42 +151,63 @@ export function registerCheck(program: Command): void {
           'all hold; otherwise exit 1 and name every failing secret and why. Values are never printed. The server ' +
           'does the checking (POST /v1/check), so the identity needs only list access to each path.',
       )
+      .option(
+        '--tier <tier>',
+        `${TIERS.join(' | ')}: check in the environment the manifest's environments maps this tier to`,
+        tierArg,
+      )
       .option('--json', 'print the results as JSON')
       .option(
         '--client-side',
         'check in this process instead of on the server: reads every value, so the identity needs read access',
       )
-      .action(async (manifestFile: string, opts: { json?: boolean; clientSide?: boolean }, cmd: Command) => {
-        const manifest = loadManifest(manifestFile);
-        const { client } = connect(globalsOf(cmd));
-        // Fail closed on credentials first: a login problem is not "every secret missing".
-        await client.whoami();
-        const now = Date.now();
-        const results = opts.clientSide
-          ? await mapLimit(manifest.secrets, 8, (s) => checkOne(client, s, now))
-          : await checkOnServer(client, manifest.secrets);
-        const failed = results.filter((r) => !r.ok);
-        if (opts.json) json({ ok: failed.length === 0, checked: results.length, failed: failed.length, results });
-        else {
-          const s = styleFor(process.stdout);
-          for (const r of results) {
-            if (r.ok && r.problems.length === 0)
-              out(`${s.green('✓')} ${r.path}  ${s.dim(`ok (version ${r.version})`)}\n`);
-            else if (r.ok)
-              for (const p of r.problems) out(`${s.green('✓')} ${r.path}  ${s.dim(`${p.reason}, not required`)}\n`);
-            else for (const p of r.problems) out(`${s.red('✗')} ${r.path}  ${s.red(p.reason)}: ${p.message}\n`);
+      .action(
+        async (manifestFile: string, opts: { tier?: Tier; json?: boolean; clientSide?: boolean }, cmd: Command) => {
+          const manifest = loadManifest(manifestFile);
+          const globals = globalsOf(cmd);
+          const env = environmentFor(manifest, globals.env, opts.tier);
+          if (env.warning) note(env.warning);
+          const environment = env.slug ?? 'default';
+          // The slug goes to the client as a flag would, so COFFER_ENV cannot undo the choice made here.
+          const { client } = connect({ ...globals, ...(env.slug !== undefined ? { env: env.slug } : {}) });
+          // Fail closed on credentials first: a login problem is not "every secret missing".
+          await client.whoami();
+          const now = Date.now();
+          const results = opts.clientSide
+            ? await mapLimit(manifest.secrets, 8, (s) => checkOne(client, s, now))
+            : await checkOnServer(client, manifest.secrets);
+          const failed = results.filter((r) => !r.ok);
+          if (opts.json)
+            json({ ok: failed.length === 0, environment, checked: results.length, failed: failed.length, results });
+          else {
+            note(`Checking ${manifestFile} in the ${environment} environment (${env.source}).`);
+            const s = styleFor(process.stdout);
+            for (const r of results) {
+              if (r.ok && r.problems.length === 0)
+                out(`${s.green('✓')} ${r.path}  ${s.dim(`ok (version ${r.version})`)}\n`);
+              else if (r.ok)
+                for (const p of r.problems) out(`${s.green('✓')} ${r.path}  ${s.dim(`${p.reason}, not required`)}\n`);
+              else for (const p of r.problems) out(`${s.red('✗')} ${r.path}  ${s.red(p.reason)}: ${p.message}\n`);
+            }
           }
-        }
-        if (failed.length > 0) {
-          throw new CliError(`${failed.length} of ${results.length} secrets fail ${manifestFile}`, EXIT.failure);
-        }
-        note(`All ${results.length} secrets of ${manifestFile} hold.`);
-      }),
+          if (failed.length > 0) {
+            throw new CliError(
+              `${failed.length} of ${results.length} secrets fail ${manifestFile} in ${environment}`,
+              EXIT.failure,
+            );
+          }
+          note(`All ${results.length} secrets of ${manifestFile} hold in ${environment}.`);
+        },
+      ),
     [
       '$ coffer check deploy/secrets.yaml',
       '$ coffer check deploy/secrets.json --json | jq ".results[] | select(.ok == false)"',
+      '$ coffer check deploy/secrets.yaml --tier cloud     # in the environment the manifest maps cloud to',
+      '$ coffer check deploy/secrets.yaml --env staging',
       '',
       'Manifest (YAML or JSON):',
+      '  environments:                  # optional: the environment of each tier (--env and COFFER_ENV win)',
+      '    cloud: production',
       '  secrets:',
       '    - path: sandbox/sbx-42/DATABASE_URL',
       '      format: postgres-url        # or {pattern, minLength, maxLength}; default: the stored format',

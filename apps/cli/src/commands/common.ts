@@ -2,10 +2,17 @@ import type { Command } from 'commander';
 import type { GlobalOptions } from '../context.ts';
 import { usageError } from '../output.ts';
 
-/** The options of a command and its ancestors; a --url given after the command name wins over COFFER_URL. */
+/**
+ * The options of a command and its ancestors; a --url or --env given after the command name wins over one given
+ * before it (and so over COFFER_URL, which commander puts on the program's --url).
+ */
 export const globalsOf = (cmd: Command): GlobalOptions => {
-  const local = cmd.opts() as { url?: string };
-  return { ...(cmd.optsWithGlobals() as GlobalOptions), ...(local.url ? { url: local.url } : {}) };
+  const local = cmd.opts() as { url?: string; env?: string };
+  return {
+    ...(cmd.optsWithGlobals() as GlobalOptions),
+    ...(local.url ? { url: local.url } : {}),
+    ...(local.env !== undefined ? { env: local.env } : {}),
+  };
 };
 
 export const EXIT_CODES_LINE = 'Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 denied.';

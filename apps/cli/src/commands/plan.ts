@@ -1,15 +1,17 @@
 import type { Command } from 'commander';
 import {
   ACTION_MEANING,
+  environmentFor,
   loadManifest,
   type PlanAction,
   type SecretClass,
   TIER_RULES,
   TIERS,
   type Tier,
+  tierArg,
 } from '../manifest.ts';
-import { json, out, styleFor, table, usageError } from '../output.ts';
-import { examples } from './common.ts';
+import { json, note, out, styleFor, table, usageError } from '../output.ts';
+import { examples, globalsOf } from './common.ts';
 
 export interface PlanRow {
   path: string;
@@ -35,11 +37,6 @@ export function planFor(secrets: ReturnType<typeof loadManifest>['secrets'], tie
   });
 }
 
-function tierArg(raw: string): Tier {
-  if ((TIERS as readonly string[]).includes(raw)) return raw as Tier;
-  throw usageError(`--tier must be one of ${TIERS.join(', ')}, not "${raw}"`);
-}
-
 export function registerPlan(program: Command): void {
   examples(
     program
@@ -49,7 +46,8 @@ export function registerPlan(program: Command): void {
       .description(
         'What a deployment tier does with each secret of the manifest, from its class: strip (never shipped), ' +
           'generate (new for each deployment), prompt (the user supplies it at run time) or inject (from Coffer). ' +
-          'Reads only the manifest: no server, no credentials.',
+          'Reads only the manifest: no server, no credentials. Injected secrets come from the environment the ' +
+          "manifest's `environments` maps the tier to (--env or COFFER_ENV win), as coffer run --env does.",
       )
       .requiredOption('--tier <tier>', TIERS.join(' | '), tierArg)
       .option('--json', 'print the plan as JSON')
@@ -63,10 +61,14 @@ export function registerPlan(program: Command): void {
           .map((l) => (l ? `  ${l}` : l))
           .join('\n')}`,
       )
-      .action((manifestFile: string, opts: { tier: Tier; json?: boolean }) => {
+      .action((manifestFile: string, opts: { tier: Tier; json?: boolean }, cmd: Command) => {
         const manifest = loadManifest(manifestFile);
         const rows = planFor(manifest.secrets, opts.tier);
-        if (opts.json) return json({ tier: opts.tier, secrets: rows });
+        const env = environmentFor(manifest, globalsOf(cmd).env, opts.tier);
+        if (env.warning) note(env.warning);
+        const environment = env.slug ?? 'default';
+        if (opts.json) return json({ tier: opts.tier, environment, secrets: rows });
+        note(`Tier ${opts.tier}: secrets are injected from the ${environment} environment (${env.source}).`);
         const s = styleFor(process.stdout);
         const paint = (a: PlanAction) =>
           a === 'strip' ? s.red(a) : a === 'generate' ? s.green(a) : a === 'prompt' ? s.yellow(a) : a;
@@ -77,6 +79,14 @@ export function registerPlan(program: Command): void {
           ),
         );
       }),
-    ['$ coffer plan deploy/secrets.yaml --tier desktop', '$ coffer plan deploy/secrets.yaml --tier cloud --json'],
+    [
+      '$ coffer plan deploy/secrets.yaml --tier desktop',
+      '$ coffer plan deploy/secrets.yaml --tier cloud --json',
+      '',
+      'Manifest: environments maps tiers to environments (a tier not named uses the tenant default):',
+      '  environments:',
+      '    cloud: production',
+      '    desktop: staging',
+    ],
   );
 }
