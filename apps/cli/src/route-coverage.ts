@@ -62,6 +62,11 @@ export const COMMAND_ROUTES = {
   'trust show': ['getIssuer'],
   'trust update': ['updateIssuer'],
   'trust rm': ['deleteIssuer'],
+  'intake create': ['createIntake'],
+  'intake ls': ['listIntakes'],
+  'intake revoke': ['revokeIntake'],
+  // Run by the person who holds the value: it shows the prompt (getIntake), then sends the value.
+  'intake submit': ['getIntake', 'submitIntake'],
   audit: ['queryAudit', 'followAudit'],
   'audit verify': ['verifyAudit'],
   'audit export': ['exportAudit'],
