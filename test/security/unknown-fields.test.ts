@@ -69,7 +69,8 @@ function tokenFor(def: RouteDef, tenant: TestTenant): string | undefined {
   return tenant.adminToken;
 }
 
-const PARAMS: Record<string, string> = { kind: 'sandbox', owner: 'own', name: 'NAME', id: randomUUID(), version: '1' };
+// `name` is a secret's name on secret routes and a dynamic backend's (lowercase only) on theirs: one value fits both.
+const PARAMS: Record<string, string> = { kind: 'sandbox', owner: 'own', name: 'name', id: randomUUID(), version: '1' };
 const urlOf = (def: RouteDef) => def.path.replace(/:([A-Za-z]+)/g, (_, p: string) => PARAMS[p] ?? 'x');
 
 describe('unknown fields are refused, never dropped', () => {

@@ -14,6 +14,8 @@ const TENANT_TABLES = [
   ['rotation_schedule', 'tenant_id'],
   ['webhooks', 'tenant_id'],
   ['webhook_deliveries', 'tenant_id'],
+  ['dynamic_backends', 'tenant_id'],
+  ['leases', 'tenant_id'],
 ] as const;
 
 const DIGEST_SQL = TENANT_TABLES.map(

@@ -4,6 +4,7 @@ import { authRoutes } from './auth/auth.routes.ts';
 import { authenticate } from './auth/authenticate.plugin.ts';
 import { type AppDeps, composeServices } from './composition.ts';
 import { dataKeyRoutes } from './data-keys/data-keys.routes.ts';
+import { dynamicRoutes } from './dynamic/dynamic.routes.ts';
 import { registerErrorHandling } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
 import { createFastify } from './http/fastify-instance.ts';
@@ -74,6 +75,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(webhookRoutes, { service: s.webhooks });
   await app.register(auditRoutes, { service: s.auditService, follow: s.auditFollow });
   await app.register(trustRoutes, { service: s.trust });
+  await app.register(dynamicRoutes, { backends: s.backends, leases: s.leases });
 
   await app.register(metricsEndpoint, { metrics: s.metrics, token: config.metricsToken });
   await app.register(openApiDocument);

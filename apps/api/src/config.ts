@@ -122,6 +122,8 @@ const INPUTS = {
   COFFER_TLS_KEY_FILE: z.string().optional(),
   COFFER_WEBHOOK_ALLOW_PRIVATE: boolish.optional(),
   COFFER_WEBHOOK_ALLOW_HTTP: boolish.optional(),
+  COFFER_DYNAMIC_ALLOW_PRIVATE: boolish.optional(),
+  COFFER_DYNAMIC_ALLOW_PLAINTEXT: boolish.optional(),
   COFFER_METRICS_HOST: z.string().min(1).optional(),
   COFFER_OTEL_TRACES_ENDPOINT: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. http://otel-collector:4318/v1/traces' })
@@ -144,6 +146,10 @@ export type Config = { readonly [K in keyof Settings]: z.output<Settings[K]['sch
   readonly webhookAllowPrivate: boolean;
   /** Webhooks may use plain http; default only outside production. */
   readonly webhookAllowHttp: boolean;
+  /** Dynamic-credential backends may connect to private/loopback addresses; default only outside production. */
+  readonly dynamicAllowPrivate: boolean;
+  /** Dynamic-credential backends may connect without TLS to another host; default only outside production. */
+  readonly dynamicAllowPlaintext: boolean;
   readonly metricsHost: string;
   /** OpenTelemetry traces over OTLP/HTTP (unset: no tracing, no hooks, no cost). */
   readonly tracing: { endpoint: string; serviceName: string; sampleRatio: number } | null;
@@ -365,6 +371,8 @@ export function loadConfig(given: Record<string, string | undefined>): ConfigRes
       tls,
       webhookAllowPrivate: e.COFFER_WEBHOOK_ALLOW_PRIVATE ?? !production,
       webhookAllowHttp: e.COFFER_WEBHOOK_ALLOW_HTTP ?? !production,
+      dynamicAllowPrivate: e.COFFER_DYNAMIC_ALLOW_PRIVATE ?? !production,
+      dynamicAllowPlaintext: e.COFFER_DYNAMIC_ALLOW_PLAINTEXT ?? !production,
       metricsHost: e.COFFER_METRICS_HOST ?? c.host,
       tracing: e.COFFER_OTEL_TRACES_ENDPOINT
         ? {

@@ -17,3 +17,5 @@ export * from './secrets.ts';
 export * from './tenants.ts';
 export * from './trust.ts';
 export * from './version.ts';
+// Last, so that the components published before dynamic credentials keep their order in /openapi.json.
+export * from './dynamic.ts';

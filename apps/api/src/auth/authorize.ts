@@ -8,7 +8,8 @@ import type { Principal } from './principal.ts';
  * - A role may attempt only its actions (checked for every route before its handler runs, from the action the
  *   route declares in the contracts).
  * - Inside its tenant an `admin` may do everything; a `service` only what its path policies grant on the
- *   resource (`kind/owner/name`), through the capability each action needs; an `auditor` reads the audit log;
+ *   resource (`kind/owner/name`, or `dynamic/<backend>` for leases), through the capability each action needs; an
+ *   `auditor` reads the audit log and the lease inventory;
  *   the platform admin manages tenants and master keys and never reaches a secret.
  */
 
@@ -40,7 +41,16 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'trust.read',
   'trust.update',
   'trust.delete',
+  'dynamic.create',
+  'dynamic.delete',
+  'leases.revoke_many',
 ];
+
+/** Dynamic credentials as a service uses them: its policies decide which backends (`dynamic/<name>`). */
+const LEASE_ACTIONS: Action[] = ['leases.create', 'leases.read', 'leases.renew', 'leases.revoke'];
+
+/** What an auditor and an admin read of dynamic credentials: backends (never a URL) and the lease inventory. */
+const DYNAMIC_READ_ACTIONS: Action[] = ['dynamic.list', 'dynamic.read', 'leases.list', 'leases.read'];
 
 const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.follow', 'audit.verify', 'audit.summary'];
 
@@ -70,12 +80,21 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'identities.rotate_secret',
     ...SECRET_ACTIONS,
     ...TENANT_ADMIN_ACTIONS,
+    ...LEASE_ACTIONS,
+    ...DYNAMIC_READ_ACTIONS,
     ...AUDIT_ACTIONS,
   ]),
-  // Services may attempt secret actions; their policies decide each path.
-  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS]),
+  // Services may attempt secret and lease actions; their policies decide each path.
+  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS, ...LEASE_ACTIONS]),
   // Metadata and the record of what happened; never a value, never a change.
-  auditor: new Set<Action>(['auth.whoami', 'rotation.due', 'rotation.log', 'keys.read', ...AUDIT_ACTIONS]),
+  auditor: new Set<Action>([
+    'auth.whoami',
+    'rotation.due',
+    'rotation.log',
+    'keys.read',
+    ...DYNAMIC_READ_ACTIONS,
+    ...AUDIT_ACTIONS,
+  ]),
 };
 
 /** The capability (any of them) a service needs on a secret path for each action that touches one. */
@@ -90,6 +109,9 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   'secrets.destroy': ['delete'],
   'secrets.update': ['write'],
   'secrets.rotate': ['rotate'],
+  // On `dynamic/<backend>`: taking a lease and renewing it. Giving one up needs nothing: it only ends access.
+  'leases.create': ['read'],
+  'leases.renew': ['read'],
 };
 
 export type Decision = { allowed: true } | { allowed: false; reason: string };
