@@ -1,6 +1,8 @@
 import { Lease, LeasePage, PostgresBackend, PostgresBackendList, RevokeLeasesResult } from '@coffer/contracts';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsedStatements } from '../../apps/api/src/dynamic/revocation.ts';
+import { TargetConnections } from '../../apps/api/src/dynamic/target.ts';
 import { createBackend, createLease } from '../support/dynamic.ts';
 import { createIdentity } from '../support/factories.ts';
 import { eventually } from '../support/ops.ts';
@@ -437,6 +439,45 @@ describe('leases', () => {
       'roles dropped',
     );
     expectError(await w.admin('DELETE', '/v1/leases'), 400, 'validation_failed');
+  });
+
+  it('a worker that dropped the role and died before recording it: the next one finds the role gone, and records one revocation', async () => {
+    const w = await world();
+    const lease = await createLease(t.app, w.service.token, w.name);
+    // A worker claims the lease and revokes the role in the target, then dies: its claim is still on the row.
+    await owner.query(
+      `update coffer.leases set state = 'revoking', revoke_reason = 'expired', claim_token = gen_random_uuid(),
+         revoke_attempts = 1, next_attempt_at = now() + interval '1 hour' where id = $1`,
+      [lease.leaseId],
+    );
+    const worker = new TargetConnections({ allowPrivate: true, allowPlaintext: true });
+    try {
+      expect(
+        await worker.revoke(
+          corner.adminUrl,
+          parsedStatements(READ_ITEMS.revocationStatements, 'revocation'),
+          lease.username,
+        ),
+      ).toBe('dropped');
+    } finally {
+      await worker.close();
+    }
+    // While its claim holds, nobody else touches the lease; once it lapses, the next worker takes over.
+    await t.app.jobs.leases.revokeDue();
+    expect((await leaseRow(lease.leaseId))?.state).toBe('revoking');
+    await owner.query(`update coffer.leases set next_attempt_at = now() - interval '1 second' where id = $1`, [
+      lease.leaseId,
+    ]);
+    await t.app.jobs.leases.revokeDue();
+    expect(await leaseRow(lease.leaseId)).toMatchObject({ state: 'revoked', revoke_attempts: 2 });
+    expect(await revokeEvents(w.tid, lease.leaseId)).toHaveLength(1);
+    const { rows } = await owner.query<{ details: { role: string } }>(
+      `select details from coffer.audit_events where tenant_id = $1 and action = 'leases.revoke'`,
+      [w.tid],
+    );
+    expect(rows[0]?.details.role).toBe('already gone');
+    // The revocation statements ran once, by the worker that died.
+    expect(await corner.query('select role from revocations where role = $1', [lease.username])).toHaveLength(1);
   });
 
   it('a target that is down is retried with backoff, then reported revoke_failed (webhook, audit) and stays visible until it can be revoked', async () => {

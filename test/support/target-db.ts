@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { scramVerifier } from '../../apps/api/src/db/roles.ts';
 import { withClient, withDatabase } from './db.ts';
 
 /**
@@ -28,7 +29,8 @@ export async function targetCorner(superUrl: string = inject('targetDatabaseUrl'
   const database = `dyn_${run}`;
   const adminPassword = randomBytes(18).toString('base64url');
   await withClient(superUrl, async (c) => {
-    await c.query(`create role ${admin} login createrole password '${adminPassword}'`);
+    // As a SCRAM verifier, as Coffer sends passwords: a target that logs statements records nothing to log in with.
+    await c.query(`create role ${admin} login createrole password '${scramVerifier(adminPassword)}'`);
     await c.query(`grant pg_signal_backend to ${admin}`);
     await c.query(`create database ${database} owner ${admin}`);
   });

@@ -166,6 +166,7 @@ export function composeServices(deps: CompositionDeps) {
     audit,
     webhooks: webhookOutbox,
     log,
+    claimMs: config.leaseClaimSeconds * 1000,
   };
   const revoker = leaseRevoker(dynamic);
   const leases = leaseService({ ...dynamic, revoker });

@@ -95,6 +95,8 @@ const SETTINGS = {
   schedulerEnabled: from('COFFER_SCHEDULER_ENABLED', boolish.default(true)),
   /** How often the rotation scheduler and the re-encryption job look for work. */
   schedulerIntervalMs: from('COFFER_SCHEDULER_INTERVAL_MS', intIn(100, 3_600_000).default(30_000)),
+  /** How long a replica's claim on a lease it is revoking lasts: after a crash, another replica takes over then. */
+  leaseClaimSeconds: from('COFFER_LEASE_CLAIM_SECONDS', intIn(5, 3600).default(30)),
   /** Share of the time the re-encryption job works (it pauses between batches for the rest), in (0, 1]. */
   rekeyDutyCycle: from('COFFER_REKEY_DUTY_CYCLE', z.coerce.number().gt(0).max(1).default(0.5)),
   /** Bearer token that /metrics on the API port requires (unset: no /metrics there). */

@@ -18,7 +18,7 @@ import { decodeIdCursor, pageOf } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { requireAllowed } from '../secrets/secret-reads.service.ts';
 import type { LeaseRow, RevokeReason } from './dynamic.queries.ts';
-import { CLAIM_MS, connectionUrl, type DynamicDeps, type LeaseRevoker, parsedStatements } from './revocation.ts';
+import { connectionUrl, type DynamicDeps, type LeaseRevoker, parsedStatements } from './revocation.ts';
 import { describeTargetError, TargetMisconfigured, TargetStatementFailed, TargetUnavailable } from './target.ts';
 import { parseUsernameTemplate, renderUsername, TemplateProblem } from './templates.ts';
 
@@ -99,7 +99,7 @@ export function leaseService(deps: LeaseServiceDeps) {
   }
 
   async function revokeNow(ctx: RequestContext, ids: readonly string[], tenantId: string): Promise<number> {
-    const claimed = await queries.claimIds(tenantId, ids, CLAIM_MS);
+    const claimed = await queries.claimIds(tenantId, ids, deps.claimMs);
     const outcomes = await revoker.each(claimed, 4, (c) => revoker.revokeClaimed(c, ctx));
     return outcomes.filter((o) => o === 'revoked').length;
   }

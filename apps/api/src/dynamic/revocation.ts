@@ -13,8 +13,6 @@ import type { BackendRow, ClaimedLease, DynamicQueries } from './dynamic.queries
 import { describeTargetError, type TargetConnections, TargetMisconfigured } from './target.ts';
 import { type ParsedStatement, parseStatement, type StatementKind, TemplateProblem } from './templates.ts';
 
-/** How long a worker's claim on a lease lasts: past it, another worker takes the revocation over. */
-export const CLAIM_MS = 120_000;
 /** Attempts (about two and a half minutes of backoff) before a lease is reported `revoke_failed`. */
 export const MAX_ATTEMPTS = 6;
 const BACKOFF_BASE_MS = 5_000;
@@ -28,6 +26,11 @@ export interface DynamicDeps {
   audit: AuditSink;
   webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
   log: Logger;
+  /**
+   * How long a worker's claim on a lease lasts: past it, another worker takes the revocation over (after a crash).
+   * A worker still busy then only duplicates work, never the revocation (see TargetConnections.revoke).
+   */
+  claimMs: number;
 }
 
 /** Parses stored statements again (they were checked when the backend was configured). */
@@ -202,12 +205,13 @@ export function leaseRevoker(deps: DynamicDeps) {
     async revokeDue(
       o: { limit?: number; budgetMs?: number; concurrency?: number } = {},
     ): Promise<{ revoked: number; retried: number; failed: number }> {
-      const limit = o.limit ?? 50;
+      // Small batches: a claim lasts only so long, and revocations in one database run one at a time.
+      const limit = o.limit ?? 20;
       const deadline = Date.now() + (o.budgetMs ?? 20_000);
       const totals = { revoked: 0, retried: 0, failed: 0 };
       for (;;) {
-        const claimed = await queries.claimDue(limit, CLAIM_MS);
-        const outcomes = await each(claimed, o.concurrency ?? 8, (c) => settle(c, 'system'));
+        const claimed = await queries.claimDue(limit, deps.claimMs);
+        const outcomes = await each(claimed, o.concurrency ?? 4, (c) => settle(c, 'system'));
         totals.revoked += outcomes.filter((x) => x === 'revoked').length;
         totals.retried += outcomes.filter((x) => x === 'retry').length;
         totals.failed += outcomes.filter((x) => x === 'failed').length;
