@@ -29,6 +29,14 @@ afterAll(async () => {
   await corner?.drop();
 });
 
+/** Every password this file was handed, for the leak scan at the end. */
+const passwords: string[] = [];
+async function leased(...args: Parameters<typeof createLease>) {
+  const l = await createLease(...args);
+  passwords.push(l.password);
+  return l;
+}
+
 /** A tenant with a backend and a service that may take leases of it. */
 async function world(o: Parameters<typeof createBackend>[3] = {}) {
   const ctx: TenantCtx = await tenantCtx(t, root);
@@ -241,7 +249,7 @@ describe('configuring a PostgreSQL backend', () => {
 
   it('deletes a backend only once none of its leases can still hold a role', async () => {
     const w = await world();
-    const lease = await createLease(t.app, w.service.token, w.name);
+    const lease = await leased(t.app, w.service.token, w.name);
     const err = expectError(await w.admin('DELETE', `/v1/dynamic/postgres/${w.name}`), 409, 'conflict');
     expect(err.message).toMatch(/1 lease of this backend is not revoked/);
     expectOk(await w.admin('DELETE', `/v1/leases?backend=${w.name}`), 200, RevokeLeasesResult);
@@ -255,7 +263,7 @@ describe('configuring a PostgreSQL backend', () => {
 describe('leases', () => {
   it('a lease logs in and can do what its statements granted, and nothing more', async () => {
     const w = await world();
-    const lease = await createLease(t.app, w.service.token, w.name);
+    const lease = await leased(t.app, w.service.token, w.name);
     expect(lease.username).toMatch(new RegExp(`^v_${w.name}_service-[0-9a-f]+_[a-z0-9]{12}$`));
     const url = corner.loginUrl(lease.username, lease.password);
     expect(await asLease(url, 'select label from items order by id')).toEqual({
@@ -292,7 +300,7 @@ describe('leases', () => {
 
   it('after its TTL the role is gone from pg_roles and its open session is ended; revoked once', async () => {
     const w = await world();
-    const lease = await createLease(t.app, w.service.token, w.name, { ttlSeconds: 30 });
+    const lease = await leased(t.app, w.service.token, w.name, { ttlSeconds: 30 });
     const session = new pg.Client({ connectionString: corner.loginUrl(lease.username, lease.password) });
     const ended = new Promise<string>((resolve) =>
       session.on('error', (e) => resolve((e as { code?: string }).code ?? 'error')),
@@ -324,7 +332,7 @@ describe('leases', () => {
 
   it('renew extends the lease and the role’s VALID UNTIL, and stops at the maximum TTL', async () => {
     const w = await world({ defaultTtlSeconds: 60, maxTtlSeconds: 120 });
-    const lease = await createLease(t.app, w.service.token, w.name);
+    const lease = await leased(t.app, w.service.token, w.name);
     const created = Date.parse(lease.expiresAt) - 60_000;
     expect(Date.parse(lease.maxExpiresAt) - created).toBeGreaterThanOrEqual(119_000);
     const validUntil = async () =>
@@ -374,7 +382,7 @@ describe('leases', () => {
 
   it('DELETE /v1/leases/:id revokes at once: the role is gone when it answers', async () => {
     const w = await world();
-    const lease = await createLease(t.app, w.service.token, w.name);
+    const lease = await leased(t.app, w.service.token, w.name);
     const res = expectOk(await w.asService('DELETE', `/v1/leases/${lease.leaseId}`), 200, Lease);
     expect(res).toMatchObject({ state: 'revoked', revokeReason: 'revoked' });
     expect(await corner.roleExists(lease.username)).toBe(false);
@@ -385,8 +393,8 @@ describe('leases', () => {
 
   it('disabling or deleting an identity revokes its leases; DELETE /v1/leases?identity= revokes them at once', async () => {
     const w = await world();
-    const a = await createLease(t.app, w.service.token, w.name);
-    const b = await createLease(t.app, w.service.token, w.name);
+    const a = await leased(t.app, w.service.token, w.name);
+    const b = await leased(t.app, w.service.token, w.name);
     expect((await w.admin('PATCH', `/v1/identities/${w.service.identity.id}`, { disabled: true })).statusCode).toBe(
       200,
     );
@@ -409,7 +417,7 @@ describe('leases', () => {
       role: 'service',
       policies: [{ path: `dynamic/${w.name}`, capabilities: ['read'] }],
     });
-    const c = await createLease(t.app, doomed.token, w.name);
+    const c = await leased(t.app, doomed.token, w.name);
     expect((await w.admin('DELETE', `/v1/identities/${doomed.identity.id}`)).statusCode).toBe(204);
     await t.app.jobs.leases.revokeDue();
     await eventually(async () => !(await corner.roleExists(c.username)), 5000, 'role dropped');
@@ -423,8 +431,8 @@ describe('leases', () => {
       role: 'service',
       policies: [{ path: `dynamic/${w.name}`, capabilities: ['read'] }],
     });
-    const d = await createLease(t.app, third.token, w.name);
-    const e = await createLease(t.app, third.token, w.name);
+    const d = await leased(t.app, third.token, w.name);
+    const e = await leased(t.app, third.token, w.name);
     const result = expectOk(
       await w.admin('DELETE', `/v1/leases?identity=${third.identity.id}`),
       200,
@@ -443,7 +451,7 @@ describe('leases', () => {
 
   it('a worker that dropped the role and died before recording it: the next one finds the role gone, and records one revocation', async () => {
     const w = await world();
-    const lease = await createLease(t.app, w.service.token, w.name);
+    const lease = await leased(t.app, w.service.token, w.name);
     // A worker claims the lease and revokes the role in the target, then dies: its claim is still on the row.
     await owner.query(
       `update coffer.leases set state = 'revoking', revoke_reason = 'expired', claim_token = gen_random_uuid(),
@@ -487,7 +495,7 @@ describe('leases', () => {
       events: ['lease.revoke_failed'],
     });
     expect(hook.statusCode).toBe(201);
-    const lease = await createLease(t.app, w.service.token, w.name);
+    const lease = await leased(t.app, w.service.token, w.name);
     // The database goes away: the secret now names a port nothing listens on.
     const down = new URL(corner.adminUrl);
     down.port = '1';
@@ -543,7 +551,7 @@ describe('leases', () => {
   it('a role that cannot be dropped stays visible with the reason, and no one can log in with it', async () => {
     // No REVOKE in the revocation statements: the role's privilege on `items` keeps DROP ROLE from working.
     const w = await world({ revocationStatements: [] });
-    const lease = await createLease(t.app, w.service.token, w.name);
+    const lease = await leased(t.app, w.service.token, w.name);
     const res = await w.asService('DELETE', `/v1/leases/${lease.leaseId}`);
     expect(res.statusCode).toBe(202);
     const body = Lease.parse(res.json());
@@ -565,7 +573,7 @@ describe('hostile values', () => {
       name: `o'n"; DROP ROLE ${canary}; --`,
       policies: [{ path: `dynamic/${w.name}`, capabilities: ['read'] }],
     });
-    const lease = await createLease(t.app, hostile.token, w.name, { ttlSeconds: 60 });
+    const lease = await leased(t.app, hostile.token, w.name, { ttlSeconds: 60 });
     expect(lease.username).toMatch(/^x";DROP TABLE items;--'o'n"; DROP ROLE [a-z_]*_[a-z0-9]{12}$/);
     // The role has exactly that name, and nothing else was run.
     expect(await corner.roleExists(lease.username)).toBe(true);
@@ -582,5 +590,26 @@ describe('hostile values', () => {
     expect(await corner.roleExists(canary)).toBe(true);
     expect(await corner.query('select count(*)::int as n from items')).toEqual([{ n: 2 }]);
     expect(await corner.query('select role from revocations where role = $1', [lease.username])).toHaveLength(1);
+  });
+});
+
+describe('leak scan', () => {
+  it('no lease password, admin URL or admin password in the app log (debug level), audit rows or lease rows', async () => {
+    expect(passwords.length).toBeGreaterThan(10);
+    const needles = [corner.adminUrl, corner.adminPassword, ...passwords];
+    const { rows: audit } = await owner.query(
+      `select * from coffer.audit_events where action like 'leases.%' or action like 'dynamic.%'`,
+    );
+    const { rows: leases } = await owner.query('select * from coffer.leases');
+    const places = {
+      'app log': t.logs.join('\n'),
+      'audit rows': JSON.stringify(audit),
+      'lease rows': JSON.stringify(leases),
+    };
+    const leaks = Object.entries(places).flatMap(([place, text]) =>
+      needles.filter((n) => text.includes(n)).map((n) => `${n.slice(0, 6)}… in ${place}`),
+    );
+    expect(leaks).toEqual([]);
+    expect(t.logs.length).toBeGreaterThan(0);
   });
 });
