@@ -3,6 +3,7 @@ import { registerAudit } from './commands/audit.ts';
 import { registerAuth } from './commands/auth.ts';
 import { registerBundles } from './commands/bundles.ts';
 import { registerCheck } from './commands/check.ts';
+import { registerDynamic } from './commands/dynamic.ts';
 import { registerPlan } from './commands/plan.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSecrets } from './commands/secrets.ts';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerPlan(program);
   registerAudit(program);
+  registerDynamic(program);
   program.commands.forEach(function perCommand(c: Command) {
     // Positional options (which `run -- cmd` needs) would take --url only before the command name; users write it
     // after (`coffer login --url …`), so every command accepts it too. COFFER_URL stays on the program's option,
