@@ -172,6 +172,24 @@ describe('configuring a PostgreSQL backend', () => {
     expect(err.details?.[0]?.message).toMatch(message);
   });
 
+  it('refuses the name postgres, so /v1/dynamic/postgres/:name and /v1/dynamic/:name/leases never meet', async () => {
+    const ctx = await tenantCtx(t, root);
+    const admin = sender(t.app, ctx.tenant.adminToken);
+    const err = expectError(
+      await admin('POST', '/v1/dynamic/postgres', {
+        name: 'postgres',
+        connectionSecret: 'shared/dynamic/ADMIN_URL',
+        ...READ_ITEMS,
+        defaultTtlSeconds: 60,
+        maxTtlSeconds: 600,
+      }),
+      400,
+      'validation_failed',
+    );
+    expect(err.details?.[0]).toMatchObject({ path: 'body.name', message: expect.stringMatching(/reserved/) });
+    expectError(await admin('POST', '/v1/dynamic/postgres/leases'), 400, 'validation_failed');
+  });
+
   it('refuses with 422 a connection secret that is missing, a database that is down, or an admin that cannot make roles', async () => {
     const ctx = await tenantCtx(t, root);
     const admin = sender(t.app, ctx.tenant.adminToken);
