@@ -47,6 +47,8 @@ beforeAll(async () => {
   corner = await targetCorner(target.ownerUrl);
 });
 afterAll(async () => {
+  // A test that failed half-way leaves its API running: stop it before the clusters go.
+  for (const api of running) await api.stop();
   await target?.destroy();
 });
 
@@ -58,6 +60,7 @@ const ENV = {
   LOG_LEVEL: 'debug',
 };
 
+const running: Api[] = [];
 /** Everything the API processes of this file wrote. */
 const apiOutput: string[] = [];
 const errorBodies: string[] = [];
@@ -65,6 +68,7 @@ const passwords: string[] = [];
 
 async function started(env: Record<string, string> = {}): Promise<Api> {
   const api = await startApi(cluster.ownerUrl, keys, { ...ENV, ...env });
+  running.push(api);
   void api.exited.then(() => apiOutput.push(api.output()));
   return api;
 }

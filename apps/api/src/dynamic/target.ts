@@ -296,6 +296,10 @@ export class TargetConnections {
   async create(raw: string, statements: readonly ParsedStatement[], values: StatementValues): Promise<void> {
     await this.withClient(raw, 'creation', (c) =>
       this.inTransaction(c, 'creation', async (run) => {
+        // Creations do not wait for their commit to reach the target's disk, so that the lock is not held through
+        // a flush: a creation lost to a crash of the target only leaves a lease whose role does not exist (its
+        // login fails, its revocation finds nothing). Revocations always wait: a lost one would bring a role back.
+        await c.query('SET LOCAL synchronous_commit TO off');
         for (const [i, s] of statements.entries()) await run(renderStatement(s, values), i);
         const found = await c.query('select 1 from pg_catalog.pg_roles where rolname = $1', [values.name]);
         if (!found.rowCount) {
