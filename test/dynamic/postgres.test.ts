@@ -340,6 +340,9 @@ describe('leases', () => {
     expect(await revokeEvents(w.tid, lease.leaseId)).toEqual([
       { action: 'leases.revoke', outcome: 'allowed', actor_name: 'system' },
     ]);
+    const metrics = await t.app.metrics.registry.getSingleMetricAsString('coffer_leases_total');
+    expect(metrics).toMatch(/coffer_leases_total\{op="created"\} [1-9]/);
+    expect(metrics).toMatch(/coffer_leases_total\{op="revoked"\} [1-9]/);
     expect(await corner.query('select role from revocations where role = $1', [lease.username])).toHaveLength(1);
     // A second pass, or a revocation asked for again, changes nothing.
     await t.app.jobs.leases.revokeDue();
