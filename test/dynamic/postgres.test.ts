@@ -303,6 +303,28 @@ describe('leases', () => {
     expect(rows[0]).toMatchObject({ state: 'active', username: lease.username, identity_id: w.service.identity.id });
   });
 
+  it('a creation statement that fails is a 422 naming its number and SQLSTATE only; the lease ends with nothing made', async () => {
+    const w = await world({
+      creationStatements: [
+        'CREATE ROLE {{name}} LOGIN PASSWORD {{password}}',
+        'GRANT SELECT ON no_such_table TO {{name}}',
+      ],
+    });
+    const err = expectError(await w.asService('POST', `/v1/dynamic/${w.name}/leases`), 422, 'unprocessable');
+    expect(err.message).toBe(
+      'the backend cannot make this lease: creation statement 2 failed (SQLSTATE 42P01): see its SQLSTATE',
+    );
+    const page = expectOk(await w.admin('GET', `/v1/leases?backend=${w.name}`), 200, LeasePage);
+    expect(page.items).toHaveLength(1);
+    expect(page.items[0]).toMatchObject({ state: 'revoked', revokeReason: 'creation_failed', revokeAttempts: 0 });
+    expect(await corner.roleExists(page.items[0]?.username ?? '')).toBe(false);
+    const { rows } = await owner.query<{ outcome: string; error_code: string }>(
+      `select outcome, error_code from coffer.audit_events where tenant_id = $1 and action = 'leases.create'`,
+      [w.tid],
+    );
+    expect(rows).toEqual([{ outcome: 'error', error_code: 'unprocessable' }]);
+  });
+
   it('needs read on dynamic/<backend>: 403 without it, 404 for a backend that does not exist', async () => {
     const w = await world();
     const other = await createIdentity(t.app, w.tenant.adminToken, {

@@ -206,6 +206,23 @@ export function dynamicQueries(db: Database) {
       });
     },
 
+    /** A creation known to have made nothing in the target: the lease ends here, with nothing to revoke. */
+    failCreation(tenantId: string, id: string, claim: string): Promise<void> {
+      return db.withTenant(tenantId, async (t) => {
+        await t
+          .update(leases)
+          .set({
+            state: 'revoked',
+            revokeReason: 'creation_failed',
+            revokeRequestedAt: sql`now()`,
+            revokedAt: sql`now()`,
+            claimToken: null,
+            nextAttemptAt: null,
+          })
+          .where(and(eq(leases.id, id), eq(leases.claimToken, claim), eq(leases.state, 'creating')));
+      });
+    },
+
     renew(tenantId: string, id: string, expiresAt: Date, tx: Tx): Promise<LeaseRow> {
       return db.inTenant(tenantId, tx, async (t) => {
         const [r] = await t

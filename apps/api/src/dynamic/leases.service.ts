@@ -19,7 +19,13 @@ import type { RequestContext } from '../http/request-context.ts';
 import { requireAllowed } from '../secrets/secret-reads.service.ts';
 import type { LeaseRow, RevokeReason } from './dynamic.queries.ts';
 import { connectionUrl, type DynamicDeps, type LeaseRevoker, parsedStatements } from './revocation.ts';
-import { describeTargetError, TargetMisconfigured, TargetStatementFailed, TargetUnavailable } from './target.ts';
+import {
+  describeTargetError,
+  nothingWasMade,
+  TargetMisconfigured,
+  TargetStatementFailed,
+  TargetUnavailable,
+} from './target.ts';
 import { parseUsernameTemplate, renderUsername, TemplateProblem } from './templates.ts';
 
 /** How long a creation may take before the expiry job treats it as crashed and revokes whatever it made. */
@@ -157,7 +163,9 @@ export function leaseService(deps: LeaseServiceDeps) {
           expiration: expiresAt,
         });
       } catch (err) {
-        await queries.abandonCreation(p.tenantId, id, claim).catch(() => undefined);
+        // Nothing to undo if the target never committed anything; else the job drops whatever may have been made.
+        const settle = nothingWasMade(err) ? queries.failCreation : queries.abandonCreation;
+        await settle(p.tenantId, id, claim).catch(() => undefined);
         throw targetError(err);
       }
       const row = await db.withTenant(p.tenantId, async (tx) => {

@@ -49,6 +49,12 @@ export class TargetStatementFailed extends Error {
 
 const problem = (m: string) => new TargetMisconfigured(m);
 
+/** Creations that failed before their COMMIT was sent: the target rolled them back, or never saw them. */
+const madeNothing = new WeakSet<Error>();
+
+/** The creation that threw `err` certainly made nothing in the target (else it may have made the role). */
+export const nothingWasMade = (err: unknown): boolean => err instanceof Error && madeNothing.has(err);
+
 function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
@@ -79,13 +85,19 @@ export function parseTargetUrl(raw: string, policy: TargetPolicy): TargetAddress
       'the connection URL would connect without TLS: add ?sslmode=verify-full (or require), or set COFFER_DYNAMIC_ALLOW_PLAINTEXT=true',
     );
   }
-  const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || 'postgres';
+  const decoded = (part: string, what: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      throw problem(`the connection URL's ${what} is not correctly percent-encoded`);
+    }
+  };
   return {
     host,
     port: url.port ? Number(url.port) : 5432,
-    user: decodeURIComponent(url.username),
-    password: decodeURIComponent(url.password),
-    database,
+    user: decoded(url.username, 'user'),
+    password: decoded(url.password, 'password'),
+    database: decoded(url.pathname.replace(/^\//, ''), 'database') || 'postgres',
     sslmode: sslmode as SslMode,
   };
 }
@@ -292,8 +304,28 @@ export class TargetConnections {
     });
   }
 
-  /** Makes the role: the creation statements, then a check that they did make a role of that name. */
+  /**
+   * Makes the role: the creation statements, then a check that they did make a role of that name. A failure before
+   * the COMMIT was sent is known to have made nothing (`nothingWasMade`); one during it may have made the role.
+   */
   async create(raw: string, statements: readonly ParsedStatement[], values: StatementValues): Promise<void> {
+    let committing = false;
+    try {
+      await this.createRole(raw, statements, values, () => {
+        committing = true;
+      });
+    } catch (err) {
+      if (!committing && err instanceof Error) madeNothing.add(err);
+      throw err;
+    }
+  }
+
+  private async createRole(
+    raw: string,
+    statements: readonly ParsedStatement[],
+    values: StatementValues,
+    beforeCommit: () => void,
+  ): Promise<void> {
     await this.withClient(raw, 'creation', (c) =>
       this.inTransaction(c, 'creation', async (run) => {
         // Creations do not wait for their commit to reach the target's disk, so that the lock is not held through
@@ -310,6 +342,7 @@ export class TargetConnections {
             'the creation statements did not create the role {{name}}',
           );
         }
+        beforeCommit();
       }),
     );
   }
