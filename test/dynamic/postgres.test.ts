@@ -656,3 +656,37 @@ describe('leak scan', () => {
     expect(t.logs.length).toBeGreaterThan(0);
   });
 });
+
+describe('rows changed outside Coffer (a holder of coffer_app’s credentials)', () => {
+  it('a backend whose statements were changed in the database is refused, never run', async () => {
+    const w = await world();
+    await owner.query(`update coffer.dynamic_backends set creation_statements = $2::jsonb where tenant_id = $1`, [
+      w.tid,
+      JSON.stringify(['CREATE ROLE {{name}} LOGIN CREATEDB PASSWORD {{password}}']),
+    ]);
+    const err = expectError(await w.asService('POST', `/v1/dynamic/${w.name}/leases`), 422, 'unprocessable');
+    expect(err.message).toMatch(/does not match its seal/);
+    expect(await corner.query('select 1 from pg_roles where rolcreatedb and rolname like $1', ['v\\_%'])).toEqual([]);
+  });
+
+  it('a lease whose username was pointed at another role never drops that role', async () => {
+    const w = await world();
+    const victim = `victim_${corner.run}`;
+    // A role the admin made itself, so the admin could drop it.
+    await asLease(corner.adminUrl, `create role ${victim}`);
+    const lease = await leased(t.app, w.service.token, w.name);
+    await owner.query('update coffer.leases set username = $2 where id = $1', [lease.leaseId, victim]);
+    await expire(lease.leaseId);
+    await t.app.jobs.leases.revokeDue();
+    const after = expectOk(await w.admin('GET', `/v1/leases/${lease.leaseId}`), 200, Lease);
+    expect(after.state).toBe('revoking');
+    expect(after.lastError).toMatch(/does not match its seal/);
+    expect(await corner.roleExists(victim)).toBe(true);
+    // Put back as it was, the lease is revoked as usual.
+    await owner.query('update coffer.leases set username = $2 where id = $1', [lease.leaseId, lease.username]);
+    await makeRetryDue(lease.leaseId);
+    await t.app.jobs.leases.revokeDue();
+    expect((await leaseRow(lease.leaseId))?.state).toBe('revoked');
+    expect(await corner.roleExists(lease.username)).toBe(false);
+  });
+});

@@ -24,6 +24,7 @@ import { backendService } from './dynamic/backends.service.ts';
 import { dynamicQueries } from './dynamic/dynamic.queries.ts';
 import { leaseService } from './dynamic/leases.service.ts';
 import { leaseRevoker } from './dynamic/revocation.ts';
+import { dynamicSeals } from './dynamic/seal.ts';
 import { TargetConnections } from './dynamic/target.ts';
 import type { ReadinessCheck } from './health/health.routes.ts';
 import { CURSOR_KEY_PURPOSE, cursorCodec } from './http/cursor.ts';
@@ -165,6 +166,7 @@ export function composeServices(deps: CompositionDeps) {
     keys: tenantKeys,
     audit,
     webhooks: webhookOutbox,
+    seals: dynamicSeals(tenantKeys),
     log,
     claimMs: config.leaseClaimSeconds * 1000,
   };

@@ -370,6 +370,11 @@ export const dynamicBackends = coffer.table(
     defaultTtlSeconds: integer('default_ttl_seconds').notNull(),
     maxTtlSeconds: integer('max_ttl_seconds').notNull(),
     usernameTemplate: text('username_template').notNull(),
+    /**
+     * HMAC of the row under a key derived from the tenant's fingerprint key (which the database never holds): the
+     * statements are SQL run as the target's admin, so a row changed outside Coffer is refused, never run.
+     */
+    seal: bytea('seal').notNull(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     createdBy: uuid('created_by'),
@@ -398,6 +403,8 @@ export const leases = coffer.table(
     identityName: text('identity_name').notNull(),
     deploymentId: uuid('deployment_id'),
     username: text('username').notNull(),
+    /** HMAC of (tenant, lease, backend, username), as for backends: a role named by a changed row is never dropped. */
+    seal: bytea('seal').notNull(),
     state: text('state', { enum: ['creating', 'active', 'revoking', 'revoked', 'revoke_failed'] }).notNull(),
     createdAt: createdAt(),
     expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),

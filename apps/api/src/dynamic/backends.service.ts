@@ -90,25 +90,22 @@ export function backendService(deps: DynamicDeps) {
         throw err;
       }
 
+      const fields = {
+        id: newId(),
+        name: body.name,
+        engine: 'postgres' as const,
+        connectionSecret: body.connectionSecret,
+        creationStatements: body.creationStatements,
+        revocationStatements: body.revocationStatements,
+        renewStatements,
+        defaultTtlSeconds: body.defaultTtlSeconds,
+        maxTtlSeconds: body.maxTtlSeconds,
+        usernameTemplate,
+      };
+      const seal = await deps.seals.backend(p.tenantId, fields);
       try {
         const row = await db.withTenant(p.tenantId, async (tx) => {
-          const created = await queries.insertBackend(
-            p.tenantId,
-            {
-              id: newId(),
-              name: body.name,
-              engine: 'postgres',
-              connectionSecret: body.connectionSecret,
-              creationStatements: body.creationStatements,
-              revocationStatements: body.revocationStatements,
-              renewStatements,
-              defaultTtlSeconds: body.defaultTtlSeconds,
-              maxTtlSeconds: body.maxTtlSeconds,
-              usernameTemplate,
-              createdBy: p.identityId,
-            },
-            tx,
-          );
+          const created = await queries.insertBackend(p.tenantId, { ...fields, seal, createdBy: p.identityId }, tx);
           await audit.appendInTx(tx, [
             auditEvent(ctx, {
               action: 'dynamic.create',

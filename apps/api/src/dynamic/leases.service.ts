@@ -127,6 +127,7 @@ export function leaseService(deps: LeaseServiceDeps) {
       let statements: ReturnType<typeof parsedStatements>;
       let url: string;
       try {
+        await deps.seals.checkBackend(p.tenantId, backend);
         template = parseUsernameTemplate(backend.usernameTemplate);
         statements = parsedStatements(backend.creationStatements, 'creation');
         url = await connectionUrl(deps, p.tenantId, backend);
@@ -141,6 +142,12 @@ export function leaseService(deps: LeaseServiceDeps) {
       const password = newLeasePassword();
       const id = newId();
       const claim = randomUUID();
+      const seal = await deps.seals.lease(p.tenantId, {
+        id,
+        backendName: backend.name,
+        identityId: p.identityId,
+        username,
+      });
       // Recorded before the role exists, so that a crash from here on leaves a lease the job revokes, not a role
       // nobody knows about.
       await queries.insertLease(p.tenantId, {
@@ -150,6 +157,7 @@ export function leaseService(deps: LeaseServiceDeps) {
         identityId: p.identityId,
         identityName: p.name,
         username,
+        seal,
         state: 'creating',
         expiresAt,
         maxExpiresAt,
@@ -250,6 +258,8 @@ export function leaseService(deps: LeaseServiceDeps) {
         let row = lease;
         if (to.getTime() > lease.expiresAt.getTime()) {
           try {
+            await deps.seals.checkBackend(p.tenantId, backend);
+            await deps.seals.checkLease(p.tenantId, lease);
             const url = await connectionUrl(deps, p.tenantId, backend);
             const statements = parsedStatements(backend.renewStatements, 'renew');
             const done = await targets.renew(url, statements, { name: lease.username, expiration: to });

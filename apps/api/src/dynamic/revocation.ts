@@ -10,6 +10,7 @@ import type { RequestContext } from '../http/request-context.ts';
 import { unbind } from '../secrets/secret-reads.service.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import type { BackendRow, ClaimedLease, DynamicQueries } from './dynamic.queries.ts';
+import type { DynamicSeals } from './seal.ts';
 import { describeTargetError, type TargetConnections, TargetMisconfigured } from './target.ts';
 import { type ParsedStatement, parseStatement, type StatementKind, TemplateProblem } from './templates.ts';
 
@@ -25,6 +26,7 @@ export interface DynamicDeps {
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   audit: AuditSink;
   webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
+  seals: DynamicSeals;
   log: Logger;
   /**
    * How long a worker's claim on a lease lasts: past it, another worker takes the revocation over (after a crash).
@@ -97,6 +99,9 @@ export function leaseRevoker(deps: DynamicDeps) {
     try {
       const backend = lease.backendId ? await queries.backendById(c.tenantId, lease.backendId) : undefined;
       if (!backend) throw new TargetMisconfigured('the backend of this lease no longer exists');
+      // A row changed outside Coffer names a role, or statements, that no admin chose: nothing is run for it.
+      await deps.seals.checkBackend(c.tenantId, backend);
+      await deps.seals.checkLease(c.tenantId, lease);
       const statements = parsedStatements(backend.revocationStatements, 'revocation');
       result = await deps.targets.revoke(await connectionUrl(deps, c.tenantId, backend), statements, lease.username);
     } catch (err) {
