@@ -263,9 +263,11 @@ describe('dynamic credentials under faults', () => {
       ['no-such-role', 'CREATE ROLE {{name}} LOGIN PASSWORD {{password}} IN ROLE no_such_role'],
       ['syntax', 'CREATE ROLE {{name}} LOGIN PASSWORD {{password}} NONSENSE'],
     ] as const) {
+      const secret = `shared/dynamic/${name.toUpperCase().replace(/-/g, '_')}_URL`;
+      await send(api, 'PUT', `/v1/secrets/${secret}`, w.adminToken, { value: corner.adminUrl });
       const made = await send(api, 'POST', '/v1/dynamic/postgres', w.adminToken, {
         name,
-        connectionSecret: 'shared/dynamic/ADMIN_URL',
+        connectionSecret: secret,
         creationStatements: [statement],
         revocationStatements: [],
         defaultTtlSeconds: 60,
@@ -274,13 +276,10 @@ describe('dynamic credentials under faults', () => {
       expect(made.status).toBe(201);
       expect((await send(api, 'POST', `/v1/dynamic/${name}/leases`, w.adminToken)).status).toBe(422);
     }
+    // The syntax backend's database goes away: its secret now names a port nothing listens on.
     const down = new URL(corner.adminUrl);
     down.port = '1';
-    await send(api, 'PUT', '/v1/secrets/shared/dynamic/DOWN_URL', w.adminToken, { value: down.toString() });
-    await cluster.query(
-      `update coffer.dynamic_backends set connection_secret = 'shared/dynamic/DOWN_URL' where tenant_id = $1 and name = 'syntax'`,
-      [w.tenantId],
-    );
+    await send(api, 'PUT', '/v1/secrets/shared/dynamic/SYNTAX_URL', w.adminToken, { value: down.toString() });
     expect((await send(api, 'POST', '/v1/dynamic/syntax/leases', w.adminToken)).status).toBe(503);
     await send(api, 'DELETE', `/v1/leases/${l.leaseId}`, w.serviceToken);
     await send(api, 'GET', '/v1/audit/export', w.adminToken);
