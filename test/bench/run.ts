@@ -12,6 +12,7 @@ import pg from 'pg';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring } from '../../apps/api/src/crypto/keyring.ts';
 import { startEmbeddedPostgres } from '../../apps/api/src/db/embedded.ts';
+import { scramVerifier } from '../../apps/api/src/db/roles.ts';
 import { CofferClient } from '../../packages/sdk/src/index.ts';
 import { processCase, timeCases } from './cli-start.ts';
 import { cpuSplitOf, freePort, type Proc, postgresCpuMs, start, waitFor } from './processes.ts';
@@ -165,6 +166,8 @@ async function main(): Promise<void> {
         COFFER_LOGIN_MAX_FAILURES: '1000000',
         COFFER_AUTH_FAILURES_PER_MINUTE: '1000000',
         COFFER_SCHEDULER_ENABLED: 'false',
+        // The dynamic-credential scenarios' database is another embedded PostgreSQL on loopback.
+        COFFER_DYNAMIC_ALLOW_PRIVATE: 'true',
         // As in the image (apps/api/Dockerfile): two malloc arenas, so scrypt's buffers do not stay resident.
         MALLOC_ARENA_MAX: '2',
       },
@@ -691,6 +694,135 @@ async function main(): Promise<void> {
         const seconds = (performance.now() - started) / 1000;
         extra['audit verify (whole chain)'] =
           `${body.checked ?? 0} events in ${seconds.toFixed(1)} s: ${((body.checked ?? 0) / seconds).toFixed(0)} events/s, ok=${body.ok} (HTTP ${res.status})`;
+      }
+    }
+
+    // --- dynamic credentials: leases made in another PostgreSQL, and the expiry job revoking them
+    if (wanted('lease-create') || wanted('lease-revoke')) {
+      log('dynamic credentials: starting a target PostgreSQL');
+      const targetDir = mkdtempSync(path.join(os.tmpdir(), 'coffer-bench-target-'));
+      const target = await startEmbeddedPostgres({ dir: targetDir, port: await freePort(), ephemeral: true });
+      cleanups.push(async () => {
+        await target.stop();
+        rmSync(targetDir, { recursive: true, force: true });
+      });
+      // As docs/dynamic-credentials.md sets one up: CREATEROLE and pg_signal_backend, owning what leases may read.
+      const adminPassword = randomBytes(18).toString('base64url');
+      const su = new pg.Client({ connectionString: target.url });
+      await su.connect();
+      await su.query(`create role bench_admin login createrole password '${scramVerifier(adminPassword)}'`);
+      await su.query('grant pg_signal_backend to bench_admin');
+      await su.query('create database bench owner bench_admin');
+      await su.end();
+      const adminUrl = new URL(target.url);
+      adminUrl.username = 'bench_admin';
+      adminUrl.password = adminPassword;
+      adminUrl.pathname = '/bench';
+      const asAdmin = new pg.Client({ connectionString: adminUrl.toString() });
+      await asAdmin.connect();
+      await asAdmin.query('create table items (id int primary key)');
+      await asAdmin.end();
+      await adminA.putSecret('shared/bench/DB_ADMIN_URL', adminUrl.toString());
+      await adminA.call('createPostgresBackend', {
+        body: {
+          name: 'bench-db',
+          connectionSecret: 'shared/bench/DB_ADMIN_URL',
+          creationStatements: [
+            'CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}',
+            'GRANT SELECT ON items TO {{name}}',
+          ],
+          revocationStatements: ['REVOKE ALL ON items FROM {{name}}'],
+          defaultTtlSeconds: 3600,
+          maxTtlSeconds: 86_400,
+        },
+      });
+      const leaser = await adminA.call('createIdentity', {
+        body: {
+          name: 'bench-leases',
+          role: 'service',
+          policies: [{ path: 'dynamic/bench-db', capabilities: ['read'] }],
+        },
+      });
+      const leaserToken = await new CofferClient({
+        baseUrl: base,
+        clientId: leaser.identity.clientId,
+        clientSecret: leaser.clientSecret,
+      }).accessToken();
+      await run('lease-create', 'POST a lease: a role made in another PostgreSQL (CREATE ROLE, GRANT), audited', {
+        url: `${base}/v1/dynamic/bench-db/leases`,
+        method: 'POST',
+        headers: { authorization: `Bearer ${leaserToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ ttlSeconds: 3600 }),
+      });
+      if (wanted('lease-revoke')) {
+        // Every lease made above expires at once; the API's own expiry job (every 5 s, in batches) revokes them:
+        // NOLOGIN, sessions ended, REVOKE, DROP ROLE, each recorded with its audit event.
+        // Requests still in flight when the load stopped finish making their leases first.
+        const creating = async () =>
+          Number(
+            (
+              await walClient.query<{ n: string }>(
+                `select count(*) as n from coffer.leases where tenant_id = $1 and state = 'creating'`,
+                [a.tenant.id],
+              )
+            ).rows[0]?.n ?? 0,
+          );
+        while ((await creating()) > 0) await new Promise((r) => setTimeout(r, 200));
+        const expiredAt = Date.now();
+        const ids = (
+          await walClient.query<{ id: string }>(
+            `update coffer.leases set expires_at = now() - interval '1 second'
+             where tenant_id = $1 and state = 'active' returning id`,
+            [a.tenant.id],
+          )
+        ).rows.map((r) => r.id);
+        const n = ids.length;
+        log(`lease-revoke: ${n} leases…`);
+        const count = async () =>
+          Number(
+            (
+              await walClient.query<{ n: string }>(
+                `select count(*) as n from coffer.leases where id = any($1::uuid[]) and state <> 'revoked'`,
+                [ids],
+              )
+            ).rows[0]?.n ?? 0,
+          );
+        const pgBefore = postgresCpuMs();
+        const serverBefore = cpuSplitOf(api.child.pid);
+        const deadline = Date.now() + 20 * 60_000;
+        while ((await count()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+        const left = await count();
+        const span = (
+          await walClient.query<{ first: Date; last: Date }>(
+            `select min(revoked_at) as first, max(revoked_at) as last from coffer.leases where id = any($1::uuid[])`,
+            [ids],
+          )
+        ).rows[0];
+        const seconds = span ? Math.max(0.001, (span.last.getTime() - span.first.getTime()) / 1000) : Number.NaN;
+        const serverAfter = cpuSplitOf(api.child.pid);
+        const revoked = n - left;
+        results.push({
+          name: 'lease-revoke',
+          description: 'the expiry job revoking expired leases (NOLOGIN, sessions ended, REVOKE, DROP ROLE), audited',
+          rps: revoked / seconds,
+          p50: Number.NaN,
+          p99: Number.NaN,
+          p999: Number.NaN,
+          errors: left,
+          non2xx: 0,
+          peakRssMb: api.peakRssMb(),
+          cpuUsPerRequest: {
+            server:
+              ((serverAfter.user + serverAfter.system - serverBefore.user - serverBefore.system) * 1000) /
+              Math.max(1, revoked),
+            postgres: ((postgresCpuMs() - pgBefore) * 1000) / Math.max(1, revoked),
+            loadGenerator: 0,
+          },
+          note:
+            `${revoked} of ${n} leases revoked in ${seconds.toFixed(1)} s, from the first revocation to the last ` +
+            `(the first came ${span ? ((span.first.getTime() - expiredAt) / 1000).toFixed(1) : '?'} s after they ` +
+            'expired: the job looks every 5 s); revocations in one database run one at a time',
+        });
       }
     }
 

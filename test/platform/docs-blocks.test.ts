@@ -73,6 +73,7 @@ function startCommand(): string {
 
 let work: string;
 let port: number;
+let pgPort: number;
 let server: ChildProcess;
 let serverLog = '';
 let env: Record<string, string>;
@@ -80,6 +81,7 @@ let env: Record<string, string>;
 beforeAll(async () => {
   work = temporaryCheckout();
   port = await freePort();
+  pgPort = await freePort();
   const home = path.join(work, 'home');
   const prefix = path.join(work, '.npm-global');
   // A user's shell: no test variables (NODE_ENV=test above all), a home and a global npm prefix of its own.
@@ -94,7 +96,7 @@ beforeAll(async () => {
   };
   server = spawn('bash', ['-c', `exec ${startCommand()}`], {
     cwd: work,
-    env: { ...env, PORT: String(port), COFFER_EMBEDDED_PG_PORT: String(await freePort()) },
+    env: { ...env, PORT: String(port), COFFER_EMBEDDED_PG_PORT: String(pgPort) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   server.stdout?.on('data', (d: Buffer) => {
@@ -125,8 +127,14 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 }, 30_000);
 
-/** The one change made to what a user pastes: the README's port becomes the one this server took. */
-const onTestPort = (code: string) => code.replace(/\b(localhost|127\.0\.0\.1):7400\b/g, `$1:${port}`);
+/**
+ * The one change made to what a user pastes: the ports of `npm start` (the API's 7400, and 7432 of its embedded
+ * PostgreSQL, which docs/dynamic-credentials.md connects to) become the ones this server took.
+ */
+const onTestPort = (code: string) =>
+  code
+    .replace(/\b(localhost|127\.0\.0\.1):7400\b/g, `$1:${port}`)
+    .replace(/\b(localhost|127\.0\.0\.1):7432\b/g, `$1:${pgPort}`);
 
 describe('every shell block of the README and docs/, run as pasted', () => {
   it('marks exactly the listed blocks not-run, each with a reason, and each parses as shell', async () => {
@@ -174,6 +182,12 @@ describe('every shell block of the README and docs/, run as pasted', () => {
         expect(output.match(/^404$/gm)).toHaveLength(2);
         expect(output).toMatch(/^409\n/m);
         expect(output).toContain('{"value":"sk_test_staging_1","version":2}');
+      }
+      if (file === 'docs/dynamic-credentials.md') {
+        // The lease logged in as its own role, and could not once revoked; one revocation in the audit log.
+        expect(output).toMatch(/^v_orders-db_orders-api_[a-z0-9]{12}$/m);
+        expect(output).toMatch(/^the role is gone$/m);
+        expect(output).toMatch(/^leases\.revoke allowed$/m);
       }
     },
     180_000,

@@ -17,8 +17,14 @@ import {
   IntakeList,
   IntakeView,
   JwkSet,
+  Lease,
+  LeaseCredentials,
+  LeasePage,
   PLATFORM_TENANT_ID,
   PlatformAdminList,
+  PostgresBackend,
+  PostgresBackendList,
+  RevokeLeasesResult,
   RotationDue,
   RotationLog,
   type RouteDef,
@@ -43,6 +49,7 @@ import { craftJwt, decodeJwt, ed25519Signer, nowSeconds } from '../support/jwt.t
 import { identityIdOf, ownerClient, type Response, spath } from '../support/secrets.ts';
 import { JWT_SHAPE, keyMaterialOf, leaksIn, tenantRowsDigest } from '../support/security.ts';
 import { openSession, refreshBody, type TestSession } from '../support/sessions.ts';
+import { READ_ITEMS, type TargetCorner, targetCorner } from '../support/target-db.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 /**
@@ -137,6 +144,22 @@ const auditorReadable = (otherAdmin: Allowed, auditor: Allowed): Expectations =>
   auditor,
   'platform admin': FORBIDDEN,
 });
+/** Dynamic-credential metadata: admins, and auditors, who read the lease inventory; A's is not found in B. */
+const dynamicReadable = (otherAdmin: Outcome, auditor: Allowed): Expectations => ({
+  "other tenant's admin": otherAdmin,
+  'service without capability': FORBIDDEN,
+  'service with capability': FORBIDDEN,
+  auditor,
+  'platform admin': FORBIDDEN,
+});
+/** One lease of A's, held by the capable service: only it and A's admins reach it; any other caller learns nothing. */
+const leaseRoute = (holder: Allowed, auditor: Outcome): Expectations => ({
+  "other tenant's admin": NOT_FOUND,
+  'service without capability': NOT_FOUND,
+  'service with capability': holder,
+  auditor,
+  'platform admin': FORBIDDEN,
+});
 /** The audit log: every role but services reads its own chain (the platform admin reads the platform's). */
 const auditRoute = (check: (w: World, body: unknown, caller: AuthCaller, res: Response) => void): Expectations => ({
   "other tenant's admin": ok(200, { check: (b, w, res) => check(w, b, "other tenant's admin", res) }),
@@ -176,6 +199,11 @@ interface World {
   victimSessionId: string;
   /** Intake links A's admin made: one every caller looks at, one each caller uses, one B's admin tries to revoke. */
   intake: { viewToken: string; submitTokens: Record<Caller, string>; revokeId: string; ids: string[] };
+  /** A dynamic-credential backend of A, and where its admin URL is kept (B keeps one at the same path). */
+  backend: string;
+  connectionSecret: string;
+  /** A lease of A's backend that the capable service holds. */
+  leaseId: string;
   /** The sandbox owner all of A's secret fixtures live under. */
   owner: string;
   /** Every value each of A's secret paths held or will hold (including what the capable service writes). */
@@ -499,6 +527,77 @@ const fixtures = {
     input: () => ({ body: { url: 'http://127.0.0.1:9/matrix-hook', events: ['secret.written' as const] } }),
     callers: adminOnly(ok(201)),
   },
+  createPostgresBackend: {
+    // B's admin configures a backend of B's own, from the connection secret B keeps at the same path.
+    input: (w, c) => ({
+      body: {
+        name: `b-${callerSlug(c).slice(0, 20)}-${w.run}`,
+        connectionSecret: w.connectionSecret,
+        ...READ_ITEMS,
+        defaultTtlSeconds: 60,
+        maxTtlSeconds: 600,
+      },
+    }),
+    callers: adminOnly(ok(201, { check: (b, w) => expect(PostgresBackend.parse(b).name).not.toBe(w.backend) })),
+  },
+  listPostgresBackends: {
+    input: () => ({}),
+    callers: dynamicReadable(
+      ok(200, {
+        check: (b, w) => expect(PostgresBackendList.parse(b).items.map((i) => i.name)).not.toContain(w.backend),
+      }),
+      ok(200, { check: (b, w) => expect(PostgresBackendList.parse(b).items.map((i) => i.name)).toContain(w.backend) }),
+    ),
+  },
+  getPostgresBackend: {
+    input: (w) => ({ params: { name: w.backend } }),
+    callers: dynamicReadable(
+      NOT_FOUND,
+      ok(200, { check: (b, w) => expect(PostgresBackend.parse(b).connectionSecret).toBe(w.connectionSecret) }),
+    ),
+  },
+  deletePostgresBackend: { input: (w) => ({ params: { name: w.backend } }), callers: adminOnly(NOT_FOUND) },
+  createLease: {
+    input: (w) => ({ params: { name: w.backend }, body: { ttlSeconds: 60 } }),
+    callers: secretRoute(
+      NOT_FOUND,
+      FORBIDDEN,
+      ok(201, { changesA: true, check: (b) => expect(LeaseCredentials.parse(b).password.length).toBeGreaterThan(30) }),
+    ),
+  },
+  listLeases: {
+    input: () => ({ query: { limit: 1000 } }),
+    callers: dynamicReadable(
+      ok(200, { check: (b, w) => expect(LeasePage.parse(b).items.map((i) => i.id)).not.toContain(w.leaseId) }),
+      ok(200, { check: (b, w) => expect(LeasePage.parse(b).items.map((i) => i.id)).toContain(w.leaseId) }),
+    ),
+  },
+  getLease: {
+    input: (w) => ({ params: { id: w.leaseId } }),
+    callers: leaseRoute(
+      ok(200, { check: (b, w) => expect(Lease.parse(b).id).toBe(w.leaseId) }),
+      ok(200, { check: (b, w) => expect(Lease.parse(b).id).toBe(w.leaseId) }),
+    ),
+  },
+  renewLease: {
+    input: (w) => ({ params: { id: w.leaseId }, body: { ttlSeconds: 1200 } }),
+    callers: leaseRoute(ok(200, { changesA: true }), FORBIDDEN),
+  },
+  revokeLease: {
+    input: (w) => ({ params: { id: w.leaseId } }),
+    callers: leaseRoute(
+      ok(200, { changesA: true, check: (b) => expect(Lease.parse(b).state).toBe('revoked') }),
+      FORBIDDEN,
+    ),
+  },
+  revokeLeases: {
+    // Aimed at A's capable service; B's admin names its own identity, which holds no lease in B (were it to name
+    // A's, B's own chain would record an id of A's that B's admin itself sent).
+    input: (w, c) => ({
+      query: { identity: c === "other tenant's admin" ? w.b.adminId : w.callerIds['service with capability'] },
+    }),
+    callers: adminOnly(ok(200, { check: (b) => expect(RevokeLeasesResult.parse(b).requested).toBe(0) })),
+  },
   listWebhooks: {
     input: () => ({}),
     callers: adminOnly(
@@ -693,6 +792,7 @@ const cases = routeNames.flatMap((route) => CALLERS.map((caller) => ({ route, ca
 let t: TestApp;
 let owner: pg.Client;
 let w: World;
+let corner: TargetCorner;
 
 beforeAll(async () => {
   t = await createTestApp({ COFFER_RATE_LIMIT_PER_SECOND: '1000000', COFFER_LOGIN_RATE_LIMIT_PER_MINUTE: '1000000' });
@@ -704,9 +804,13 @@ beforeAll(async () => {
   const b = await createTenant(t.app, root);
   const allCaps: Capability[] = ['read', 'list', 'write', 'delete', 'rotate'];
   const ownerName = `app-${run}`;
+  const backend = `mx-${run}`;
   const capable = await createIdentity(t.app, a.adminToken, {
     role: 'service',
-    policies: [{ path: `sandbox/${ownerName}/*`, capabilities: allCaps }],
+    policies: [
+      { path: `sandbox/${ownerName}/*`, capabilities: allCaps },
+      { path: `dynamic/${backend}`, capabilities: ['read'] },
+    ],
   });
   const incapable = await createIdentity(t.app, a.adminToken, {
     role: 'service',
@@ -779,6 +883,35 @@ beforeAll(async () => {
   ) as Record<Caller, TestSession>;
   const victimSession = await openSession(t.app, probe.identity.clientId, probe.clientSecret, 'victim');
 
+  // Dynamic credentials: A's backend (its admin URL is one of A's secret values) and a lease the capable service
+  // holds; B keeps a connection secret at the same path, for its own backends.
+  corner = await targetCorner();
+  const connectionSecret = `shared/dyn-${run}/ADMIN_URL`;
+  aValues.set(connectionSecret, [corner.adminUrl]);
+  for (const token of [a.adminToken, b.adminToken]) {
+    const put = await t.app.inject({
+      method: 'PUT',
+      url: `/v1/secrets/${connectionSecret}`,
+      headers: bearer(token),
+      payload: { value: corner.adminUrl },
+    });
+    expect(put.statusCode).toBe(201);
+  }
+  const made = await t.app.inject({
+    method: 'POST',
+    url: '/v1/dynamic/postgres',
+    headers: bearer(a.adminToken),
+    payload: { name: backend, connectionSecret, ...READ_ITEMS, defaultTtlSeconds: 600, maxTtlSeconds: 3600 },
+  });
+  expect(made.statusCode, made.body).toBe(201);
+  const leased = await t.app.inject({
+    method: 'POST',
+    url: `/v1/dynamic/${backend}/leases`,
+    headers: bearer(capable.token),
+  });
+  expect(leased.statusCode, leased.body).toBe(201);
+  const leaseId = LeaseCredentials.parse(leased.json()).leaseId;
+
   const kid = decodeJwt(a.adminToken).header.kid;
   const now = nowSeconds();
   const expired = craftJwt(
@@ -832,6 +965,9 @@ beforeAll(async () => {
       submitTokens: Object.fromEntries(CALLERS.map((c) => [c, submitLinks[c].token])) as Record<Caller, string>,
       ids: [viewLink.id, revokeLink.id, ...CALLERS.map((c) => submitLinks[c].id)],
     },
+    backend,
+    connectionSecret,
+    leaseId,
     owner: ownerName,
     aValues,
     aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, 'PRIVATE'],
@@ -858,13 +994,22 @@ beforeAll(async () => {
   for (const c of CALLERS) aValues.set(p(intakeName(c)), [written(w, 'submitIntake', c)]);
   // Sanity: the owner's digest sees A's rows, so "unchanged" below compares something.
   const digest = await tenantRowsDigest(owner, a.tenant.id);
-  for (const table of ['secrets', 'secret_versions', 'identities', 'webhooks', 'rotation_schedule', 'intake_links'])
+  for (const table of [
+    'secrets',
+    'secret_versions',
+    'identities',
+    'webhooks',
+    'rotation_schedule',
+    'intake_links',
+    'leases',
+  ])
     expect(digest[table], table).not.toMatch(/^0:/);
 }, 120_000);
 
 afterAll(async () => {
   await owner?.end();
   await t?.close();
+  await corner?.drop();
 });
 
 function requestOf(

@@ -69,7 +69,8 @@ function tokenFor(def: RouteDef, tenant: TestTenant): string | undefined {
   return tenant.adminToken;
 }
 
-const PARAMS: Record<string, string> = { kind: 'sandbox', owner: 'own', name: 'NAME', id: randomUUID(), version: '1' };
+// `name` is a secret's name on secret routes and a dynamic backend's (lowercase only) on theirs: one value fits both.
+const PARAMS: Record<string, string> = { kind: 'sandbox', owner: 'own', name: 'name', id: randomUUID(), version: '1' };
 /** Bodies valid for the routes that take a query too: the body is validated first, so it must pass to reach the query. */
 const VALID_BODY: Record<string, unknown> = {
   putSecret: { value: 'v' },

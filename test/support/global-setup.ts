@@ -46,6 +46,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     log(`embedded PostgreSQL on port ${port}`);
   }
 
+  const targetUrl = await targetDatabase(cleanups, log);
+
   await runMigrations(ownerUrl);
   const appUrl = await provisionAppRole(ownerUrl, randomBytes(24).toString('base64url'));
 
@@ -94,6 +96,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
   );
   project.provide('rootSecret', rootSecret);
+  project.provide('targetDatabaseUrl', targetUrl);
 
   return async () => {
     for (const c of cleanups.reverse()) await c();
@@ -118,4 +121,25 @@ async function tryTestcontainers(
     );
     return undefined;
   }
+}
+
+/**
+ * A second PostgreSQL, for dynamic credentials to make and drop roles in (roles are cluster-wide: the test database's
+ * own cluster must not fill with them). TEST_TARGET_DATABASE_URL (a superuser URL) if set, else embedded.
+ */
+async function targetDatabase(cleanups: (() => Promise<void>)[], log: (m: string) => void): Promise<string> {
+  const given = process.env.TEST_TARGET_DATABASE_URL;
+  if (given) {
+    log('target database: TEST_TARGET_DATABASE_URL');
+    return given;
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'coffer-test-target-'));
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const target = await startEmbeddedPostgres({ dir, port, ephemeral: true });
+  cleanups.push(async () => {
+    await target.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  log(`target database: embedded PostgreSQL on port ${port}`);
+  return target.url;
 }

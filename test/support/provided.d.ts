@@ -12,5 +12,7 @@ declare module 'vitest' {
     jwtPrivateKeyPem: string;
     /** The platform admin's client secret, made at test time. */
     rootSecret: string;
+    /** Superuser URL of a second PostgreSQL, where dynamic credentials make their roles. */
+    targetDatabaseUrl: string;
   }
 }

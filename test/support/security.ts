@@ -17,6 +17,8 @@ const TENANT_TABLES = [
   ['audit_retention', 'tenant_id'],
   ['sessions', 'tenant_id'],
   ['intake_links', 'tenant_id'],
+  ['dynamic_backends', 'tenant_id'],
+  ['leases', 'tenant_id'],
 ] as const;
 
 const DIGEST_SQL = TENANT_TABLES.map(

@@ -5,6 +5,7 @@ import { authenticate } from './auth/authenticate.plugin.ts';
 import { type AppDeps, composeServices } from './composition.ts';
 import { dataKeyRoutes } from './data-keys/data-keys.routes.ts';
 import { environmentRoutes } from './environments/environments.routes.ts';
+import { dynamicRoutes } from './dynamic/dynamic.routes.ts';
 import { registerErrorHandling } from './errors/error-handler.ts';
 import { healthRoutes } from './health/health.routes.ts';
 import { createFastify } from './http/fastify-instance.ts';
@@ -80,6 +81,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(trustRoutes, { service: s.trust });
   await app.register(environmentRoutes, { service: s.environments });
   await app.register(intakeRoutes, { service: s.intake });
+  await app.register(dynamicRoutes, { backends: s.backends, leases: s.leases });
 
   await app.register(metricsEndpoint, { metrics: s.metrics, token: config.metricsToken });
   await app.register(openApiDocument);

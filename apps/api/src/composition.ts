@@ -26,6 +26,12 @@ import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
 import { environmentQueries } from './environments/environments.queries.ts';
 import { environmentService } from './environments/environments.service.ts';
+import { backendService } from './dynamic/backends.service.ts';
+import { dynamicQueries } from './dynamic/dynamic.queries.ts';
+import { leaseService } from './dynamic/leases.service.ts';
+import { leaseRevoker } from './dynamic/revocation.ts';
+import { dynamicSeals } from './dynamic/seal.ts';
+import { TargetConnections } from './dynamic/target.ts';
 import type { ReadinessCheck } from './health/health.routes.ts';
 import { CURSOR_KEY_PURPOSE, cursorCodec } from './http/cursor.ts';
 import { identityQueries } from './identities/identities.queries.ts';
@@ -182,12 +188,31 @@ export function composeServices(deps: CompositionDeps) {
     metrics,
     dutyCycle: config.rekeyDutyCycle,
   });
+  // Dynamic credentials reach the tenants' databases under an address policy of their own: a database is usually
+  // inside the network, which a webhook receiver is not.
+  const dynamic = {
+    db,
+    queries: dynamicQueries(db),
+    targets: new TargetConnections({
+      allowPrivate: config.dynamicAllowPrivate,
+      allowPlaintext: config.dynamicAllowPlaintext,
+    }),
+    keys: tenantKeys,
+    audit,
+    webhooks: webhookOutbox,
+    seals: dynamicSeals(tenantKeys),
+    log,
+    claimMs: config.leaseClaimSeconds * 1000,
+  };
+  const revoker = leaseRevoker(dynamic);
+  const leases = leaseService({ ...dynamic, revoker });
   const jobs: JobHandles = {
     purge: purgeJob({ db, secrets, tenants, audit, recoveryMs, log }),
     audit: auditJobs({ queries: auditReads, tenants, keyring, log, witness }),
     rotation,
     rekey: dataKeys,
     webhooks,
+    leases: revoker,
   };
 
   let reportedOrphans = '';
@@ -249,10 +274,12 @@ export function composeServices(deps: CompositionDeps) {
     }),
     sessions,
     tenants: tenantService({ db, tenants, identities, keyring, audit, linkKey }),
-    identities: identityService({ db, identities, tenants, audit, issuers }),
+    identities: identityService({ db, identities, tenants, audit, issuers, leases }),
     platformAdmins: platformAdminService({ db, identities, audit }),
     tenantKeys,
     trust,
+    backends: backendService(dynamic),
+    leases,
     secrets: secretService({
       db,
       secrets,

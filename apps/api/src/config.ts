@@ -109,6 +109,8 @@ const SETTINGS = {
   schedulerEnabled: from('COFFER_SCHEDULER_ENABLED', boolish.default(true)),
   /** How often the rotation scheduler and the re-encryption job look for work. */
   schedulerIntervalMs: from('COFFER_SCHEDULER_INTERVAL_MS', intIn(100, 3_600_000).default(30_000)),
+  /** How long a replica's claim on a lease it is revoking lasts: after a crash, another replica takes over then. */
+  leaseClaimSeconds: from('COFFER_LEASE_CLAIM_SECONDS', intIn(5, 3600).default(30)),
   /** Share of the time the re-encryption job works (it pauses between batches for the rest), in (0, 1]. */
   rekeyDutyCycle: from('COFFER_REKEY_DUTY_CYCLE', z.coerce.number().gt(0).max(1).default(0.5)),
   /**
@@ -148,6 +150,8 @@ const INPUTS = {
   COFFER_TLS_KEY_FILE: z.string().optional(),
   COFFER_WEBHOOK_ALLOW_PRIVATE: boolish.optional(),
   COFFER_WEBHOOK_ALLOW_HTTP: boolish.optional(),
+  COFFER_DYNAMIC_ALLOW_PRIVATE: boolish.optional(),
+  COFFER_DYNAMIC_ALLOW_PLAINTEXT: boolish.optional(),
   COFFER_METRICS_HOST: z.string().min(1).optional(),
   COFFER_OTEL_TRACES_ENDPOINT: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. http://otel-collector:4318/v1/traces' })
@@ -170,6 +174,10 @@ export type Config = { readonly [K in keyof Settings]: z.output<Settings[K]['sch
   readonly webhookAllowPrivate: boolean;
   /** Webhooks may use plain http; default only outside production. */
   readonly webhookAllowHttp: boolean;
+  /** Dynamic-credential backends may connect to private/loopback addresses; default only outside production. */
+  readonly dynamicAllowPrivate: boolean;
+  /** Dynamic-credential backends may connect without TLS to another host; default only outside production. */
+  readonly dynamicAllowPlaintext: boolean;
   readonly metricsHost: string;
   /** OpenTelemetry traces over OTLP/HTTP (unset: no tracing, no hooks, no cost). */
   readonly tracing: { endpoint: string; serviceName: string; sampleRatio: number } | null;
@@ -391,6 +399,8 @@ export function loadConfig(given: Record<string, string | undefined>): ConfigRes
       tls,
       webhookAllowPrivate: e.COFFER_WEBHOOK_ALLOW_PRIVATE ?? !production,
       webhookAllowHttp: e.COFFER_WEBHOOK_ALLOW_HTTP ?? !production,
+      dynamicAllowPrivate: e.COFFER_DYNAMIC_ALLOW_PRIVATE ?? !production,
+      dynamicAllowPlaintext: e.COFFER_DYNAMIC_ALLOW_PLAINTEXT ?? !production,
       metricsHost: e.COFFER_METRICS_HOST ?? c.host,
       tracing: e.COFFER_OTEL_TRACES_ENDPOINT
         ? {

@@ -15,6 +15,7 @@ import { registerBundles } from './commands/bundles.ts';
 import { registerCheck } from './commands/check.ts';
 import { registerEnvironments } from './commands/environments.ts';
 import { registerIntake } from './commands/intake.ts';
+import { registerDynamic } from './commands/dynamic.ts';
 import { registerPlan } from './commands/plan.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSecrets } from './commands/secrets.ts';
@@ -92,6 +93,7 @@ export function buildProgram(): Command {
   registerPlatformAdmins(program);
   registerStatus(program);
   registerIntake(program);
+  registerDynamic(program);
   const perCommand = (prefix: string[]) => (c: Command) => {
     const words = [...prefix, c.name()];
     // Positional options (which `run -- cmd` needs) would take --url only before the command name; users write it

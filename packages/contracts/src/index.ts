@@ -21,3 +21,5 @@ export * from './version.ts';
 export * from './environment-slug.ts';
 export * from './environments.ts';
 export * from './intake.ts';
+// Last, so that the components published before dynamic credentials keep their order in /openapi.json.
+export * from './dynamic.ts';

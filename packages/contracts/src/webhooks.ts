@@ -2,7 +2,14 @@ import { z } from 'zod';
 import { Timestamp, Uuid } from './common.ts';
 
 export const WebhookEvent = z
-  .enum(['secret.rotated', 'secret.rotation_failed', 'secret.written', 'secret.deleted', 'key.rotated'])
+  .enum([
+    'secret.rotated',
+    'secret.rotation_failed',
+    'secret.written',
+    'secret.deleted',
+    'key.rotated',
+    'lease.revoke_failed',
+  ])
   .meta({ id: 'WebhookEvent' });
 export type WebhookEvent = z.infer<typeof WebhookEvent>;
 

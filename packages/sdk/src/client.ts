@@ -16,6 +16,9 @@ import {
   type IntakePrompt,
   type IntakeView,
   type ListIntakesQuery,
+  type Lease,
+  type LeaseCredentials,
+  type LeaseListQuery,
   type ListSecretsQuery,
   type PatchSecretRequest,
   type PutSecretRequest,
@@ -466,6 +469,47 @@ export class CofferClient {
   /** Revokes a pending link by its id: its URL answers 410 from then on (tenant admin). */
   revokeIntake(id: string): Promise<IntakeLink> {
     return this.call('revokeIntake', { params: { id } });
+  }
+
+  // ---- dynamic credentials --------------------------------------------------------------------------------------
+
+  /**
+   * A database role made for this identity by a backend (`read` on `dynamic/<backend>`), with its password: shown
+   * once, kept by nobody else. Not retried: a second attempt would make a second role (the first, if it was made,
+   * ends with its lease). Renew it before `expiresAt`, revoke it when done.
+   */
+  async createLease(backend: string, opts: { ttlSeconds?: number } = {}): Promise<LeaseCredentials> {
+    return (await this.request(
+      routes.createLease,
+      { params: { name: backend }, body: opts },
+      { attempts: 1 },
+    )) as LeaseCredentials;
+  }
+
+  /**
+   * A later end for a lease (`ttlSeconds` from now, default the backend's), never past its `maxExpiresAt`. Safe to
+   * repeat, so it is retried like a PUT.
+   */
+  async renewLease(leaseId: string, opts: { ttlSeconds?: number } = {}): Promise<Lease> {
+    return (await this.request(
+      routes.renewLease,
+      { params: { id: leaseId }, body: opts },
+      { attempts: this.o.maxAttempts ?? 3 },
+    )) as Lease;
+  }
+
+  /** Ends a lease now. The answer's `state` is `revoked`, or `revoking` while the database is unreachable. */
+  async revokeLease(leaseId: string): Promise<Lease> {
+    return (await this.request(routes.revokeLease, { params: { id: leaseId } })) as Lease;
+  }
+
+  getLease(leaseId: string): Promise<Lease> {
+    return this.call('getLease', { params: { id: leaseId } });
+  }
+
+  /** The lease inventory (admins, auditors), oldest first, across pages. */
+  listLeases(query: Omit<z.input<typeof LeaseListQuery>, 'cursor'> = {}): Paginator<Lease> {
+    return new Paginator((cursor) => this.call('listLeases', { query: { ...query, ...(cursor ? { cursor } : {}) } }));
   }
 
   // ---- audit ----------------------------------------------------------------------------------------------------

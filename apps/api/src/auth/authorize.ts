@@ -8,7 +8,8 @@ import type { Principal } from './principal.ts';
  * - A role may attempt only its actions (checked for every route before its handler runs, from the action the
  *   route declares in the contracts).
  * - Inside its tenant an `admin` may do everything; a `service` only what its path policies grant on the
- *   resource (`kind/owner/name`), through the capability each action needs; an `auditor` reads the audit log;
+ *   resource (`kind/owner/name`, or `dynamic/<backend>` for leases), through the capability each action needs; an
+ *   `auditor` reads the audit log and the lease inventory;
  *   the platform admin manages tenants and master keys and never reaches a secret.
  */
 
@@ -46,6 +47,9 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'environments.delete',
   'intake.list',
   'intake.revoke',
+  'dynamic.create',
+  'dynamic.delete',
+  'leases.revoke_many',
 ];
 
 /** Making an intake link is a deferred write: a service may, where its policies let it write the secret. */
@@ -56,6 +60,12 @@ const ENVIRONMENT_READS: Action[] = ['environments.list', 'environments.diff'];
 
 /** Every identity may list and end its own sessions; which others it may reach is the sessions service's rule. */
 const SESSION_ACTIONS: Action[] = ['sessions.list', 'sessions.revoke'];
+
+/** Dynamic credentials as a service uses them: its policies decide which backends (`dynamic/<name>`). */
+const LEASE_ACTIONS: Action[] = ['leases.create', 'leases.read', 'leases.renew', 'leases.revoke'];
+
+/** What an auditor and an admin read of dynamic credentials: backends (never a URL) and the lease inventory. */
+const DYNAMIC_READ_ACTIONS: Action[] = ['dynamic.list', 'dynamic.read', 'leases.list', 'leases.read'];
 
 const AUDIT_ACTIONS: Action[] = ['audit.query', 'audit.export', 'audit.follow', 'audit.verify', 'audit.summary'];
 
@@ -91,9 +101,11 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...ENVIRONMENT_READS,
     'environments.promote',
     ...TENANT_ADMIN_ACTIONS,
+    ...LEASE_ACTIONS,
+    ...DYNAMIC_READ_ACTIONS,
     ...AUDIT_ACTIONS,
   ]),
-  // Services may attempt secret actions; their policies decide each path (and each environment).
+  // Services may attempt secret and lease actions; their policies decide each path (and each environment).
   service: new Set<Action>([
     'auth.whoami',
     ...SESSION_ACTIONS,
@@ -101,6 +113,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...INTAKE_CREATE,
     ...ENVIRONMENT_READS,
     'environments.promote',
+    ...LEASE_ACTIONS,
   ]),
   // Metadata and the record of what happened; never a value, never a change.
   auditor: new Set<Action>([
@@ -110,6 +123,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'rotation.log',
     'keys.read',
     ...ENVIRONMENT_READS,
+    ...DYNAMIC_READ_ACTIONS,
     ...AUDIT_ACTIONS,
   ]),
 };
@@ -129,6 +143,9 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   // A check reads values only inside the server and answers verdicts, so listing the path is enough.
   'secrets.check': ['list'],
   'intake.create': ['write'],
+  // On `dynamic/<backend>`: taking a lease and renewing it. Giving one up needs nothing: it only ends access.
+  'leases.create': ['read'],
+  'leases.renew': ['read'],
 };
 
 /**

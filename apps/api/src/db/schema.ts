@@ -512,3 +512,86 @@ export const intakeLinks = coffer.table(
     index('intake_links_tenant_created_idx').on(t.tenantId, t.createdAt),
   ],
 );
+
+/**
+ * Dynamic-credential backends: how to make and drop short-lived roles in a tenant's database. The admin connection
+ * URL is not here: `connection_secret` names the Coffer secret that holds it, read when a role is made or dropped.
+ */
+export const dynamicBackends = coffer.table(
+  'dynamic_backends',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    engine: text('engine', { enum: ['postgres'] }).notNull(),
+    connectionSecret: text('connection_secret').notNull(),
+    creationStatements: jsonb('creation_statements').$type<string[]>().notNull(),
+    revocationStatements: jsonb('revocation_statements').$type<string[]>().notNull(),
+    renewStatements: jsonb('renew_statements').$type<string[]>().notNull(),
+    defaultTtlSeconds: integer('default_ttl_seconds').notNull(),
+    maxTtlSeconds: integer('max_ttl_seconds').notNull(),
+    usernameTemplate: text('username_template').notNull(),
+    /**
+     * HMAC of the row under a key derived from the tenant's fingerprint key (which the database never holds): the
+     * statements are SQL run as the target's admin, so a row changed outside Coffer is refused, never run.
+     */
+    seal: bytea('seal').notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    createdBy: uuid('created_by'),
+  },
+  (t) => [unique('dynamic_backends_tenant_name_key').on(t.tenantId, t.name)],
+);
+
+/**
+ * One row per lease: the role's name and where the lease is in its life, never its password. Revocation is a state
+ * machine claimed with a token (`claim_token`, valid until `next_attempt_at`), so that across replicas and crashes
+ * each lease is revoked exactly once; a lease that cannot be revoked stays here as `revoke_failed`.
+ * `deployment_id` is for deployments (issue 21): nothing sets it yet.
+ */
+export const leases = coffer.table(
+  'leases',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    /** Null once the backend is deleted (only possible when all its leases are revoked): the history stays. */
+    backendId: uuid('backend_id').references(() => dynamicBackends.id, { onDelete: 'set null' }),
+    backendName: text('backend_name').notNull(),
+    /** No foreign key: a deleted identity's leases stay in the inventory (revoked). */
+    identityId: uuid('identity_id').notNull(),
+    identityName: text('identity_name').notNull(),
+    deploymentId: uuid('deployment_id'),
+    username: text('username').notNull(),
+    /** HMAC of (tenant, lease, backend, username), as for backends: a role named by a changed row is never dropped. */
+    seal: bytea('seal').notNull(),
+    state: text('state', { enum: ['creating', 'active', 'revoking', 'revoked', 'revoke_failed'] }).notNull(),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    maxExpiresAt: timestamp('max_expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    renewedAt: timestamp('renewed_at', { withTimezone: true, mode: 'date' }),
+    revokeReason: text('revoke_reason', {
+      enum: ['expired', 'revoked', 'identity_revoked', 'identity_disabled', 'identity_deleted', 'creation_failed'],
+    }),
+    revokeRequestedAt: timestamp('revoke_requested_at', { withTimezone: true, mode: 'date' }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    revokeAttempts: integer('revoke_attempts').notNull().default(0),
+    /** When revocation is next tried; while a worker holds the claim, when its claim lapses. */
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, mode: 'date' }),
+    claimToken: uuid('claim_token'),
+    lastError: text('last_error'),
+  },
+  (t) => [
+    unique('leases_tenant_backend_username_key').on(t.tenantId, t.backendId, t.username),
+    index('leases_tenant_identity_idx').on(t.tenantId, t.identityId),
+    index('leases_tenant_backend_idx').on(t.tenantId, t.backendId, t.state),
+    // What the expiry job scans, across tenants: live leases by expiry, leases being revoked by next attempt.
+    index('leases_expiry_idx').on(t.expiresAt).where(sql`${t.state} = 'active'`),
+    index('leases_revoke_due_idx')
+      .on(t.nextAttemptAt)
+      .where(sql`${t.state} in ('creating', 'revoking', 'revoke_failed')`),
+  ],
+);

@@ -12,6 +12,7 @@ import { principalOf } from '../auth/principal.ts';
 import { hashClientSecret } from '../crypto/client-secret-hash.ts';
 import { newClientId, newClientSecret, newId } from '../crypto/ids.ts';
 import type { Database, Tx } from '../db/database.ts';
+import type { LeaseService } from '../dynamic/leases.service.ts';
 import { AppError, conflict, notFound } from '../errors/app-error.ts';
 import { decodeIdCursor, pageOf } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
@@ -26,6 +27,8 @@ export interface IdentityServiceDeps {
   audit: AuditSink;
   /** The tenant's trusted issuers, which federation bindings must name. */
   issuers: Pick<TrustQueries, 'list'>;
+  /** Disabling or deleting an identity ends its dynamic-credential leases. */
+  leases: Pick<LeaseService, 'revokeForIdentityInTx' | 'kick'>;
 }
 
 export function toIdentity(row: IdentityRow): Identity {
@@ -145,31 +148,47 @@ export function identityService(deps: IdentityServiceDeps) {
           },
           tx,
         );
+        const ended =
+          patch.disabled === true && !current.disabled
+            ? await deps.leases.revokeForIdentityInTx(tenantId, id, 'identity_disabled', tx)
+            : [];
         await audit.appendInTx(tx, [
           auditEvent(ctx, {
             action: 'identities.update',
             outcome: 'allowed',
             resource: resource(id),
-            details: { fields: Object.keys(patch).sort().join(',') },
+            details: {
+              fields: Object.keys(patch).sort().join(','),
+              ...(ended.length > 0 ? { leasesRevoked: ended.length } : {}),
+            },
           }),
         ]);
-        return updated as IdentityRow;
+        return { updated: updated as IdentityRow, ended: ended.length };
       });
-      return toIdentity(row);
+      if (row.ended > 0) deps.leases.kick();
+      return toIdentity(row.updated);
     },
 
     async remove(ctx: RequestContext, id: string): Promise<void> {
       const tenantId = principalOf(ctx).tenantId;
-      await db.withTenant(tenantId, async (tx) => {
+      const ended = await db.withTenant(tenantId, async (tx) => {
         await tenants.lock(tenantId, tx);
         const current = await identities.findByIdForUpdate(tenantId, id, tx);
         if (!current) throw notFound('identity');
         if (current.role === 'admin' && !current.disabled) await ensureAnotherAdmin(tenantId, id, tx);
+        const ended = await deps.leases.revokeForIdentityInTx(tenantId, id, 'identity_deleted', tx);
         await identities.delete(tenantId, id, tx);
         await audit.appendInTx(tx, [
-          auditEvent(ctx, { action: 'identities.delete', outcome: 'allowed', resource: resource(id) }),
+          auditEvent(ctx, {
+            action: 'identities.delete',
+            outcome: 'allowed',
+            resource: resource(id),
+            ...(ended.length > 0 ? { details: { leasesRevoked: ended.length } } : {}),
+          }),
         ]);
+        return ended.length;
       });
+      if (ended > 0) deps.leases.kick();
     },
 
     async rotateSecret(ctx: RequestContext, id: string): Promise<ClientCredentials> {

@@ -16,6 +16,7 @@ export class Metrics {
   readonly logins: Counter<'outcome'>;
   readonly rateLimited: Counter<'kind'>;
   readonly rotations: Counter<'trigger' | 'outcome'>;
+  readonly leases: Counter<'op'>;
   readonly rekeyMoved: Counter;
   readonly rekeyRemaining: Gauge<'tenant'>;
   private readonly tenantCounts = new Map<string, number>();
@@ -78,6 +79,12 @@ export class Metrics {
       name: 'coffer_rotations_total',
       help: 'Secret rotations',
       labelNames: ['trigger', 'outcome'],
+      registers: [r],
+    });
+    this.leases = new Counter({
+      name: 'coffer_leases_total',
+      help: 'Dynamic-credential leases made, renewed and revoked, and revocations that failed for good',
+      labelNames: ['op'],
       registers: [r],
     });
     this.rekeyMoved = new Counter({
@@ -178,6 +185,14 @@ export function countEvent(
       break;
     case 'secrets.rotate':
       m.rotations.inc({ trigger: e.details?.trigger === 'scheduler' ? 'scheduler' : 'manual', outcome: e.outcome });
+      break;
+    case 'leases.create':
+    case 'leases.renew':
+      if (e.outcome === 'allowed') m.leases.inc({ op: e.action === 'leases.create' ? 'created' : 'renewed' });
+      break;
+    case 'leases.revoke':
+      // One `allowed` event per revoked lease; one `error` event when a lease first becomes revoke_failed.
+      m.leases.inc({ op: e.outcome === 'allowed' ? 'revoked' : 'revoke_failed' });
       break;
     default:
   }
