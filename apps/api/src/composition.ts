@@ -24,14 +24,14 @@ import { dataKeyService } from './data-keys/data-keys.service.ts';
 import { systemService } from './data-keys/system.service.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
-import { environmentQueries } from './environments/environments.queries.ts';
-import { environmentService } from './environments/environments.service.ts';
 import { backendService } from './dynamic/backends.service.ts';
 import { dynamicQueries } from './dynamic/dynamic.queries.ts';
 import { leaseService } from './dynamic/leases.service.ts';
 import { leaseRevoker } from './dynamic/revocation.ts';
 import { dynamicSeals } from './dynamic/seal.ts';
 import { TargetConnections } from './dynamic/target.ts';
+import { environmentQueries } from './environments/environments.queries.ts';
+import { environmentService } from './environments/environments.service.ts';
 import type { ReadinessCheck } from './health/health.routes.ts';
 import { CURSOR_KEY_PURPOSE, cursorCodec } from './http/cursor.ts';
 import { identityQueries } from './identities/identities.queries.ts';
@@ -193,6 +193,8 @@ export function composeServices(deps: CompositionDeps) {
   const dynamic = {
     db,
     queries: dynamicQueries(db),
+    secrets,
+    macs,
     targets: new TargetConnections({
       allowPrivate: config.dynamicAllowPrivate,
       allowPlaintext: config.dynamicAllowPlaintext,

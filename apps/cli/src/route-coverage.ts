@@ -67,6 +67,16 @@ export const COMMAND_ROUTES = {
   'intake revoke': ['revokeIntake'],
   // Run by the person who holds the value: it shows the prompt (getIntake), then sends the value.
   'intake submit': ['getIntake', 'submitIntake'],
+  'dynamic create': ['createPostgresBackend'],
+  'dynamic list': ['listPostgresBackends'],
+  'dynamic show': ['getPostgresBackend'],
+  'dynamic delete': ['deletePostgresBackend'],
+  'lease create': ['createLease'],
+  'lease renew': ['renewLease'],
+  // One lease by id, or every lease of an identity or backend (--identity, --backend).
+  'lease revoke': ['revokeLease', 'revokeLeases'],
+  'lease list': ['listLeases'],
+  'lease show': ['getLease'],
   audit: ['queryAudit', 'followAudit'],
   'audit verify': ['verifyAudit'],
   'audit export': ['exportAudit'],

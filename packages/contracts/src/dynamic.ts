@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Cursor, storableText, Timestamp, Uuid } from './common.ts';
-import { SECRET_NAME_PATTERN, SECRET_OWNER_PATTERN } from './patterns.ts';
+import { ENVIRONMENT_SLUG_PATTERN, SECRET_NAME_PATTERN, SECRET_OWNER_PATTERN } from './patterns.ts';
 import { SecretKind } from './secrets.ts';
 
 /**
@@ -24,18 +24,21 @@ export const DynamicBackendParams = z.object({ name: DynamicBackendName });
 const ConnectionSecret = z
   .string()
   .max(300)
-  .refine((p) => {
-    const [kind, owner, name, ...rest] = p.split('/');
+  .refine((ref) => {
+    const at = ref.indexOf('@');
+    const [kind, owner, name, ...rest] = (at < 0 ? ref : ref.slice(0, at)).split('/');
     return (
       rest.length === 0 &&
       SecretKind.safeParse(kind).success &&
       SECRET_OWNER_PATTERN.test(owner ?? '') &&
-      SECRET_NAME_PATTERN.test(name ?? '')
+      SECRET_NAME_PATTERN.test(name ?? '') &&
+      (at < 0 || ENVIRONMENT_SLUG_PATTERN.test(ref.slice(at + 1)))
     );
-  }, 'must be the path of a secret, kind/owner/name')
+  }, 'must be the path of a secret, kind/owner/name, optionally @environment')
   .describe(
-    'The Coffer secret (kind/owner/name) whose value is the admin connection URL, ' +
-      '`postgres://user:password@host:port/database[?sslmode=…]`. Read by the server when it needs it, never returned',
+    'The Coffer secret (kind/owner/name, in the tenant’s `default` environment unless `@environment` follows) ' +
+      'whose value is the admin connection URL, `postgres://user:password@host:port/database[?sslmode=…]`. ' +
+      'Read by the server when it needs it, never returned',
   );
 
 const Statement = storableText(z.string().trim().min(1).max(4096));

@@ -12,18 +12,6 @@ import {
 import { JwkSet, RefreshSessionRequest, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
 import { IdParams, PageQuery } from './common.ts';
 import { DataKeys, RewrapResponse, RotateDataKeyResponse, SystemKeys } from './data-keys.ts';
-import { EnvQuery } from './environment-slug.ts';
-import {
-  CreateEnvironmentRequest,
-  Environment,
-  EnvironmentDiff,
-  EnvironmentDiffQuery,
-  EnvironmentList,
-  EnvironmentParams,
-  PromoteRequest,
-  PromoteResponse,
-  UpdateEnvironmentRequest,
-} from './environments.ts';
 import {
   CreateLeaseRequest,
   CreatePostgresBackendRequest,
@@ -39,6 +27,18 @@ import {
   RevokeLeasesQuery,
   RevokeLeasesResult,
 } from './dynamic.ts';
+import { EnvQuery } from './environment-slug.ts';
+import {
+  CreateEnvironmentRequest,
+  Environment,
+  EnvironmentDiff,
+  EnvironmentDiffQuery,
+  EnvironmentList,
+  EnvironmentParams,
+  PromoteRequest,
+  PromoteResponse,
+  UpdateEnvironmentRequest,
+} from './environments.ts';
 import { Health, Readiness } from './health.ts';
 import {
   CreateIdentityRequest,

@@ -2,7 +2,6 @@ import { PLATFORM_TENANT_ID } from '@coffer/contracts';
 import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
 import { dynamicBackends, leases } from '../db/schema.ts';
-import type { SecretPath } from '../secrets/secrets.queries.ts';
 
 export type BackendRow = typeof dynamicBackends.$inferSelect;
 export type LeaseRow = typeof leases.$inferSelect;
@@ -111,33 +110,6 @@ export function dynamicQueries(db: Database) {
           sql`select count(*)::int as n from coffer.leases where backend_id = ${backendId} and state <> 'revoked'`,
         );
         return rows[0]?.n ?? 0;
-      });
-    },
-
-    /**
-     * The current value of a secret, decrypted with the tenant's keys (a bind parameter): the admin connection
-     * URL a backend names. Nothing of a soft-deleted, expired, destroyed or rotated-out version.
-     */
-    secretValue(
-      tenantId: string,
-      path: SecretPath,
-      keys: readonly (string | null)[],
-      tx?: Tx,
-    ): Promise<{ secretId: string; version: number; plaintext: string } | undefined> {
-      return db.inTenant(tenantId, tx, async (t) => {
-        const { rows } = await t.execute<{ secret_id: string; version: number; plaintext: string | null }>(sql`
-          select s.id as secret_id, v.version,
-            case when (${sql.param(keys)}::text[])[v.dek_version] is null then null
-              else pgp_sym_decrypt(v.ciphertext, (${sql.param(keys)}::text[])[v.dek_version]) end as plaintext
-          from coffer.secrets s
-          join coffer.secret_versions v on v.secret_id = s.id and v.version = s.current_version
-          where s.tenant_id = ${tenantId} and s.kind = ${path.kind} and s.owner = ${path.owner}
-            and s.name = ${path.name} and s.deleted_at is null
-            and (s.expires_at is null or s.expires_at > now()) and v.ciphertext is not null`);
-        const r = rows[0];
-        return r && r.plaintext !== null
-          ? { secretId: r.secret_id, version: r.version, plaintext: r.plaintext }
-          : undefined;
       });
     },
 

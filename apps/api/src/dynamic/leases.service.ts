@@ -16,9 +16,14 @@ import { scramVerifier } from '../db/roles.ts';
 import { AppError, conflict, notFound, unavailable } from '../errors/app-error.ts';
 import { decodeIdCursor, pageOf } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
-import { requireAllowed } from '../secrets/secret-reads.service.ts';
 import type { LeaseRow, RevokeReason } from './dynamic.queries.ts';
-import { connectionUrl, type DynamicDeps, type LeaseRevoker, parsedStatements } from './revocation.ts';
+import {
+  connectionUrl,
+  type DynamicDeps,
+  type LeaseRevoker,
+  parsedStatements,
+  requireLeaseAllowed,
+} from './revocation.ts';
 import {
   describeTargetError,
   nothingWasMade,
@@ -120,7 +125,7 @@ export function leaseService(deps: LeaseServiceDeps) {
 
     async create(ctx: RequestContext, name: string, body: CreateLeaseRequest | null | undefined) {
       const p = principalOf(ctx);
-      requireAllowed(p, 'leases.create', `dynamic/${name}`);
+      requireLeaseAllowed(p, 'leases.create', name);
       const [backend] = await queries.backends(p.tenantId, name);
       if (!backend) throw notFound('backend');
       let template: ReturnType<typeof parseUsernameTemplate>;
@@ -246,7 +251,7 @@ export function leaseService(deps: LeaseServiceDeps) {
         // Locked for the renewal: the expiry job skips a locked lease, so a renewal and a revocation never cross.
         const lease = await queries.leaseForUpdate(p.tenantId, id, tx);
         if (!visible(p, lease)) throw notFound('lease');
-        requireAllowed(p, 'leases.renew', `dynamic/${lease.backendName}`);
+        requireLeaseAllowed(p, 'leases.renew', lease.backendName);
         const now = Date.now();
         if (lease.state !== 'active' || lease.expiresAt.getTime() <= now) {
           throw conflict(`the lease is ${lease.state === 'active' ? 'expired' : lease.state}: take a new one`);

@@ -1,13 +1,18 @@
-import type { SecretKind } from '@coffer/contracts';
+import { type Action, DEFAULT_ENVIRONMENT, type SecretKind } from '@coffer/contracts';
 import type { Logger } from 'pino';
 import { auditEvent, systemEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
+import { authorize } from '../auth/authorize.ts';
+import type { Principal } from '../auth/principal.ts';
+import type { RowMacs } from '../crypto/row-macs.ts';
 import type { TenantKeyCache } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
+import { AppError, forbidden } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
-import { unbind } from '../secrets/secret-reads.service.ts';
+import { checkRowMacs, unbind } from '../secrets/secret-reads.service.ts';
+import type { SecretPath, SecretQueries } from '../secrets/secrets.queries.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import type { BackendRow, ClaimedLease, DynamicQueries } from './dynamic.queries.ts';
 import type { DynamicSeals } from './seal.ts';
@@ -23,6 +28,9 @@ export interface DynamicDeps {
   db: Pick<Database, 'withTenant'>;
   queries: DynamicQueries;
   targets: TargetConnections;
+  /** The connection secret is read through the secrets' own statement, its row MACs checked. */
+  secrets: Pick<SecretQueries, 'checkRows'>;
+  macs: Pick<RowMacs, 'checkSecret' | 'checkVersion'>;
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
   audit: AuditSink;
   webhooks: Pick<WebhookQueries, 'enqueueInTx'>;
@@ -46,26 +54,59 @@ export function parsedStatements(texts: readonly string[], kind: StatementKind):
 }
 
 /**
- * The admin connection URL a backend names: the current value of that Coffer secret, decrypted here and handed only
- * to the target connections. Keys another replica rotated are reloaded once.
+ * Dynamic resources (`dynamic/<backend>`) belong to no environment: their policies are matched as in `default`, so
+ * a policy that names environments grants no backend unless it names `default` too.
+ */
+export function requireLeaseAllowed(p: Principal, action: Action, backend: string): void {
+  const d = authorize(p, action, `dynamic/${backend}`);
+  if (!d.allowed) throw forbidden(d.reason);
+}
+
+/**
+ * Where a backend's connection secret lives: `kind/owner/name` in the tenant's default environment, or
+ * `kind/owner/name@environment` in another (the `@` form the binding line uses; no secret name holds an `@`).
+ */
+export function connectionSecretPath(ref: string): SecretPath {
+  const at = ref.indexOf('@');
+  const [kind, owner, name] = (at < 0 ? ref : ref.slice(0, at)).split('/') as [SecretKind, string, string];
+  return { environment: at < 0 ? DEFAULT_ENVIRONMENT : ref.slice(at + 1), kind, owner, name };
+}
+
+/**
+ * The admin connection URL a backend names: the current value of that Coffer secret, read as every server-side read
+ * is (the check's statement: live, unexpired, current version only), its row MACs checked and its binding line
+ * matched to this tenant, secret, version and path, then handed only to the target connections. Keys another
+ * replica rotated are reloaded once. The URL is never returned, logged or put in an error.
  */
 export async function connectionUrl(
-  deps: Pick<DynamicDeps, 'queries' | 'keys'>,
+  deps: Pick<DynamicDeps, 'db' | 'secrets' | 'keys' | 'macs' | 'log'>,
   tenantId: string,
   backend: Pick<BackendRow, 'connectionSecret'>,
 ): Promise<string> {
-  const [kind, owner, name] = backend.connectionSecret.split('/') as [SecretKind, string, string];
+  const path = connectionSecretPath(backend.connectionSecret);
+  const { environment, ...where } = path;
   for (let attempt = 0; attempt < 2; attempt++) {
     const keySet = await deps.keys.get(tenantId);
-    let r: Awaited<ReturnType<DynamicQueries['secretValue']>>;
     try {
-      r = await deps.queries.secretValue(tenantId, { kind, owner, name }, keySet.sqlKeys);
+      const [r] = await deps.db.withTenant(tenantId, (tx) =>
+        deps.secrets.checkRows(tenantId, environment, [where], keySet.sqlKeys, tx),
+      );
+      if (r && r.plaintext !== null) {
+        checkRowMacs(deps.macs, tenantId, path, { ...r, version: r.current_version });
+        return unbind(tenantId, r.secret_id, r.current_version, path, r.plaintext);
+      }
+      // Absent, deleted, expired or destroyed: nothing to reload. Only a key this replica lacks is worth a retry.
+      if (!r?.key_missing) break;
     } catch (err) {
-      if (pgErrorCode(err) === '39000')
+      if (pgErrorCode(err) === '39000' || (err instanceof AppError && err.code === 'integrity_error')) {
+        deps.log.error(
+          { tenant: tenantId, connectionSecret: backend.connectionSecret },
+          'a dynamic backend connection secret failed its integrity check',
+        );
         throw new TargetMisconfigured('the connection secret failed its integrity check');
+      }
       throw err;
     }
-    if (r) return unbind(tenantId, r.secretId, r.version, r.plaintext);
     deps.keys.invalidate(tenantId);
   }
   throw new TargetMisconfigured(
