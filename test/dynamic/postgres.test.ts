@@ -240,6 +240,51 @@ describe('configuring a PostgreSQL backend', () => {
     for (const e of [missing, refused, cannot, notUrl]) expect(JSON.stringify(e)).not.toContain(corner.adminPassword);
   });
 
+  it('reads the connection secret in the environment it names, through the row MACs: a renamed row is refused', async () => {
+    const ctx = await tenantCtx(t, root);
+    const admin = sender(t.app, ctx.tenant.adminToken);
+    const body = (name: string, connectionSecret: string) => ({
+      name,
+      connectionSecret,
+      ...READ_ITEMS,
+      defaultTtlSeconds: 60,
+      maxTtlSeconds: 600,
+    });
+    expect((await admin('POST', '/v1/environments', { slug: 'production', name: 'production' })).statusCode).toBe(201);
+    await admin('PUT', '/v1/secrets/shared/dynamic/PROD_URL?env=production', { value: corner.adminUrl });
+    // Only in production: the default environment has no such secret.
+    const inDefault = expectError(
+      await admin('POST', '/v1/dynamic/postgres', body('prod-default', 'shared/dynamic/PROD_URL')),
+      422,
+      'unprocessable',
+    );
+    expect(inDefault.message).toMatch(/does not exist/);
+    expectOk(
+      await admin('POST', '/v1/dynamic/postgres', body('prod', 'shared/dynamic/PROD_URL@production')),
+      201,
+      PostgresBackend,
+    );
+    expectError(
+      await admin('POST', '/v1/dynamic/postgres', body('bad-env', 'shared/dynamic/X@Not_A_Slug')),
+      400,
+      'validation_failed',
+    );
+
+    // A row moved to the path a backend names, outside the API: its MAC no longer holds, and nothing is read.
+    await admin('PUT', '/v1/secrets/shared/dynamic/ELSEWHERE', { value: corner.adminUrl });
+    await owner.query(
+      `update coffer.secrets set name = 'MOVED' where tenant_id = $1 and kind = 'shared' and owner = 'dynamic' and name = 'ELSEWHERE'`,
+      [ctx.tid],
+    );
+    const moved = expectError(
+      await admin('POST', '/v1/dynamic/postgres', body('moved', 'shared/dynamic/MOVED')),
+      422,
+      'unprocessable',
+    );
+    expect(moved.message).toMatch(/integrity check/);
+    expect(JSON.stringify([inDefault, moved])).not.toContain(corner.adminPassword);
+  });
+
   it('is refused for a loopback database unless private targets are allowed (the webhooks’ address policy)', async () => {
     const strict = await (await import('../support/test-app.ts')).createTestApp({
       COFFER_DYNAMIC_ALLOW_PRIVATE: 'false',
