@@ -57,12 +57,12 @@ export function toLease(r: LeaseRow): Lease {
 }
 
 /** A failure at the target, as the caller sees it: never more than the code and the statement's number. */
-export function targetError(err: unknown): unknown {
+export function targetError(err: unknown, doing = 'make this lease'): unknown {
   if (err instanceof TargetUnavailable) {
     return unavailable(`the backend's database is unavailable: ${err.message}`, 5);
   }
   if (err instanceof TargetMisconfigured || err instanceof TargetStatementFailed) {
-    return new AppError('unprocessable', `the backend cannot make this lease: ${describeTargetError(err)}`);
+    return new AppError('unprocessable', `the backend cannot ${doing}: ${describeTargetError(err)}`);
   }
   return err;
 }
@@ -270,7 +270,7 @@ export function leaseService(deps: LeaseServiceDeps) {
             const done = await targets.renew(url, statements, { name: lease.username, expiration: to });
             if (done === 'absent') throw conflict('the lease’s role is gone from the database: take a new lease');
           } catch (err) {
-            throw targetError(err);
+            throw targetError(err, 'renew this lease');
           }
           row = await queries.renew(p.tenantId, id, to, tx);
         }

@@ -144,6 +144,8 @@ function errorCode(err: unknown): string | null {
 /** An error from the driver or the target, as something safe to show: its code and a fixed description. */
 export function describeTargetError(err: unknown): string {
   if (err instanceof TargetMisconfigured || err instanceof TargetUnavailable) return err.message;
+  // Coffer's own answer (a connection secret that fails its integrity check): its message is written to be shown.
+  if (err instanceof Error && err.name === 'AppError') return err.message;
   if (err instanceof TargetStatementFailed) {
     const where = err.index >= 0 ? `${err.kind} statement ${err.index + 1} failed` : `${err.kind} failed`;
     return `${where}${err.sqlstate ? ` (SQLSTATE ${err.sqlstate})` : ''}: ${err.message}`.slice(0, 500);
