@@ -14,6 +14,9 @@ const TENANT_TABLES = [
   ['rotation_schedule', 'tenant_id'],
   ['webhooks', 'tenant_id'],
   ['webhook_deliveries', 'tenant_id'],
+  ['deployments', 'tenant_id'],
+  ['deployment_items', 'tenant_id'],
+  ['deployment_receipts', 'tenant_id'],
 ] as const;
 
 const DIGEST_SQL = TENANT_TABLES.map(

@@ -24,6 +24,7 @@ export const REDACT_PATHS = [
   'masterKeys',
   'privateKey',
   'body',
+  'generated',
   '*.password',
   '*.value',
   '*.values',
@@ -37,6 +38,7 @@ export const REDACT_PATHS = [
   '*.masterKeys',
   '*.privateKey',
   '*.body',
+  '*.generated',
   'err.parameters',
   'err.params',
 ];

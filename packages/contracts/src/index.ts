@@ -19,3 +19,6 @@ export * from './trust.ts';
 export * from './version.ts';
 export * from './environment-slug.ts';
 export * from './environments.ts';
+export * from './deployments.ts';
+export * from './consumers.ts';
+export * from './inventory.ts';

@@ -24,7 +24,13 @@ const SECRET_ACTIONS: Action[] = [
   'bundles.write',
   'secrets.update',
   'secrets.rotate',
+  'secrets.consumers',
+  'secrets.rotation_status',
+  'secrets.revoke',
 ];
+
+/** Deployments a service may make and read, by its policies on the secrets in them (the service decides each). */
+const DEPLOYMENT_ACTIONS: Action[] = ['deployments.plan', 'deployments.create', 'deployments.read'];
 
 const TENANT_ADMIN_ACTIONS: Action[] = [
   'rotation.due',
@@ -43,6 +49,9 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'environments.create',
   'environments.update',
   'environments.delete',
+  'deployments.list',
+  'deployments.revoke',
+  'inventory.read',
 ];
 
 /** Environments and their diff: names and fingerprint comparisons, never a value. */
@@ -77,11 +86,18 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...SECRET_ACTIONS,
     ...ENVIRONMENT_READS,
     'environments.promote',
+    ...DEPLOYMENT_ACTIONS,
     ...TENANT_ADMIN_ACTIONS,
     ...AUDIT_ACTIONS,
   ]),
   // Services may attempt secret actions; their policies decide each path (and each environment).
-  service: new Set<Action>(['auth.whoami', ...SECRET_ACTIONS, ...ENVIRONMENT_READS, 'environments.promote']),
+  service: new Set<Action>([
+    'auth.whoami',
+    ...SECRET_ACTIONS,
+    ...ENVIRONMENT_READS,
+    'environments.promote',
+    ...DEPLOYMENT_ACTIONS,
+  ]),
   // Metadata and the record of what happened; never a value, never a change.
   auditor: new Set<Action>([
     'auth.whoami',
@@ -90,6 +106,11 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'keys.read',
     ...ENVIRONMENT_READS,
     ...AUDIT_ACTIONS,
+    'inventory.read',
+    'deployments.list',
+    'deployments.read',
+    'secrets.consumers',
+    'secrets.rotation_status',
   ]),
 };
 
@@ -105,6 +126,10 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   'secrets.destroy': ['delete'],
   'secrets.update': ['write'],
   'secrets.rotate': ['rotate'],
+  // Who reads a secret, and cutting off a version, belong to whoever may rotate it.
+  'secrets.consumers': ['rotate'],
+  'secrets.rotation_status': ['rotate'],
+  'secrets.revoke': ['rotate'],
 };
 
 /**

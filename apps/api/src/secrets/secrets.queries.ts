@@ -50,6 +50,11 @@ export interface ReadRow {
   generator: { length: number; charset: string; prefix?: string } | null;
   last_rotated_at: Date | null;
   next_rotation_at: Date | null;
+  class: SecretRow['class'];
+  strategy: Record<string, unknown> | null;
+  owner_team: string | null;
+  contact: string | null;
+  revoked_at: Date | null;
 }
 
 export interface BundleRow {
@@ -155,6 +160,24 @@ export function secretQueries(db: Database) {
       return rows.map(fromSqlRow);
     },
 
+    /** The secret row as it is now, unlocked (soft-deleted ones included): for answers that change nothing. */
+    find(tenantId: string, path: SecretPath, tx?: Tx): Promise<SecretRow | undefined> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [row] = await t
+          .select()
+          .from(secrets)
+          .where(
+            and(
+              eq(secrets.environment, path.environment),
+              eq(secrets.kind, path.kind),
+              eq(secrets.owner, path.owner),
+              eq(secrets.name, path.name),
+            ),
+          );
+        return row;
+      });
+    },
+
     /** The secret row, locked for the rest of the transaction (soft-deleted ones included). */
     lock(tenantId: string, path: SecretPath, tx: Tx): Promise<SecretRow | undefined> {
       return db.inTenant(tenantId, tx, async (t) => {
@@ -229,6 +252,7 @@ export function secretQueries(db: Database) {
         dekVersion: number;
         createdBy: string | null;
         fingerprint: string | null;
+        deploymentId?: string | null | undefined;
       },
       tx: Tx,
     ): Promise<void> {
@@ -242,6 +266,7 @@ export function secretQueries(db: Database) {
           dekVersion: v.dekVersion,
           createdBy: v.createdBy,
           fingerprint: v.fingerprint,
+          deploymentId: v.deploymentId ?? null,
         });
       });
     },
@@ -274,6 +299,9 @@ export function secretQueries(db: Database) {
             createdBy: secretVersions.createdBy,
             destroyedAt: secretVersions.destroyedAt,
             servedUntil: secretVersions.servedUntil,
+            revokedAt: secretVersions.revokedAt,
+            revokedBy: secretVersions.revokedBy,
+            deploymentId: secretVersions.deploymentId,
             destroyed: sql<boolean>`${secretVersions.ciphertext} is null`,
           })
           .from(secretVersions)
@@ -289,6 +317,31 @@ export function secretQueries(db: Database) {
           .update(secretVersions)
           .set({ servedUntil: until })
           .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)));
+      });
+    },
+
+    /**
+     * Revokes one version: never served again (read_secret answers `revoked`), and served_until ends now so anything
+     * that only looks at the grace period sees it over. False when there is no such version.
+     */
+    revokeVersion(
+      tenantId: string,
+      secretId: string,
+      version: number,
+      by: string | null,
+      tx: Tx,
+    ): Promise<Date | null> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [row] = await t
+          .update(secretVersions)
+          .set({
+            revokedAt: sql`coalesce(${secretVersions.revokedAt}, now())`,
+            revokedBy: sql`coalesce(${secretVersions.revokedBy}, ${by}::uuid)`,
+            servedUntil: sql`least(coalesce(${secretVersions.servedUntil}, now()), now())`,
+          })
+          .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)))
+          .returning({ revokedAt: secretVersions.revokedAt });
+        return row?.revokedAt ?? null;
       });
     },
 
@@ -378,6 +431,10 @@ function fromSqlRow(r: Record<string, unknown>): SecretRow {
     generator: r.generator as SecretRow['generator'],
     lastRotatedAt: r.last_rotated_at as Date | null,
     nextRotationAt: r.next_rotation_at as Date | null,
+    class: r.class as SecretRow['class'],
+    strategy: r.strategy as SecretRow['strategy'],
+    ownerTeam: r.owner_team as string | null,
+    contact: r.contact as string | null,
   };
 }
 

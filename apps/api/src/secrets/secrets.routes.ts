@@ -36,7 +36,13 @@ export async function secretRoutes(app: FastifyInstance, o: { service: SecretSer
   });
   mount(app, 'patchSecret', (req) => service.patch(requestContext(req), secretPath(req.params, req.query), req.body));
   mount(app, 'getBundle', (req) =>
-    service.bundle(requestContext(req), req.query.env ?? DEFAULT_ENVIRONMENT, req.params.kind, req.params.owner),
+    service.bundle(
+      requestContext(req),
+      req.query.env ?? DEFAULT_ENVIRONMENT,
+      req.params.kind,
+      req.params.owner,
+      req.query.deployment,
+    ),
   );
   mount(app, 'writeBundle', (req) =>
     service.writeBundle(

@@ -2,14 +2,15 @@
 -- finds the secret by its unique path (environment, kind, owner, name), fetches the wanted version by primary key (under forced RLS an expression
 -- join would not use the index) and decrypts it with the key set passed as a bind parameter. Always one row, whose
 -- `outcome` says why there is no plaintext: identity_changed (nothing else returned), not_found (nothing else),
--- no_version, expired, destroyed, rotated_out (past served_until), key_missing (p_keys lacks the data key that
+-- no_version, expired, destroyed, revoked, rotated_out (past served_until), key_missing (p_keys lacks the data key that
 -- sealed the version), or ok. Only ok decrypts. pgcrypto raises 39000 for a ciphertext not under that key.
 CREATE OR REPLACE FUNCTION coffer.read_secret(p_tenant uuid, p_identity uuid, p_revision integer, p_env text,
     p_kind text, p_owner text, p_name text, p_version integer, p_previous boolean, p_keys text[])
   RETURNS TABLE (outcome text, secret_id uuid, current_version integer, description text, tags jsonb,
     format jsonb, expires_at timestamptz, created_at timestamptz, updated_at timestamptz, created_by uuid,
     version integer, served_until timestamptz, plaintext text, rotation_interval_days integer,
-    rotation_grace_hours integer, generator jsonb, last_rotated_at timestamptz, next_rotation_at timestamptz)
+    rotation_grace_hours integer, generator jsonb, last_rotated_at timestamptz, next_rotation_at timestamptz,
+    class text, strategy jsonb, owner_team text, contact text, revoked_at timestamptz)
   LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -38,6 +39,7 @@ BEGIN
     WHEN v.version IS NULL THEN 'no_version'
     WHEN s.expires_at IS NOT NULL AND s.expires_at <= now() THEN 'expired'
     WHEN v.ciphertext IS NULL THEN 'destroyed'
+    WHEN v.revoked_at IS NOT NULL THEN 'revoked'
     WHEN v.served_until IS NOT NULL AND v.served_until <= now() THEN 'rotated_out'
     WHEN p_keys[v.dek_version] IS NULL THEN 'key_missing'
     ELSE 'ok' END;
@@ -60,6 +62,11 @@ BEGIN
   generator := s.generator;
   last_rotated_at := s.last_rotated_at;
   next_rotation_at := s.next_rotation_at;
+  class := s.class;
+  strategy := s.strategy;
+  owner_team := s.owner_team;
+  contact := s.contact;
+  revoked_at := v.revoked_at;
   RETURN NEXT;
 END
 $$;
