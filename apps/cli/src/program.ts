@@ -3,6 +3,9 @@ import { registerAudit } from './commands/audit.ts';
 import { registerAuth } from './commands/auth.ts';
 import { registerBundles } from './commands/bundles.ts';
 import { registerCheck } from './commands/check.ts';
+import { registerConsumers } from './commands/consumers.ts';
+import { registerDeploy } from './commands/deploy.ts';
+import { registerManifest } from './commands/manifest-sync.ts';
 import { registerPlan } from './commands/plan.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSecrets } from './commands/secrets.ts';
@@ -46,6 +49,9 @@ export function buildProgram(): Command {
   registerBundles(program);
   registerCheck(program);
   registerPlan(program);
+  registerManifest(program);
+  registerDeploy(program);
+  registerConsumers(program);
   registerAudit(program);
   program.commands.forEach(function perCommand(c: Command) {
     // Positional options (which `run -- cmd` needs) would take --url only before the command name; users write it
