@@ -174,7 +174,10 @@ export function deploymentQueries(db: Database) {
       );
     },
 
-    /** Secrets by id, locked in id order. */
+    /**
+     * Secrets by id, locked in (environment, kind, owner, name) order: the order deployments, bundle writes and
+     * promotions lock in, so a revocation and a deployment of the same secrets cannot deadlock.
+     */
     lockSecrets(tenantId: string, ids: readonly string[], tx: Tx): Promise<SecretRow[]> {
       if (ids.length === 0) return Promise.resolve([]);
       return db.inTenant(tenantId, tx, (t) =>
@@ -182,7 +185,7 @@ export function deploymentQueries(db: Database) {
           .select()
           .from(secrets)
           .where(inArray(secrets.id, [...ids]))
-          .orderBy(asc(secrets.id))
+          .orderBy(asc(secrets.environment), asc(secrets.kind), asc(secrets.owner), asc(secrets.name))
           .for('update'),
       );
     },
