@@ -639,7 +639,13 @@ const fixtures = {
       'service with capability': ok(200, {
         check: (b, w) => expect(Deployment.parse(b).id).toBe(w.deploymentId),
       }),
-      auditor: ok(200, { check: (b, w) => expect(Deployment.parse(b).plan.length).toBeGreaterThan(0) }),
+      auditor: ok(200, {
+        check: (b, w) => {
+          const d = Deployment.parse(b);
+          expect(d.id).toBe(w.deploymentId);
+          expect(d.plan.length).toBeGreaterThan(0);
+        },
+      }),
       'platform admin': FORBIDDEN,
     },
   },
