@@ -93,9 +93,7 @@ describe('leak scan over deployments and generated values', () => {
     expectOk(await admin('POST', `/v1/deployments/${last.id}/revoke`, { notes: 'leak scan' }), 200, RevokedDeployment);
     bodies.push(JSON.stringify(expectError(await admin('POST', `/v1/deployments/${last.id}/revoke`), 409, 'conflict')));
     bodies.push(
-      JSON.stringify(
-        expectError(await run('GET', `/v1/bundles/sandbox/leak?deployment=${last.id}`), 410, 'gone'),
-      ),
+      JSON.stringify(expectError(await run('GET', `/v1/bundles/sandbox/leak?deployment=${last.id}`), 410, 'gone')),
     );
     for (const name of ['SESSION_KEY', 'HEX_TOKEN']) {
       generated.push(expectOk(await admin('GET', `${S}/${name}`), 200, SecretWithValue).value);
@@ -114,14 +112,11 @@ describe('leak scan over deployments and generated values', () => {
     await admin('GET', `/v1/deployments?secret=sandbox/leak/SESSION_KEY`);
     expect(first.id).not.toBe(last.id);
 
-    const scan = async (sql: string) =>
-      (await owner.query<{ j: string }>(sql, [tid])).rows.map((r) => r.j).join('\n');
+    const scan = async (sql: string) => (await owner.query<{ j: string }>(sql, [tid])).rows.map((r) => r.j).join('\n');
     const places: Record<string, string> = {
       'log lines': t.logs.join('\n'),
       'audit rows': await scan('select row_to_json(e)::text as j from coffer.audit_events e where tenant_id = $1'),
-      'webhook payloads': await scan(
-        'select payload::text as j from coffer.webhook_deliveries where tenant_id = $1',
-      ),
+      'webhook payloads': await scan('select payload::text as j from coffer.webhook_deliveries where tenant_id = $1'),
       deployments: await scan('select row_to_json(d)::text as j from coffer.deployments d where tenant_id = $1'),
       'deployment items': await scan(
         'select row_to_json(i)::text as j from coffer.deployment_items i where tenant_id = $1',
@@ -133,7 +128,7 @@ describe('leak scan over deployments and generated values', () => {
     };
     // The scan sees what it looks for: the audit rows name the deployments, and the logs are there.
     expect(places['audit rows']).toContain(first.id);
-    expect(places['log lines'].length).toBeGreaterThan(0);
+    expect(t.logs.length).toBeGreaterThan(0);
     for (const [where, text] of Object.entries(places)) expect(leaksIn(text, generated), where).toEqual([]);
     // And no generated value is stored in the clear: every version is ciphertext.
     const clear = await scan(
