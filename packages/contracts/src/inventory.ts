@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Cursor, Timestamp } from './common.ts';
+import { Cursor, storableText, Timestamp } from './common.ts';
 import { EnvironmentSlug } from './environment-slug.ts';
 import { SecretClass, SecretKind, SecretOwner } from './secrets.ts';
 
@@ -7,7 +7,7 @@ export const InventoryQuery = z.strictObject({
   env: EnvironmentSlug.optional().describe('Only this environment; default every environment'),
   kind: SecretKind.optional(),
   owner: SecretOwner.optional(),
-  team: z.string().min(1).max(128).optional().describe('Only secrets this team owns'),
+  team: storableText(z.string().min(1).max(128)).optional().describe('Only secrets this team owns'),
   class: SecretClass.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: Cursor.optional(),
