@@ -387,7 +387,14 @@ describe('identities (tenant admin)', () => {
     const authenticated = (Object.entries(routes) as [string, RouteDef][]).filter(([, r]) => r.action !== null);
     expect(authenticated.length).toBeGreaterThanOrEqual(8);
     for (const [name, r] of authenticated) {
-      const url = buildPath(r.path, { id: uuid(), kind: 'sandbox', owner: 'o', name: 'N', version: 1 });
+      const url = buildPath(r.path, {
+        id: uuid(),
+        kind: 'sandbox',
+        owner: 'o',
+        name: 'N',
+        version: 1,
+        slug: 'staging',
+      });
       const res = await call(r.method, url, null, r.body ? {} : undefined);
       expect(res.statusCode, `${name} ${r.method} ${url}`).toBe(401);
       expect((res.json() as ErrorEnvelope).error.code).toBe('unauthorized');
