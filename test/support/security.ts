@@ -17,6 +17,9 @@ const TENANT_TABLES = [
   ['audit_retention', 'tenant_id'],
   ['sessions', 'tenant_id'],
   ['intake_links', 'tenant_id'],
+  ['deployments', 'tenant_id'],
+  ['deployment_items', 'tenant_id'],
+  ['deployment_receipts', 'tenant_id'],
 ] as const;
 
 const DIGEST_SQL = TENANT_TABLES.map(

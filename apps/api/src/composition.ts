@@ -24,6 +24,9 @@ import { dataKeyService } from './data-keys/data-keys.service.ts';
 import { systemService } from './data-keys/system.service.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
+import { deploymentQueries } from './deployments/deployments.queries.ts';
+import { deploymentService } from './deployments/deployments.service.ts';
+import { inventoryQueries, inventoryService } from './deployments/inventory.service.ts';
 import { environmentQueries } from './environments/environments.queries.ts';
 import { environmentService } from './environments/environments.service.ts';
 import type { ReadinessCheck } from './health/health.routes.ts';
@@ -36,6 +39,8 @@ import { intakeService } from './intake/intake.service.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { ReplicaRegistry } from './jobs/replica-registry.ts';
 import { countEvent, Metrics } from './metrics/metrics.ts';
+import { consumerQueries } from './rotation/consumers.queries.ts';
+import { revocationService } from './rotation/revocation.service.ts';
 import { rotationQueries } from './rotation/rotation.queries.ts';
 import { rotationService } from './rotation/rotation.service.ts';
 import { purgeJob } from './secrets/purge.job.ts';
@@ -171,6 +176,40 @@ export function composeServices(deps: CompositionDeps) {
     log,
     environments: environmentRows,
   });
+  const intake = intakeService({
+    db,
+    queries: intakeQueries(db),
+    secrets,
+    keys: tenantKeys,
+    writer,
+    audit,
+    webhooks: webhookOutbox,
+    environments: environmentRows,
+    publicUrl: () => publicUrlOf(config, deps.listening?.() ?? null),
+  });
+  const deploymentRows = deploymentQueries(db);
+  const deployments = deploymentService({
+    db,
+    queries: deploymentRows,
+    secrets,
+    keys: tenantKeys,
+    writer,
+    audit,
+    webhooks: webhookOutbox,
+    environments: environmentRows,
+    cursors,
+    rotation,
+    intake,
+  });
+  const revocation = revocationService({
+    db,
+    secrets,
+    consumers: consumerQueries(db),
+    holders: async (tenantId, secretId, version, tx) =>
+      (await deploymentRows.holders(tenantId, secretId, version, tx)).map((h) => ({ ...h, deploymentId: h.id })),
+    audit,
+    environments: environmentRows,
+  });
   const dataKeys = dataKeyService({
     db,
     queries: dataKeyQueries(db),
@@ -264,7 +303,11 @@ export function composeServices(deps: CompositionDeps) {
       cursors,
       environments: environmentRows,
       macs,
+      deployments: deployments.reads,
     }),
+    deployments,
+    inventory: inventoryService({ queries: inventoryQueries(db), audit, cursors }),
+    revocation,
     environments: environmentService({
       db,
       queries: environmentRows,
@@ -275,17 +318,7 @@ export function composeServices(deps: CompositionDeps) {
       webhooks: webhookOutbox,
       macs,
     }),
-    intake: intakeService({
-      db,
-      queries: intakeQueries(db),
-      secrets,
-      keys: tenantKeys,
-      writer,
-      audit,
-      webhooks: webhookOutbox,
-      environments: environmentRows,
-      publicUrl: () => publicUrlOf(config, deps.listening?.() ?? null),
-    }),
+    intake,
     rotation,
     dataKeys,
     system,

@@ -21,3 +21,6 @@ export * from './version.ts';
 export * from './environment-slug.ts';
 export * from './environments.ts';
 export * from './intake.ts';
+export * from './deployments.ts';
+export * from './consumers.ts';
+export * from './inventory.ts';

@@ -25,7 +25,13 @@ const SECRET_ACTIONS: Action[] = [
   'secrets.update',
   'secrets.rotate',
   'secrets.check',
+  'secrets.consumers',
+  'secrets.rotation_status',
+  'secrets.revoke',
 ];
+
+/** Deployments a service may make and read, by its policies on the secrets in them (the service decides each). */
+const DEPLOYMENT_ACTIONS: Action[] = ['deployments.plan', 'deployments.create', 'deployments.read'];
 
 const TENANT_ADMIN_ACTIONS: Action[] = [
   'rotation.due',
@@ -46,6 +52,9 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'environments.delete',
   'intake.list',
   'intake.revoke',
+  'deployments.list',
+  'deployments.revoke',
+  'inventory.read',
 ];
 
 /** Making an intake link is a deferred write: a service may, where its policies let it write the secret. */
@@ -90,6 +99,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...INTAKE_CREATE,
     ...ENVIRONMENT_READS,
     'environments.promote',
+    ...DEPLOYMENT_ACTIONS,
     ...TENANT_ADMIN_ACTIONS,
     ...AUDIT_ACTIONS,
   ]),
@@ -101,6 +111,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...INTAKE_CREATE,
     ...ENVIRONMENT_READS,
     'environments.promote',
+    ...DEPLOYMENT_ACTIONS,
   ]),
   // Metadata and the record of what happened; never a value, never a change.
   auditor: new Set<Action>([
@@ -111,6 +122,11 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     'keys.read',
     ...ENVIRONMENT_READS,
     ...AUDIT_ACTIONS,
+    'inventory.read',
+    'deployments.list',
+    'deployments.read',
+    'secrets.consumers',
+    'secrets.rotation_status',
   ]),
 };
 
@@ -129,6 +145,10 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   // A check reads values only inside the server and answers verdicts, so listing the path is enough.
   'secrets.check': ['list'],
   'intake.create': ['write'],
+  // Who reads a secret, and cutting off a version, belong to whoever may rotate it.
+  'secrets.consumers': ['rotate'],
+  'secrets.rotation_status': ['rotate'],
+  'secrets.revoke': ['rotate'],
 };
 
 /**

@@ -253,6 +253,12 @@ export const secrets = coffer.table(
     nextRotationAt: timestamp('next_rotation_at', { withTimezone: true, mode: 'date' }),
     /** The API's MAC over path, current version, expiry and deletion (row-macs.ts): coffer_app cannot forge it. */
     mac: text('mac'),
+    /** What deployments do with it: its class, and per tier an action that overrides the class (contracts' Strategy). */
+    class: text('class', { enum: ['infrastructure', 'service', 'user'] }),
+    strategy: jsonb('strategy').$type<Record<string, unknown>>(),
+    /** Who owns it, for the inventory. */
+    ownerTeam: text('owner_team'),
+    contact: text('contact'),
   },
   (t) => [
     unique('secrets_path_key').on(t.tenantId, t.environment, t.kind, t.owner, t.name),
@@ -290,10 +296,16 @@ export const secretVersions = coffer.table(
     fingerprint: text('fingerprint'),
     /** The API's MAC over the version's secret, number and grace period (row-macs.ts). */
     mac: text('mac'),
+    /** Revoked: never served again (410), whatever served_until says. */
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    revokedBy: uuid('revoked_by'),
+    /** The deployment this version was generated for (service secrets are made fresh for each deployment). */
+    deploymentId: uuid('deployment_id'),
   },
   (t) => [
     primaryKey({ columns: [t.secretId, t.version] }),
     index('secret_versions_tenant_dek_idx').on(t.tenantId, t.dekVersion),
+    index('secret_versions_deployment_idx').on(t.tenantId, t.deploymentId).where(sql`${t.deploymentId} is not null`),
   ],
 );
 
@@ -510,5 +522,87 @@ export const intakeLinks = coffer.table(
       foreignColumns: [environments.tenantId, environments.slug],
     }).onDelete('cascade'),
     index('intake_links_tenant_created_idx').on(t.tenantId, t.createdAt),
+  ],
+);
+
+/**
+ * A deployment: an environment, a tier and the bundles it is made of, planned secret by secret. Its environment and
+ * secrets are kept by name, without foreign keys: the record of what was deployed outlives them, as audit events do.
+ */
+export const deployments = coffer.table(
+  'deployments',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    environment: text('environment').notNull(),
+    tier: text('tier').notNull(),
+    bundles: jsonb('bundles').$type<string[]>().notNull(),
+    createdAt: createdAt(),
+    createdBy: uuid('created_by'),
+    createdByName: text('created_by_name'),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    /** What the revocation did (contracts' DeploymentRevocation), once it happened. */
+    revocation: jsonb('revocation').$type<Record<string, unknown>>(),
+  },
+  (t) => [
+    // Ids are UUIDv7, in creation order: the listing is newest first by id.
+    index('deployments_tenant_idx').on(t.tenantId, t.id),
+    index('deployments_tenant_env_idx').on(t.tenantId, t.environment, t.id),
+  ],
+);
+
+/** One secret of a deployment's plan: what the deployment does with it, and the version it was planned on. */
+export const deploymentItems = coffer.table(
+  'deployment_items',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    deploymentId: uuid('deployment_id')
+      .notNull()
+      .references(() => deployments.id, { onDelete: 'cascade' }),
+    position: integer('position').notNull(),
+    secretId: uuid('secret_id').notNull(),
+    kind: text('kind', { enum: secretKinds }).notNull(),
+    owner: text('owner').notNull(),
+    name: text('name').notNull(),
+    action: text('action', { enum: ['strip', 'generate', 'prompt', 'inject'] }).notNull(),
+    reason: text('reason').notNull(),
+    class: text('class', { enum: ['infrastructure', 'service', 'user'] }),
+    /** generate: the version made for the deployment; inject: the current version when planned; else null. */
+    version: integer('version'),
+    prompt: jsonb('prompt').$type<Record<string, unknown>>(),
+  },
+  (t) => [
+    primaryKey({ name: 'deployment_items_pkey', columns: [t.deploymentId, t.position] }),
+    index('deployment_items_secret_idx').on(t.tenantId, t.secretId),
+  ],
+);
+
+/** What a deployment received: one row per (secret, version, identity), with the first and last time and a count. */
+export const deploymentReceipts = coffer.table(
+  'deployment_receipts',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    deploymentId: uuid('deployment_id')
+      .notNull()
+      .references(() => deployments.id, { onDelete: 'cascade' }),
+    secretId: uuid('secret_id').notNull(),
+    path: text('path').notNull(),
+    version: integer('version').notNull(),
+    action: text('action', { enum: ['strip', 'generate', 'prompt', 'inject'] }).notNull(),
+    via: text('via', { enum: ['created', 'run'] }).notNull(),
+    identityId: uuid('identity_id').notNull(),
+    identityName: text('identity_name'),
+    firstAt: timestamp('first_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    lastAt: timestamp('last_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    reads: integer('reads').notNull().default(1),
+  },
+  (t) => [
+    primaryKey({
+      name: 'deployment_receipts_pkey',
+      columns: [t.deploymentId, t.secretId, t.version, t.identityId, t.via],
+    }),
   ],
 );
