@@ -197,19 +197,74 @@ describe('deployments: a plan per tier', () => {
       'injected from Coffer at start (coffer run) (set for desktop on the secret)',
     );
     expect(reasons.FEATURE_FLAGS?.reason).toBe('injected from Coffer at start (coffer run) (no class)');
-    // A prompt says what to ask, with the rule the value must satisfy; the intake link comes with item 4.
+    // A prompt says what to ask, with the rule the value must satisfy, and carries the intake link (item 4).
     expect(reasons.OPENAI_KEY?.prompt).toEqual({
       label: 'Your OpenAI API key',
       help: 'The API key from platform.openai.com',
       format: { minLength: 8 },
     });
-    expect(reasons.OPENAI_KEY?.intake).toBeUndefined();
+    expect(reasons.OPENAI_KEY?.intake).toMatchObject({ path: 'sandbox/app/OPENAI_KEY', environment: 'staging' });
     const local = (await deploy(admin, 'local')).plan.find((i) => i.path.endsWith('/OPENAI_KEY'));
     expect(local?.prompt).toEqual({ label: 'OPENAI_KEY', help: 'The API key from platform.openai.com' });
 
     // The dry run wrote nothing: SESSION_KEY has one version per deployment made above, none for the plans.
     const versions = expectOk(await admin('GET', `${S}/SESSION_KEY/versions?env=staging`), 200, SecretVersions);
     expect(versions.items.length).toBe(1 + 5);
+  });
+
+  it("gives a user-class prompt a real intake link, made with the deployment, that stores the person's value", async () => {
+    const { admin, tenant, S } = await world();
+    const dry = expectOk(
+      await admin('POST', '/v1/deployments/plan', {
+        environment: 'staging',
+        tier: 'desktop',
+        bundles: ['sandbox/app'],
+      }),
+      200,
+      DeploymentPlan,
+    );
+    // A dry run changes nothing, so it makes no link.
+    expect(dry.plan.find((i) => i.path.endsWith('/OPENAI_KEY'))?.intake).toBeUndefined();
+
+    const made = await deploy(admin, 'desktop');
+    const item = made.plan.find((i) => i.path.endsWith('/OPENAI_KEY'));
+    expect(item?.action).toBe('prompt');
+    const link = item?.intake;
+    expect(link).toEqual({
+      id: expect.any(String),
+      url: expect.stringMatching(/\/v1\/intake\/[A-Za-z0-9_-]{43}$/),
+      path: 'sandbox/app/OPENAI_KEY',
+      environment: 'staging',
+      expiresAt: expect.any(String),
+    });
+    // Only prompts get links.
+    expect(made.plan.filter((i) => i.intake).map((i) => i.path)).toEqual(['sandbox/app/OPENAI_KEY']);
+    // The link is shown once: the stored deployment does not carry it.
+    const stored = expectOk(await admin('GET', `/v1/deployments/${made.id}`), 200, Deployment);
+    expect(JSON.stringify(stored)).not.toContain(link?.url.split('/').pop());
+
+    // The person sees the deployment's prompt (no credentials), and the link checks the prompt's format.
+    const token = link?.url.split('/').pop() as string;
+    const view = await t.app.inject({ method: 'GET', url: `/v1/intake/${token}` });
+    expect(view.statusCode, view.body).toBe(200);
+    expect(view.json()).toMatchObject({ label: 'Your OpenAI API key', name: 'OPENAI_KEY' });
+    const short = await t.app.inject({ method: 'PUT', url: `/v1/intake/${token}`, payload: { value: 'short' } });
+    expect(short.statusCode, short.body).toBe(422);
+    const value = v('sk-openai');
+    const sent = await t.app.inject({ method: 'PUT', url: `/v1/intake/${token}`, payload: { value } });
+    expect(sent.statusCode, sent.body).toBe(200);
+    const read = expectOk(await admin('GET', `${S}/OPENAI_KEY?env=staging`), 200, SecretWithValue);
+    expect(read.value).toBe(value);
+
+    // A service that may make the deployment but not write the prompted secret gets the prompt without a link.
+    const lister = await createIdentity(t.app, tenant.adminToken, {
+      role: 'service',
+      policies: [{ path: 'sandbox/app/*', capabilities: ['list'], environments: ['staging'] }],
+    });
+    const noWrite = await deploy(sender(t.app, lister.token), 'cloud');
+    const prompted = noWrite.plan.find((i) => i.path.endsWith('/OPENAI_KEY'));
+    expect(prompted?.action).toBe('prompt');
+    expect(prompted?.intake).toBeUndefined();
   });
 
   it('refuses a tier nothing knows, an empty bundle, and an environment that is not there', async () => {

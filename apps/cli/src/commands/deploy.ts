@@ -125,6 +125,12 @@ export function registerDeploy(program: Command): void {
                 ['PATH', 'ACTION', 'VERSION', 'WHY'].map(s.bold),
               ),
             );
+            // Each prompt's one-time link, for the person who holds the value (shown once, as the server answers).
+            const links = d.plan.filter((i) => i.intake);
+            if (links.length > 0)
+              out(
+                `\nIntake links:\n${links.map((i) => `  ${i.path}  ${i.intake?.url} (until ${i.intake?.expiresAt})`).join('\n')}\n`,
+              );
             if (names.length > 0 && !opts.output) out(`\n${serialise(d.generated, 'dotenv')}`);
           }
           note(
