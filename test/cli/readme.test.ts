@@ -55,6 +55,10 @@ describe('apps/cli/README.md', () => {
     expect(stdout).toContain('✓ sandbox/sbx-42/DATABASE_URL  ok (version 1)');
     expect(stdout).toMatch(/sandbox\/sbx-42\/DATABASE_URL\s+infrastructure\s+strip/);
     expect(stdout).toContain('sandbox/sbx-42/API_TOKEN inject');
+    // The deployment's own generated value reached the process, and its record says so.
+    expect(stdout).toContain('session key: 64 hex characters');
+    expect(stdout).toMatch(/sandbox\/sbx-42\/SESSION_KEY@\d+\s+run\s+/);
+    expect(stdout).toMatch(/^rotated sandbox\/sbx-42\/SESSION_KEY: /m);
     expect(stdout).toMatch(/^ok: \d+ events/m);
     expect(stdout).toMatch(/^[0-9a-f-]{36}\s+received\s+shared\/payments\/STRIPE_KEY\s+default\s+Stripe secret key/m);
     rmSync(work, { recursive: true, force: true });

@@ -114,7 +114,7 @@ describe('the CLI', () => {
     expect(await asLease(corner.loginUrl(lease.username, lease.password), 'select 1 as one')).toEqual({
       rows: [{ one: 1 }],
     });
-    const env = await run(['lease', 'create', name, '--env']);
+    const env = await run(['lease', 'create', name, '--dotenv']);
     expect(env.stdout).toMatch(/^PGUSER=v_cli-.+\nPGPASSWORD=[A-Za-z0-9_-]{43}\nCOFFER_LEASE_ID=[0-9a-f-]{36}\n$/);
 
     const renewed = await run(['lease', 'renew', lease.leaseId, '--ttl', '2h']);
@@ -126,7 +126,7 @@ describe('the CLI', () => {
 
     const revoked = await run(['lease', 'revoke', lease.leaseId]);
     expect(revoked.stderr).toContain(`the role ${lease.username} is gone`);
-    expect((await run(['dynamic', 'delete', name])).code).toBe(1); // the --env lease is still active
+    expect((await run(['dynamic', 'delete', name])).code).toBe(1); // the --dotenv lease is still active
     const all = await run(['lease', 'revoke', '--backend', name, '--json']);
     expect(JSON.parse(all.stdout)).toEqual({ requested: 1, revoked: 1, pending: 0 });
     expect((await run(['lease', 'list', '--state', 'active', '--json'])).stdout.trim()).toBe('[]');

@@ -537,6 +537,83 @@ describe('leases', () => {
     expectError(await w.admin('DELETE', '/v1/leases'), 400, 'validation_failed');
   });
 
+  it('revoking a deployment revokes the leases made for it, and none other; a revoked deployment takes no lease', async () => {
+    const w = await world();
+    // A deployment of the tenant's sandbox/app bundle (one inject-only secret) to the cloud tier.
+    expect(
+      (await w.admin('PUT', '/v1/secrets/sandbox/app/API_URL', { value: 'https://api.internal' })).statusCode,
+    ).toBe(201);
+    const made = await w.admin('POST', '/v1/deployments', {
+      name: `web-${Date.now()}`,
+      environment: 'default',
+      tier: 'cloud',
+      bundles: ['sandbox/app'],
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    const deploymentId = (made.json() as { id: string }).id;
+
+    const mine = await leased(t.app, w.service.token, w.name, { deployment: deploymentId });
+    const other = await leased(t.app, w.service.token, w.name);
+    expect(expectOk(await w.admin('GET', `/v1/leases/${mine.leaseId}`), 200, Lease).deploymentId).toBe(deploymentId);
+    const listed = expectOk(await w.admin('GET', `/v1/leases?deployment=${deploymentId}`), 200, LeasePage);
+    expect(listed.items.map((l) => l.id)).toEqual([mine.leaseId]);
+    // A deployment that is not there (or not the caller's to see) is a 404, before any role is made.
+    expectError(
+      await w.asService('POST', `/v1/dynamic/${w.name}/leases`, { deployment: '01912f80-0000-7000-8000-000000000000' }),
+      404,
+      'not_found',
+    );
+
+    const revoked = await w.admin('POST', `/v1/deployments/${deploymentId}/revoke`, { notes: 'laptop stolen' });
+    expect(revoked.statusCode, revoked.body).toBe(200);
+    expect((revoked.json() as { leasesRevoked: number }).leasesRevoked).toBe(1);
+    await t.app.jobs.leases.revokeDue();
+    await eventually(async () => !(await corner.roleExists(mine.username)), 5000, 'role dropped');
+    expect(expectOk(await w.admin('GET', `/v1/leases/${mine.leaseId}`), 200, Lease)).toMatchObject({
+      state: 'revoked',
+      revokeReason: 'deployment_revoked',
+    });
+    expect(await revokeEvents(w.tid, mine.leaseId)).toHaveLength(1);
+    // The lease made without the deployment still logs in.
+    expect(await corner.roleExists(other.username)).toBe(true);
+    expect(expectOk(await w.admin('GET', `/v1/leases/${other.leaseId}`), 200, Lease).state).toBe('active');
+
+    const late = expectError(
+      await w.asService('POST', `/v1/dynamic/${w.name}/leases`, { deployment: deploymentId }),
+      409,
+      'conflict',
+    );
+    expect(late.message).toContain('revoked');
+    const { rows } = await owner.query('select count(*)::int as n from coffer.leases where deployment_id = $1', [
+      deploymentId,
+    ]);
+    expect(rows[0].n).toBe(1);
+  });
+
+  it('DELETE /v1/leases?deployment= revokes the leases made for a deployment at once', async () => {
+    const w = await world();
+    expect(
+      (await w.admin('PUT', '/v1/secrets/sandbox/app/API_URL', { value: 'https://api.internal' })).statusCode,
+    ).toBe(201);
+    const made = await w.admin('POST', '/v1/deployments', {
+      name: `web-${Date.now()}`,
+      environment: 'default',
+      tier: 'cloud',
+      bundles: ['sandbox/app'],
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    const deploymentId = (made.json() as { id: string }).id;
+    const a = await leased(t.app, w.service.token, w.name, { deployment: deploymentId });
+    const b = await leased(t.app, w.service.token, w.name);
+    const result = expectOk(await w.admin('DELETE', `/v1/leases?deployment=${deploymentId}`), 200, RevokeLeasesResult);
+    expect(result.requested).toBe(1);
+    await eventually(async () => !(await corner.roleExists(a.username)), 5000, 'role dropped');
+    expect(await corner.roleExists(b.username)).toBe(true);
+    expect(expectOk(await w.admin('GET', `/v1/leases/${a.leaseId}`), 200, Lease).revokeReason).toBe(
+      'deployment_revoked',
+    );
+  });
+
   it('a worker that dropped the role and died before recording it: the next one finds the role gone, and records one revocation', async () => {
     const w = await world();
     const lease = await leased(t.app, w.service.token, w.name);

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import {
   AuditVerifyResult,
   CreatePlatformAdminResponse,
@@ -8,21 +9,25 @@ import {
   SystemKeys,
 } from '@coffer/contracts';
 import pg from 'pg';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring, type WrappedKey } from '../../apps/api/src/crypto/keyring.ts';
 import { systemService } from '../../apps/api/src/data-keys/system.service.ts';
+import { runMigrations } from '../../apps/api/src/db/migrate.ts';
 import type { RequestContext } from '../../apps/api/src/http/request-context.ts';
+import { ensurePlatformAdmin } from '../../apps/api/src/tenants/bootstrap.ts';
 import { bearer, createIdentity, createTenant, login, rootToken, type TestTenant } from '../support/factories.ts';
 import { baseMasterKeyId, newMasterKey, opsApi } from '../support/ops.ts';
-import { expectError, expectOk, ownerClient, secretsApi } from '../support/secrets.ts';
+import { expectError, expectOk, secretsApi } from '../support/secrets.ts';
+import { type ScratchDatabase, scratchDatabase } from '../support/server-process.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
 /**
- * Master-key rotation on a database other files use at the same time. Every other test app wraps with the run's
- * key (`base`); this file's tenants are created under keys of their own (`old`, then `new`), so a rewrap whose
- * keyring holds only those touches this file's rows and nobody else's. While they are under those keys, other
- * apps' readiness would name them: the file puts its rows back under the base key when it ends.
+ * Master-key rotation, on a database of this file's own: the audit chain's links are keyed under the active master
+ * key, so events made under this file's keys (`old`, then `new`) would otherwise sit in the platform chain that
+ * other files verify with the run's key (`base`). Its tenants are created under those keys, so a rewrap whose
+ * keyring holds only them touches this file's rows alone; the file puts its rows back under the base key at the end.
  */
 
 const base = inject('masterKeys');
@@ -35,8 +40,12 @@ let t: TestApp;
 let owner: pg.Client;
 const apps: TestApp[] = [];
 
+/** Its own database: links this file makes under its keys stay out of the platform chain the other files verify. */
+let scratch: ScratchDatabase;
+const onScratch = () => ({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
+
 async function appWith(keyring: string): Promise<TestApp> {
-  const app = await createTestApp({ COFFER_MASTER_KEYS: keyring });
+  const app = await createTestApp({ COFFER_MASTER_KEYS: keyring, ...onScratch() });
   apps.push(app);
   return app;
 }
@@ -48,8 +57,17 @@ async function restoreBaseKey(): Promise<RewrapResponse> {
 }
 
 beforeAll(async () => {
-  t = await createTestApp();
-  owner = await ownerClient();
+  scratch = await scratchDatabase();
+  await runMigrations(scratch.ownerUrl);
+  t = await createTestApp(onScratch());
+  await ensurePlatformAdmin(t.db, {
+    bootstrapSecret: inject('rootSecret'),
+    dataDir: os.tmpdir(),
+    log: pino({ level: 'silent' }),
+    macs: t.macs,
+  });
+  owner = new pg.Client({ connectionString: scratch.ownerUrl });
+  await owner.connect();
 });
 afterAll(async () => {
   try {
@@ -58,6 +76,7 @@ afterAll(async () => {
     await owner.end();
     for (const app of apps) await app.close();
     await t.close();
+    await scratch.drop();
   }
 });
 
@@ -331,7 +350,7 @@ describe('readiness and rows the app role can write', () => {
       CreateWebhookResponse,
     );
     // What a compromised API host can do with coffer_app's own credentials, under RLS.
-    const asApp = new pg.Client({ connectionString: inject('appDatabaseUrl') });
+    const asApp = new pg.Client({ connectionString: scratch.appUrl });
     await asApp.connect();
     try {
       await asApp.query('begin');

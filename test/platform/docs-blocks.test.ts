@@ -177,6 +177,15 @@ describe('every shell block of the README and docs/, run as pasted', () => {
         expect(output).toMatch(/^ghp_0123456789abcdefghij$/m);
         expect(output).toMatch(/^revoked shared\/payments\/WEBHOOK_SECRET$/m);
       }
+      if (file === 'docs/deployments.md') {
+        // Fresh for each deployment, its exact record, revocation refused then allowed, the revoked version gone.
+        expect(output).toContain('fresh for each');
+        expect(output).toMatch(/^FEATURE_FLAGS SESSION_KEY$/m);
+        expect(output).toMatch(/^sandbox\/app\/SESSION_KEY@2 run desktop-runner$/m);
+        expect(output).toMatch(/^409$/m);
+        expect(output).toMatch(/^410$/m);
+        expect(output).toContain('"rotated":[{"path":"sandbox/app/SESSION_KEY","fromVersion":3,"toVersion":4}]');
+      }
       if (file === 'docs/environments.md') {
         // Hidden from the staging service, refused when stale, promoted when current.
         expect(output.match(/^404$/gm)).toHaveLength(2);

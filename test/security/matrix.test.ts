@@ -8,14 +8,19 @@ import {
   buildPath,
   type Capability,
   CheckResponse,
+  CreatedDeployment,
   type CreateIdentityResponse,
   CreateIntakeResponse,
+  Deployment,
+  DeploymentPage,
+  DeploymentPlan,
   EnvironmentDiff,
   EnvironmentList,
   ErrorEnvelope,
   IdentityPage,
   IntakeList,
   IntakeView,
+  InventoryPage,
   JwkSet,
   Lease,
   LeaseCredentials,
@@ -27,11 +32,13 @@ import {
   RevokeLeasesResult,
   RotationDue,
   RotationLog,
+  RotationStatus,
   type RouteDef,
   type RouteInput,
   type RouteName,
   type Routes,
   routes,
+  SecretConsumers,
   SecretMetadata,
   SecretPage,
   SecretWithValue,
@@ -80,8 +87,8 @@ type AuthCaller = Exclude<Caller, TokenCaller>;
 const TOKEN_CALLERS: readonly TokenCaller[] = ['no token', 'garbage token', 'expired token'];
 
 interface Refused {
-  status: 401 | 403 | 404;
-  code: 'unauthorized' | 'forbidden' | 'not_found';
+  status: 401 | 403 | 404 | 422;
+  code: 'unauthorized' | 'forbidden' | 'not_found' | 'unprocessable';
 }
 interface Allowed {
   status: 200 | 201 | 202 | 204;
@@ -107,6 +114,8 @@ const MATRIX_JWK = (() => {
 const FORBIDDEN: Refused = { status: 403, code: 'forbidden' };
 const NOT_FOUND: Refused = { status: 404, code: 'not_found' };
 const UNAUTHORIZED: Refused = { status: 401, code: 'unauthorized' };
+/** Nothing the caller may list is there to deploy: the answer an empty or absent bundle gets. */
+const NOTHING_TO_DEPLOY: Refused = { status: 422, code: 'unprocessable' };
 const ok = (status: Allowed['status'], more: Omit<Allowed, 'status'> = {}): Allowed => ({ status, ...more });
 const isRefused = (o: Outcome): o is Refused => o.status >= 400;
 
@@ -204,6 +213,8 @@ interface World {
   connectionSecret: string;
   /** A lease of A's backend that the capable service holds. */
   leaseId: string;
+  /** A deployment of A's sandbox to the cloud tier, made by A's admin. */
+  deploymentId: string;
   /** The sandbox owner all of A's secret fixtures live under. */
   owner: string;
   /** Every value each of A's secret paths held or will hold (including what the capable service writes). */
@@ -226,6 +237,7 @@ const N = {
   bundleNew: 'BUNDLE_NEW',
   intakeView: 'INTAKE_VIEW',
   intakeNew: 'INTAKE_NEW',
+  revoke: 'REVOKE_ME',
 } as const;
 
 /** The secret each caller's own intake link writes into. */
@@ -767,6 +779,114 @@ const fixtures = {
     }),
   },
   auditSummary: { input: (w) => ({ query: { from: w.startedAt } }), callers: auditRoute(checkAuditActors) },
+  inventory: {
+    input: () => ({ query: { limit: 1000 } }),
+    callers: auditorReadable(
+      ok(200, {
+        check: (b, w) => expect(InventoryPage.parse(b).items.filter((i) => w.aOnlyNames.includes(i.name))).toEqual([]),
+      }),
+      ok(200, {
+        check: (b, w) =>
+          expect(InventoryPage.parse(b).items.map((i) => i.path)).toContain(spath('sandbox', w.owner, N.read)),
+      }),
+    ),
+  },
+  planDeployment: {
+    input: (w) => ({ body: { environment: 'default', tier: 'cloud', bundles: [`sandbox/${w.owner}`] } }),
+    callers: {
+      // B's admin plans B's own secrets at the same owner (written into B by the routes above).
+      "other tenant's admin": ok(200, {
+        check: (b, w) =>
+          expect(
+            DeploymentPlan.parse(b).plan.filter((i) => w.aOnlyNames.some((n) => i.path.endsWith(`/${n}`))),
+          ).toEqual([]),
+      }),
+      'service without capability': NOTHING_TO_DEPLOY,
+      'service with capability': ok(200, {
+        check: (b, w) =>
+          expect(DeploymentPlan.parse(b).plan.map((i) => i.path)).toContain(spath('sandbox', w.owner, N.read)),
+      }),
+      auditor: FORBIDDEN,
+      'platform admin': FORBIDDEN,
+    },
+  },
+  createDeployment: {
+    input: (w, c) => ({
+      body: { name: `matrix-${callerSlug(c)}`, environment: 'default', tier: 'cloud', bundles: [`sandbox/${w.owner}`] },
+    }),
+    callers: {
+      "other tenant's admin": ok(201),
+      'service without capability': NOTHING_TO_DEPLOY,
+      'service with capability': ok(201, {
+        changesA: true,
+        check: (b) => expect(CreatedDeployment.parse(b).generated).toEqual({}),
+      }),
+      auditor: FORBIDDEN,
+      'platform admin': FORBIDDEN,
+    },
+  },
+  listDeployments: {
+    input: () => ({ query: { limit: 1000 } }),
+    callers: auditorReadable(
+      ok(200, {
+        check: (b, w) => expect(DeploymentPage.parse(b).items.map((d) => d.id)).not.toContain(w.deploymentId),
+      }),
+      ok(200, {
+        check: (b, w) => expect(DeploymentPage.parse(b).items.map((d) => d.id)).toContain(w.deploymentId),
+      }),
+    ),
+  },
+  getDeployment: {
+    input: (w) => ({ params: { id: w.deploymentId } }),
+    callers: {
+      "other tenant's admin": NOT_FOUND,
+      // Nothing of its plan is the service's to know: for it, the deployment is not there.
+      'service without capability': NOT_FOUND,
+      'service with capability': ok(200, {
+        check: (b, w) => expect(Deployment.parse(b).id).toBe(w.deploymentId),
+      }),
+      auditor: ok(200, {
+        check: (b, w) => {
+          const d = Deployment.parse(b);
+          expect(d.id).toBe(w.deploymentId);
+          expect(d.plan.length).toBeGreaterThan(0);
+        },
+      }),
+      'platform admin': FORBIDDEN,
+    },
+  },
+  revokeDeployment: {
+    input: (w) => ({ params: { id: w.deploymentId }, body: { notes: 'matrix' } }),
+    callers: adminOnly(NOT_FOUND),
+  },
+  secretConsumers: {
+    input: (w) => ({ params: sandbox(w, N.read), query: {} }),
+    callers: {
+      ...secretRoute(
+        NOT_FOUND,
+        FORBIDDEN,
+        ok(200, {
+          check: (b, w) => expect(SecretConsumers.parse(b).path).toBe(spath('sandbox', w.owner, N.read)),
+        }),
+      ),
+      auditor: ok(200),
+    },
+  },
+  rotationStatus: {
+    input: (w) => ({ params: sandbox(w, N.rotate), query: {} }),
+    callers: {
+      ...secretRoute(
+        NOT_FOUND,
+        FORBIDDEN,
+        ok(200, { check: (b) => expect(RotationStatus.parse(b).previous).not.toBeNull() }),
+      ),
+      auditor: ok(200),
+    },
+  },
+  revokeSecretVersion: {
+    input: (w) => ({ params: { ...sandbox(w, N.revoke), version: 1 }, body: {} }),
+    callers: secretRoute(NOT_FOUND, FORBIDDEN, ok(200, { changesA: true })),
+  },
 } satisfies { [K in RouteName]: Fixture<K> };
 
 /** The loose shape every fixture input has, for building the request. */
@@ -835,6 +955,8 @@ beforeAll(async () => {
   for (const name of [N.read, N.put, N.del, N.restore, N.destroy, N.patch, N.rotate]) await put(p(name));
   await put(p(N.destroy));
   await put(p(N.due), { rotation: { intervalDays: 1 } });
+  await put(p(N.revoke));
+  await put(p(N.revoke));
   await put(spath('user', `alice-${run}`, 'PRIVATE'));
   await admin('DELETE', `/v1/secrets/${p(N.restore)}`);
   const rotated = `ROTATE_ME-rotated-${run}`;
@@ -882,6 +1004,14 @@ beforeAll(async () => {
     ),
   ) as Record<Caller, TestSession>;
   const victimSession = await openSession(t.app, probe.identity.clientId, probe.clientSecret, 'victim');
+  const deployment = await t.app.inject({
+    method: 'POST',
+    url: '/v1/deployments',
+    headers: bearer(a.adminToken),
+    payload: { name: `a-deployment-${run}`, environment: 'default', tier: 'cloud', bundles: [`sandbox/${ownerName}`] },
+  });
+  expect(deployment.statusCode, deployment.body).toBe(201);
+  const deploymentId = (deployment.json() as { id: string }).id;
 
   // Dynamic credentials: A's backend (its admin URL is one of A's secret values) and a lease the capable service
   // holds; B keeps a connection secret at the same path, for its own backends.
@@ -968,9 +1098,10 @@ beforeAll(async () => {
     backend,
     connectionSecret,
     leaseId,
+    deploymentId,
     owner: ownerName,
     aValues,
-    aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, 'PRIVATE'],
+    aOnlyNames: [N.read, N.del, N.restore, N.destroy, N.patch, N.rotate, N.due, N.revoke, 'PRIVATE'],
     clientSecrets: [
       a.admin.clientSecret,
       b.admin.clientSecret,
@@ -1002,6 +1133,8 @@ beforeAll(async () => {
     'rotation_schedule',
     'intake_links',
     'leases',
+    'deployments',
+    'deployment_items',
   ])
     expect(digest[table], table).not.toMatch(/^0:/);
 }, 120_000);
@@ -1140,7 +1273,7 @@ describe(`security matrix: ${routeCount} routes × ${CALLERS.length} callers = $
       const actor = (TOKEN_CALLERS as readonly Caller[]).includes(caller) ? null : w.callerIds[caller as AuthCaller];
       expect(audit, label).toHaveLength(1);
       expect(audit[0], label).toMatchObject({ tenant_id: chain, actor_id: actor, error_code: want.code });
-      expect(audit[0]?.outcome, label).toBe(want.status === 404 ? 'error' : 'denied');
+      expect(audit[0]?.outcome, label).toBe(want.status === 401 || want.status === 403 ? 'denied' : 'error');
     } else {
       if (want.changesA) expect(after, `${label}: should have changed A`).not.toEqual(before);
       else expect(after, `${label}: A's rows changed`).toEqual(before);

@@ -110,7 +110,9 @@ describe('unknown fields are refused, never dropped', () => {
 
   it('unknown field: every route with a query answers an unknown query parameter with 400 naming it', async () => {
     const tenant = await createTenant(t.app, root);
-    for (const [name, def] of entries.filter(([, d]) => d.query)) {
+    // Fastify validates the body before the query, so a route whose body refuses an empty one (putSecret,
+    // writeBundle, …) answers about the body here; the walk above holds those queries strict.
+    for (const [name, def] of entries.filter(([, d]) => d.query && (!d.body || d.body.safeParse(null).success))) {
       const token = tokenFor(def, tenant);
       if (def.body && !def.body.safeParse(undefined).success) expect(Object.keys(VALID_BODY), name).toContain(name);
       const res = await t.app.inject({

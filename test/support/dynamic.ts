@@ -53,7 +53,7 @@ export async function createLease(
   app: FastifyInstance,
   token: string,
   backend: string,
-  body?: { ttlSeconds?: number },
+  body?: { ttlSeconds?: number; deployment?: string },
 ): Promise<LeaseCredentials> {
   const res = await app.inject({
     method: 'POST',

@@ -19,6 +19,9 @@ const TENANT_TABLES = [
   ['intake_links', 'tenant_id'],
   ['dynamic_backends', 'tenant_id'],
   ['leases', 'tenant_id'],
+  ['deployments', 'tenant_id'],
+  ['deployment_items', 'tenant_id'],
+  ['deployment_receipts', 'tenant_id'],
 ] as const;
 
 const DIGEST_SQL = TENANT_TABLES.map(

@@ -4,6 +4,7 @@ import { authRoutes } from './auth/auth.routes.ts';
 import { authenticate } from './auth/authenticate.plugin.ts';
 import { type AppDeps, composeServices } from './composition.ts';
 import { dataKeyRoutes } from './data-keys/data-keys.routes.ts';
+import { deploymentRoutes } from './deployments/deployments.routes.ts';
 import { dynamicRoutes } from './dynamic/dynamic.routes.ts';
 import { environmentRoutes } from './environments/environments.routes.ts';
 import { registerErrorHandling } from './errors/error-handler.ts';
@@ -74,13 +75,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(platformAdminRoutes, { service: s.platformAdmins });
   await app.register(jobs, { handles: s.jobs, replicas: s.replicas, config, log, start: deps.startJobs === true });
   await app.register(secretRoutes, { service: s.secrets });
-  await app.register(rotationRoutes, { service: s.rotation });
+  await app.register(rotationRoutes, { service: s.rotation, revocation: s.revocation });
   await app.register(dataKeyRoutes, { keys: s.dataKeys, system: s.system });
   await app.register(webhookRoutes, { service: s.webhooks });
   await app.register(auditRoutes, { service: s.auditService, follow: s.auditFollow });
   await app.register(trustRoutes, { service: s.trust });
   await app.register(environmentRoutes, { service: s.environments });
   await app.register(intakeRoutes, { service: s.intake });
+  await app.register(deploymentRoutes, { service: s.deployments, inventory: s.inventory });
   await app.register(dynamicRoutes, { backends: s.backends, leases: s.leases });
 
   await app.register(metricsEndpoint, { metrics: s.metrics, token: config.metricsToken });

@@ -24,6 +24,9 @@ import { dataKeyService } from './data-keys/data-keys.service.ts';
 import { systemService } from './data-keys/system.service.ts';
 import type { Database } from './db/database.ts';
 import { migrationsCurrent } from './db/migrate.ts';
+import { deploymentQueries } from './deployments/deployments.queries.ts';
+import { deploymentService } from './deployments/deployments.service.ts';
+import { inventoryQueries, inventoryService } from './deployments/inventory.service.ts';
 import { backendService } from './dynamic/backends.service.ts';
 import { dynamicQueries } from './dynamic/dynamic.queries.ts';
 import { leaseService } from './dynamic/leases.service.ts';
@@ -42,6 +45,8 @@ import { intakeService } from './intake/intake.service.ts';
 import type { JobHandles } from './jobs/background-jobs.ts';
 import { ReplicaRegistry } from './jobs/replica-registry.ts';
 import { countEvent, Metrics } from './metrics/metrics.ts';
+import { consumerQueries } from './rotation/consumers.queries.ts';
+import { revocationService } from './rotation/revocation.service.ts';
 import { rotationQueries } from './rotation/rotation.queries.ts';
 import { rotationService } from './rotation/rotation.service.ts';
 import { purgeJob } from './secrets/purge.job.ts';
@@ -177,17 +182,18 @@ export function composeServices(deps: CompositionDeps) {
     log,
     environments: environmentRows,
   });
-  const dataKeys = dataKeyService({
+  const intake = intakeService({
     db,
-    queries: dataKeyQueries(db),
-    keyring,
+    queries: intakeQueries(db),
+    secrets,
     keys: tenantKeys,
+    writer,
     audit,
-    webhookOutbox,
-    log,
-    metrics,
-    dutyCycle: config.rekeyDutyCycle,
+    webhooks: webhookOutbox,
+    environments: environmentRows,
+    publicUrl: () => publicUrlOf(config, deps.listening?.() ?? null),
   });
+  const deploymentRows = deploymentQueries(db);
   // Dynamic credentials reach the tenants' databases under an address policy of their own: a database is usually
   // inside the network, which a webhook receiver is not.
   const dynamic = {
@@ -207,7 +213,41 @@ export function composeServices(deps: CompositionDeps) {
     claimMs: config.leaseClaimSeconds * 1000,
   };
   const revoker = leaseRevoker(dynamic);
-  const leases = leaseService({ ...dynamic, revoker });
+  const leases = leaseService({ ...dynamic, revoker, deployments: deploymentRows });
+  const deployments = deploymentService({
+    db,
+    queries: deploymentRows,
+    secrets,
+    keys: tenantKeys,
+    writer,
+    audit,
+    webhooks: webhookOutbox,
+    environments: environmentRows,
+    cursors,
+    rotation,
+    intake,
+    leases,
+  });
+  const revocation = revocationService({
+    db,
+    secrets,
+    consumers: consumerQueries(db),
+    holders: async (tenantId, secretId, version, tx) =>
+      (await deploymentRows.holders(tenantId, secretId, version, tx)).map((h) => ({ ...h, deploymentId: h.id })),
+    audit,
+    environments: environmentRows,
+  });
+  const dataKeys = dataKeyService({
+    db,
+    queries: dataKeyQueries(db),
+    keyring,
+    keys: tenantKeys,
+    audit,
+    webhookOutbox,
+    log,
+    metrics,
+    dutyCycle: config.rekeyDutyCycle,
+  });
   const jobs: JobHandles = {
     purge: purgeJob({ db, secrets, tenants, audit, recoveryMs, log }),
     audit: auditJobs({ queries: auditReads, tenants, keyring, log, witness }),
@@ -293,7 +333,11 @@ export function composeServices(deps: CompositionDeps) {
       cursors,
       environments: environmentRows,
       macs,
+      deployments: deployments.reads,
     }),
+    deployments,
+    inventory: inventoryService({ queries: inventoryQueries(db), audit, cursors }),
+    revocation,
     environments: environmentService({
       db,
       queries: environmentRows,
@@ -304,17 +348,7 @@ export function composeServices(deps: CompositionDeps) {
       webhooks: webhookOutbox,
       macs,
     }),
-    intake: intakeService({
-      db,
-      queries: intakeQueries(db),
-      secrets,
-      keys: tenantKeys,
-      writer,
-      audit,
-      webhooks: webhookOutbox,
-      environments: environmentRows,
-      publicUrl: () => publicUrlOf(config, deps.listening?.() ?? null),
-    }),
+    intake,
     rotation,
     dataKeys,
     system,

@@ -26,6 +26,7 @@ export const REDACT_PATHS = [
   'masterKeys',
   'privateKey',
   'body',
+  'generated',
   '*.password',
   '*.value',
   '*.values',
@@ -41,6 +42,7 @@ export const REDACT_PATHS = [
   '*.masterKeys',
   '*.privateKey',
   '*.body',
+  '*.generated',
   'err.parameters',
   'err.params',
 ];

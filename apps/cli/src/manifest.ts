@@ -1,5 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { EnvironmentSlug, SecretFormat } from '@coffer/contracts';
+import {
+  BUILTIN_TIERS,
+  EnvironmentSlug,
+  type PlanAction,
+  PlanAction as PlanActionSchema,
+  type SecretClass,
+  SecretClass as SecretClassSchema,
+  SecretFormat,
+  type Strategy,
+  StrategyRequest,
+  Tier as TierSchema,
+} from '@coffer/contracts';
 import { parseSecretPath } from '@coffer/sdk';
 import YAML from 'yaml';
 import { z } from 'zod';
@@ -7,12 +18,10 @@ import { readEnv } from './config.ts';
 import { checkEnvironment } from './context.ts';
 import { usageError } from './output.ts';
 
-export const SECRET_CLASSES = ['infrastructure', 'service', 'user'] as const;
-export const TIERS = ['local', 'desktop', 'cloud'] as const;
-export const PLAN_ACTIONS = ['strip', 'generate', 'prompt', 'inject'] as const;
-export type SecretClass = (typeof SECRET_CLASSES)[number];
-export type Tier = (typeof TIERS)[number];
-export type PlanAction = (typeof PLAN_ACTIONS)[number];
+export { ACTION_MEANING, PLAN_ACTIONS, SECRET_CLASSES, TIER_RULES } from '@coffer/contracts';
+export const TIERS = BUILTIN_TIERS;
+export type Tier = string;
+export type { PlanAction, SecretClass };
 
 const SecretPathString = z.string().refine((p) => {
   try {
@@ -25,7 +34,9 @@ const SecretPathString = z.string().refine((p) => {
 
 /**
  * What a deployment needs (JSON or YAML). `coffer check` verifies each secret exists, is live, unexpired, matches
- * its format and is younger than `maxAgeDays`; `coffer plan` says what each tier does with it, from its `class`.
+ * its format and is younger than `maxAgeDays`; `coffer plan` says what each tier does with it, from its `class`
+ * and `strategy`; `coffer manifest push` stores class, strategy, owner team, contact and description on the server,
+ * and `pull` writes the server's back.
  */
 export const ManifestSecret = z
   .object({
@@ -36,13 +47,32 @@ export const ManifestSecret = z
     maxAgeDays: z.number().positive().optional(),
     /** A secret that may be absent (missing or deleted) without failing `coffer check`; default true. */
     required: z.boolean().optional(),
-    class: z.enum(SECRET_CLASSES).optional(),
-    /** Per-tier overrides of what `plan` does with this secret. */
-    tiers: z.partialRecord(z.enum(TIERS), z.enum(PLAN_ACTIONS)).optional(),
+    class: SecretClassSchema.optional(),
+    /** Per tier, only the action: shorthand for a strategy entry without a generator or prompt. */
+    tiers: z.record(TierSchema, PlanActionSchema).optional(),
+    /** Per tier, the action with its generator (generate) or prompt (prompt), as the server stores it. */
+    strategy: StrategyRequest.optional(),
+    ownerTeam: z.string().min(1).max(128).optional(),
+    contact: z.string().min(1).max(256).optional(),
     description: z.string().optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    for (const tier of Object.keys(s.tiers ?? {})) {
+      if (s.strategy && Object.hasOwn(s.strategy, tier)) {
+        ctx.addIssue({ code: 'custom', path: ['tiers', tier], message: `strategy.${tier} says it too: keep one` });
+      }
+    }
+  });
 export type ManifestSecret = z.infer<typeof ManifestSecret>;
+
+/** A manifest secret's strategy: `tiers` (actions only) and `strategy` together; null when it names no tier. */
+export function strategyOfManifest(s: Pick<ManifestSecret, 'tiers' | 'strategy'>): Strategy | null {
+  const out: Strategy = {};
+  for (const [tier, action] of Object.entries(s.tiers ?? {})) out[tier] = { action };
+  for (const [tier, entry] of Object.entries(s.strategy ?? {})) out[tier] = entry;
+  return Object.keys(out).length > 0 ? out : null;
+}
 
 export const Manifest = z
   .object({
@@ -51,7 +81,7 @@ export const Manifest = z
      * The environment each tier's secrets live in (`cloud: production`): `coffer check --tier cloud` checks there
      * and `coffer plan --tier cloud` says so. A tier not named here uses the tenant's default environment.
      */
-    environments: z.partialRecord(z.enum(TIERS), EnvironmentSlug).optional(),
+    environments: z.record(TierSchema, EnvironmentSlug).optional(),
     secrets: z.array(ManifestSecret).min(1, 'must list at least one secret'),
   })
   .strict()
@@ -88,27 +118,6 @@ export function loadManifest(file: string): Manifest {
   return parsed.data;
 }
 
-/**
- * What each tier does with each class of secret, unless a secret's `tiers` says otherwise:
- * - infrastructure (databases, payment keys, cloud credentials): never shipped to a machine we do not run, so
- *   stripped from local and desktop builds; injected from Coffer in the cloud.
- * - service (secrets a deployment shares only with itself: session keys, internal tokens): regenerated per
- *   deployment on local and desktop; injected from Coffer (where rotation keeps them) in the cloud.
- * - user (the user's own keys): prompted for at run time everywhere; Coffer never ships them.
- */
-export const TIER_RULES: Record<SecretClass, Record<Tier, PlanAction>> = {
-  infrastructure: { local: 'strip', desktop: 'strip', cloud: 'inject' },
-  service: { local: 'generate', desktop: 'generate', cloud: 'inject' },
-  user: { local: 'prompt', desktop: 'prompt', cloud: 'prompt' },
-};
-
-export const ACTION_MEANING: Record<PlanAction, string> = {
-  strip: 'never shipped to this tier',
-  generate: 'regenerated for each deployment',
-  prompt: 'supplied by the user at run time',
-  inject: 'injected from Coffer at start (coffer run)',
-};
-
 export interface ResolvedEnvironment {
   /** The slug, or undefined for the tenant's default environment. */
   slug: string | undefined;
@@ -144,7 +153,8 @@ export function environmentFor(
   return { slug: undefined, source: 'the tenant default' };
 }
 
+/** A tier: a built-in one, or one a strategy names (whether the manifest or server knows it is decided later). */
 export function tierArg(raw: string): Tier {
-  if ((TIERS as readonly string[]).includes(raw)) return raw as Tier;
-  throw usageError(`--tier must be one of ${TIERS.join(', ')}, not "${raw}"`);
+  if (TierSchema.safeParse(raw).success) return raw;
+  throw usageError(`--tier must be a tier (${TIERS.join(', ')}, or one a strategy names), not "${raw}"`);
 }

@@ -105,6 +105,9 @@ export type PostgresBackendList = z.infer<typeof PostgresBackendList>;
 export const CreateLeaseRequest = z
   .strictObject({
     ttlSeconds: TtlSeconds.optional().describe("Default: the backend's defaultTtlSeconds; never beyond its maximum"),
+    deployment: Uuid.optional().describe(
+      'The deployment the lease is for (one the caller can see, not revoked): revoking the deployment revokes it',
+    ),
   })
   .meta({ id: 'CreateLeaseRequest' });
 export type CreateLeaseRequest = z.infer<typeof CreateLeaseRequest>;
@@ -137,13 +140,22 @@ export const Lease = z
     username: z.string(),
     identityId: Uuid.describe('The identity the lease was made for'),
     identityName: z.string(),
+    deploymentId: Uuid.nullable().describe('The deployment the lease was made for, if any'),
     state: LeaseState,
     createdAt: Timestamp,
     expiresAt: Timestamp,
     maxExpiresAt: Timestamp,
     renewedAt: Timestamp.nullable(),
     revokeReason: z
-      .enum(['expired', 'revoked', 'identity_revoked', 'identity_disabled', 'identity_deleted', 'creation_failed'])
+      .enum([
+        'expired',
+        'revoked',
+        'identity_revoked',
+        'identity_disabled',
+        'identity_deleted',
+        'deployment_revoked',
+        'creation_failed',
+      ])
       .nullable(),
     revokedAt: Timestamp.nullable(),
     revokeAttempts: z.number().int(),
@@ -156,6 +168,7 @@ export type Lease = z.infer<typeof Lease>;
 export const LeaseListQuery = z.strictObject({
   identity: Uuid.optional().describe('Leases made for this identity'),
   backend: DynamicBackendName.optional(),
+  deployment: Uuid.optional().describe('Leases made for this deployment'),
   state: LeaseState.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: Cursor.optional(),
@@ -185,9 +198,13 @@ export const RevokeLeasesQuery = z
   .strictObject({
     identity: Uuid.optional().describe('Every lease of this identity that is not revoked yet'),
     backend: DynamicBackendName.optional().describe('Every lease of this backend that is not revoked yet'),
+    deployment: Uuid.optional().describe('Every lease made for this deployment that is not revoked yet'),
   })
-  .describe("Name an identity or a backend, or both (a deployment's leases: to come with deployments)")
-  .refine((q) => q.identity !== undefined || q.backend !== undefined, 'name an identity or a backend');
+  .describe('Name an identity, a backend or a deployment, or several: a lease must match all that are named')
+  .refine(
+    (q) => q.identity !== undefined || q.backend !== undefined || q.deployment !== undefined,
+    'name an identity, a backend or a deployment',
+  );
 
 export const RevokeLeasesResult = z
   .object({

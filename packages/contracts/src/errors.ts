@@ -9,6 +9,7 @@ export const ErrorCode = z
     'not_found',
     'method_not_allowed',
     'conflict',
+    'consumers_pending',
     'gone',
     'expired',
     'payload_too_large',
@@ -36,6 +37,7 @@ export function statusForCode(code: ErrorCode): number {
     case 'method_not_allowed':
       return 405;
     case 'conflict':
+    case 'consumers_pending':
       return 409;
     case 'gone':
     case 'expired':

@@ -21,5 +21,8 @@ export * from './version.ts';
 export * from './environment-slug.ts';
 export * from './environments.ts';
 export * from './intake.ts';
+export * from './deployments.ts';
+export * from './consumers.ts';
+export * from './inventory.ts';
 // Last, so that the components published before dynamic credentials keep their order in /openapi.json.
 export * from './dynamic.ts';

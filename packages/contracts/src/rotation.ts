@@ -48,6 +48,13 @@ export const RotationLogEntry = z
     actorName: z.string().nullable(),
     outcome: AuditOutcome,
     errorCode: z.string().nullable(),
+    event: z
+      .enum(['rotate', 'revoke'])
+      .describe('rotate: a new version (fromVersion → toVersion); revoke: fromVersion revoked (toVersion null)'),
+    environment: z.string(),
+    ownerTeam: z.string().nullable().describe('The team that owned the secret then'),
+    notes: z.string().nullable(),
+    deployment: Uuid.nullable().describe('Set when the revocation of this deployment did it'),
   })
   .meta({ id: 'RotationLogEntry' });
 

@@ -10,8 +10,21 @@ import {
   AuditVerifyResult,
 } from './audit.ts';
 import { JwkSet, RefreshSessionRequest, TokenRequest, TokenResponse, WhoAmI } from './auth.ts';
-import { IdParams, PageQuery } from './common.ts';
+import { IdParams, PageQuery, Uuid } from './common.ts';
+import { ConsumersQuery, RevokedVersion, RevokeVersionRequest, RotationStatus, SecretConsumers } from './consumers.ts';
 import { DataKeys, RewrapResponse, RotateDataKeyResponse, SystemKeys } from './data-keys.ts';
+import {
+  CreateDeploymentRequest,
+  CreatedDeployment,
+  Deployment,
+  DeploymentPage,
+  DeploymentParams,
+  DeploymentPlan,
+  ListDeploymentsQuery,
+  PlanDeploymentRequest,
+  RevokeDeploymentRequest,
+  RevokedDeployment,
+} from './deployments.ts';
 import {
   CreateLeaseRequest,
   CreatePostgresBackendRequest,
@@ -27,7 +40,7 @@ import {
   RevokeLeasesQuery,
   RevokeLeasesResult,
 } from './dynamic.ts';
-import { EnvQuery } from './environment-slug.ts';
+import { EnvironmentSlug, EnvQuery } from './environment-slug.ts';
 import {
   CreateEnvironmentRequest,
   Environment,
@@ -65,6 +78,7 @@ import {
   SubmitIntakeRequest,
   SubmitIntakeResponse,
 } from './intake.ts';
+import { InventoryPage, InventoryQuery } from './inventory.ts';
 import { RotationDue, RotationDueQuery, RotationLog, RotationLogQuery } from './rotation.ts';
 import {
   Bundle,
@@ -164,6 +178,15 @@ export const Action = z.enum([
   'intake.create',
   'intake.list',
   'intake.revoke',
+  'inventory.read',
+  'deployments.plan',
+  'deployments.create',
+  'deployments.list',
+  'deployments.read',
+  'deployments.revoke',
+  'secrets.consumers',
+  'secrets.rotation_status',
+  'secrets.revoke',
   'dynamic.create',
   'dynamic.list',
   'dynamic.read',
@@ -208,6 +231,14 @@ export interface RouteDef {
 }
 
 const route = <const R extends RouteDef>(r: R): R => r;
+
+/** `?env` of a bundle read, and the deployment it reads for (`coffer run --deployment`). */
+const BundleQuery = z.strictObject({
+  env: EnvironmentSlug.optional().describe('The environment; the tenant’s `default` when absent'),
+  deployment: Uuid.optional().describe(
+    'Read for this deployment: only what its plan injects (current versions) and generated (its own versions); recorded on the deployment',
+  ),
+});
 
 export const routes = {
   health: route({
@@ -489,7 +520,7 @@ export const routes = {
   rotationLog: route({
     method: 'GET',
     path: '/v1/rotation/log',
-    summary: 'Every rotation, manual or scheduled, succeeded or failed (newest first)',
+    summary: 'Every rotation, manual or scheduled, succeeded or failed, and every revocation (newest first)',
     tag: 'rotation',
     action: 'rotation.log',
     query: RotationLogQuery,
@@ -856,7 +887,7 @@ export const routes = {
     action: 'bundles.read',
     identityRecheckedInSql: true,
     params: OwnerParams,
-    query: EnvQuery,
+    query: BundleQuery,
     success: { 200: Bundle },
   }),
   writeBundle: route({
@@ -918,6 +949,94 @@ export const routes = {
     action: 'audit.summary',
     query: AuditSummaryQuery,
     success: { 200: AuditSummary },
+  }),
+  inventory: route({
+    method: 'GET',
+    path: '/v1/inventory',
+    summary:
+      'Every secret per environment with its class, owning team, contact and rotation cadence; no value (admin, auditor)',
+    tag: 'deployments',
+    action: 'inventory.read',
+    query: InventoryQuery,
+    success: { 200: InventoryPage },
+  }),
+  planDeployment: route({
+    method: 'POST',
+    path: '/v1/deployments/plan',
+    summary: 'What a deployment of these bundles to this tier would do with each secret; changes nothing',
+    tag: 'deployments',
+    action: 'deployments.plan',
+    body: PlanDeploymentRequest,
+    success: { 200: DeploymentPlan },
+  }),
+  createDeployment: route({
+    method: 'POST',
+    path: '/v1/deployments',
+    summary:
+      'Make a deployment: service secrets generated fresh for it (shown once), the rest stripped, prompted or injected',
+    tag: 'deployments',
+    action: 'deployments.create',
+    body: CreateDeploymentRequest,
+    success: { 201: CreatedDeployment },
+  }),
+  listDeployments: route({
+    method: 'GET',
+    path: '/v1/deployments',
+    summary: 'Deployments, newest first, by environment and by a secret they received (admin, auditor)',
+    tag: 'deployments',
+    action: 'deployments.list',
+    query: ListDeploymentsQuery,
+    success: { 200: DeploymentPage },
+  }),
+  getDeployment: route({
+    method: 'GET',
+    path: '/v1/deployments/:id',
+    summary: 'A deployment: its plan, and what it received (path@version, when, by whom)',
+    tag: 'deployments',
+    action: 'deployments.read',
+    params: DeploymentParams,
+    success: { 200: Deployment },
+  }),
+  revokeDeployment: route({
+    method: 'POST',
+    path: '/v1/deployments/:id/revoke',
+    summary: 'Revoke a deployment: rotate what was generated for it, revoke its versions and leases (tenant admin)',
+    tag: 'deployments',
+    action: 'deployments.revoke',
+    params: DeploymentParams,
+    body: RevokeDeploymentRequest.nullish(),
+    success: { 200: RevokedDeployment },
+  }),
+  secretConsumers: route({
+    method: 'GET',
+    path: '/v1/secrets/:kind/:owner/:name/consumers',
+    summary: 'Who reads a secret, per identity and deployment: last read, last version, through a bundle or not',
+    tag: 'rotation',
+    action: 'secrets.consumers',
+    params: SecretPathParams,
+    query: ConsumersQuery,
+    success: { 200: SecretConsumers },
+  }),
+  rotationStatus: route({
+    method: 'GET',
+    path: '/v1/secrets/:kind/:owner/:name/rotation-status',
+    summary: 'The current and previous versions, who still reads the previous one, and whether revoking it is safe',
+    tag: 'rotation',
+    action: 'secrets.rotation_status',
+    params: SecretPathParams,
+    query: EnvQuery,
+    success: { 200: RotationStatus },
+  }),
+  revokeSecretVersion: route({
+    method: 'POST',
+    path: '/v1/secrets/:kind/:owner/:name/versions/:version/revoke',
+    summary: 'Stop serving one version (410 from then on); refused (409 consumers_pending) while consumers read it',
+    tag: 'rotation',
+    action: 'secrets.revoke',
+    params: DestroyVersionParams,
+    query: EnvQuery,
+    body: RevokeVersionRequest.nullish(),
+    success: { 200: RevokedVersion },
   }),
 } as const satisfies Record<string, RouteDef>;
 

@@ -104,6 +104,87 @@ export type RotationPolicy = z.infer<typeof RotationPolicy>;
 /** As a client writes it: a misspelt field (`intervalDay`) is refused, never dropped. */
 export const RotationPolicyRequest = z.strictObject(rotationShape(z.strictObject(generatorShape)));
 
+/**
+ * What a secret is, for deployments: `infrastructure` (databases, payment keys, cloud credentials: never shipped to a
+ * machine the team does not run), `service` (what a deployment shares only with itself: session keys, internal
+ * tokens; made fresh for each deployment) or `user` (the user's own keys: asked for, never shipped).
+ */
+export const SECRET_CLASSES = ['infrastructure', 'service', 'user'] as const;
+export const SecretClass = z.enum(SECRET_CLASSES).meta({ id: 'SecretClass' });
+export type SecretClass = z.infer<typeof SecretClass>;
+
+/** The tiers every tenant has a default for (see TIER_RULES); a strategy may name others. */
+export const BUILTIN_TIERS = ['local', 'desktop', 'cloud'] as const;
+
+/** Where a deployment goes: `local`, `desktop`, `cloud`, or a tier a secret's strategy names. */
+export const Tier = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be 1-32 lower-case letters, digits or - starting with a letter')
+  .meta({ id: 'Tier' });
+export type Tier = z.infer<typeof Tier>;
+
+/** What a deployment does with a secret: never ship it, generate a fresh value, ask a person for it, or inject it. */
+export const PLAN_ACTIONS = ['strip', 'generate', 'prompt', 'inject'] as const;
+export const PlanAction = z.enum(PLAN_ACTIONS).meta({ id: 'PlanAction' });
+export type PlanAction = z.infer<typeof PlanAction>;
+
+const promptShape = {
+  label: storableText(z.string().trim().min(1).max(200)).describe(
+    'What the person is asked for, e.g. "Your OpenAI API key"',
+  ),
+  help: storableText(z.string().max(1000)).optional().describe('Where to find it, what it is for'),
+  format: SecretFormat.optional().describe("The rule the value must satisfy; default the secret's own format"),
+};
+
+/** How a person is asked for a value (`prompt`): the label, help text and the format it must satisfy. */
+export const PromptSpec = z.object(promptShape).meta({ id: 'PromptSpec' });
+export type PromptSpec = z.infer<typeof PromptSpec>;
+
+const tierStrategyShape = <G extends z.ZodType, P extends z.ZodType>(generator: G, prompt: P) => ({
+  action: PlanAction,
+  generator: generator
+    .optional()
+    .describe("generate: how to make the value; default the rotation policy's generator, else 43 base64url characters"),
+  prompt: prompt.optional().describe("prompt: what to ask; default the secret's name and format"),
+});
+
+/** One tier's strategy for a secret, as the server answers it. */
+export const TierStrategy = z.object(tierStrategyShape(Generator, PromptSpec)).meta({ id: 'TierStrategy' });
+export type TierStrategy = z.infer<typeof TierStrategy>;
+
+const TierStrategyRequest = z
+  .strictObject(tierStrategyShape(z.strictObject(generatorShape), z.strictObject(promptShape)))
+  .refine((s) => s.generator === undefined || s.action === 'generate', {
+    message: 'a generator belongs to the generate action',
+    path: ['generator'],
+  })
+  .refine((s) => s.prompt === undefined || s.action === 'prompt', {
+    message: 'a prompt belongs to the prompt action',
+    path: ['prompt'],
+  });
+
+/** Per tier, what a deployment does with the secret; a tier it does not name follows the class (TIER_RULES). */
+export const Strategy = z.record(Tier, TierStrategy).meta({ id: 'Strategy' });
+export type Strategy = z.infer<typeof Strategy>;
+
+export const StrategyRequest = z
+  .record(Tier, TierStrategyRequest)
+  .refine((s) => Object.keys(s).length <= 16, 'at most 16 tiers')
+  .meta({ id: 'StrategyRequest' });
+
+/** A team name, as the inventory groups owners: free text. */
+const OwnerTeam = storableText(z.string().trim().min(1).max(128));
+/** How to reach the owner: an address, a channel, a URL. */
+const Contact = storableText(z.string().trim().min(1).max(256));
+
+/** Fields of a secret's deployment metadata, as PUT and PATCH take them (null clears one). */
+const deploymentMetadataRequest = {
+  class: SecretClass.nullable().optional(),
+  strategy: StrategyRequest.nullable().optional(),
+  ownerTeam: OwnerTeam.nullable().optional(),
+  contact: Contact.nullable().optional(),
+};
+
 export const PutSecretRequest = z
   .strictObject({
     value: SecretValue,
@@ -119,6 +200,7 @@ export const PutSecretRequest = z
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
     rotation: RotationPolicyRequest.nullable().optional(),
+    ...deploymentMetadataRequest,
   })
   .meta({ id: 'PutSecretRequest' });
 
@@ -130,6 +212,7 @@ export const PatchSecretRequest = z
     format: SecretFormat.nullable().optional(),
     expiresAt: Timestamp.nullable().optional(),
     rotation: RotationPolicyRequest.nullable().optional(),
+    ...deploymentMetadataRequest,
   })
   .refine((v) => Object.values(v).some((x) => x !== undefined), 'must change at least one field')
   .meta({ id: 'PatchSecretRequest' });
@@ -138,6 +221,7 @@ export type PatchSecretRequest = z.infer<typeof PatchSecretRequest>;
 export const RotateSecretRequest = z
   .strictObject({
     value: SecretValue.optional().describe("The new value; omit to let the secret's generator make one"),
+    notes: storableText(z.string().max(500)).optional().describe('Why, for the rotation log (never a value)'),
   })
   .meta({ id: 'RotateSecretRequest' });
 export type RotateSecretRequest = z.infer<typeof RotateSecretRequest>;
@@ -159,6 +243,10 @@ export const SecretMetadata = z
     rotation: RotationPolicy.nullable(),
     lastRotatedAt: Timestamp.nullable(),
     nextRotationAt: Timestamp.nullable(),
+    class: SecretClass.nullable().describe('infrastructure, service or user: what deployments do with it by default'),
+    strategy: Strategy.nullable().describe('Per tier, what a deployment does with it (overrides the class)'),
+    ownerTeam: z.string().nullable().describe('The team that owns the secret (the inventory)'),
+    contact: z.string().nullable().describe('How to reach the owner'),
   })
   .meta({ id: 'SecretMetadata' });
 export type SecretMetadata = z.infer<typeof SecretMetadata>;
@@ -192,6 +280,8 @@ export const SecretVersionInfo = z
     state: VersionState,
     destroyedAt: Timestamp.nullable(),
     servedUntil: Timestamp.nullable().describe('Set when a rotation superseded it: readable until then, 410 after'),
+    revokedAt: Timestamp.nullable().describe('Revoked: answers 410 from then on'),
+    deployment: Uuid.nullable().describe('The deployment this version was generated for'),
   })
   .meta({ id: 'SecretVersionInfo' });
 export type SecretVersionInfo = z.infer<typeof SecretVersionInfo>;

@@ -10,24 +10,38 @@ import {
   buildPath,
   type CheckRequest,
   type CheckResponse,
+  type CreateDeploymentRequest,
+  type CreatedDeployment,
   type CreateIntakeResponse,
+  DEFAULT_ENVIRONMENT,
+  type Deployment,
+  type DeploymentPlan,
+  type DeploymentSummary,
   type IntakeLink,
   type IntakeList,
   type IntakePrompt,
   type IntakeView,
+  type InventoryItem,
+  type InventoryQuery,
   type Lease,
   type LeaseCredentials,
   type LeaseListQuery,
+  type ListDeploymentsQuery,
   type ListIntakesQuery,
   type ListSecretsQuery,
   type PatchSecretRequest,
+  type PlanDeploymentRequest,
   type PutSecretRequest,
+  type RevokedDeployment,
+  type RevokedVersion,
+  type RotationStatus,
   type RouteDef,
   type RouteInput,
   type RouteName,
   type RouteOutput,
   type Routes,
   routes,
+  type SecretConsumers,
   type SecretFormat,
   type SecretMetadata,
   type SecretVersions,
@@ -317,10 +331,13 @@ export class CofferClient {
    * one now stored; otherwise it throws `conflict` rather than rotate twice. Without read or list access to the
    * secret there is no guard, so there is no retry either.
    */
-  async rotate(path: string | SecretPath, opts: { value?: string } = {}): Promise<SecretMetadata> {
+  async rotate(path: string | SecretPath, opts: { value?: string; notes?: string } = {}): Promise<SecretMetadata> {
     const p = parseSecretPath(path);
     const where = `${p.kind}/${p.owner}/${p.name}`;
-    const body = opts.value !== undefined ? { value: opts.value } : {};
+    const body = {
+      ...(opts.value !== undefined ? { value: opts.value } : {}),
+      ...(opts.notes !== undefined ? { notes: opts.notes } : {}),
+    };
     const maxAttempts = this.o.maxAttempts ?? 3;
     let before: number | null = null;
     if (maxAttempts > 1) {
@@ -368,9 +385,26 @@ export class CofferClient {
 
   // ---- bundles --------------------------------------------------------------------------------------------------
 
-  /** Every live secret of one owner that this identity may read: `getBundle('sandbox', 'sbx-42')`. Cached like getSecret. */
-  async getBundle(kind: OwnerPath['kind'] | string, owner?: string): Promise<Bundle> {
+  /**
+   * Every live secret of one owner that this identity may read: `getBundle('sandbox', 'sbx-42')`. Cached like
+   * getSecret. With `deployment`, what that deployment receives of the bundle (what its plan injects, and what was
+   * generated for it), recorded on the deployment; never cached.
+   */
+  async getBundle(
+    kind: OwnerPath['kind'] | string,
+    owner?: string,
+    opts: { deployment?: string; env?: string } = {},
+  ): Promise<Bundle> {
     const p = parseOwnerPath(owner === undefined ? kind : `${kind}/${owner}`);
+    if (opts.deployment !== undefined || opts.env !== undefined) {
+      return this.call('getBundle', {
+        params: p,
+        query: {
+          ...(opts.env !== undefined ? { env: opts.env } : {}),
+          ...(opts.deployment !== undefined ? { deployment: opts.deployment } : {}),
+        },
+      });
+    }
     const load = async () => {
       const data = await this.call('getBundle', { params: p });
       const signature = JSON.stringify(Object.entries(data.versions).sort(([a], [b]) => (a < b ? -1 : 1)));
@@ -471,6 +505,79 @@ export class CofferClient {
     return this.call('revokeIntake', { params: { id } });
   }
 
+  // ---- deployments ----------------------------------------------------------------------------------------------
+
+  /** What a deployment of these bundles to `tier` would do with each secret; changes nothing. */
+  planDeployment(
+    body: Omit<z.input<typeof PlanDeploymentRequest>, 'environment'> & { environment?: string },
+  ): Promise<DeploymentPlan> {
+    return this.call('planDeployment', { body: { ...body, environment: this.environmentOf(body.environment) } });
+  }
+
+  /**
+   * Makes a deployment: its plan, and `generated` (the values made fresh for it, by name), which the server shows
+   * this once. Not retried: a lost answer cannot be asked for again, so a repeat would make a second deployment.
+   */
+  createDeployment(
+    body: Omit<z.input<typeof CreateDeploymentRequest>, 'environment'> & { environment?: string },
+  ): Promise<CreatedDeployment> {
+    return this.call('createDeployment', { body: { ...body, environment: this.environmentOf(body.environment) } });
+  }
+
+  /** Deployments, newest first, across pages: by environment (`env`) and by a secret they received (`secret`). */
+  listDeployments(query: Omit<z.input<typeof ListDeploymentsQuery>, 'cursor'> = {}): Paginator<DeploymentSummary> {
+    return new Paginator((cursor) =>
+      this.call('listDeployments', { query: { ...query, ...(cursor ? { cursor } : {}) } }),
+    );
+  }
+
+  /** A deployment: its plan, and what it received (path@version, when, by whom). */
+  getDeployment(id: string): Promise<Deployment> {
+    return this.call('getDeployment', { params: { id } });
+  }
+
+  /** Rotates what was generated for the deployment, revokes its versions (and leases), and records why. */
+  revokeDeployment(id: string, opts: { notes?: string } = {}): Promise<RevokedDeployment> {
+    return this.call('revokeDeployment', { params: { id }, body: opts });
+  }
+
+  /** Every secret per environment with its class, owning team, contact and rotation cadence, across pages. */
+  inventory(query: Omit<z.input<typeof InventoryQuery>, 'cursor'> = {}): Paginator<InventoryItem> {
+    return new Paginator((cursor) => this.call('inventory', { query: { ...query, ...(cursor ? { cursor } : {}) } }));
+  }
+
+  // ---- consumers and revocation ---------------------------------------------------------------------------------
+
+  /** Who reads a secret, per identity and deployment, within `within` (default 30d): last read, version, bundle or not. */
+  consumers(path: string | SecretPath, opts: { within?: string } = {}): Promise<SecretConsumers> {
+    return this.call('secretConsumers', {
+      params: parseSecretPath(path),
+      ...(opts.within !== undefined ? { query: { within: opts.within } } : {}),
+    });
+  }
+
+  /** The current and previous versions, who still reads the previous one, and whether revoking it is safe. */
+  rotationStatus(path: string | SecretPath): Promise<RotationStatus> {
+    return this.call('rotationStatus', { params: parseSecretPath(path) });
+  }
+
+  /**
+   * Stops serving one version (410 from then on). Throws CofferError `consumers_pending` (409), naming them in
+   * `details`, while a consumer still reads it within the grace period, unless `force`.
+   */
+  async revokeVersion(
+    path: string | SecretPath,
+    version: number,
+    opts: { force?: boolean; notes?: string } = {},
+  ): Promise<RevokedVersion> {
+    const p = parseSecretPath(path);
+    try {
+      return await this.call('revokeSecretVersion', { params: { ...p, version }, body: opts });
+    } finally {
+      this.cache?.invalidate(`${p.kind}/${p.owner}/${p.name}`);
+    }
+  }
+
   // ---- dynamic credentials --------------------------------------------------------------------------------------
 
   /**
@@ -478,7 +585,10 @@ export class CofferClient {
    * once, kept by nobody else. Not retried: a second attempt would make a second role (the first, if it was made,
    * ends with its lease). Renew it before `expiresAt`, revoke it when done.
    */
-  async createLease(backend: string, opts: { ttlSeconds?: number } = {}): Promise<LeaseCredentials> {
+  async createLease(
+    backend: string,
+    opts: { ttlSeconds?: number; deployment?: string } = {},
+  ): Promise<LeaseCredentials> {
     return (await this.request(
       routes.createLease,
       { params: { name: backend }, body: opts },
@@ -612,6 +722,11 @@ export class CofferClient {
     // not an outage while the current token still holds.
     if (current && current.expiresAt > this.now()) return this.login.catch(() => current.value);
     return this.login;
+  }
+
+  /** A call's environment: its own, else the client's, else the tenant's default. */
+  private environmentOf(env: string | undefined): string {
+    return env ?? this.o.environment ?? DEFAULT_ENVIRONMENT;
   }
 
   private canLogin(): boolean {

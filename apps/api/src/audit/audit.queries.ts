@@ -1,5 +1,5 @@
 import { DEFAULT_ENVIRONMENT, PLATFORM_TENANT_ID } from '@coffer/contracts';
-import { and, asc, desc, eq, getTableColumns, gt, gte, like, lt, lte, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, like, lt, lte, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.ts';
 import { auditCheckpoints, auditEvents, auditHeads } from '../db/schema.ts';
 import type { AuditEvent } from './audit.types.ts';
@@ -24,6 +24,8 @@ export type HeadRow = Pick<typeof auditHeads.$inferSelect, 'seq' | 'hash' | 'key
 export interface AuditFilter {
   actor?: string | undefined;
   action?: string | undefined;
+  /** Any of these actions (exact names). */
+  actions?: readonly string[] | undefined;
   path?: string | undefined;
   outcome?: 'allowed' | 'denied' | 'error' | undefined;
   from?: string | undefined;
@@ -60,6 +62,7 @@ function conditions(f: AuditFilter) {
         ? startsWith(auditEvents.action, f.action)
         : eq(auditEvents.action, f.action)
       : undefined,
+    f.actions ? inArray(auditEvents.action, [...f.actions]) : undefined,
     f.path ? startsWith(auditEvents.resource, f.path) : undefined,
     f.outcome ? eq(auditEvents.outcome, f.outcome) : undefined,
     f.from ? gte(auditEvents.occurredAt, new Date(f.from)) : undefined,

@@ -26,7 +26,13 @@ const SECRET_ACTIONS: Action[] = [
   'secrets.update',
   'secrets.rotate',
   'secrets.check',
+  'secrets.consumers',
+  'secrets.rotation_status',
+  'secrets.revoke',
 ];
+
+/** Deployments a service may make and read, by its policies on the secrets in them (the service decides each). */
+const DEPLOYMENT_ACTIONS: Action[] = ['deployments.plan', 'deployments.create', 'deployments.read'];
 
 const TENANT_ADMIN_ACTIONS: Action[] = [
   'rotation.due',
@@ -47,6 +53,9 @@ const TENANT_ADMIN_ACTIONS: Action[] = [
   'environments.delete',
   'intake.list',
   'intake.revoke',
+  'deployments.list',
+  'deployments.revoke',
+  'inventory.read',
   'dynamic.create',
   'dynamic.delete',
   'leases.revoke_many',
@@ -100,6 +109,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...INTAKE_CREATE,
     ...ENVIRONMENT_READS,
     'environments.promote',
+    ...DEPLOYMENT_ACTIONS,
     ...TENANT_ADMIN_ACTIONS,
     ...LEASE_ACTIONS,
     ...DYNAMIC_READ_ACTIONS,
@@ -113,6 +123,7 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...INTAKE_CREATE,
     ...ENVIRONMENT_READS,
     'environments.promote',
+    ...DEPLOYMENT_ACTIONS,
     ...LEASE_ACTIONS,
   ]),
   // Metadata and the record of what happened; never a value, never a change.
@@ -125,6 +136,11 @@ const ROLE_ACTIONS: Record<PrincipalRole, ReadonlySet<Action>> = {
     ...ENVIRONMENT_READS,
     ...DYNAMIC_READ_ACTIONS,
     ...AUDIT_ACTIONS,
+    'inventory.read',
+    'deployments.list',
+    'deployments.read',
+    'secrets.consumers',
+    'secrets.rotation_status',
   ]),
 };
 
@@ -143,6 +159,10 @@ const ACTION_CAPABILITIES: Partial<Record<Action, readonly Capability[]>> = {
   // A check reads values only inside the server and answers verdicts, so listing the path is enough.
   'secrets.check': ['list'],
   'intake.create': ['write'],
+  // Who reads a secret, and cutting off a version, belong to whoever may rotate it.
+  'secrets.consumers': ['rotate'],
+  'secrets.rotation_status': ['rotate'],
+  'secrets.revoke': ['rotate'],
   // On `dynamic/<backend>`: taking a lease and renewing it. Giving one up needs nothing: it only ends access.
   'leases.create': ['read'],
   'leases.renew': ['read'],

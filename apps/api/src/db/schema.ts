@@ -253,6 +253,12 @@ export const secrets = coffer.table(
     nextRotationAt: timestamp('next_rotation_at', { withTimezone: true, mode: 'date' }),
     /** The API's MAC over path, current version, expiry and deletion (row-macs.ts): coffer_app cannot forge it. */
     mac: text('mac'),
+    /** What deployments do with it: its class, and per tier an action that overrides the class (contracts' Strategy). */
+    class: text('class', { enum: ['infrastructure', 'service', 'user'] }),
+    strategy: jsonb('strategy').$type<Record<string, unknown>>(),
+    /** Who owns it, for the inventory. */
+    ownerTeam: text('owner_team'),
+    contact: text('contact'),
   },
   (t) => [
     unique('secrets_path_key').on(t.tenantId, t.environment, t.kind, t.owner, t.name),
@@ -290,10 +296,16 @@ export const secretVersions = coffer.table(
     fingerprint: text('fingerprint'),
     /** The API's MAC over the version's secret, number and grace period (row-macs.ts). */
     mac: text('mac'),
+    /** Revoked: never served again (410), whatever served_until says. */
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    revokedBy: uuid('revoked_by'),
+    /** The deployment this version was generated for (service secrets are made fresh for each deployment). */
+    deploymentId: uuid('deployment_id'),
   },
   (t) => [
     primaryKey({ columns: [t.secretId, t.version] }),
     index('secret_versions_tenant_dek_idx').on(t.tenantId, t.dekVersion),
+    index('secret_versions_deployment_idx').on(t.tenantId, t.deploymentId).where(sql`${t.deploymentId} is not null`),
   ],
 );
 
@@ -514,6 +526,88 @@ export const intakeLinks = coffer.table(
 );
 
 /**
+ * A deployment: an environment, a tier and the bundles it is made of, planned secret by secret. Its environment and
+ * secrets are kept by name, without foreign keys: the record of what was deployed outlives them, as audit events do.
+ */
+export const deployments = coffer.table(
+  'deployments',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    environment: text('environment').notNull(),
+    tier: text('tier').notNull(),
+    bundles: jsonb('bundles').$type<string[]>().notNull(),
+    createdAt: createdAt(),
+    createdBy: uuid('created_by'),
+    createdByName: text('created_by_name'),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    /** What the revocation did (contracts' DeploymentRevocation), once it happened. */
+    revocation: jsonb('revocation').$type<Record<string, unknown>>(),
+  },
+  (t) => [
+    // Ids are UUIDv7, in creation order: the listing is newest first by id.
+    index('deployments_tenant_idx').on(t.tenantId, t.id),
+    index('deployments_tenant_env_idx').on(t.tenantId, t.environment, t.id),
+  ],
+);
+
+/** One secret of a deployment's plan: what the deployment does with it, and the version it was planned on. */
+export const deploymentItems = coffer.table(
+  'deployment_items',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    deploymentId: uuid('deployment_id')
+      .notNull()
+      .references(() => deployments.id, { onDelete: 'cascade' }),
+    position: integer('position').notNull(),
+    secretId: uuid('secret_id').notNull(),
+    kind: text('kind', { enum: secretKinds }).notNull(),
+    owner: text('owner').notNull(),
+    name: text('name').notNull(),
+    action: text('action', { enum: ['strip', 'generate', 'prompt', 'inject'] }).notNull(),
+    reason: text('reason').notNull(),
+    class: text('class', { enum: ['infrastructure', 'service', 'user'] }),
+    /** generate: the version made for the deployment; inject: the current version when planned; else null. */
+    version: integer('version'),
+    prompt: jsonb('prompt').$type<Record<string, unknown>>(),
+  },
+  (t) => [
+    primaryKey({ name: 'deployment_items_pkey', columns: [t.deploymentId, t.position] }),
+    index('deployment_items_secret_idx').on(t.tenantId, t.secretId),
+  ],
+);
+
+/** What a deployment received: one row per (secret, version, identity), with the first and last time and a count. */
+export const deploymentReceipts = coffer.table(
+  'deployment_receipts',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    deploymentId: uuid('deployment_id')
+      .notNull()
+      .references(() => deployments.id, { onDelete: 'cascade' }),
+    secretId: uuid('secret_id').notNull(),
+    path: text('path').notNull(),
+    version: integer('version').notNull(),
+    action: text('action', { enum: ['strip', 'generate', 'prompt', 'inject'] }).notNull(),
+    via: text('via', { enum: ['created', 'run'] }).notNull(),
+    identityId: uuid('identity_id').notNull(),
+    identityName: text('identity_name'),
+    firstAt: timestamp('first_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    lastAt: timestamp('last_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    reads: integer('reads').notNull().default(1),
+  },
+  (t) => [
+    primaryKey({
+      name: 'deployment_receipts_pkey',
+      columns: [t.deploymentId, t.secretId, t.version, t.identityId, t.via],
+    }),
+  ],
+);
+
+/**
  * Dynamic-credential backends: how to make and drop short-lived roles in a tenant's database. The admin connection
  * URL is not here: `connection_secret` names the Coffer secret that holds it, read when a role is made or dropped.
  */
@@ -549,7 +643,8 @@ export const dynamicBackends = coffer.table(
  * One row per lease: the role's name and where the lease is in its life, never its password. Revocation is a state
  * machine claimed with a token (`claim_token`, valid until `next_attempt_at`), so that across replicas and crashes
  * each lease is revoked exactly once; a lease that cannot be revoked stays here as `revoke_failed`.
- * `deployment_id` is for deployments (issue 21): nothing sets it yet.
+ * `deployment_id` names the deployment a lease was made for (no foreign key, as for identities): revoking the
+ * deployment revokes the lease.
  */
 export const leases = coffer.table(
   'leases',
@@ -574,7 +669,15 @@ export const leases = coffer.table(
     maxExpiresAt: timestamp('max_expires_at', { withTimezone: true, mode: 'date' }).notNull(),
     renewedAt: timestamp('renewed_at', { withTimezone: true, mode: 'date' }),
     revokeReason: text('revoke_reason', {
-      enum: ['expired', 'revoked', 'identity_revoked', 'identity_disabled', 'identity_deleted', 'creation_failed'],
+      enum: [
+        'expired',
+        'revoked',
+        'identity_revoked',
+        'identity_disabled',
+        'identity_deleted',
+        'deployment_revoked',
+        'creation_failed',
+      ],
     }),
     revokeRequestedAt: timestamp('revoke_requested_at', { withTimezone: true, mode: 'date' }),
     revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),

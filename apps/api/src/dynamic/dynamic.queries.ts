@@ -152,6 +152,10 @@ export function dynamicQueries(db: Database) {
               eq(leases.claimToken, claim),
               eq(leases.state, 'creating'),
               sql`exists (select 1 from coffer.identities i where i.id = ${leases.identityId} and not i.disabled)`,
+              // Waits for a revocation of the deployment that is under way, then sees it: a lease never outlives
+              // the revocation of the deployment it was made for.
+              sql`(${leases.deploymentId} is null or exists (select 1 from coffer.deployments d
+                where d.id = ${leases.deploymentId} and d.revoked_at is null for share))`,
             ),
           )
           .returning();
@@ -208,7 +212,12 @@ export function dynamicQueries(db: Database) {
 
     page(
       tenantId: string,
-      f: { identityId?: string | undefined; backend?: string | undefined; state?: LeaseState | undefined },
+      f: {
+        identityId?: string | undefined;
+        backend?: string | undefined;
+        deploymentId?: string | undefined;
+        state?: LeaseState | undefined;
+      },
       after: string | undefined,
       limit: number,
     ): Promise<LeaseRow[]> {
@@ -220,6 +229,7 @@ export function dynamicQueries(db: Database) {
             and(
               f.identityId ? eq(leases.identityId, f.identityId) : undefined,
               f.backend ? eq(leases.backendName, f.backend) : undefined,
+              f.deploymentId ? eq(leases.deploymentId, f.deploymentId) : undefined,
               f.state ? eq(leases.state, f.state) : undefined,
               after ? gt(leases.id, after) : undefined,
             ),
@@ -236,7 +246,7 @@ export function dynamicQueries(db: Database) {
      */
     markForRevocation(
       tenantId: string,
-      f: { identityId?: string; backendId?: string; leaseId?: string },
+      f: { identityId?: string; backendId?: string; deploymentId?: string; leaseId?: string },
       reason: RevokeReason,
       tx: Tx,
     ): Promise<string[]> {
@@ -253,6 +263,7 @@ export function dynamicQueries(db: Database) {
             and(
               f.identityId ? eq(leases.identityId, f.identityId) : undefined,
               f.backendId ? eq(leases.backendId, f.backendId) : undefined,
+              f.deploymentId ? eq(leases.deploymentId, f.deploymentId) : undefined,
               f.leaseId ? eq(leases.id, f.leaseId) : undefined,
               sql`(${leases.state} = 'active' or (${leases.state} in ('revoking', 'revoke_failed')
                 and (${leases.claimToken} is null or ${leases.nextAttemptAt} <= now())))`,

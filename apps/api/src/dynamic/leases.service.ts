@@ -9,10 +9,12 @@ import type {
   RevokeLeasesResult,
 } from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
+import { environmentHidden } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import { newId } from '../crypto/ids.ts';
 import type { Tx } from '../db/database.ts';
 import { scramVerifier } from '../db/roles.ts';
+import type { DeploymentQueries } from '../deployments/deployments.queries.ts';
 import { AppError, conflict, notFound, unavailable } from '../errors/app-error.ts';
 import { decodeIdCursor, pageOf } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
@@ -43,6 +45,7 @@ export function toLease(r: LeaseRow): Lease {
     username: r.username,
     identityId: r.identityId,
     identityName: r.identityName,
+    deploymentId: r.deploymentId,
     state: r.state,
     createdAt: r.createdAt.toISOString(),
     expiresAt: r.expiresAt.toISOString(),
@@ -72,6 +75,8 @@ const newLeasePassword = () => randomBytes(32).toString('base64url');
 
 export interface LeaseServiceDeps extends DynamicDeps {
   revoker: LeaseRevoker;
+  /** The deployment a lease is made for: it must be one the caller can see, and not revoked. */
+  deployments: Pick<DeploymentQueries, 'get'>;
 }
 
 /**
@@ -109,6 +114,13 @@ export function leaseService(deps: LeaseServiceDeps) {
       });
   }
 
+  /** 404 for a deployment the caller cannot see (as one that does not exist), 409 for one already revoked. */
+  async function requireLiveDeployment(p: Principal, id: string): Promise<void> {
+    const d = await deps.deployments.get(p.tenantId, id);
+    if (!d || environmentHidden(p, d.environment)) throw notFound('deployment');
+    if (d.revokedAt) throw conflict(`deployment ${id} was revoked at ${d.revokedAt.toISOString()}: make a new one`);
+  }
+
   async function revokeNow(ctx: RequestContext, ids: readonly string[], tenantId: string): Promise<number> {
     const claimed = await queries.claimIds(tenantId, ids, deps.claimMs);
     const outcomes = await revoker.each(claimed, 4, (c) => revoker.revokeClaimed(c, ctx));
@@ -123,11 +135,18 @@ export function leaseService(deps: LeaseServiceDeps) {
       return queries.markForRevocation(tenantId, { identityId }, reason, tx);
     },
 
+    /** In a deployment's revocation: every lease made for it is asked to end; `kick` after the commit revokes them. */
+    revokeForDeploymentInTx(tenantId: string, deploymentId: string, tx: Tx): Promise<string[]> {
+      return queries.markForRevocation(tenantId, { deploymentId }, 'deployment_revoked', tx);
+    },
+
     async create(ctx: RequestContext, name: string, body: CreateLeaseRequest | null | undefined) {
       const p = principalOf(ctx);
       requireLeaseAllowed(p, 'leases.create', name);
       const [backend] = await queries.backends(p.tenantId, name);
       if (!backend) throw notFound('backend');
+      const deploymentId = body?.deployment ?? null;
+      if (deploymentId !== null) await requireLiveDeployment(p, deploymentId);
       let template: ReturnType<typeof parseUsernameTemplate>;
       let statements: ReturnType<typeof parsedStatements>;
       let url: string;
@@ -161,6 +180,7 @@ export function leaseService(deps: LeaseServiceDeps) {
         backendName: backend.name,
         identityId: p.identityId,
         identityName: p.name,
+        deploymentId,
         username,
         seal,
         state: 'creating',
@@ -189,7 +209,13 @@ export function leaseService(deps: LeaseServiceDeps) {
               action: 'leases.create',
               outcome: 'allowed',
               resource: `dynamic/${backend.name}`,
-              details: { leaseId: id, username, ttlSeconds: ttl, expiresAt: expiresAt.toISOString() },
+              details: {
+                leaseId: id,
+                username,
+                ttlSeconds: ttl,
+                expiresAt: expiresAt.toISOString(),
+                ...(deploymentId ? { deployment: deploymentId } : {}),
+              },
             }),
           ]);
         }
@@ -197,6 +223,8 @@ export function leaseService(deps: LeaseServiceDeps) {
       });
       if (!row) {
         await queries.abandonCreation(p.tenantId, id, claim).catch(() => undefined);
+        // The deployment was revoked while the role was being made: the role is dropped, as the deployment's are.
+        if (deploymentId !== null) await requireLiveDeployment(p, deploymentId);
         throw unavailable('the lease could not be completed: try again');
       }
       const credentials: LeaseCredentials = {
@@ -213,7 +241,7 @@ export function leaseService(deps: LeaseServiceDeps) {
       const p = principalOf(ctx);
       const rows = await queries.page(
         p.tenantId,
-        { identityId: q.identity, backend: q.backend, state: q.state },
+        { identityId: q.identity, backend: q.backend, deploymentId: q.deployment, state: q.state },
         decodeIdCursor(q.cursor),
         q.limit + 1,
       );
@@ -330,7 +358,7 @@ export function leaseService(deps: LeaseServiceDeps) {
     /** Ends every lease of an identity, or of a backend: as many as answer now, the rest through the job. */
     async revokeMany(
       ctx: RequestContext,
-      q: { identity?: string | undefined; backend?: string | undefined },
+      q: { identity?: string | undefined; backend?: string | undefined; deployment?: string | undefined },
     ): Promise<RevokeLeasesResult> {
       const p = principalOf(ctx);
       const ids = await db.withTenant(p.tenantId, async (tx) => {
@@ -342,8 +370,12 @@ export function leaseService(deps: LeaseServiceDeps) {
         }
         const marked = await queries.markForRevocation(
           p.tenantId,
-          { ...(q.identity ? { identityId: q.identity } : {}), ...(backendId ? { backendId } : {}) },
-          q.identity ? 'identity_revoked' : 'revoked',
+          {
+            ...(q.identity ? { identityId: q.identity } : {}),
+            ...(backendId ? { backendId } : {}),
+            ...(q.deployment ? { deploymentId: q.deployment } : {}),
+          },
+          q.identity ? 'identity_revoked' : q.deployment ? 'deployment_revoked' : 'revoked',
           tx,
         );
         await audit.appendInTx(tx, [
@@ -351,7 +383,12 @@ export function leaseService(deps: LeaseServiceDeps) {
             action: 'leases.revoke_many',
             outcome: 'allowed',
             resource: q.backend ? `dynamic/${q.backend}` : 'leases',
-            details: { identity: q.identity ?? null, backend: q.backend ?? null, requested: marked.length },
+            details: {
+              identity: q.identity ?? null,
+              backend: q.backend ?? null,
+              deployment: q.deployment ?? null,
+              requested: marked.length,
+            },
           }),
         ]);
         return marked;

@@ -83,6 +83,8 @@ export function rotationService(deps: RotationServiceDeps) {
     trigger: Trigger,
     keySet: TenantKeySet,
     tx: Tx,
+    /** For the rotation log: why (never a value), and the deployment whose revocation rotated it. */
+    note: { notes?: string | undefined; deployment?: string | undefined } = {},
   ): Promise<SecretRow> {
     const problem = await writer.formatProblem((row.format ?? null) as never, value, tx);
     if (problem) {
@@ -121,7 +123,14 @@ export function rotationService(deps: RotationServiceDeps) {
           environment: row.environment,
           version: to,
           fingerprint: TenantKeyCache.fingerprint(keySet, value),
-          details: { from, to, trigger },
+          details: {
+            from,
+            to,
+            trigger,
+            ...(row.ownerTeam ? { ownerTeam: row.ownerTeam } : {}),
+            ...(note.notes ? { notes: note.notes } : {}),
+            ...(note.deployment ? { deployment: note.deployment } : {}),
+          },
         }),
       ],
       notices: [notices.rotated(tenantId, row, from, to, trigger, now)],
@@ -242,7 +251,7 @@ export function rotationService(deps: RotationServiceDeps) {
           }
           value = checkedValue(generateValue(current.generator as never));
         }
-        return rotateLocked(ctx, p.tenantId, current, value, 'manual', keySet, tx);
+        return rotateLocked(ctx, p.tenantId, current, value, 'manual', keySet, tx, { notes: body.notes });
       });
       return toMetadata(row);
     },
@@ -302,7 +311,7 @@ export function rotationService(deps: RotationServiceDeps) {
       const before = deps.cursors.openSeq(scope, q.cursor);
       const rows = await deps.auditReads.page(
         p.tenantId,
-        { action: 'secrets.rotate', from: q.from, to: q.to, environment },
+        { actions: ['secrets.rotate', 'secrets.revoke'], from: q.from, to: q.to, environment },
         before,
         q.limit + 1,
       );
@@ -312,17 +321,26 @@ export function rotationService(deps: RotationServiceDeps) {
         auditEvent(ctx, { action: 'rotation.log', outcome: 'allowed', resource: 'rotation', environment }),
       );
       return {
-        items: items.map((r) => ({
-          at: r.occurredAt.toISOString(),
-          path: r.resource ?? '',
-          fromVersion: typeof r.details?.from === 'number' ? r.details.from : null,
-          toVersion: typeof r.details?.to === 'number' ? r.details.to : null,
-          trigger: r.details?.trigger === 'scheduler' ? 'scheduler' : 'manual',
-          actorId: r.actorId,
-          actorName: r.actorName,
-          outcome: r.outcome,
-          errorCode: r.errorCode,
-        })),
+        items: items.map((r) => {
+          const text = (k: string) => (typeof r.details?.[k] === 'string' ? (r.details[k] as string) : null);
+          const revoke = r.action === 'secrets.revoke';
+          return {
+            at: r.occurredAt.toISOString(),
+            path: r.resource ?? '',
+            fromVersion: revoke ? r.version : typeof r.details?.from === 'number' ? r.details.from : null,
+            toVersion: !revoke && typeof r.details?.to === 'number' ? r.details.to : null,
+            trigger: r.details?.trigger === 'scheduler' ? ('scheduler' as const) : ('manual' as const),
+            actorId: r.actorId,
+            actorName: r.actorName,
+            outcome: r.outcome,
+            errorCode: r.errorCode,
+            event: revoke ? ('revoke' as const) : ('rotate' as const),
+            environment: text('environment') ?? DEFAULT_ENVIRONMENT,
+            ownerTeam: text('ownerTeam'),
+            notes: text('notes'),
+            deployment: text('deployment'),
+          };
+        }),
         nextCursor: rows.length > q.limit && last ? deps.cursors.seal(scope, { s: last.seq }) : null,
       };
     },

@@ -7,6 +7,7 @@ const facts = (outcome: ReadOutcome): OutcomeFacts => ({
   version: 3,
   expires_at: new Date('2026-01-02T00:00:00Z'),
   served_until: new Date('2026-01-03T00:00:00Z'),
+  revoked_at: new Date('2026-01-04T00:00:00Z'),
 });
 
 const failure = (outcome: ReadOutcome, wanted: number | 'previous' | undefined = undefined) => {
@@ -35,6 +36,7 @@ describe('read outcomes', () => {
     expect(failure('no_version', 7)).toEqual({ code: 'not_found', message: 'version 7 of the secret not found' });
     expect(failure('expired')).toEqual({ code: 'expired', message: 'the secret expired at 2026-01-02T00:00:00.000Z' });
     expect(failure('destroyed')).toEqual({ code: 'gone', message: 'version 3 was destroyed' });
+    expect(failure('revoked')).toEqual({ code: 'gone', message: 'version 3 was revoked at 2026-01-04T00:00:00.000Z' });
     expect(failure('rotated_out')).toEqual({
       code: 'gone',
       message: 'version 3 was rotated out; its grace period ended at 2026-01-03T00:00:00.000Z',

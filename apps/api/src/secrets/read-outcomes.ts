@@ -10,6 +10,7 @@ export type ReadOutcome =
   | 'no_version'
   | 'expired'
   | 'destroyed'
+  | 'revoked'
   | 'rotated_out'
   | 'key_missing'
   | 'identity_changed';
@@ -35,6 +36,7 @@ export interface OutcomeFacts {
   version: number | null;
   expires_at: Date | null;
   served_until: Date | null;
+  revoked_at?: Date | null;
 }
 
 /** The step for one read's outcome; the outcomes that end the read throw the AppError the caller sees. */
@@ -55,6 +57,8 @@ export function readStep(row: OutcomeFacts, wanted: WantedVersion): ReadStep {
       throw new AppError('expired', `the secret expired at ${row.expires_at?.toISOString()}`);
     case 'destroyed':
       throw new AppError('gone', `version ${row.version} was destroyed`);
+    case 'revoked':
+      throw new AppError('gone', `version ${row.version} was revoked at ${row.revoked_at?.toISOString()}`);
     case 'rotated_out':
       throw new AppError(
         'gone',

@@ -41,6 +41,36 @@ export interface SecretReadDeps {
   cursors: CursorCodec;
   /** Checks the MACs over the columns that decided a read (current version, expiry, grace period, path). */
   macs: Pick<RowMacs, 'checkSecret' | 'checkVersion'>;
+  /** Bundle reads for a deployment (`?deployment=`); without it such a read is refused. */
+  deployments?: DeploymentReads;
+}
+
+/** What a bundle read for a deployment receives of one bundle, by its plan. */
+export interface DeploymentBundlePlan {
+  /** Names the plan injects: read at their current version. */
+  current: string[];
+  /** Names generated for the deployment: read at the deployment's own version. */
+  pinned: { name: string; version: number }[];
+}
+
+/**
+ * Bundle reads made for a deployment (`coffer run --deployment`): the deployment's plan for the bundle, and the
+ * record of what it received. Implemented by the deployments module, which the secrets module does not import.
+ */
+export interface DeploymentReads {
+  /** Throws the caller's error: no such deployment (404), revoked (410), another environment or bundle (422). */
+  planFor(
+    tenantId: string,
+    deploymentId: string,
+    environment: string,
+    kind: SecretKind,
+    owner: string,
+  ): Promise<DeploymentBundlePlan>;
+  received(
+    ctx: RequestContext,
+    deploymentId: string,
+    rows: readonly { secretId: string; path: string; version: number; action: 'inject' | 'generate' }[],
+  ): Promise<void>;
 }
 
 export const integrityError = () =>
@@ -147,7 +177,19 @@ function metadataOf(tenantId: string, path: SecretPath, row: ReadRow): SecretRow
     lastRotatedAt: row.last_rotated_at,
     nextRotationAt: row.next_rotation_at,
     mac: row.secret_mac,
+    class: row.class,
+    strategy: row.strategy,
+    ownerTeam: row.owner_team,
+    contact: row.contact,
   };
+}
+
+interface Received {
+  secretId: string;
+  name: string;
+  version: number;
+  plaintext: string;
+  action: 'inject' | 'generate';
 }
 
 /** Reading secrets: one value, a bundle, versions and lists, each with its audit event. */
@@ -180,6 +222,93 @@ export function secretReads(deps: SecretReadDeps) {
         keySet = await keys.get(p.tenantId);
       }
     }
+  }
+
+  /**
+   * A bundle read for a deployment: of the names the caller may read, only what the deployment's plan injects (at
+   * the current version) and what was generated for it (at its own version; a revoked one is 410). Stripped and
+   * prompted names never travel. The read's audit event names the deployment, and the deployment records what it
+   * received, so its record is exact.
+   */
+  async function deploymentBundle(
+    ctx: RequestContext,
+    environment: string,
+    kind: SecretKind,
+    owner: string,
+    deploymentId: string,
+  ): Promise<Bundle> {
+    const reads = deps.deployments;
+    if (!reads) throw notFound('deployment');
+    const first = principalOf(ctx);
+    // A service none of whose policies applies in the environment reads nothing there, and learns nothing of it.
+    if (environmentHidden(first, environment)) throw notFound('deployment');
+    const plan = await reads.planFor(first.tenantId, deploymentId, environment, kind, owner);
+    const at = (name: string): SecretPath => ({ environment, kind, owner, name });
+    const { p, result } = await untilFresh(ctx, async (caller, keySet) => {
+      const readable = (n: string) => caller.role === 'admin' || allowed(caller, 'secrets.read', at(n));
+      const current = plan.current.filter(readable);
+      const rows = await withIntegrity(() =>
+        secrets.readBundle(caller.tenantId, caller, environment, kind, owner, current, keySet.sqlKeys),
+      );
+      const step = bundleStep(rows);
+      if (step.next !== 'value') return { step, result: null };
+      // The injected names are read at their current version, as any bundle read: the row's current version.
+      for (const r of rows) checkRowMacs(deps.macs, caller.tenantId, at(r.name), { ...r, current_version: r.version });
+      const pinned: Received[] = [];
+      for (const { name, version } of plan.pinned.filter((x) => readable(x.name))) {
+        const r = await withIntegrity(() => secrets.read(caller.tenantId, caller, at(name), version, keySet.sqlKeys));
+        const s = readStep(r, version);
+        if (s.next !== 'value') return { step: s, result: null };
+        checkRowMacs(deps.macs, caller.tenantId, at(name), { ...r, version });
+        pinned.push({ secretId: r.secret_id, name, version, plaintext: r.plaintext as string, action: 'generate' });
+      }
+      return {
+        step,
+        result: [
+          ...rows.map(
+            (r): Received => ({
+              secretId: r.secret_id,
+              name: r.name,
+              version: r.version,
+              plaintext: r.plaintext as string,
+              action: 'inject',
+            }),
+          ),
+          ...pinned,
+        ],
+      };
+    });
+    const values: Record<string, string> = Object.create(null);
+    const versions: Record<string, number> = Object.create(null);
+    const got = (result ?? []).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const r of got) {
+      values[r.name] = unbind(p.tenantId, r.secretId, r.version, at(r.name), r.plaintext);
+      versions[r.name] = r.version;
+    }
+    await audit.record(
+      auditEvent(ctx, {
+        action: 'bundles.read',
+        outcome: 'allowed',
+        resource: `${kind}/${owner}`,
+        environment,
+        details: {
+          count: got.length,
+          secrets: got.map((r) => `${r.name}@${r.version}`).join(','),
+          deployment: deploymentId,
+        },
+      }),
+    );
+    await reads.received(
+      ctx,
+      deploymentId,
+      got.map((r) => ({
+        secretId: r.secretId,
+        path: `${kind}/${owner}/${r.name}`,
+        version: r.version,
+        action: r.action,
+      })),
+    );
+    return { values, versions };
   }
 
   return {
@@ -227,6 +356,8 @@ export function secretReads(deps: SecretReadDeps) {
           createdByName: v.createdByName,
           destroyedAt: v.destroyedAt?.toISOString() ?? null,
           servedUntil: v.servedUntil?.toISOString() ?? null,
+          revokedAt: v.revokedAt?.toISOString() ?? null,
+          deployment: v.deploymentId,
           state: v.destroyed
             ? ('destroyed' as const)
             : v.version === row.currentVersion
@@ -316,7 +447,14 @@ export function secretReads(deps: SecretReadDeps) {
       };
     },
 
-    async bundle(ctx: RequestContext, environment: string, kind: SecretKind, owner: string): Promise<Bundle> {
+    async bundle(
+      ctx: RequestContext,
+      environment: string,
+      kind: SecretKind,
+      owner: string,
+      deploymentId?: string,
+    ): Promise<Bundle> {
+      if (deploymentId !== undefined) return deploymentBundle(ctx, environment, kind, owner, deploymentId);
       const { p, result: rows } = await untilFresh(ctx, async (caller, keySet) => {
         // Admins read every name, so the list of names is only fetched to filter a service's view.
         let names: string[] | null = null;

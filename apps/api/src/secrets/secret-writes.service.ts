@@ -23,6 +23,7 @@ import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import { type ChangeNotice, notices, recordChange } from './secret-changes.ts';
 import { allowed, requireAllowed } from './secret-reads.service.ts';
 import {
+  deploymentMetadataColumns,
   pathOf,
   planWrite,
   rotationColumns,
@@ -115,6 +116,7 @@ export function secretWrites(deps: SecretWriteDeps) {
             ...(body.format !== undefined ? { format: body.format } : {}),
             ...(body.expiresAt !== undefined ? { expiresAt: body.expiresAt ? new Date(body.expiresAt) : null } : {}),
             ...(body.rotation !== undefined ? rotationColumns(body.rotation, current.lastRotatedAt) : {}),
+            ...deploymentMetadataColumns(body),
           },
           tx,
         );

@@ -1,4 +1,4 @@
-import type { RotationPolicy, SecretFormat, SecretMetadata } from '@coffer/contracts';
+import type { RotationPolicy, SecretClass, SecretFormat, SecretMetadata, Strategy } from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { newId } from '../crypto/ids.ts';
@@ -40,6 +40,27 @@ export function toMetadata(row: SecretRow): SecretMetadata {
         : null,
     lastRotatedAt: row.lastRotatedAt?.toISOString() ?? null,
     nextRotationAt: row.nextRotationAt?.toISOString() ?? null,
+    class: row.class ?? null,
+    strategy: (row.strategy ?? null) as Strategy | null,
+    ownerTeam: row.ownerTeam ?? null,
+    contact: row.contact ?? null,
+  };
+}
+
+/** The deployment metadata a PUT or PATCH sets: only the fields it names (null clears one). */
+export interface DeploymentMetadataInput {
+  class?: SecretClass | null | undefined;
+  strategy?: Strategy | null | undefined;
+  ownerTeam?: string | null | undefined;
+  contact?: string | null | undefined;
+}
+
+export function deploymentMetadataColumns(input: DeploymentMetadataInput) {
+  return {
+    ...(input.class !== undefined ? { class: input.class } : {}),
+    ...(input.strategy !== undefined ? { strategy: input.strategy as Record<string, unknown> | null } : {}),
+    ...(input.ownerTeam !== undefined ? { ownerTeam: input.ownerTeam } : {}),
+    ...(input.contact !== undefined ? { contact: input.contact } : {}),
   };
 }
 
@@ -57,7 +78,7 @@ export function rotationColumns(policy: RotationPolicy | null, lastRotatedAt: Da
   };
 }
 
-export interface WriteInput {
+export interface WriteInput extends DeploymentMetadataInput {
   value: string;
   ifVersion?: number | undefined;
   format?: SecretFormat | null | undefined;
@@ -206,6 +227,8 @@ export function secretWriter(deps: SecretWriterDeps) {
       keySet: TenantKeySet,
       tx: Tx,
       extra: Partial<Omit<SecretRow, 'id' | 'tenantId'>> = {},
+      /** The new version's own columns: the deployment it was generated for. */
+      version?: { deploymentId?: string | undefined },
     ): Promise<{ row: SecretRow; created: boolean }> {
       let target = row;
       const rotation = input.rotation !== undefined ? rotationColumns(input.rotation, row?.lastRotatedAt ?? null) : {};
@@ -226,6 +249,7 @@ export function secretWriter(deps: SecretWriterDeps) {
             createdBy: actorId,
             updatedBy: actorId,
             ...rotation,
+            ...deploymentMetadataColumns(input),
             ...extra,
           },
           tx,
@@ -244,6 +268,7 @@ export function secretWriter(deps: SecretWriterDeps) {
           dekVersion: keySet.activeVersion,
           createdBy: actorId,
           fingerprint: TenantKeyCache.fingerprint(keySet, input.value),
+          deploymentId: version?.deploymentId,
         },
         tx,
       );
@@ -260,6 +285,7 @@ export function secretWriter(deps: SecretWriterDeps) {
             ...(input.format !== undefined ? { format: input.format } : {}),
             ...(input.expiresAt !== undefined ? { expiresAt: input.expiresAt ? new Date(input.expiresAt) : null } : {}),
             ...rotation,
+            ...deploymentMetadataColumns(input),
             ...extra,
           },
           tx,
@@ -282,6 +308,7 @@ export function secretWriter(deps: SecretWriterDeps) {
       value: string,
       created: boolean,
       via?: string,
+      more: AuditEvent['details'] = {},
     ): AuditEvent {
       return auditEvent(ctx, {
         tenantId: row.tenantId,
@@ -291,7 +318,7 @@ export function secretWriter(deps: SecretWriterDeps) {
         environment: row.environment,
         version,
         fingerprint: TenantKeyCache.fingerprint(keySet, value),
-        details: { created, ...(via ? { via } : {}) },
+        details: { created, ...(via ? { via } : {}), ...more },
       });
     },
   };

@@ -79,6 +79,11 @@ export interface ReadRow {
   next_rotation_at: Date | null;
   secret_mac: string | null;
   version_mac: string | null;
+  class: SecretRow['class'];
+  strategy: Record<string, unknown> | null;
+  owner_team: string | null;
+  contact: string | null;
+  revoked_at: Date | null;
 }
 
 /** One secret a check run found, with its current version's facts and, when it can be read, its plaintext. */
@@ -295,6 +300,24 @@ export function secretQueries(db: Database, macs: RowMacs) {
       return rows.map(fromSqlRow);
     },
 
+    /** The secret row as it is now, unlocked (soft-deleted ones included): for answers that change nothing. */
+    find(tenantId: string, path: SecretPath, tx?: Tx): Promise<SecretRow | undefined> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [row] = await t
+          .select()
+          .from(secrets)
+          .where(
+            and(
+              eq(secrets.environment, path.environment),
+              eq(secrets.kind, path.kind),
+              eq(secrets.owner, path.owner),
+              eq(secrets.name, path.name),
+            ),
+          );
+        return row;
+      });
+    },
+
     /** The secret row, locked for the rest of the transaction (soft-deleted ones included). */
     lock(tenantId: string, path: SecretPath, tx: Tx): Promise<SecretRow | undefined> {
       return db.inTenant(tenantId, tx, async (t) => {
@@ -370,6 +393,7 @@ export function secretQueries(db: Database, macs: RowMacs) {
         dekVersion: number;
         createdBy: string | null;
         fingerprint: string | null;
+        deploymentId?: string | null | undefined;
       },
       tx: Tx,
     ): Promise<void> {
@@ -385,6 +409,7 @@ export function secretQueries(db: Database, macs: RowMacs) {
           createdBy: v.createdBy,
           fingerprint: v.fingerprint,
           mac,
+          deploymentId: v.deploymentId ?? null,
         });
       });
     },
@@ -422,6 +447,9 @@ export function secretQueries(db: Database, macs: RowMacs) {
             createdBy: secretVersions.createdBy,
             destroyedAt: secretVersions.destroyedAt,
             servedUntil: secretVersions.servedUntil,
+            revokedAt: secretVersions.revokedAt,
+            revokedBy: secretVersions.revokedBy,
+            deploymentId: secretVersions.deploymentId,
             destroyed: sql<boolean>`${secretVersions.ciphertext} is null`,
             createdByName: identities.name,
           })
@@ -442,6 +470,37 @@ export function secretQueries(db: Database, macs: RowMacs) {
           .update(secretVersions)
           .set({ servedUntil: until, mac: macs.version({ tenantId, secretId, version, servedUntil: until }) })
           .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)));
+      });
+    },
+
+    /**
+     * Revokes one version: never served again (read_secret answers `revoked`), and served_until ends now so anything
+     * that only looks at the grace period sees it over. False when there is no such version.
+     */
+    revokeVersion(
+      tenantId: string,
+      secretId: string,
+      version: number,
+      by: string | null,
+      tx: Tx,
+    ): Promise<Date | null> {
+      return db.inTenant(tenantId, tx, async (t) => {
+        const [row] = await t
+          .update(secretVersions)
+          .set({
+            revokedAt: sql`coalesce(${secretVersions.revokedAt}, now())`,
+            revokedBy: sql`coalesce(${secretVersions.revokedBy}, ${by}::uuid)`,
+            servedUntil: sql`least(coalesce(${secretVersions.servedUntil}, now()), now())`,
+          })
+          .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)))
+          .returning({ revokedAt: secretVersions.revokedAt, servedUntil: secretVersions.servedUntil });
+        if (!row) return null;
+        // served_until is under the version's MAC: the MAC follows it, as serveUntil's does.
+        await t
+          .update(secretVersions)
+          .set({ mac: macs.version({ tenantId, secretId, version, servedUntil: row.servedUntil }) })
+          .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)));
+        return row.revokedAt;
       });
     },
 
@@ -532,6 +591,10 @@ function fromSqlRow(r: Record<string, unknown>): SecretRow {
     lastRotatedAt: r.last_rotated_at as Date | null,
     nextRotationAt: r.next_rotation_at as Date | null,
     mac: r.mac as string | null,
+    class: r.class as SecretRow['class'],
+    strategy: r.strategy as SecretRow['strategy'],
+    ownerTeam: r.owner_team as string | null,
+    contact: r.contact as string | null,
   };
 }
 

@@ -39,7 +39,13 @@ export async function secretRoutes(app: FastifyInstance, o: { service: SecretSer
     service.check(requestContext(req), req.query.env ?? DEFAULT_ENVIRONMENT, req.body),
   );
   mount(app, 'getBundle', (req) =>
-    service.bundle(requestContext(req), req.query.env ?? DEFAULT_ENVIRONMENT, req.params.kind, req.params.owner),
+    service.bundle(
+      requestContext(req),
+      req.query.env ?? DEFAULT_ENVIRONMENT,
+      req.params.kind,
+      req.params.owner,
+      req.query.deployment,
+    ),
   );
   mount(app, 'writeBundle', (req) =>
     service.writeBundle(

@@ -1,4 +1,5 @@
-import type { Command } from 'commander';
+import { EnvironmentSlug } from '@coffer/contracts';
+import { type Command, Option } from 'commander';
 import type { GlobalOptions } from '../context.ts';
 import { usageError } from '../output.ts';
 
@@ -50,5 +51,25 @@ export function timeArg(name: string) {
     if (Number.isNaN(t) || !/^\d{4}-\d{2}-\d{2}/.test(raw))
       throw usageError(`${name} must be a duration like 15m, 24h, 7d or a timestamp like 2025-01-31T12:00:00Z`);
     return new Date(t).toISOString();
+  };
+}
+
+/** Repeatable options (`--bundle a --bundle b`). */
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** `--env <slug>`: the environment a command works in (the tenant's `default` when absent). */
+export function envOption(description = 'the environment (default: the tenant’s default)'): Option {
+  return new Option('--env <slug>', description).argParser((raw: string) => {
+    if (!EnvironmentSlug.safeParse(raw).success)
+      throw usageError(`--env must be an environment slug (lower-case letters, digits, _ or -), not "${raw}"`);
+    return raw;
+  });
+}
+
+/** `7d`, `12h`, `90m`: a window back from now, as the API takes it. */
+export function windowArg(name: string) {
+  return (raw: string): string => {
+    if (!/^\d{1,5}[smhd]$/.test(raw)) throw usageError(`${name} must be a duration like 90m, 12h or 30d, not "${raw}"`);
+    return raw;
   };
 }

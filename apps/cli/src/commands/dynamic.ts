@@ -195,11 +195,15 @@ export function registerDynamic(program: Command): void {
       .summary('Take a lease: a new username and password, shown once')
       .argument('<backend>', 'the backend (your identity needs read on dynamic/<backend>)')
       .option('--ttl <duration>', "how long: seconds or 15m, 12h (default the backend's)", ttlArg('--ttl'))
-      .option('--env', 'print PGUSER=, PGPASSWORD= and COFFER_LEASE_ID= lines instead of JSON')
-      .action(async (backend: string, opts: { ttl?: number; env?: boolean }, cmd: Command) => {
+      .option('--deployment <id>', 'the deployment the lease is for: revoking the deployment revokes the lease')
+      .option('--dotenv', 'print PGUSER=, PGPASSWORD= and COFFER_LEASE_ID= lines instead of JSON')
+      .action(async (backend: string, opts: { ttl?: number; deployment?: string; dotenv?: boolean }, cmd: Command) => {
         const { client } = connect(globalsOf(cmd));
-        const l = await client.createLease(backend, opts.ttl !== undefined ? { ttlSeconds: opts.ttl } : {});
-        if (opts.env) {
+        const l = await client.createLease(backend, {
+          ...(opts.ttl !== undefined ? { ttlSeconds: opts.ttl } : {}),
+          ...(opts.deployment !== undefined ? { deployment: opts.deployment } : {}),
+        });
+        if (opts.dotenv) {
           out(`PGUSER=${l.username}\nPGPASSWORD=${l.password}\nCOFFER_LEASE_ID=${l.leaseId}\n`);
         } else {
           json(l);
@@ -208,7 +212,8 @@ export function registerDynamic(program: Command): void {
       }),
     [
       '$ coffer lease create orders-db > lease.json',
-      '$ coffer lease create orders-db --ttl 15m --env > .pg.env && chmod 600 .pg.env',
+      '$ coffer lease create orders-db --ttl 15m --dotenv > .pg.env && chmod 600 .pg.env',
+      '$ coffer lease create orders-db --deployment 01912f80-…',
     ],
   );
 
@@ -235,15 +240,21 @@ export function registerDynamic(program: Command): void {
   examples(
     lease
       .command('revoke')
-      .summary('End a lease now, or every lease of an identity or backend')
+      .summary('End a lease now, or every lease of an identity, backend or deployment')
       .argument('[lease-id]', 'the lease')
       .option('--identity <id>', 'every lease of this identity (tenant admin)')
       .option('--backend <name>', 'every lease of this backend (tenant admin)')
+      .option('--deployment <id>', 'every lease made for this deployment (tenant admin)')
       .option('--json', 'print the result as JSON')
       .action(
-        async (id: string | undefined, opts: { identity?: string; backend?: string; json?: boolean }, cmd: Command) => {
-          if ((id === undefined) === (opts.identity === undefined && opts.backend === undefined)) {
-            throw usageError('give a lease id, or --identity and/or --backend');
+        async (
+          id: string | undefined,
+          opts: { identity?: string; backend?: string; deployment?: string; json?: boolean },
+          cmd: Command,
+        ) => {
+          const many = opts.identity !== undefined || opts.backend !== undefined || opts.deployment !== undefined;
+          if ((id === undefined) === !many) {
+            throw usageError('give a lease id, or any of --identity, --backend and --deployment');
           }
           const { client } = connect(globalsOf(cmd));
           if (id !== undefined) {
@@ -259,6 +270,7 @@ export function registerDynamic(program: Command): void {
             query: {
               ...(opts.identity ? { identity: opts.identity } : {}),
               ...(opts.backend ? { backend: opts.backend } : {}),
+              ...(opts.deployment ? { deployment: opts.deployment } : {}),
             },
           });
           if (opts.json) return json(r);
@@ -274,6 +286,7 @@ export function registerDynamic(program: Command): void {
       .summary('The lease inventory (admin, auditor)')
       .option('--identity <id>', 'leases of this identity')
       .option('--backend <name>', 'leases of this backend')
+      .option('--deployment <id>', 'leases made for this deployment')
       .option('--state <state>', LeaseState.options.join(' | '), (raw: string) => {
         const s = LeaseState.safeParse(raw);
         if (!s.success) throw usageError(`--state must be one of ${LeaseState.options.join(', ')}`);
@@ -281,12 +294,16 @@ export function registerDynamic(program: Command): void {
       })
       .option('--json', 'print as JSON')
       .action(
-        async (opts: { identity?: string; backend?: string; state?: LeaseState; json?: boolean }, cmd: Command) => {
+        async (
+          opts: { identity?: string; backend?: string; deployment?: string; state?: LeaseState; json?: boolean },
+          cmd: Command,
+        ) => {
           const { client } = connect(globalsOf(cmd));
           const items = await client
             .listLeases({
               ...(opts.identity ? { identity: opts.identity } : {}),
               ...(opts.backend ? { backend: opts.backend } : {}),
+              ...(opts.deployment ? { deployment: opts.deployment } : {}),
               ...(opts.state ? { state: opts.state } : {}),
               limit: 500,
             })

@@ -285,16 +285,26 @@ export function registerSecrets(program: Command): void {
       )
       .option('--value <value>', 'the new value')
       .option('--from-file <file>', 'read the new value from a file ("-" for stdin)')
+      .option('--notes <text>', 'why, for the rotation log (never a value)')
       .option('--json', 'print the new metadata as JSON')
-      .action(async (path: string, opts: { value?: string; fromFile?: string; json?: boolean }, cmd: Command) => {
-        const p = parseSecretPath(path);
-        const { client } = connect(globalsOf(cmd));
-        const value =
-          opts.value !== undefined || opts.fromFile !== undefined ? await valueFrom(opts, 'New value') : undefined;
-        const meta = await client.rotate(p, value !== undefined ? { value } : {});
-        if (opts.json) json(meta);
-        note(`Rotated ${path}: now version ${meta.version}.`);
-      }),
+      .action(
+        async (
+          path: string,
+          opts: { value?: string; fromFile?: string; notes?: string; json?: boolean },
+          cmd: Command,
+        ) => {
+          const p = parseSecretPath(path);
+          const { client } = connect(globalsOf(cmd));
+          const value =
+            opts.value !== undefined || opts.fromFile !== undefined ? await valueFrom(opts, 'New value') : undefined;
+          const meta = await client.rotate(p, {
+            ...(value !== undefined ? { value } : {}),
+            ...(opts.notes !== undefined ? { notes: opts.notes } : {}),
+          });
+          if (opts.json) json(meta);
+          note(`Rotated ${path}: now version ${meta.version}.`);
+        },
+      ),
     [
       "$ coffer rotate sandbox/sbx-42/SESSION_KEY                 # the secret's generator makes the value",
       '$ coffer rotate sandbox/sbx-42/STRIPE_KEY --from-file new-key.txt',

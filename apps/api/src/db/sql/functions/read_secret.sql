@@ -2,17 +2,19 @@
 -- finds the secret by its unique path (environment, kind, owner, name), fetches the wanted version by primary key (under forced RLS an expression
 -- join would not use the index) and decrypts it with the key set passed as a bind parameter. Always one row, whose
 -- `outcome` says why there is no plaintext: identity_changed (nothing else returned), not_found (nothing else),
--- no_version, expired, destroyed, rotated_out (past served_until), key_missing (p_keys lacks the data key that
+-- no_version, expired, destroyed, revoked, rotated_out (past served_until), key_missing (p_keys lacks the data key that
 -- sealed the version), or ok. Only ok decrypts. pgcrypto raises 39000 for a ciphertext not under that key.
 -- secret_mac and version_mac are the API's MACs over the columns that decided the outcome (current version, expiry,
--- grace period, path): the database cannot check them, it only hands them back with those columns.
+-- grace period, path): the database cannot check them, it only hands them back with those columns. revoked_at
+-- (a deployment's revocation) decides the outcome too but is not under a MAC yet.
 CREATE OR REPLACE FUNCTION coffer.read_secret(p_tenant uuid, p_identity uuid, p_revision integer, p_env text,
     p_kind text, p_owner text, p_name text, p_version integer, p_previous boolean, p_keys text[])
   RETURNS TABLE (outcome text, secret_id uuid, current_version integer, description text, tags jsonb,
     format jsonb, expires_at timestamptz, created_at timestamptz, updated_at timestamptz, created_by uuid,
     version integer, served_until timestamptz, plaintext text, rotation_interval_days integer,
     rotation_grace_hours integer, generator jsonb, last_rotated_at timestamptz, next_rotation_at timestamptz,
-    secret_mac text, version_mac text)
+    secret_mac text, version_mac text, class text, strategy jsonb, owner_team text, contact text,
+    revoked_at timestamptz)
   LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -41,6 +43,7 @@ BEGIN
     WHEN v.version IS NULL THEN 'no_version'
     WHEN s.expires_at IS NOT NULL AND s.expires_at <= now() THEN 'expired'
     WHEN v.ciphertext IS NULL THEN 'destroyed'
+    WHEN v.revoked_at IS NOT NULL THEN 'revoked'
     WHEN v.served_until IS NOT NULL AND v.served_until <= now() THEN 'rotated_out'
     WHEN p_keys[v.dek_version] IS NULL THEN 'key_missing'
     ELSE 'ok' END;
@@ -65,6 +68,11 @@ BEGIN
   next_rotation_at := s.next_rotation_at;
   secret_mac := s.mac;
   version_mac := v.mac;
+  class := s.class;
+  strategy := s.strategy;
+  owner_team := s.owner_team;
+  contact := s.contact;
+  revoked_at := v.revoked_at;
   RETURN NEXT;
 END
 $$;
