@@ -256,15 +256,26 @@ describe('deployments: a plan per tier', () => {
     const read = expectOk(await admin('GET', `${S}/OPENAI_KEY?env=staging`), 200, SecretWithValue);
     expect(read.value).toBe(value);
 
-    // A service that may make the deployment but not write the prompted secret gets the prompt without a link.
+    // Every prompt of a deployment has its link: a service that may list the secrets but not write the prompted one
+    // is refused, in the plan as in the deployment, and nothing is made.
     const lister = await createIdentity(t.app, tenant.adminToken, {
       role: 'service',
       policies: [{ path: 'sandbox/app/*', capabilities: ['list'], environments: ['staging'] }],
     });
-    const noWrite = await deploy(sender(t.app, lister.token), 'cloud');
-    const prompted = noWrite.plan.find((i) => i.path.endsWith('/OPENAI_KEY'));
-    expect(prompted?.action).toBe('prompt');
-    expect(prompted?.intake).toBeUndefined();
+    const asLister = sender(t.app, lister.token);
+    const before = await owner.query('select count(*)::int as n from coffer.deployments');
+    const body = { environment: 'staging', tier: 'cloud', bundles: ['sandbox/app'] };
+    for (const [route, extra] of [
+      ['/v1/deployments/plan', {}],
+      ['/v1/deployments', { name: 'nolink' }],
+    ] as const) {
+      const refused = expectError(await asLister('POST', route, { ...body, ...extra }), 403, 'forbidden');
+      expect(refused.details).toContainEqual({
+        path: 'sandbox/app/OPENAI_KEY',
+        message: 'no write capability to make the intake link of it',
+      });
+    }
+    expect((await owner.query('select count(*)::int as n from coffer.deployments')).rows).toEqual(before.rows);
   });
 
   it('refuses a tier nothing knows, an empty bundle, and an environment that is not there', async () => {
@@ -470,7 +481,10 @@ describe('deployments: generated fresh for each', () => {
       403,
       'forbidden',
     );
-    expect(denied.details).toEqual([{ path: 'sandbox/app/SESSION_KEY', message: 'no write capability' }]);
+    expect(denied.details).toEqual([
+      { path: 'sandbox/app/SESSION_KEY', message: 'no write capability to generate it' },
+      { path: 'sandbox/app/OPENAI_KEY', message: 'no write capability to make the intake link of it' },
+    ]);
     const ci = await createIdentity(t.app, tenant.adminToken, {
       role: 'service',
       policies: [

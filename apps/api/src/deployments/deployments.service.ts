@@ -34,7 +34,7 @@ import type { Database, Tx } from '../db/database.ts';
 import type { LeaseService } from '../dynamic/leases.service.ts';
 import { environmentNotFound, protectedRefusal } from '../environments/environment-gate.ts';
 import type { EnvironmentQueries } from '../environments/environments.queries.ts';
-import { AppError, conflict, notFound } from '../errors/app-error.ts';
+import { AppError, conflict, forbidden, notFound } from '../errors/app-error.ts';
 import type { CursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { IntakeService } from '../intake/intake.service.ts';
@@ -162,19 +162,22 @@ export function deploymentService(deps: DeploymentServiceDeps) {
    * The one-time link where the person who holds a prompted value supplies it: an intake link into the secret, in
    * its environment, with the prompt's label, help and format, made in the deployment's transaction (its audit event
    * and row commit with the deployment, or not at all). The intake service compare-and-sets on the version it finds
-   * under the deployment's lock (`ifVersion`), so a value written meanwhile makes the link store nothing. A caller
-   * that may not make a link here (no write capability, or a protected environment for a service) gets none: the
-   * prompt stands without a link, as the plan says, rather than the deployment failing.
+   * under the deployment's lock (`ifVersion`), so a value written meanwhile makes the link store nothing. The plan
+   * already refused a caller that may not make the link (no write capability, or a protected environment for a
+   * service), so every prompt of a deployment has one.
    */
   async function promptIntake(
     ctx: RequestContext,
     item: { path: SecretPath; prompt: PromptSpec; ifVersion: number; deploymentId: string },
     protectedEnv: boolean,
     tx: Tx,
-  ): Promise<CreateIntakeResponse | undefined> {
+  ): Promise<CreateIntakeResponse> {
     const p = principalOf(ctx);
-    if (!allowed(p, 'intake.create', item.path)) return undefined;
-    if (protectedEnv && p.role !== 'admin') return undefined;
+    if (!allowed(p, 'intake.create', item.path) || (protectedEnv && p.role !== 'admin')) {
+      throw forbidden(
+        `this identity may not make the intake link of ${item.path.kind}/${item.path.owner}/${item.path.name}`,
+      );
+    }
     const { environment, kind, owner, name } = item.path;
     return deps.intake.createIntake(
       ctx,
@@ -243,15 +246,24 @@ export function deploymentService(deps: DeploymentServiceDeps) {
       };
     });
     const generating = items.filter((i) => i.action === 'generate');
-    const denied = generating.filter((i) => !allowed(p, 'secrets.write', i.row));
+    // Each prompt carries the intake link its value arrives through, which only a caller that may write it can make.
+    const prompting = items.filter((i) => i.action === 'prompt');
+    const denied = [
+      ...generating.filter((i) => !allowed(p, 'secrets.write', i.row)).map((i) => ({ i, why: 'generate' })),
+      ...prompting
+        .filter((i) => !allowed(p, 'intake.create', i.row))
+        .map((i) => ({ i, why: 'make the intake link of' })),
+    ];
     if (denied.length > 0) {
       throw new AppError(
         'forbidden',
-        'this identity may not generate every secret the deployment needs (no write capability)',
-        denied.map((i) => ({ path: i.path, message: 'no write capability' })),
+        'this identity may not generate or prompt for every secret the deployment needs (no write capability)',
+        denied.map(({ i, why }) => ({ path: i.path, message: `no write capability to ${why} it` })),
       );
     }
-    if (generating.length > 0 && env.protected && p.role !== 'admin') throw protectedRefusal(env.slug);
+    if ((generating.length > 0 || prompting.length > 0) && env.protected && p.role !== 'admin') {
+      throw protectedRefusal(env.slug);
+    }
     // `generated` is keyed by name: two bundles generating the same name would hand out one value for two secrets.
     const seen = new Map<string, string>();
     const clashes = generating.flatMap((i) => {
@@ -403,7 +415,7 @@ export function deploymentService(deps: DeploymentServiceDeps) {
               protectedEnv,
               tx,
             );
-            if (link) i.intake = link;
+            i.intake = link;
           }
           await queries.insertItems(
             p.tenantId,
