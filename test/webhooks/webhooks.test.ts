@@ -11,7 +11,7 @@ import { webhookService } from '../../apps/api/src/webhooks/webhooks.service.ts'
 import { auditRowsFor } from '../support/audit.ts';
 import { createIdentity, createTenant, rootToken } from '../support/factories.ts';
 import { eventually, makeDue, type OpsApi, opsApi, secretIdOf } from '../support/ops.ts';
-import { expectEmpty, expectError, expectOk, ownerClient, requestIdOf } from '../support/secrets.ts';
+import { expectEmpty, expectError, expectOk, ownerClient, requestIdOf, sender } from '../support/secrets.ts';
 import { tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 import { type ReceivedDelivery, startReceiver, verifySignature } from '../support/webhook-receiver.ts';
@@ -131,6 +131,72 @@ describe('webhook deliveries', () => {
       lastError: null,
     });
     expect(delivery?.deliveredAt).toBeTypeOf('string');
+  });
+
+  it("tells subscribers when a version is revoked, and what a deployment's revocation did, never a value", async () => {
+    const { tenant, api, ops } = await tenantCtx(t, root);
+    const rx = await receiver();
+    expectOk(
+      await ops.createWebhook({ url: rx.url, events: ['secret.version_revoked', 'deployment.revoked'] }),
+      201,
+      CreateWebhookResponse,
+    );
+    const admin = sender(t.app, tenant.adminToken);
+    await api.put('sandbox/app/KEY', { value: 'value-one' });
+    expectOk(await ops.rotate('sandbox/app/KEY', { value: 'value-two' }), 200, SecretMetadata);
+    const cut = await admin('POST', '/v1/secrets/sandbox/app/KEY/versions/1/revoke', { force: true });
+    expect(cut.statusCode, cut.body).toBe(200);
+    await deliverUntil(t, rx.received, 1);
+    const first = rx.received[0];
+    expect(first?.headers['coffer-event']).toBe('secret.version_revoked');
+    expect(JSON.parse(first?.rawBody ?? '{}')).toEqual({
+      id: first?.headers['coffer-delivery'],
+      type: 'secret.version_revoked',
+      tenantId: tenant.tenant.id,
+      path: 'sandbox/app/KEY',
+      version: 1,
+      forced: true,
+      revokedAt: expect.any(String),
+    });
+
+    // A deployment that generated a service secret for the local tier, then its revocation.
+    expect(
+      (await admin('PUT', '/v1/secrets/sandbox/web/SESSION_KEY', { value: 'value-three', class: 'service' }))
+        .statusCode,
+    ).toBe(201);
+    const made = await admin('POST', '/v1/deployments', {
+      name: 'laptop',
+      environment: 'default',
+      tier: 'local',
+      bundles: ['sandbox/web'],
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    const { id, generated } = made.json() as { id: string; generated: Record<string, string> };
+    const revoked = await admin('POST', `/v1/deployments/${id}/revoke`, { notes: 'laptop lost' });
+    expect(revoked.statusCode, revoked.body).toBe(200);
+    await deliverUntil(t, rx.received, 3);
+    const bodies = rx.received.slice(1).map((r) => JSON.parse(r.rawBody) as Record<string, unknown>);
+    expect(bodies.map((b) => b.type).sort()).toEqual(['deployment.revoked', 'secret.version_revoked']);
+    expect(bodies.find((b) => b.type === 'secret.version_revoked')).toMatchObject({
+      path: 'sandbox/web/SESSION_KEY',
+      version: 2,
+      forced: true,
+      deployment: id,
+    });
+    expect(bodies.find((b) => b.type === 'deployment.revoked')).toMatchObject({
+      tenantId: tenant.tenant.id,
+      deployment: id,
+      name: 'laptop',
+      environment: 'default',
+      tier: 'local',
+      rotated: [{ path: 'sandbox/web/SESSION_KEY', fromVersion: 2, toVersion: 3 }],
+      revokedVersions: [{ path: 'sandbox/web/SESSION_KEY', version: 2 }],
+      leasesRevoked: 0,
+    });
+    const all = rx.received.map((r) => r.rawBody).join('\n');
+    for (const secret of ['value-one', 'value-two', 'value-three', ...Object.values(generated)]) {
+      expect(all).not.toContain(secret);
+    }
   });
 
   it('records a failed attempt, waits a backoff, retries, and records the delivery', async () => {

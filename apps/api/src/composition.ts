@@ -235,6 +235,7 @@ export function composeServices(deps: CompositionDeps) {
     holders: async (tenantId, secretId, version, tx) =>
       (await deploymentRows.holders(tenantId, secretId, version, tx)).map((h) => ({ ...h, deploymentId: h.id })),
     audit,
+    webhooks: webhookOutbox,
     environments: environmentRows,
   });
   const dataKeys = dataKeyService({

@@ -7,6 +7,8 @@ export const WebhookEvent = z
     'secret.rotation_failed',
     'secret.written',
     'secret.deleted',
+    'secret.version_revoked',
+    'deployment.revoked',
     'key.rotated',
     'lease.revoke_failed',
   ])

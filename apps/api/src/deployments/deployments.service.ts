@@ -584,6 +584,7 @@ export function deploymentService(deps: DeploymentServiceDeps) {
         const rotated: DeploymentRevocation['rotated'] = [];
         const revokedVersions: DeploymentRevocation['revokedVersions'] = [];
         const events: AuditEvent[] = [];
+        const changes: ChangeNotice[] = [];
         for (const row of await queries.lockSecrets(p.tenantId, [...bySecret.keys()], tx)) {
           const mine = bySecret.get(row.id) ?? [];
           const path = pathOf(row);
@@ -600,8 +601,11 @@ export function deploymentService(deps: DeploymentServiceDeps) {
           }
           for (const v of mine) {
             if (v.revokedAt) continue;
-            await deps.secrets.revokeVersion(p.tenantId, row.id, v.version, p.identityId, tx);
+            const cutAt = await deps.secrets.revokeVersion(p.tenantId, row.id, v.version, p.identityId, tx);
             revokedVersions.push({ path, version: v.version });
+            changes.push(
+              notices.versionRevoked(p.tenantId, row, v.version, cutAt ?? revokedAt, { forced: true, deployment: id }),
+            );
             events.push(
               auditEvent(ctx, {
                 action: 'secrets.revoke',
@@ -644,7 +648,21 @@ export function deploymentService(deps: DeploymentServiceDeps) {
             },
           }),
         );
-        await recordChange(deps, tx, p.tenantId, { events });
+        changes.push({
+          event: 'deployment.revoked',
+          payload: {
+            tenantId: p.tenantId,
+            deployment: id,
+            name: d.name,
+            environment: d.environment,
+            tier: d.tier,
+            rotated,
+            revokedVersions,
+            leasesRevoked,
+            revokedAt: revokedAt.toISOString(),
+          },
+        });
+        await recordChange(deps, tx, p.tenantId, { events, notices: changes });
         return { id, ...revocation };
       });
       if (revoked.leasesRevoked > 0) deps.leases.kick();

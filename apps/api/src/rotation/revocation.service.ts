@@ -13,10 +13,11 @@ import { requireWritable } from '../environments/environment-gate.ts';
 import type { EnvironmentQueries } from '../environments/environments.queries.ts';
 import { AppError, conflict, notFound } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
-import { recordChange } from '../secrets/secret-changes.ts';
+import { notices, recordChange } from '../secrets/secret-changes.ts';
 import { requireAllowed } from '../secrets/secret-reads.service.ts';
 import { DEFAULT_GRACE_HOURS, pathOf } from '../secrets/secret-writes.ts';
 import type { SecretPath, SecretQueries, SecretRow } from '../secrets/secrets.queries.ts';
+import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import type { ConsumerQueries, ConsumerRow } from './consumers.queries.ts';
 
 /** A live deployment that was made on a version (it was generated for it): it holds that value until revoked. */
@@ -35,6 +36,7 @@ export interface RevocationServiceDeps {
   /** Live deployments a version was generated for (the deployments module answers it). */
   holders: (tenantId: string, secretId: string, version: number, tx?: Tx) => Promise<VersionHolder[]>;
   audit: Pick<AuditSink, 'record' | 'appendInTx'>;
+  webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
   environments: Pick<EnvironmentQueries, 'get'>;
 }
 
@@ -199,6 +201,7 @@ export function revocationService(deps: RevocationServiceDeps) {
               },
             }),
           ],
+          notices: [notices.versionRevoked(p.tenantId, path, version, revokedAt, { forced: body.force === true })],
         });
         return {
           path: pathOf(path),

@@ -70,6 +70,17 @@ export const notices = {
     event: 'secret.rotated',
     payload: { tenantId, ...where(p), fromVersion, toVersion, trigger, rotatedAt: rotatedAt.toISOString() },
   }),
+  /** A version cut off (410 from now on): by `…/versions/:n/revoke`, or by its deployment's revocation. */
+  versionRevoked: (
+    tenantId: string,
+    p: NoticePath,
+    version: number,
+    revokedAt: Date,
+    extra: { forced: boolean; deployment?: string },
+  ): ChangeNotice => ({
+    event: 'secret.version_revoked',
+    payload: { tenantId, ...where(p), version, ...extra, revokedAt: revokedAt.toISOString() },
+  }),
   rotationFailed: (tenantId: string, p: NoticePath, reason: string): ChangeNotice => ({
     event: 'secret.rotation_failed',
     payload: { tenantId, ...where(p), reason },
