@@ -187,7 +187,7 @@ export function composeServices(deps: CompositionDeps) {
     environments: environmentRows,
     publicUrl: () => publicUrlOf(config, deps.listening?.() ?? null),
   });
-  const deploymentRows = deploymentQueries(db);
+  const deploymentRows = deploymentQueries(db, macs);
   const deployments = deploymentService({
     db,
     queries: deploymentRows,
@@ -200,13 +200,14 @@ export function composeServices(deps: CompositionDeps) {
     cursors,
     rotation,
     intake,
+    macs,
   });
   const revocation = revocationService({
     db,
     secrets,
     consumers: consumerQueries(db),
-    holders: async (tenantId, secretId, version, tx) =>
-      (await deploymentRows.holders(tenantId, secretId, version, tx)).map((h) => ({ ...h, deploymentId: h.id })),
+    holders: deployments.holders,
+    macs,
     audit,
     environments: environmentRows,
   });
