@@ -4,10 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   Bundle,
+  CheckResponse,
   CreatedDeployment,
   Deployment,
   DeploymentPlan,
   Environment,
+  EnvironmentDiff,
+  PromoteResponse,
   RevokedDeployment,
   RewrapResponse,
   RotationStatus,
@@ -159,6 +162,39 @@ describe('a holder of coffer_app’s credentials cannot change what deployments 
       leaksNone(bundle.body, values);
     },
   );
+});
+
+describe('check runs, diffs and promotions check the deployment columns too', () => {
+  it('they pass on rows the API wrote with deployment columns set, and refuse one edited in SQL (integrity_error), no value', async () => {
+    const { tid, admin, values, deploy } = await world();
+    expectOk(await admin('POST', '/v1/environments', { slug: 'production', name: 'Production' }), 201, Environment);
+    // A revoked previous version and a generated current one: every covered column is set somewhere.
+    const older = await deploy('local');
+    await deploy('local');
+    expectOk(await admin('POST', `/v1/deployments/${older.id}/revoke`, {}), 200, RevokedDeployment);
+    const manifest = {
+      secrets: ['DATABASE_URL', 'SESSION_KEY', 'TELEMETRY_KEY'].map((n) => ({ path: `sandbox/app/${n}` })),
+    };
+    const checked = expectOk(await admin('POST', '/v1/check?env=staging', manifest), 200, CheckResponse);
+    expect(checked.results.map((r) => r.status)).toEqual(['ok', 'ok', 'ok']);
+    const diff = `/v1/environments/diff?from=staging&to=production&kind=sandbox&owner=app`;
+    expectOk(await admin('GET', diff), 200, EnvironmentDiff);
+    const promote = { from: 'staging', to: 'production', kind: 'sandbox', owner: 'app', names: ['DATABASE_URL'] };
+    expectOk(await admin('POST', '/v1/environments/promote', promote), 200, PromoteResponse);
+
+    expect(
+      await asApp(
+        tid,
+        "update coffer.secrets set class = 'user' where name = 'SESSION_KEY' and environment = 'staging'",
+      ),
+    ).toBe(1);
+    const run = await admin('POST', '/v1/check?env=staging', manifest);
+    expectError(run, 500, 'integrity_error');
+    leaksNone(run.body, values);
+    const promoted = await admin('POST', '/v1/environments/promote', { ...promote, names: ['SESSION_KEY'] });
+    expectError(promoted, 500, 'integrity_error');
+    leaksNone(promoted.body, values);
+  });
 });
 
 describe('a holder of coffer_app’s credentials cannot move a version between deployments or forge its revocation', () => {
