@@ -183,9 +183,11 @@ export function deploymentService(deps: DeploymentServiceDeps) {
     id: string,
     tx?: Tx,
     lock = false,
+    /** Whether the caller may know of it at all: if not, it is not found, before any check could say it exists. */
+    visible: (d: DeploymentRow) => boolean = () => true,
   ): Promise<{ d: DeploymentRow; items: DeploymentItemRow[] } | undefined> {
     const d = await queries.get(tenantId, id, tx, lock);
-    if (!d) return undefined;
+    if (!d || !visible(d)) return undefined;
     const items = await queries.items(tenantId, [d.id], tx);
     macs.checkDeployment(d.mac, deploymentMacFields(d, items));
     return { d, items };
@@ -572,9 +574,9 @@ export function deploymentService(deps: DeploymentServiceDeps) {
 
     async get(ctx: RequestContext, id: string): Promise<Deployment> {
       const p = principalOf(ctx);
-      const found = await checked(p.tenantId, id);
+      const found = await checked(p.tenantId, id, undefined, false, (d) => !environmentHidden(p, d.environment));
       // A service sees a deployment only where it sees the environment and may know something of its plan.
-      if (!found || environmentHidden(p, found.d.environment)) throw notFound('deployment');
+      if (!found) throw notFound('deployment');
       const { d } = found;
       const where = (kind: SecretKind, owner: string, name: string) => ({
         environment: d.environment,
