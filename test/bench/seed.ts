@@ -33,6 +33,10 @@ async function macRows(c: pg.Client, macs: RowMacs, tenantId: string, where: str
       currentVersion: r.current_version,
       expiresAt: null,
       deleted: false,
+      class: null,
+      strategy: null,
+      ownerTeam: null,
+      contact: null,
     }),
   );
   await c.query(
@@ -48,7 +52,7 @@ async function macRows(c: pg.Client, macs: RowMacs, tenantId: string, where: str
     [
       versions.map((v) => v.secretId),
       versions.map((v) => v.version),
-      versions.map((v) => macs.version({ tenantId, ...v, servedUntil: null })),
+      versions.map((v) => macs.version({ tenantId, ...v, servedUntil: null, revokedAt: null, deploymentId: null })),
     ],
   );
 }

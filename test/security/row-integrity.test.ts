@@ -111,7 +111,18 @@ describe('a holder of coffer_app’s credentials cannot move or rewind a secret'
     const until = new Date(Date.now() - 3_600_000);
     await owner.query(
       'update coffer.secret_versions set served_until = $2, mac = $3 where secret_id = $1 and version = 1',
-      [secretId, until, apiMacs().version({ tenantId: tid, secretId, version: 1, servedUntil: until })],
+      [
+        secretId,
+        until,
+        apiMacs().version({
+          tenantId: tid,
+          secretId,
+          version: 1,
+          servedUntil: until,
+          revokedAt: null,
+          deploymentId: null,
+        }),
+      ],
     );
     expectError(await api.get('sandbox/c/ROTATED', 1), 410, 'gone');
     expect(
@@ -329,7 +340,9 @@ describe('rows that predate the row MACs', () => {
       "select details from coffer.audit_events where tenant_id = $1 and action = 'system.row_macs.backfill'",
       [tid],
     );
-    expect(events).toEqual([{ details: { secrets: 1, versions: 0, identities: 0, issuers: 0 } }]);
+    expect(events).toEqual([
+      { details: { secrets: 1, versions: 0, identities: 0, issuers: 0, deployments: 0, unverified: 0 } },
+    ]);
   });
 });
 

@@ -193,7 +193,7 @@ export function composeServices(deps: CompositionDeps) {
     environments: environmentRows,
     publicUrl: () => publicUrlOf(config, deps.listening?.() ?? null),
   });
-  const deploymentRows = deploymentQueries(db);
+  const deploymentRows = deploymentQueries(db, macs);
   // Dynamic credentials reach the tenants' databases under an address policy of their own: a database is usually
   // inside the network, which a webhook receiver is not.
   const dynamic = {
@@ -227,13 +227,14 @@ export function composeServices(deps: CompositionDeps) {
     rotation,
     intake,
     leases,
+    macs,
   });
   const revocation = revocationService({
     db,
     secrets,
     consumers: consumerQueries(db),
-    holders: async (tenantId, secretId, version, tx) =>
-      (await deploymentRows.holders(tenantId, secretId, version, tx)).map((h) => ({ ...h, deploymentId: h.id })),
+    holders: deployments.holders,
+    macs,
     audit,
     webhooks: webhookOutbox,
     environments: environmentRows,

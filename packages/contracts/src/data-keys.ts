@@ -33,7 +33,7 @@ export const MasterKeyUse = z.object({
     .number()
     .int()
     .describe(
-      'Secret, version, identity and trusted-issuer rows whose integrity MAC this key made (they fail their check without it)',
+      'Secret, version, identity, trusted-issuer and deployment rows whose integrity MAC this key made (they fail their check without it)',
     ),
 });
 

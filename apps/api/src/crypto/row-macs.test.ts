@@ -1,7 +1,15 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MasterKeyring } from './keyring.ts';
-import { canonicalJson, macKeyId, RowMacs, type SecretMacFields } from './row-macs.ts';
+import {
+  canonicalJson,
+  type DeploymentMacFields,
+  macKeyId,
+  ROW_MAC_PURPOSE,
+  RowMacs,
+  type SecretMacFields,
+  type VersionMacFields,
+} from './row-macs.ts';
 
 const key = (id: string) => ({ id, key: randomBytes(32) });
 
@@ -15,6 +23,10 @@ const secret: SecretMacFields = {
   currentVersion: 3,
   expiresAt: null,
   deleted: false,
+  class: null,
+  strategy: null,
+  ownerTeam: null,
+  contact: null,
 };
 
 describe('row MACs', () => {
@@ -50,5 +62,120 @@ describe('row MACs', () => {
     expect(canonicalJson([{ issuer: 'gha', claims: { ref: 'r', repository: 'p' } }])).toBe(
       canonicalJson([{ claims: { repository: 'p', ref: 'r' }, issuer: 'gha' }]),
     );
+  });
+});
+
+describe('row MACs over the deployment columns', () => {
+  const keyring = () => new MasterKeyring([{ id: 'k1', key: Buffer.alloc(32, 7) }]);
+  /** The MACs as the API made them before it covered the deployment columns: a frozen copy of that formula. */
+  const before = (parts: unknown[]) => {
+    const k = keyring().deriveFor('k1', ROW_MAC_PURPOSE);
+    return `k1.${createHmac('sha256', k).update(JSON.stringify(parts)).digest('base64url')}`;
+  };
+  const version: VersionMacFields = {
+    tenantId: secret.tenantId,
+    secretId: secret.id,
+    version: 2,
+    servedUntil: new Date('2026-01-01T00:00:00.000Z'),
+    revokedAt: null,
+    deploymentId: null,
+  };
+
+  it('a MAC made before they were covered still verifies while they are unset (null, their default)', () => {
+    const macs = new RowMacs(keyring());
+    const oldSecret = before([
+      'secret',
+      secret.tenantId,
+      secret.id,
+      'shared',
+      'payments',
+      'STRIPE_KEY',
+      3,
+      null,
+      false,
+    ]);
+    expect(macs.secretVerifies(oldSecret, secret)).toBe(true);
+    expect(macs.secret(secret)).toBe(oldSecret);
+    const oldStaging = before([
+      'secret',
+      secret.tenantId,
+      secret.id,
+      'shared',
+      'payments',
+      'STRIPE_KEY',
+      3,
+      null,
+      false,
+      'staging',
+    ]);
+    expect(macs.secretVerifies(oldStaging, { ...secret, environment: 'staging' })).toBe(true);
+    const oldVersion = before(['version', secret.tenantId, secret.id, 2, '2026-01-01T00:00:00.000Z']);
+    expect(macs.versionVerifies(oldVersion, version)).toBe(true);
+  });
+
+  it('setting any of them fails the MAC made without it, and no value passes for another column’s', () => {
+    const macs = new RowMacs(keyring());
+    const mac = macs.secret(secret);
+    const changed: Partial<SecretMacFields>[] = [
+      { class: 'infrastructure' },
+      { strategy: { local: { action: 'inject' } } },
+      { ownerTeam: 'web' },
+      { contact: 'web@example.com' },
+    ];
+    for (const c of changed) expect(macs.secretVerifies(mac, { ...secret, ...c }), JSON.stringify(c)).toBe(false);
+    // One value in another column, or an environment slug equal to a class: each is its own MAC input.
+    const asClass = macs.secret({ ...secret, class: 'user' });
+    expect(macs.secretVerifies(asClass, { ...secret, ownerTeam: 'user' })).toBe(false);
+    expect(macs.secretVerifies(asClass, { ...secret, environment: 'user' })).toBe(false);
+    expect(macs.secretVerifies(macs.secret({ ...secret, ownerTeam: 'x' }), { ...secret, contact: 'x' })).toBe(false);
+    // jsonb reorders a strategy's keys: the MAC does not depend on their order.
+    const s1 = macs.secret({ ...secret, strategy: { local: { action: 'generate' }, cloud: { action: 'inject' } } });
+    expect(
+      macs.secretVerifies(s1, { ...secret, strategy: { cloud: { action: 'inject' }, local: { action: 'generate' } } }),
+    ).toBe(true);
+    const v = macs.version(version);
+    expect(macs.versionVerifies(v, { ...version, revokedAt: new Date() })).toBe(false);
+    expect(macs.versionVerifies(v, { ...version, deploymentId: secret.id })).toBe(false);
+    const revoked = macs.version({ ...version, revokedAt: version.servedUntil });
+    expect(macs.versionVerifies(revoked, version)).toBe(false);
+  });
+
+  it('a deployment’s MAC covers its plan item by item, whatever order the items come in', () => {
+    const macs = new RowMacs(keyring());
+    const item = {
+      position: 0,
+      secretId: secret.id,
+      kind: 'shared',
+      owner: 'payments',
+      name: 'STRIPE_KEY',
+      action: 'strip',
+      reason: 'never shipped to this tier (infrastructure secret)',
+      class: 'infrastructure',
+      version: null,
+      prompt: null,
+    };
+    const d: DeploymentMacFields = {
+      tenantId: secret.tenantId,
+      id: secret.id,
+      name: 'desk-1',
+      environment: 'staging',
+      tier: 'desktop',
+      bundles: ['shared/payments'],
+      createdBy: null,
+      revokedAt: null,
+      revocation: null,
+      items: [item, { ...item, position: 1, name: 'OTHER', action: 'inject', version: 3 }],
+    };
+    const mac = macs.deployment(d);
+    expect(macs.deploymentVerifies(mac, { ...d, items: [...d.items].reverse() })).toBe(true);
+    const edits: Partial<DeploymentMacFields>[] = [
+      { environment: 'production' },
+      { bundles: ['shared/payments', 'shared/other'] },
+      { revokedAt: new Date() },
+      { tier: 'cloud' },
+      { items: [{ ...item, action: 'inject' }, ...d.items.slice(1)] },
+      { items: [...d.items, { ...item, position: 2, name: 'ADDED', action: 'inject' }] },
+    ];
+    for (const e of edits) expect(macs.deploymentVerifies(mac, { ...d, ...e }), JSON.stringify(e)).toBe(false);
   });
 });

@@ -22,6 +22,14 @@ export interface SecretMacFields {
   currentVersion: number;
   expiresAt: Date | null;
   deleted: boolean;
+  /**
+   * What deployments do with it and who owns it. Each is covered unless it is null (its default), as `environment`
+   * is unless it is `default`: MACs made before these columns were covered still verify while they are unset.
+   */
+  class: string | null;
+  strategy: unknown;
+  ownerTeam: string | null;
+  contact: string | null;
 }
 
 export interface VersionMacFields {
@@ -29,6 +37,42 @@ export interface VersionMacFields {
   secretId: string;
   version: number;
   servedUntil: Date | null;
+  /** Revoked, and the deployment it was generated for: each covered unless null, as the secret's columns above. */
+  revokedAt: Date | null;
+  deploymentId: string | null;
+}
+
+/** One secret of a deployment's plan (deployment_items), as the deployment's MAC covers it. */
+export interface DeploymentItemMacFields {
+  position: number;
+  secretId: string;
+  kind: string;
+  owner: string;
+  name: string;
+  action: string;
+  reason: string;
+  class: string | null;
+  version: number | null;
+  prompt: unknown;
+}
+
+/**
+ * A deployment and its plan: where it runs, which bundles it reads, whether it was revoked, and, item by item, what
+ * it injects or was generated (the plan decides what a bundle read for the deployment returns, and which secrets a
+ * service sees of its record). Items are rows of their own that coffer_app may insert; covering them here makes an
+ * added item fail the deployment's check.
+ */
+export interface DeploymentMacFields {
+  tenantId: string;
+  id: string;
+  name: string;
+  environment: string;
+  tier: string;
+  bundles: readonly string[];
+  createdBy: string | null;
+  revokedAt: Date | null;
+  revocation: unknown;
+  items: readonly DeploymentItemMacFields[];
 }
 
 export interface IdentityMacFields {
@@ -77,6 +121,9 @@ export function canonicalJson(value: unknown): string {
 // Timestamps at millisecond precision: what a JavaScript Date holds, whichever side wrote the row.
 const instant = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
+/** A column covered only when it is set: nothing for null (so MACs made before it was covered still verify). */
+const unlessNull = (name: string, value: unknown): unknown[] => (value === null ? [] : [[name, value]]);
+
 const secretParts = (f: SecretMacFields): unknown[] => [
   'secret',
   f.tenantId,
@@ -89,6 +136,12 @@ const secretParts = (f: SecretMacFields): unknown[] => [
   f.deleted,
   // Moving a row between environments changes its MAC input: `default` adds nothing, any other adds its slug.
   ...(f.environment === DEFAULT_ENVIRONMENT ? [] : [f.environment]),
+  // The same for the deployment columns: null adds nothing, a value adds a [name, value] pair (an array, never a
+  // string like the environment's slug, and named, so no value can pass for another column's).
+  ...unlessNull('class', f.class),
+  ...unlessNull('strategy', f.strategy === null || f.strategy === undefined ? null : canonicalJson(f.strategy)),
+  ...unlessNull('ownerTeam', f.ownerTeam),
+  ...unlessNull('contact', f.contact),
 ];
 
 const versionParts = (f: VersionMacFields): unknown[] => [
@@ -97,6 +150,35 @@ const versionParts = (f: VersionMacFields): unknown[] => [
   f.secretId,
   f.version,
   instant(f.servedUntil),
+  ...unlessNull('revokedAt', instant(f.revokedAt)),
+  ...unlessNull('deploymentId', f.deploymentId),
+];
+
+const deploymentParts = (f: DeploymentMacFields): unknown[] => [
+  'deployment',
+  f.tenantId,
+  f.id,
+  f.name,
+  f.environment,
+  f.tier,
+  [...f.bundles],
+  f.createdBy,
+  instant(f.revokedAt),
+  canonicalJson(f.revocation),
+  [...f.items]
+    .sort((a, b) => a.position - b.position)
+    .map((i) => [
+      i.position,
+      i.secretId,
+      i.kind,
+      i.owner,
+      i.name,
+      i.action,
+      i.reason,
+      i.class,
+      i.version,
+      canonicalJson(i.prompt),
+    ]),
 ];
 
 const identityParts = (f: IdentityMacFields): unknown[] => [
@@ -159,6 +241,10 @@ export class RowMacs {
     return this.make(issuerParts(f));
   }
 
+  deployment(f: DeploymentMacFields): string {
+    return this.make(deploymentParts(f));
+  }
+
   /** Each check throws integrity_error unless `mac` is the MAC of the fields; a missing MAC fails too. */
   checkSecret(mac: string | null, f: SecretMacFields): void {
     if (!this.verifies(mac, secretParts(f))) throw rowIntegrityError();
@@ -166,6 +252,10 @@ export class RowMacs {
 
   checkVersion(mac: string | null, f: VersionMacFields): void {
     if (!this.verifies(mac, versionParts(f))) throw rowIntegrityError();
+  }
+
+  checkDeployment(mac: string | null, f: DeploymentMacFields): void {
+    if (!this.verifies(mac, deploymentParts(f))) throw rowIntegrityError();
   }
 
   identityVerifies(mac: string | null, f: IdentityMacFields): boolean {
@@ -182,6 +272,10 @@ export class RowMacs {
 
   issuerVerifies(mac: string | null, f: IssuerMacFields): boolean {
     return this.verifies(mac, issuerParts(f));
+  }
+
+  deploymentVerifies(mac: string | null, f: DeploymentMacFields): boolean {
+    return this.verifies(mac, deploymentParts(f));
   }
 
   private verifies(mac: string | null, parts: unknown[]): boolean {

@@ -1,12 +1,21 @@
 import { PLATFORM_TENANT_ID } from '@coffer/contracts';
-import { and, asc, eq, gt, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, or, type SQL, sql } from 'drizzle-orm';
 import type { MasterKeyring } from '../crypto/keyring.ts';
 import { macKeyIdSql, type RowMacs } from '../crypto/row-macs.ts';
+import { deploymentMacFields, sealDeployment } from '../deployments/deployments.queries.ts';
 import { identityMacFields, sealIdentity } from '../identities/identities.queries.ts';
-import { secretMacFields } from '../secrets/secrets.queries.ts';
+import { secretMacFields, versionMacFields } from '../secrets/secrets.queries.ts';
 import { issuerMacFields, sealIssuer } from '../trust/trust.queries.ts';
 import type { Database } from './database.ts';
-import { identities, secrets, secretVersions, tenants, trustedIssuers } from './schema.ts';
+import {
+  deploymentItems,
+  deployments,
+  identities,
+  secrets,
+  secretVersions,
+  tenants,
+  trustedIssuers,
+} from './schema.ts';
 
 /**
  * Row MACs across master-key rotation. A row MAC names the master key it was made under, so it keeps verifying
@@ -23,7 +32,7 @@ async function tenantIds(db: Pick<Database, 'withTenant'>): Promise<string[]> {
   return rows.map((r) => r.id);
 }
 
-/** How many row MACs each master key made (secrets, versions, identities and trusted issuers of every tenant). */
+/** How many row MACs each master key made (secrets, versions, identities, trusted issuers, deployments of every tenant). */
 export async function rowMacCensus(db: Pick<Database, 'withTenant'>): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const tenantId of await tenantIds(db)) {
@@ -33,7 +42,8 @@ export async function rowMacCensus(db: Pick<Database, 'withTenant'>): Promise<Ma
           select ${keyIdOf('mac')} as id from coffer.secrets where mac is not null
           union all select ${keyIdOf('mac')} from coffer.secret_versions where mac is not null
           union all select ${keyIdOf('mac')} from coffer.identities where mac is not null
-          union all select ${keyIdOf('mac')} from coffer.trusted_issuers where mac is not null) m
+          union all select ${keyIdOf('mac')} from coffer.trusted_issuers where mac is not null
+          union all select ${keyIdOf('mac')} from coffer.deployments where mac is not null) m
         where id is not null group by 1`),
     );
     for (const r of rows) out.set(r.id, (out.get(r.id) ?? 0) + Number(r.n));
@@ -89,6 +99,8 @@ export async function resignRowMacs(
             secretId: secretVersions.secretId,
             version: secretVersions.version,
             servedUntil: secretVersions.servedUntil,
+            revokedAt: secretVersions.revokedAt,
+            deploymentId: secretVersions.deploymentId,
             mac: secretVersions.mac,
           })
           .from(secretVersions)
@@ -107,7 +119,7 @@ export async function resignRowMacs(
           .limit(batch)
           .for('update', { skipLocked: true });
         for (const v of page) {
-          const fields = { tenantId, secretId: v.secretId, version: v.version, servedUntil: v.servedUntil };
+          const fields = versionMacFields(tenantId, v);
           const ok = macs.versionVerifies(v.mac, fields);
           if (ok) {
             await t
@@ -157,6 +169,38 @@ export async function resignRowMacs(
         for (const row of page) {
           const ok = macs.issuerVerifies(row.mac, issuerMacFields(row));
           if (ok) await sealIssuer(t, macs, row);
+          count(ok);
+        }
+        return page;
+      });
+      after = rows.at(-1)?.id;
+      if (rows.length < batch) break;
+    }
+
+    for (let after: string | undefined; ; ) {
+      const rows = await db.withTenant(tenantId, async (t) => {
+        const page = await t
+          .select()
+          .from(deployments)
+          .where(and(older('mac'), after ? gt(deployments.id, after) : undefined))
+          .orderBy(asc(deployments.id))
+          .limit(batch)
+          .for('update', { skipLocked: true });
+        const plans =
+          page.length > 0
+            ? await t
+                .select()
+                .from(deploymentItems)
+                .where(
+                  inArray(
+                    deploymentItems.deploymentId,
+                    page.map((d) => d.id),
+                  ),
+                )
+            : [];
+        for (const d of page) {
+          const ok = macs.deploymentVerifies(d.mac, deploymentMacFields(d, plans));
+          if (ok) await sealDeployment(t, macs, d, plans);
           count(ok);
         }
         return page;

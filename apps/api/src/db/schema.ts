@@ -431,13 +431,15 @@ export const federationReplays = coffer.table(
 /**
  * Rows that predate the row MACs (the `row_macs` migration lists them), to be MACed once by the API at start
  * (row-mac-backfill.ts). coffer_app may read and delete entries but never add one, so it cannot get a row it
- * edited blessed later: a row with no MAC that is not listed here fails its check.
+ * edited blessed later: a row with no MAC that is not listed here fails its check. The `deployment_macs` migration
+ * lists the deployments, and the secrets and versions whose MAC was made before it covered their deployment columns
+ * (those are MACed again only if their old MAC still verifies).
  */
 export const rowMacBackfill = coffer.table(
   'row_mac_backfill',
   {
     tenantId: uuid('tenant_id').notNull(),
-    rowKind: text('row_kind', { enum: ['secret', 'version', 'identity', 'issuer'] }).notNull(),
+    rowKind: text('row_kind', { enum: ['secret', 'version', 'identity', 'issuer', 'deployment'] }).notNull(),
     rowId: uuid('row_id').notNull(),
     version: integer('version').notNull().default(0),
   },
@@ -546,6 +548,8 @@ export const deployments = coffer.table(
     revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
     /** What the revocation did (contracts' DeploymentRevocation), once it happened. */
     revocation: jsonb('revocation').$type<Record<string, unknown>>(),
+    /** The API's MAC over the deployment and its plan (row-macs.ts): what it receives, where, and whether revoked. */
+    mac: text('mac'),
   },
   (t) => [
     // Ids are UUIDv7, in creation order: the listing is newest first by id.

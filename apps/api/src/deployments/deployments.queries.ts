@@ -1,5 +1,6 @@
 import type { SecretKind } from '@coffer/contracts';
-import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
+import type { DeploymentMacFields, RowMacs } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { deploymentItems, deploymentReceipts, deployments, secrets, secretVersions } from '../db/schema.ts';
 import type { SecretRow } from '../secrets/secrets.queries.ts';
@@ -13,8 +14,68 @@ export interface BundleOwner {
   owner: string;
 }
 
+/** A version's columns that its MAC covers, with the MAC. */
+export interface VersionMacRow {
+  secretId: string;
+  version: number;
+  servedUntil: Date | null;
+  revokedAt: Date | null;
+  deploymentId: string | null;
+  mac: string | null;
+}
+
+const versionMacColumns = {
+  secretId: secretVersions.secretId,
+  version: secretVersions.version,
+  servedUntil: secretVersions.servedUntil,
+  revokedAt: secretVersions.revokedAt,
+  deploymentId: secretVersions.deploymentId,
+  mac: secretVersions.mac,
+};
+
+/** The columns of a deployment and of its plan that the deployment's MAC covers. */
+export function deploymentMacFields(d: DeploymentRow, items: readonly DeploymentItemRow[]): DeploymentMacFields {
+  return {
+    tenantId: d.tenantId,
+    id: d.id,
+    name: d.name,
+    environment: d.environment,
+    tier: d.tier,
+    bundles: d.bundles,
+    createdBy: d.createdBy,
+    revokedAt: d.revokedAt,
+    revocation: d.revocation ?? null,
+    items: items
+      .filter((i) => i.deploymentId === d.id)
+      .map((i) => ({
+        position: i.position,
+        secretId: i.secretId,
+        kind: i.kind,
+        owner: i.owner,
+        name: i.name,
+        action: i.action,
+        reason: i.reason,
+        class: i.class ?? null,
+        version: i.version ?? null,
+        prompt: i.prompt ?? null,
+      })),
+  };
+}
+
+/** Every write of a deployment ends here: its MAC is made from the row and its plan as stored, in the same transaction. */
+export async function sealDeployment(
+  t: Tx,
+  macs: Pick<RowMacs, 'deployment'>,
+  d: DeploymentRow,
+  items: readonly DeploymentItemRow[],
+): Promise<DeploymentRow> {
+  const mac = macs.deployment(deploymentMacFields(d, items));
+  await t.update(deployments).set({ mac }).where(eq(deployments.id, d.id));
+  return { ...d, mac };
+}
+
 /** Data access for deployments. Every function takes the tenant first and an optional transaction last. */
-export function deploymentQueries(db: Database) {
+export function deploymentQueries(db: Database, macs: Pick<RowMacs, 'deployment'>) {
   return {
     /**
      * The live secrets (not deleted, not expired) of several owners in one environment, in (kind, owner, name)
@@ -55,15 +116,24 @@ export function deploymentQueries(db: Database) {
       });
     },
 
+    /** The plan's rows as stored (what the deployment's MAC is made from). */
     insertItems(
       tenantId: string,
       items: Omit<typeof deploymentItems.$inferInsert, 'tenantId'>[],
       tx: Tx,
-    ): Promise<void> {
-      if (items.length === 0) return Promise.resolve();
-      return db.inTenant(tenantId, tx, async (t) => {
-        await t.insert(deploymentItems).values(items.map((i) => ({ ...i, tenantId })));
-      });
+    ): Promise<DeploymentItemRow[]> {
+      if (items.length === 0) return Promise.resolve([]);
+      return db.inTenant(tenantId, tx, (t) =>
+        t
+          .insert(deploymentItems)
+          .values(items.map((i) => ({ ...i, tenantId })))
+          .returning(),
+      );
+    },
+
+    /** MACs the deployment with its plan, once both are stored. */
+    seal(tenantId: string, d: DeploymentRow, items: readonly DeploymentItemRow[], tx: Tx): Promise<DeploymentRow> {
+      return db.inTenant(tenantId, tx, (t) => sealDeployment(t, macs, d, items));
     },
 
     /** One receipt per (secret, version, identity, via): a repeat read moves its last time on and counts it. */
@@ -155,23 +225,44 @@ export function deploymentQueries(db: Database) {
       );
     },
 
-    /** The versions generated for a deployment, by secret. */
+    /**
+     * The versions generated for a deployment, by secret: those that name it, and those its plan names (so a version
+     * whose deployment_id was cleared or changed is found too, and fails its MAC), each with its MAC.
+     */
     generatedVersions(
       tenantId: string,
       deploymentId: string,
+      planned: readonly { secretId: string; version: number }[],
       tx: Tx,
-    ): Promise<{ secretId: string; version: number; revokedAt: Date | null }[]> {
+    ): Promise<VersionMacRow[]> {
       return db.inTenant(tenantId, tx, (t) =>
         t
-          .select({
-            secretId: secretVersions.secretId,
-            version: secretVersions.version,
-            revokedAt: secretVersions.revokedAt,
-          })
+          .select(versionMacColumns)
           .from(secretVersions)
-          .where(and(eq(secretVersions.tenantId, tenantId), eq(secretVersions.deploymentId, deploymentId)))
+          .where(
+            and(
+              eq(secretVersions.tenantId, tenantId),
+              or(
+                eq(secretVersions.deploymentId, deploymentId),
+                ...planned.map((p) =>
+                  and(eq(secretVersions.secretId, p.secretId), eq(secretVersions.version, p.version)),
+                ),
+              ),
+            ),
+          )
           .orderBy(asc(secretVersions.secretId), asc(secretVersions.version)),
       );
+    },
+
+    /** One version's covered columns and MAC. */
+    async version(tenantId: string, secretId: string, version: number, tx?: Tx): Promise<VersionMacRow | undefined> {
+      const [row] = await db.inTenant(tenantId, tx, (t) =>
+        t
+          .select(versionMacColumns)
+          .from(secretVersions)
+          .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version))),
+      );
+      return row;
     },
 
     /**
@@ -190,43 +281,13 @@ export function deploymentQueries(db: Database) {
       );
     },
 
-    /** Live (unrevoked) deployments a version of a secret was generated for. */
-    holders(
-      tenantId: string,
-      secretId: string,
-      version: number,
-      tx?: Tx,
-    ): Promise<
-      { id: string; name: string; createdAt: Date; createdBy: string | null; createdByName: string | null }[]
-    > {
-      return db.inTenant(tenantId, tx, (t) =>
-        t
-          .select({
-            id: deployments.id,
-            name: deployments.name,
-            createdAt: deployments.createdAt,
-            createdBy: deployments.createdBy,
-            createdByName: deployments.createdByName,
-          })
-          .from(secretVersions)
-          .innerJoin(deployments, eq(deployments.id, secretVersions.deploymentId))
-          .where(
-            and(
-              eq(secretVersions.tenantId, tenantId),
-              eq(secretVersions.secretId, secretId),
-              eq(secretVersions.version, version),
-              isNotNull(secretVersions.deploymentId),
-              isNull(deployments.revokedAt),
-            ),
-          ),
-      );
-    },
-
+    /** Marks the deployment revoked, and MACs it again with its plan (`items`, as checked). */
     markRevoked(
       tenantId: string,
       id: string,
       revokedAt: Date,
       revocation: Record<string, unknown>,
+      items: readonly DeploymentItemRow[],
       tx: Tx,
     ): Promise<DeploymentRow> {
       return db.inTenant(tenantId, tx, async (t) => {
@@ -235,7 +296,7 @@ export function deploymentQueries(db: Database) {
           .set({ revokedAt, revocation })
           .where(eq(deployments.id, id))
           .returning();
-        return row as DeploymentRow;
+        return sealDeployment(t, macs, row as DeploymentRow, items);
       });
     },
   };

@@ -29,6 +29,7 @@ import type { AuditEvent } from '../audit/audit.types.ts';
 import { environmentHidden } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import { newId } from '../crypto/ids.ts';
+import { type RowMacs, rowIntegrityError } from '../crypto/row-macs.ts';
 import type { TenantKeyCache } from '../crypto/tenant-key-cache.ts';
 import type { Database, Tx } from '../db/database.ts';
 import type { LeaseService } from '../dynamic/leases.service.ts';
@@ -39,13 +40,26 @@ import type { CursorCodec } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { IntakeService } from '../intake/intake.service.ts';
 import { generateValue } from '../rotation/generator.ts';
+import type { VersionHolder } from '../rotation/revocation.service.ts';
 import type { RotationService } from '../rotation/rotation.service.ts';
 import { type ChangeNotice, notices, recordChange } from '../secrets/secret-changes.ts';
 import { allowed, type DeploymentReads } from '../secrets/secret-reads.service.ts';
 import { pathOf, type SecretWriter, writeTransaction } from '../secrets/secret-writes.ts';
-import type { SecretPath, SecretQueries, SecretRow } from '../secrets/secrets.queries.ts';
+import {
+  type SecretPath,
+  type SecretQueries,
+  type SecretRow,
+  secretMacFields,
+  versionMacFields,
+} from '../secrets/secrets.queries.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
-import type { BundleOwner, DeploymentItemRow, DeploymentQueries, DeploymentRow } from './deployments.queries.ts';
+import {
+  type BundleOwner,
+  type DeploymentItemRow,
+  type DeploymentQueries,
+  type DeploymentRow,
+  deploymentMacFields,
+} from './deployments.queries.ts';
 
 export interface DeploymentServiceDeps {
   db: Pick<Database, 'withTenant'>;
@@ -62,6 +76,11 @@ export interface DeploymentServiceDeps {
   intake: Pick<IntakeService, 'createIntake'>;
   /** Dynamic database credentials made for a deployment end with it. */
   leases: Pick<LeaseService, 'revokeForDeploymentInTx' | 'kick'>;
+  /**
+   * Checks the row MACs of what decides a deployment: each secret's class and strategy when it is planned, the
+   * deployment and its plan when it is read, run or revoked, the versions generated for it when they are revoked.
+   */
+  macs: Pick<RowMacs, 'checkSecret' | 'checkVersion' | 'checkDeployment'>;
 }
 
 /** How long the intake link of a deployment's prompt stays usable: a working day, as `coffer intake create`'s default. */
@@ -156,7 +175,26 @@ function promptOf(row: SecretRow, strategy: TierStrategy | null): PromptSpec {
  * audited), the record of what each deployment received, and a revocation that rotates what was generated for it.
  */
 export function deploymentService(deps: DeploymentServiceDeps) {
-  const { queries, writer, audit } = deps;
+  const { queries, writer, audit, macs } = deps;
+
+  /**
+   * The deployment with its plan, once its MAC holds: coffer_app may update deployments and add plan items, so an
+   * un-revoked deployment, another environment or bundle, or an item turned from strip to inject fails here.
+   */
+  async function checked(
+    tenantId: string,
+    id: string,
+    tx?: Tx,
+    lock = false,
+    /** Whether the caller may know of it at all: if not, it is not found, before any check could say it exists. */
+    visible: (d: DeploymentRow) => boolean = () => true,
+  ): Promise<{ d: DeploymentRow; items: DeploymentItemRow[] } | undefined> {
+    const d = await queries.get(tenantId, id, tx, lock);
+    if (!d || !visible(d)) return undefined;
+    const items = await queries.items(tenantId, [d.id], tx);
+    macs.checkDeployment(d.mac, deploymentMacFields(d, items));
+    return { d, items };
+  }
 
   /**
    * The one-time link where the person who holds a prompted value supplies it: an intake link into the secret, in
@@ -210,6 +248,8 @@ export function deploymentService(deps: DeploymentServiceDeps) {
     const rows = (
       await queries.bundleSecrets(p.tenantId, body.environment, body.bundles.map(bundleOwner), lock, tx)
     ).filter((r) => allowed(p, 'secrets.list', r));
+    // Class and strategy decide each action (a strip turned into an inject by coffer_app must not ship): MAC first.
+    for (const r of rows) macs.checkSecret(r.mac, secretMacFields(r));
     const byBundle = body.bundles.map((b) => rows.filter((r) => `${r.kind}/${r.owner}` === b));
     const empty = body.bundles.flatMap((b, i) =>
       byBundle[i]?.length
@@ -293,8 +333,9 @@ export function deploymentService(deps: DeploymentServiceDeps) {
   /** What the bundle routes need to read for a deployment (`?deployment=`). */
   const reads: DeploymentReads = {
     async planFor(tenantId, deploymentId, environment, kind, owner) {
-      const d = await queries.get(tenantId, deploymentId);
-      if (!d) throw notFound('deployment');
+      const found = await checked(tenantId, deploymentId);
+      if (!found) throw notFound('deployment');
+      const { d } = found;
       if (d.revokedAt) throw new AppError('gone', `deployment ${d.id} was revoked at ${d.revokedAt.toISOString()}`);
       if (d.environment !== environment) {
         const message = `deployment ${d.id} is in environment ${d.environment}, not ${environment}`;
@@ -305,7 +346,7 @@ export function deploymentService(deps: DeploymentServiceDeps) {
         const message = `${bundle} is not a bundle of deployment ${d.id} (${d.bundles.join(', ')})`;
         throw new AppError('unprocessable', message, [{ path: 'params', message }]);
       }
-      const items = (await queries.items(tenantId, [d.id])).filter((i) => i.kind === kind && i.owner === owner);
+      const items = found.items.filter((i) => i.kind === kind && i.owner === owner);
       return {
         current: items.filter((i) => i.action === 'inject').map((i) => i.name),
         pinned: items
@@ -332,8 +373,33 @@ export function deploymentService(deps: DeploymentServiceDeps) {
     },
   };
 
+  /**
+   * The live deployment a version was generated for, if any (a consumer of that version until it is revoked). The
+   * version's MAC vouches for its deployment_id and the deployment's for its revocation, so coffer_app cannot hide a
+   * holder from a revocation's consumers check by clearing either.
+   */
+  async function holders(tenantId: string, secretId: string, version: number, tx?: Tx): Promise<VersionHolder[]> {
+    const v = await queries.version(tenantId, secretId, version, tx);
+    if (!v) return [];
+    macs.checkVersion(v.mac, versionMacFields(tenantId, v));
+    if (v.deploymentId === null) return [];
+    const found = await checked(tenantId, v.deploymentId, tx);
+    if (!found || found.d.revokedAt) return [];
+    const { d } = found;
+    return [
+      {
+        deploymentId: d.id,
+        name: d.name,
+        createdAt: d.createdAt,
+        createdBy: d.createdBy,
+        createdByName: d.createdByName,
+      },
+    ];
+  }
+
   return {
     reads,
+    holders,
 
     async plan(ctx: RequestContext, body: PlanDeploymentRequest): Promise<DeploymentPlan> {
       const p = principalOf(ctx);
@@ -417,7 +483,7 @@ export function deploymentService(deps: DeploymentServiceDeps) {
             );
             i.intake = link;
           }
-          await queries.insertItems(
+          const stored = await queries.insertItems(
             p.tenantId,
             items.map((i, position) => ({
               deploymentId: id,
@@ -434,6 +500,7 @@ export function deploymentService(deps: DeploymentServiceDeps) {
             })),
             tx,
           );
+          await queries.seal(p.tenantId, d, stored, tx);
           // What was handed out here is received here: the generated values, by whoever made the deployment.
           await queries.receive(
             p.tenantId,
@@ -513,9 +580,10 @@ export function deploymentService(deps: DeploymentServiceDeps) {
 
     async get(ctx: RequestContext, id: string): Promise<Deployment> {
       const p = principalOf(ctx);
-      const d = await queries.get(p.tenantId, id);
+      const found = await checked(p.tenantId, id, undefined, false, (d) => !environmentHidden(p, d.environment));
       // A service sees a deployment only where it sees the environment and may know something of its plan.
-      if (!d || environmentHidden(p, d.environment)) throw notFound('deployment');
+      if (!found) throw notFound('deployment');
+      const { d } = found;
       const where = (kind: SecretKind, owner: string, name: string) => ({
         environment: d.environment,
         kind,
@@ -528,7 +596,7 @@ export function deploymentService(deps: DeploymentServiceDeps) {
         p.role !== 'service' ||
         allowed(p, 'secrets.list', where(i.kind, i.owner, i.name)) ||
         allowed(p, 'secrets.read', where(i.kind, i.owner, i.name));
-      const items = (await queries.items(p.tenantId, [id])).filter(knows);
+      const items = found.items.filter(knows);
       if (items.length === 0 && p.role === 'service') throw notFound('deployment');
       const visible = new Set(items.map((i) => `${i.kind}/${i.owner}/${i.name}`));
       const receipts: DeploymentReceipt[] = (await queries.receipts(p.tenantId, id))
@@ -573,12 +641,24 @@ export function deploymentService(deps: DeploymentServiceDeps) {
     async revoke(ctx: RequestContext, id: string, body: RevokeDeploymentRequest): Promise<RevokedDeployment> {
       const p = principalOf(ctx);
       const revoked = await writeTransaction(deps, p.tenantId, async (keySet, tx) => {
-        const d = await queries.get(p.tenantId, id, tx, true);
-        if (!d) throw notFound('deployment');
+        const found = await checked(p.tenantId, id, tx, true);
+        if (!found) throw notFound('deployment');
+        const { d, items } = found;
         if (d.revokedAt) throw conflict(`deployment ${id} was already revoked at ${d.revokedAt.toISOString()}`);
         const revokedAt = new Date();
         const notes = body.notes ?? `revocation of deployment ${d.name}`;
-        const made = await queries.generatedVersions(p.tenantId, id, tx);
+        // What was generated for it is what its plan (under its MAC) says; each version's MAC confirms that it is this
+        // deployment's and whether it was revoked already, so a deployment_id or revoked_at coffer_app changed stops
+        // the revocation here rather than leaving a generated value served.
+        const planned = items.flatMap((i) =>
+          i.action === 'generate' && i.version !== null ? [{ secretId: i.secretId, version: i.version }] : [],
+        );
+        const made = await queries.generatedVersions(p.tenantId, id, planned, tx);
+        for (const v of made) {
+          macs.checkVersion(v.mac, versionMacFields(p.tenantId, v));
+          const inPlan = planned.some((x) => x.secretId === v.secretId && x.version === v.version);
+          if (v.deploymentId !== id || !inPlan) throw rowIntegrityError();
+        }
         const bySecret = new Map<string, typeof made>();
         for (const v of made) bySecret.set(v.secretId, [...(bySecret.get(v.secretId) ?? []), v]);
         const rotated: DeploymentRevocation['rotated'] = [];
@@ -586,6 +666,8 @@ export function deploymentService(deps: DeploymentServiceDeps) {
         const events: AuditEvent[] = [];
         const changes: ChangeNotice[] = [];
         for (const row of await queries.lockSecrets(p.tenantId, [...bySecret.keys()], tx)) {
+          // Its current version and strategy decide whether and how it is rotated.
+          macs.checkSecret(row.mac, secretMacFields(row));
           const mine = bySecret.get(row.id) ?? [];
           const path = pathOf(row);
           // Only a secret whose current value is the deployment's is rotated: a later deployment's own value, made
@@ -633,7 +715,7 @@ export function deploymentService(deps: DeploymentServiceDeps) {
           revokedVersions,
           leasesRevoked,
         };
-        await queries.markRevoked(p.tenantId, id, revokedAt, revocation, tx);
+        await queries.markRevoked(p.tenantId, id, revokedAt, revocation, items, tx);
         events.push(
           auditEvent(ctx, {
             action: 'deployments.revoke',

@@ -114,6 +114,13 @@ export interface CurrentRow {
   /** The API's MACs of the secret row and of its current version (row-macs.ts), for the caller to check. */
   secret_mac: string | null;
   version_mac: string | null;
+  /** The other columns those MACs cover. */
+  class: 'infrastructure' | 'service' | 'user' | null;
+  strategy: Record<string, unknown> | null;
+  owner_team: string | null;
+  contact: string | null;
+  revoked_at: Date | null;
+  deployment_id: string | null;
   /** Only when asked for, or when the version predates stored fingerprints (then the caller computes one). */
   plaintext: string | null;
   key_missing: boolean;
@@ -141,6 +148,7 @@ export async function currentRows(
     select s.environment, s.id, s.name, s.current_version, s.format, s.description, s.tags,
       s.rotation_interval_days, s.rotation_grace_hours, s.generator, v.fingerprint, s.expires_at, v.served_until,
       s.mac as secret_mac, v.mac as version_mac,
+      s.class, s.strategy, s.owner_team, s.contact, v.revoked_at, v.deployment_id,
       case when (${o.decrypt} or v.fingerprint is null) and (${sql.param(o.keys)}::text[])[v.dek_version] is not null
         then pgp_sym_decrypt(v.ciphertext, (${sql.param(o.keys)}::text[])[v.dek_version]) end as plaintext,
       (${sql.param(o.keys)}::text[])[v.dek_version] is null as key_missing
@@ -151,5 +159,12 @@ export async function currentRows(
       and (${sql.param(o.names)}::text[] is null or s.name = any(${sql.param(o.names)}::text[]))
     order by s.environment, s.name
     ${o.lock ? sql`for update of s` : sql``}`);
-  return rows;
+  // drizzle hands raw statements' timestamps back as text: the MAC checks need the Dates the interface promises.
+  const at = (x: unknown) => (x === null || x === undefined ? null : new Date(x as string | Date));
+  return rows.map((r) => ({
+    ...r,
+    expires_at: at(r.expires_at),
+    served_until: at(r.served_until),
+    revoked_at: at(r.revoked_at),
+  }));
 }

@@ -8,6 +8,7 @@ import type {
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import { principalOf } from '../auth/principal.ts';
+import type { RowMacs } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { requireWritable } from '../environments/environment-gate.ts';
 import type { EnvironmentQueries } from '../environments/environments.queries.ts';
@@ -16,7 +17,13 @@ import type { RequestContext } from '../http/request-context.ts';
 import { notices, recordChange } from '../secrets/secret-changes.ts';
 import { requireAllowed } from '../secrets/secret-reads.service.ts';
 import { DEFAULT_GRACE_HOURS, pathOf } from '../secrets/secret-writes.ts';
-import type { SecretPath, SecretQueries, SecretRow } from '../secrets/secrets.queries.ts';
+import {
+  type SecretPath,
+  type SecretQueries,
+  type SecretRow,
+  secretMacFields,
+  versionMacFields,
+} from '../secrets/secrets.queries.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
 import type { ConsumerQueries, ConsumerRow } from './consumers.queries.ts';
 
@@ -38,6 +45,8 @@ export interface RevocationServiceDeps {
   audit: Pick<AuditSink, 'record' | 'appendInTx'>;
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
   environments: Pick<EnvironmentQueries, 'get'>;
+  /** A revocation decides from the secret's current version and the version's revoked_at and deployment: MACed. */
+  macs: Pick<RowMacs, 'checkSecret' | 'checkVersion'>;
 }
 
 const DURATION_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -75,6 +84,16 @@ export function revocationService(deps: RevocationServiceDeps) {
     const row = tx ? await secrets.lock(tenantId, path, tx) : await secrets.find(tenantId, path);
     if (!row || row.deletedAt) throw notFound('secret');
     return row;
+  }
+
+  /** The secret row and the version a decision is about, once their MACs hold. */
+  function checkRows(
+    tenantId: string,
+    row: SecretRow,
+    v: Parameters<typeof versionMacFields>[1] & { mac: string | null },
+  ): void {
+    deps.macs.checkSecret(row.mac, secretMacFields(row));
+    deps.macs.checkVersion(v.mac, versionMacFields(tenantId, v));
   }
 
   /** Who is still on `version`: last read within the grace period, or a live deployment made on it. */
@@ -132,6 +151,7 @@ export function revocationService(deps: RevocationServiceDeps) {
       const row = await live(p.tenantId, path);
       const versions = await secrets.versions(p.tenantId, row.id);
       const previous = versions.find((v) => v.version === row.currentVersion - 1 && !v.destroyed);
+      if (previous) checkRows(p.tenantId, row, previous);
       const pending = previous && !previous.revokedAt ? await pendingOn(p.tenantId, row, previous.version) : [];
       await deps.audit.record(
         auditEvent(ctx, {
@@ -172,6 +192,7 @@ export function revocationService(deps: RevocationServiceDeps) {
         }
         const v = (await secrets.versions(p.tenantId, row.id, tx)).find((x) => x.version === version);
         if (!v) throw notFound(`version ${version} of the secret`);
+        checkRows(p.tenantId, row, v);
         if (v.revokedAt) throw conflict(`version ${version} was already revoked at ${v.revokedAt.toISOString()}`);
         if (v.destroyed) throw conflict(`version ${version} was destroyed: there is nothing left to revoke`);
         const pending = await pendingOn(p.tenantId, row, version, tx);

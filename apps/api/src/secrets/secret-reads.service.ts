@@ -111,24 +111,29 @@ export function unbind(
   throw integrityError();
 }
 
+/** The columns of a secret row and of one of its versions that their MACs cover, as the read functions return them. */
+export interface RowMacColumns {
+  secret_id: string;
+  current_version: number;
+  expires_at: Date | null;
+  version: number;
+  served_until: Date | null;
+  secret_mac: string | null;
+  version_mac: string | null;
+  class: SecretRow['class'];
+  strategy: unknown;
+  owner_team: string | null;
+  contact: string | null;
+  revoked_at: Date | null;
+  deployment_id: string | null;
+}
+
 /**
  * The MACs of the secret row and of the version a read is about to serve: coffer_app can rename a row, rewind its
- * current version, lift its expiry or extend a grace period, but not make the MACs that go with the new columns.
+ * current version, lift its expiry, extend a grace period, change what deployments do with it, un-revoke a version
+ * or move it to another deployment, but not make the MACs that go with the new columns.
  */
-export function checkRowMacs(
-  macs: SecretReadDeps['macs'],
-  tenantId: string,
-  path: SecretPath,
-  r: {
-    secret_id: string;
-    current_version: number;
-    expires_at: Date | null;
-    version: number;
-    served_until: Date | null;
-    secret_mac: string | null;
-    version_mac: string | null;
-  },
-): void {
+export function checkRowMacs(macs: SecretReadDeps['macs'], tenantId: string, path: SecretPath, r: RowMacColumns): void {
   macs.checkSecret(r.secret_mac, {
     tenantId,
     id: r.secret_id,
@@ -136,13 +141,31 @@ export function checkRowMacs(
     currentVersion: r.current_version,
     expiresAt: r.expires_at,
     deleted: false,
+    class: r.class ?? null,
+    strategy: r.strategy ?? null,
+    ownerTeam: r.owner_team ?? null,
+    contact: r.contact ?? null,
   });
   macs.checkVersion(r.version_mac, {
     tenantId,
     secretId: r.secret_id,
     version: r.version,
     servedUntil: r.served_until,
+    revokedAt: r.revoked_at ?? null,
+    deploymentId: r.deployment_id ?? null,
   });
+}
+
+/**
+ * A read refused because its version is revoked is checked as a served one is: revoked_at alone decides that answer,
+ * so a revocation coffer_app forged is an integrity incident, not a 410. (A lifted revocation leaves served_until in
+ * the past, which was covered all along: that read is refused as rotated out, and the MAC is checked if coffer_app
+ * extends the grace period as well.)
+ */
+function checkRefusal(macs: SecretReadDeps['macs'], tenantId: string, path: SecretPath, r: ReadRow): void {
+  if (r.outcome === 'revoked' && r.version !== null) {
+    checkRowMacs(macs, tenantId, path, { ...r, version: r.version });
+  }
 }
 
 /** pgcrypto reports a ciphertext that is not under the given key as "Wrong key or corrupt data" (39000). */
@@ -257,6 +280,7 @@ export function secretReads(deps: SecretReadDeps) {
       const pinned: Received[] = [];
       for (const { name, version } of plan.pinned.filter((x) => readable(x.name))) {
         const r = await withIntegrity(() => secrets.read(caller.tenantId, caller, at(name), version, keySet.sqlKeys));
+        checkRefusal(deps.macs, caller.tenantId, at(name), r);
         const s = readStep(r, version);
         if (s.next !== 'value') return { step: s, result: null };
         checkRowMacs(deps.macs, caller.tenantId, at(name), { ...r, version });
@@ -323,6 +347,7 @@ export function secretReads(deps: SecretReadDeps) {
       const { p, result: row } = await untilFresh(ctx, async (caller, keySet) => {
         requireAllowed(caller, 'secrets.read', path);
         const r = await withIntegrity(() => secrets.read(caller.tenantId, caller, path, version, keySet.sqlKeys));
+        checkRefusal(deps.macs, caller.tenantId, path, r);
         return { step: readStep(r, version), result: r };
       });
       // readStep let only `ok` through: the version and its plaintext are there.

@@ -1,6 +1,6 @@
 import { DEFAULT_ENVIRONMENT, type SecretKind } from '@coffer/contracts';
 import { and, asc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
-import type { RowMacs } from '../crypto/row-macs.ts';
+import type { RowMacs, SecretMacFields, VersionMacFields } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { identities, rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
 import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
@@ -44,7 +44,7 @@ export function legacyBindingLine(tenantId: string, secretId: string, version: n
 }
 
 /** The columns of a secret row that its MAC covers. */
-export const secretMacFields = (r: SecretRow) => ({
+export const secretMacFields = (r: SecretRow): SecretMacFields => ({
   tenantId: r.tenantId,
   id: r.id,
   environment: r.environment,
@@ -54,7 +54,40 @@ export const secretMacFields = (r: SecretRow) => ({
   currentVersion: r.currentVersion,
   expiresAt: r.expiresAt,
   deleted: r.deletedAt !== null,
+  class: r.class ?? null,
+  strategy: r.strategy ?? null,
+  ownerTeam: r.ownerTeam ?? null,
+  contact: r.contact ?? null,
 });
+
+/** The columns of a version row that its MAC covers. */
+export const versionMacFields = (
+  tenantId: string,
+  v: {
+    secretId: string;
+    version: number;
+    servedUntil: Date | null;
+    revokedAt: Date | null;
+    deploymentId: string | null;
+  },
+): VersionMacFields => ({
+  tenantId,
+  secretId: v.secretId,
+  version: v.version,
+  servedUntil: v.servedUntil,
+  revokedAt: v.revokedAt,
+  deploymentId: v.deploymentId,
+});
+
+/** What an UPDATE of a version returns so that its MAC can be made again from the row as stored. */
+const macColumns = {
+  secretId: secretVersions.secretId,
+  version: secretVersions.version,
+  servedUntil: secretVersions.servedUntil,
+  revokedAt: secretVersions.revokedAt,
+  deploymentId: secretVersions.deploymentId,
+};
+type VersionMacInput = Parameters<typeof versionMacFields>[1];
 
 /** One row of coffer.read_secret: `outcome` says whether `plaintext` is there, and why not. */
 export interface ReadRow {
@@ -84,6 +117,7 @@ export interface ReadRow {
   owner_team: string | null;
   contact: string | null;
   revoked_at: Date | null;
+  deployment_id: string | null;
 }
 
 /** One secret a check run found, with its current version's facts and, when it can be read, its plaintext. */
@@ -106,6 +140,12 @@ export interface CheckRow {
   served_until: Date | null;
   secret_mac: string | null;
   version_mac: string | null;
+  class: SecretRow['class'];
+  strategy: Record<string, unknown> | null;
+  owner_team: string | null;
+  contact: string | null;
+  revoked_at: Date | null;
+  deployment_id: string | null;
 }
 
 export interface BundleRow {
@@ -118,6 +158,13 @@ export interface BundleRow {
   served_until: Date | null;
   secret_mac: string | null;
   version_mac: string | null;
+  /** The other columns the two MACs cover. */
+  class: SecretRow['class'];
+  strategy: Record<string, unknown> | null;
+  owner_team: string | null;
+  contact: string | null;
+  revoked_at: Date | null;
+  deployment_id: string | null;
 }
 
 /** Data access for secrets. Every function takes the tenant first and an optional transaction last. */
@@ -127,6 +174,14 @@ export function secretQueries(db: Database, macs: RowMacs) {
     const mac = macs.secret(secretMacFields(row));
     await t.update(secrets).set({ mac }).where(eq(secrets.id, row.id));
     return { ...row, mac };
+  }
+
+  /** The same for a version whose covered columns an UPDATE just changed (`row`: the columns as stored). */
+  async function sealVersion(t: Tx, tenantId: string, row: VersionMacInput): Promise<void> {
+    await t
+      .update(secretVersions)
+      .set({ mac: macs.version(versionMacFields(tenantId, row)) })
+      .where(and(eq(secretVersions.secretId, row.secretId), eq(secretVersions.version, row.version)));
   }
 
   return {
@@ -182,6 +237,7 @@ export function secretQueries(db: Database, macs: RowMacs) {
           select s.environment, s.kind, s.owner, s.name, s.id as secret_id, s.current_version, s.format, s.expires_at, s.deleted_at,
             s.next_rotation_at, v.created_at as version_created_at, v.ciphertext is null as destroyed,
             v.served_until, s.mac as secret_mac, v.mac as version_mac,
+            s.class, s.strategy, s.owner_team, s.contact, v.revoked_at, v.deployment_id,
             ${k} is null as key_missing,
             case when s.deleted_at is null and (s.expires_at is null or s.expires_at > now())
                    and v.ciphertext is not null and ${k} is not null
@@ -199,6 +255,7 @@ export function secretQueries(db: Database, macs: RowMacs) {
           next_rotation_at: at(r.next_rotation_at),
           version_created_at: at(r.version_created_at),
           served_until: at(r.served_until),
+          revoked_at: at(r.revoked_at),
         }));
       });
     },
@@ -398,7 +455,8 @@ export function secretQueries(db: Database, macs: RowMacs) {
       tx: Tx,
     ): Promise<void> {
       const plaintext = bindingLine(tenantId, v.secretId, v.version, v.path) + v.value;
-      const mac = macs.version({ tenantId, secretId: v.secretId, version: v.version, servedUntil: null });
+      const deploymentId = v.deploymentId ?? null;
+      const mac = macs.version(versionMacFields(tenantId, { ...v, servedUntil: null, revokedAt: null, deploymentId }));
       return db.inTenant(tenantId, tx, async (t) => {
         await t.insert(secretVersions).values({
           tenantId,
@@ -409,7 +467,7 @@ export function secretQueries(db: Database, macs: RowMacs) {
           createdBy: v.createdBy,
           fingerprint: v.fingerprint,
           mac,
-          deploymentId: v.deploymentId ?? null,
+          deploymentId,
         });
       });
     },
@@ -435,7 +493,7 @@ export function secretQueries(db: Database, macs: RowMacs) {
       tenantId: string,
       secretId: string,
       tx?: Tx,
-    ): Promise<(SecretVersionRow & { createdByName: string | null })[]> {
+    ): Promise<(SecretVersionRow & { createdByName: string | null; mac: string | null })[]> {
       return db.inTenant(tenantId, tx, (t) =>
         t
           .select({
@@ -452,6 +510,7 @@ export function secretQueries(db: Database, macs: RowMacs) {
             deploymentId: secretVersions.deploymentId,
             destroyed: sql<boolean>`${secretVersions.ciphertext} is null`,
             createdByName: identities.name,
+            mac: secretVersions.mac,
           })
           .from(secretVersions)
           .leftJoin(
@@ -466,10 +525,12 @@ export function secretQueries(db: Database, macs: RowMacs) {
     /** Marks a superseded version as served only until `until` (the rotation grace period). */
     serveUntil(tenantId: string, secretId: string, version: number, until: Date, tx: Tx): Promise<void> {
       return db.inTenant(tenantId, tx, async (t) => {
-        await t
+        const [row] = await t
           .update(secretVersions)
-          .set({ servedUntil: until, mac: macs.version({ tenantId, secretId, version, servedUntil: until }) })
-          .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)));
+          .set({ servedUntil: until })
+          .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)))
+          .returning(macColumns);
+        if (row) await sealVersion(t, tenantId, row);
       });
     },
 
@@ -493,13 +554,10 @@ export function secretQueries(db: Database, macs: RowMacs) {
             servedUntil: sql`least(coalesce(${secretVersions.servedUntil}, now()), now())`,
           })
           .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)))
-          .returning({ revokedAt: secretVersions.revokedAt, servedUntil: secretVersions.servedUntil });
+          .returning(macColumns);
         if (!row) return null;
-        // served_until is under the version's MAC: the MAC follows it, as serveUntil's does.
-        await t
-          .update(secretVersions)
-          .set({ mac: macs.version({ tenantId, secretId, version, servedUntil: row.servedUntil }) })
-          .where(and(eq(secretVersions.secretId, secretId), eq(secretVersions.version, version)));
+        // revoked_at and served_until are under the version's MAC: the MAC follows them, as serveUntil's does.
+        await sealVersion(t, tenantId, row);
         return row.revokedAt;
       });
     },

@@ -5,8 +5,9 @@
 -- no_version, expired, destroyed, revoked, rotated_out (past served_until), key_missing (p_keys lacks the data key that
 -- sealed the version), or ok. Only ok decrypts. pgcrypto raises 39000 for a ciphertext not under that key.
 -- secret_mac and version_mac are the API's MACs over the columns that decided the outcome (current version, expiry,
--- grace period, path): the database cannot check them, it only hands them back with those columns. revoked_at
--- (a deployment's revocation) decides the outcome too but is not under a MAC yet.
+-- grace period, revocation, path) and over what deployments do with the secret (class, strategy, owner team, contact,
+-- the deployment a version was generated for): the database cannot check them, it only hands them back with those
+-- columns.
 CREATE OR REPLACE FUNCTION coffer.read_secret(p_tenant uuid, p_identity uuid, p_revision integer, p_env text,
     p_kind text, p_owner text, p_name text, p_version integer, p_previous boolean, p_keys text[])
   RETURNS TABLE (outcome text, secret_id uuid, current_version integer, description text, tags jsonb,
@@ -14,7 +15,7 @@ CREATE OR REPLACE FUNCTION coffer.read_secret(p_tenant uuid, p_identity uuid, p_
     version integer, served_until timestamptz, plaintext text, rotation_interval_days integer,
     rotation_grace_hours integer, generator jsonb, last_rotated_at timestamptz, next_rotation_at timestamptz,
     secret_mac text, version_mac text, class text, strategy jsonb, owner_team text, contact text,
-    revoked_at timestamptz)
+    revoked_at timestamptz, deployment_id uuid)
   LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -73,6 +74,7 @@ BEGIN
   owner_team := s.owner_team;
   contact := s.contact;
   revoked_at := v.revoked_at;
+  deployment_id := v.deployment_id;
   RETURN NEXT;
 END
 $$;
