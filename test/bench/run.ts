@@ -256,7 +256,7 @@ async function main(): Promise<void> {
         COFFER_URL: base,
         COFFER_CONFIG_DIR: configDir,
       };
-      const cli = path.join(root, 'apps/cli/dist/coffer.js');
+      const cli = path.join(root, 'apps/cli/dist/coffer.cjs');
       const runs = quick ? 20 : 50;
       const bundleUrl = `${base}/v1/bundles/sandbox/bundle20`;
       startup.push(
