@@ -30,6 +30,8 @@ export interface BenchReport {
   scenarios: ScenarioResult[];
   /** Process start-ups (the CLI beside a bare Node), timed from spawn to exit. */
   startup?: StartupResult[];
+  /** The 1-minute load average when the start-ups began and ended (a shared host's other work shows in wall time). */
+  startupLoad?: { before: number; after: number };
   extra: Record<string, unknown>;
   targets: { name: string; goal: string; measured: string; met: boolean }[];
 }
@@ -55,6 +57,12 @@ export function markdown(r: BenchReport): string {
             (s) =>
               `| ${s.name} | ${s.runs} | ${f(s.medianMs)} | ${f(s.p90Ms)} | ${f(s.minMs)} | ${f(s.cpuMs, 0)} | ${s.description} |`,
           ),
+          ...(r.startupLoad
+            ? [
+                '',
+                `Load average (1 min) during the start-ups: ${f(r.startupLoad.before, 2)} → ${f(r.startupLoad.after, 2)}.`,
+              ]
+            : []),
         ]
       : []),
     '',

@@ -293,4 +293,48 @@ describe('the packed packages, installed outside the repository', () => {
     expect(failing.code).toBe(1);
     expect(failing.stdout + failing.stderr).toContain('sandbox/sbx-42/MISSING');
   }, 240_000);
+
+  for (const major of [22, 24]) {
+    // The entry is CommonJS and the rest ES modules imported from it: both halves, on each supported major.
+    it(`runs the installed coffer on Node ${major}: run by its fast path, ls by the full CLI, a refused token`, async (ctx) => {
+      const node = registryNode(major);
+      if ('reason' in node) return ctx.skip(node.reason);
+      const configDir = path.join(tmp, `config-node${major}`);
+      mkdirSync(configDir, { mode: 0o700 });
+      // What `coffer login` caches, written directly (login itself is tested above).
+      const cache = (accessToken: string) =>
+        writeFileSync(
+          path.join(configDir, 'credentials.json'),
+          JSON.stringify({ url, clientId: tenant.admin.clientId, accessToken, expiresAt: Date.now() + 600_000 }),
+          { mode: 0o600 },
+        );
+      cache(tenant.adminToken);
+      const entry = path.join(project, 'node_modules/@coffer/cli/dist/coffer.cjs');
+      const o = { cwd: project, env: { ...env, COFFER_CONFIG_DIR: configDir } };
+      const injected = await run(
+        node.bin,
+        [
+          entry,
+          'run',
+          '--bundle',
+          'sandbox/sbx-42',
+          '--',
+          node.bin,
+          '-e',
+          'console.log(process.env.SESSION_KEY.length)',
+        ],
+        o,
+      );
+      expect(injected.stderr).toBe('');
+      expect(injected.stdout).toBe('64\n');
+      const listed = await run(node.bin, [entry, 'ls', 'sandbox/sbx-42'], o);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout).toContain('SESSION_KEY');
+      // A token the server refuses, with nothing to renew it: the fast path reports the SDK's error (the other half).
+      cache('not-a-token');
+      const refused = await run(node.bin, [entry, 'run', '--bundle', 'sandbox/sbx-42', '--', 'true'], o);
+      expect(refused.stderr).toMatch(/^coffer: .+ \(unauthorized, request cli-[0-9a-f]{8}-1\)\n$/);
+      expect(refused.code).toBe(4);
+    }, 240_000);
+  }
 });

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const apiEntry = path.join(repoRoot, 'apps/api/dist/main.js');
-export const cliEntry = path.join(repoRoot, 'apps/cli/dist/coffer.js');
+export const cliEntry = path.join(repoRoot, 'apps/cli/dist/coffer.cjs');
 
 /** Builds the API bundle that process-level tests run, exactly as `npm start` does. */
 export async function buildApi(): Promise<void> {

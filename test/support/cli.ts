@@ -31,7 +31,7 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
   return env;
 }
 
-/** Runs the built `coffer` as a subprocess: `node apps/cli/dist/coffer.js …args`. */
+/** Runs the built `coffer` as a subprocess: `node apps/cli/dist/coffer.cjs …args`. */
 export function runCli(args: string[], o: CliRunOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliEntry, ...args], {

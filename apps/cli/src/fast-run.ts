@@ -54,10 +54,8 @@ export async function fastRun(argv: readonly string[]): Promise<number | null> {
       return null;
     }
     if (res.status !== 200) {
-      const { errorFromResponse } = await import('@coffer/sdk');
-      const headers = new Headers();
-      for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
-      throw errorFromResponse(res.status, headers, res.text);
+      const { errorFromResponse } = await import('./cli.ts');
+      throw await errorFromResponse(res.status, res.headers, res.text);
     }
     const values = bundleValues(res.text);
     if (!values) return null;
@@ -68,7 +66,8 @@ export async function fastRun(argv: readonly string[]): Promise<number | null> {
 }
 
 // Through require, not import: on Node 22 and later, importing node:http as an ES module evaluates every export of
-// its facade, and the lazy WebSocket export among them loads undici (a third of this path's start-up).
+// its facade, and the lazy WebSocket export among them loads undici (a third of this path's start-up). (main.ts's
+// bundle is CommonJS, where import.meta.url is the file's own path: see build.mjs.)
 const nodeRequire = createRequire(import.meta.url);
 
 interface Answer {

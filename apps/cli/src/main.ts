@@ -2,51 +2,36 @@
 import module from 'node:module';
 import { readEnv } from './config.ts';
 import { fastRun } from './fast-run.ts';
-import { CliError, describeCofferError, EXIT, exitCodeFor, setColorAllowed, styleFor } from './output.ts';
+import { CliError, setColorAllowed, styleFor } from './output.ts';
 
 // V8's code cache for the chunks loaded below (Node 22.1+; a no-op before): a later run skips compiling them.
 (module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
 /**
  * Runs the CLI; resolves with the exit code. Every failure is one line on stderr, never a secret value.
- * Commander, the commands and the SDK load only when needed: `coffer run` with a cached token needs none of them
- * (fast-run.ts), and a process that starts with every deployment should not pay for them.
+ *
+ * This file and what it imports are the CLI's entry, bundled on their own as CommonJS (build.mjs): `coffer run`
+ * with a cached token needs nothing else (fast-run.ts), and a process that starts with every deployment should not
+ * pay for the rest, nor for Node's ES module loader. Everything else is the full CLI (cli.ts), an ES module bundle
+ * imported only when needed.
  */
-export async function main(argv: string[]): Promise<number> {
-  setColorAllowed(!readEnv().noColor && !argv.includes('--no-color'));
+async function main(argv: string[]): Promise<number> {
+  let fast: number | null;
   try {
-    const fast = await fastRun(argv);
-    if (fast !== null) return fast;
-    const { buildProgram } = await import('./program.ts');
-    await buildProgram().parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+    fast = await fastRun(argv);
   } catch (e) {
-    return report(e);
-  }
-}
-
-async function report(e: unknown): Promise<number> {
-  const s = styleFor(process.stderr);
-  if (e instanceof CliError) {
-    process.stderr.write(`${s.red('coffer:')} ${e.message}\n`);
+    if (!(e instanceof CliError)) return (await import('./cli.ts')).report(e, argv);
+    setColorAllowed(!readEnv().noColor && !argv.includes('--no-color'));
+    process.stderr.write(`${styleFor(process.stderr).red('coffer:')} ${e.message}\n`);
     return e.exitCode;
   }
-  const [{ CommanderError }, { CofferError }] = await Promise.all([import('commander'), import('@coffer/sdk')]);
-  if (e instanceof CommanderError) {
-    // Commander has printed its own message (or the help / version, which exit 0).
-    return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
-  }
-  if (e instanceof CofferError) {
-    process.stderr.write(`${s.red('coffer:')} ${describeCofferError(e)}\n`);
-    // A path the user typed that the SDK refused before sending anything is a usage error.
-    return e.status === 0 && e.code === 'validation_failed' ? EXIT.usage : exitCodeFor(e);
-  }
-  process.stderr.write(`${s.red('coffer:')} unexpected error: ${e instanceof Error ? e.message : 'unknown'}\n`);
-  return EXIT.failure;
+  if (fast !== null) return fast;
+  return (await import('./cli.ts')).runProgram(argv);
 }
+
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   // `coffer ls | head` closes the pipe early: that is not a failure.
-  if (e.code === 'EPIPE') process.exit(EXIT.ok);
+  if (e.code === 'EPIPE') process.exit(0);
   throw e;
 });
 
