@@ -71,6 +71,7 @@ async function recordingProxy(): Promise<{
 }
 
 describe('coffer --env and COFFER_ENV', () => {
+  // A dozen CLI processes in a row: on a loaded 2-core machine each can take seconds to start.
   it('set, get, ls and run work in the environment named, --env winning over COFFER_ENV', async () => {
     const c = await cliTenant(t, url);
     await twoEnvironments(c);
@@ -108,7 +109,7 @@ describe('coffer --env and COFFER_ENV', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--env must be an environment slug');
     c.cleanup();
-  });
+  }, 120_000);
 
   it("the fast coffer run (a cached token, no SDK) asks for the environment's bundle too", async () => {
     const c = await cliTenant(t, url);

@@ -68,6 +68,7 @@ describe('the SDK', () => {
 });
 
 describe('the CLI', () => {
+  // A dozen CLI processes in a row: on a loaded 2-core machine each can take seconds to start.
   it('coffer dynamic create/list/show/delete and coffer lease create/renew/show/list/revoke', async () => {
     const c = await cliTenant(t, url);
     const name = `cli-${randomBytes(3).toString('hex')}`;
@@ -135,5 +136,5 @@ describe('the CLI', () => {
     expect((await run(['dynamic', 'show', name])).code).toBe(3);
     expect((await run(['lease', 'revoke'])).code).toBe(2);
     c.cleanup();
-  });
+  }, 120_000);
 });

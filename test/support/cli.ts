@@ -21,11 +21,17 @@ export interface CliRunOptions {
   timeoutMs?: number;
 }
 
-/** The environment a user's shell would give the CLI: no inherited COFFER_* or colour settings from the test runner. */
+/**
+ * The environment a user's shell would give the CLI: no inherited COFFER_* or colour settings from the test runner,
+ * and no NODE_EXTRA_CA_CERTS, which some machines point at the whole system bundle: Node 20 parses it at every
+ * start, a cost every one of the suite's CLI processes would pay for TLS it never uses (a test that needs it passes
+ * it in `extra`).
+ */
+const NOT_INHERITED = new Set(['NO_COLOR', 'FORCE_COLOR', 'NODE_EXTRA_CA_CERTS']);
 export function baseEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith('COFFER_') && k !== 'NO_COLOR' && k !== 'FORCE_COLOR') env[k] = v;
+    if (v !== undefined && !k.startsWith('COFFER_') && !NOT_INHERITED.has(k)) env[k] = v;
   }
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
