@@ -93,19 +93,39 @@ export function cpuSplitOf(pid: number | undefined): { user: number; system: num
   }
 }
 
+function statFields(pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /**
- * CPU time of every process named `postgres` on this machine (the embedded cluster: server and backends), in ms,
- * including backends that have exited since: their time moves to the postmaster's reaped-children counters
- * (cutime, cstime), so the total never goes down when a pool closes a connection.
+ * The postmaster of the PostgreSQL a connection reaches, when it runs on this machine: the parent of the backend
+ * that serves the connection (`pg_backend_pid()`). Null when that process is not visible here (a remote database).
  */
-export function postgresCpuMs(): number {
+export async function postmasterOf(client: { query: (q: string) => Promise<{ rows: { pid: number }[] }> }) {
+  const pid = (await client.query('select pg_backend_pid() as pid')).rows[0]?.pid;
+  try {
+    return pid ? Number(statFields(pid)[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time of the PostgreSQL clusters whose postmasters are given (server and backends), in ms, including backends
+ * that have exited since: their time moves to the postmaster's reaped-children counters (cutime, cstime), so the total
+ * never goes down when a pool closes a connection. Other clusters on the machine (other people's tests) are not
+ * counted. With no postmaster known (a remote database), every process named `postgres` here is counted.
+ */
+export function postgresCpuMs(postmasters: readonly number[] = []): number {
+  const wanted = new Set(postmasters);
   let total = 0;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== 'postgres') continue;
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const fields = statFields(entry);
+      if (wanted.size > 0 && !wanted.has(Number(entry)) && !wanted.has(Number(fields[1]))) continue;
       total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10;
     } catch {
       // exited meanwhile

@@ -15,9 +15,25 @@ export interface LinkKey {
 }
 export type LinkKeys = (tenantId: string) => LinkKey;
 
-/** Link keys from the active master key; verify derives from the key id each event names. */
-export function linkKeys(keyring: { activeId: string; deriveFor(id: string, purpose: string): Buffer }): LinkKeys {
-  return (tenantId) => ({ id: keyring.activeId, key: keyring.deriveFor(keyring.activeId, linkKeyPurpose(tenantId)) });
+/**
+ * Link keys from the active master key; verify derives from the key id each event names. The keyring does not change
+ * while it lives, so each tenant's key is derived once (HKDF on every group commit showed in a read's profile) and
+ * kept while the tenant is among the last `keep` that appended; past that the memo starts over.
+ */
+export function linkKeys(
+  keyring: { activeId: string; deriveFor(id: string, purpose: string): Buffer },
+  keep = 10_000,
+): LinkKeys {
+  let memo = new Map<string, LinkKey>();
+  return (tenantId) => {
+    let k = memo.get(tenantId);
+    if (!k) {
+      if (memo.size >= keep) memo = new Map();
+      k = { id: keyring.activeId, key: keyring.deriveFor(keyring.activeId, linkKeyPurpose(tenantId)) };
+      memo.set(tenantId, k);
+    }
+    return k;
+  };
 }
 
 /** A keyed link, as coffer.audit_append computes it: HMAC-SHA256(key, prev_hash || int8(seq) || digest). */

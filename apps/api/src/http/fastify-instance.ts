@@ -8,16 +8,17 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { toEnvelope } from '../errors/error-handler.ts';
+import { responseSerializerCompiler } from './response-serializer.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export type ServerConfig = Pick<
   Config,
-  'bodyLimitBytes' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'tlsTerminatedUpstream' | 'tls'
+  'bodyLimitBytes' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'tlsTerminatedUpstream' | 'tls' | 'env'
 >;
 
 /**
@@ -37,7 +38,10 @@ export class TerminalLogController extends LogController {
   }
 }
 
-/** The bare Fastify instance: server, limits, request ids, proxy trust and the zod compilers; no hooks yet. */
+/**
+ * The bare Fastify instance: server, limits, request ids, proxy trust, the zod validators and the compiled response
+ * serializers (checked against zod outside production); no hooks yet.
+ */
 export function createFastify(config: ServerConfig, logger: Logger, o: { terminal?: boolean } = {}): FastifyInstance {
   const logControllerOptions = { requestIdLogLabel: 'requestId' };
   const app = Fastify({
@@ -81,7 +85,7 @@ export function createFastify(config: ServerConfig, logger: Logger, o: { termina
     },
   }) as unknown as FastifyInstance;
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(responseSerializerCompiler({ crossCheck: config.env !== 'production' }));
   // JSON only: a text/plain body is 415, not a string handed to a schema that wants an object.
   app.removeContentTypeParser('text/plain');
   return app;
