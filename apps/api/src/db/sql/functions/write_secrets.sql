@@ -1,0 +1,265 @@
+-- Secret writes in one round trip: PUTs and bundle writes of one tenant, several requests ("calls") in one statement,
+-- so they share one transaction, one commit and one link onto the tenant's audit chain. The API plans each call on
+-- the rows as it last saw them (each with its xmin) and sends the finished rows: row MACs and binding lines are made
+-- under keys the database never holds, so they cannot be made here. Per call, in this order (the order of the
+-- errors a request sees): the identity's revision; the environment (exists, key-share locked; a protected one takes
+-- writes only from admins; an admin writing to `default` skips it); the call's new custom patterns compile; every
+-- row is still the one planned on (same xmin, or still absent), locked in the order given; values match their
+-- custom patterns; then the changes. Each applying call runs in a subtransaction of its own, so one call that is
+-- stale, fails its format or meets an error changes nothing and leaves the others be. A call that does not apply
+-- (the API already refuses it on what it saw) only checks that what it saw is current, without locking.
+-- Rows returned, per call: identity_changed, environment_not_found, environment_protected, bad_pattern (item_index:
+-- which of the call's patterns), or one row per item: ok (the row as written), stale (the row as it is now, or no
+-- row), format (pattern_ok per item), checked (pattern_ok per item), key_retired (CF001: the data key was retired),
+-- failed (error_code: the SQLSTATE). secret is to_jsonb of the row; row_xmin its xmin.
+CREATE OR REPLACE FUNCTION coffer.write_secrets(p_tenant uuid, p_calls jsonb, p_values text[], p_key text,
+    p_pgp_options text, p_link_key_id text, p_link_key bytea)
+  RETURNS TABLE (call_index integer, outcome text, item_index integer, pattern_ok boolean, row_xmin text,
+    secret jsonb, error_code text)
+  LANGUAGE plpgsql
+  AS $$
+DECLARE
+  c jsonb;
+  it jsonb;
+  ci integer;
+  ii integer;
+  n integer;
+  v_role text;
+  v_protected boolean;
+  v_env text;
+  v_kind text;
+  v_owner text;
+  v_apply boolean;
+  v_cur jsonb;
+  v_xmin text;
+  v_id uuid;
+  v_value text;
+  v_outcome text;
+  v_code text;
+  v_rows jsonb[];
+  v_xmins text[];
+  v_ok boolean[];
+  v_events jsonb := '[]'::jsonb;
+  v_notices jsonb := '[]'::jsonb;
+BEGIN
+  PERFORM set_config('app.tenant_id', p_tenant::text, true);
+  FOR ci IN 1 .. jsonb_array_length(p_calls) LOOP
+    c := p_calls -> (ci - 1);
+    v_env := c ->> 'env';
+    v_kind := c ->> 'kind';
+    v_owner := c ->> 'owner';
+    v_apply := (c ->> 'apply')::boolean;
+    n := jsonb_array_length(c -> 'items');
+    call_index := ci;
+    item_index := NULL;
+    pattern_ok := NULL;
+    row_xmin := NULL;
+    secret := NULL;
+    error_code := NULL;
+
+    SELECT i.role INTO v_role FROM coffer.identities i
+      WHERE i.id = (c ->> 'identity')::uuid AND i.revision = (c ->> 'revision')::integer AND NOT i.disabled;
+    IF NOT FOUND THEN
+      outcome := 'identity_changed';
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    IF NOT (v_env = 'default' AND v_role = 'admin') THEN
+      SELECT e.protected INTO v_protected FROM coffer.environments e
+        WHERE e.tenant_id = p_tenant AND e.slug = v_env FOR KEY SHARE;
+      IF NOT FOUND THEN
+        outcome := 'environment_not_found';
+        RETURN NEXT;
+        CONTINUE;
+      END IF;
+      IF v_protected AND v_role <> 'admin' THEN
+        outcome := 'environment_protected';
+        RETURN NEXT;
+        CONTINUE;
+      END IF;
+    END IF;
+    IF jsonb_array_length(c -> 'patterns') > 0 THEN
+      v_outcome := NULL;
+      BEGIN
+        FOR ii IN 0 .. jsonb_array_length(c -> 'patterns') - 1 LOOP
+          item_index := ii;
+          PERFORM ''::text ~ (c -> 'patterns' ->> ii);
+        END LOOP;
+      EXCEPTION WHEN invalid_regular_expression THEN
+        v_outcome := 'bad_pattern';
+      END;
+      IF v_outcome IS NOT NULL THEN
+        outcome := v_outcome;
+        RETURN NEXT;
+        CONTINUE;
+      END IF;
+      item_index := NULL;
+    END IF;
+
+    v_rows := '{}';
+    v_xmins := '{}';
+    v_ok := '{}';
+    v_outcome := NULL;
+    v_code := NULL;
+    IF NOT v_apply THEN
+      FOR ii IN 0 .. n - 1 LOOP
+        it := c -> 'items' -> ii;
+        SELECT to_jsonb(x), x.xmin::text INTO v_cur, v_xmin FROM coffer.secrets x
+          WHERE x.tenant_id = p_tenant AND x.environment = v_env AND x.kind = v_kind AND x.owner = v_owner
+            AND x.name = it ->> 'name';
+        IF NOT FOUND THEN
+          v_cur := NULL;
+          v_xmin := NULL;
+        END IF;
+        IF v_xmin IS DISTINCT FROM it ->> 'xmin' THEN
+          v_outcome := 'stale';
+        END IF;
+        v_rows[ii + 1] := v_cur;
+        v_xmins[ii + 1] := v_xmin;
+        v_ok[ii + 1] := CASE WHEN it ->> 'pattern' IS NULL THEN NULL
+          ELSE p_values[(c ->> 'value_base')::integer + (it -> 'version' ->> 'value')::integer] ~ (it ->> 'pattern') END;
+      END LOOP;
+      v_outcome := coalesce(v_outcome, 'checked');
+    ELSE
+      BEGIN
+        FOR ii IN 0 .. n - 1 LOOP
+          it := c -> 'items' -> ii;
+          SELECT to_jsonb(x), x.xmin::text INTO v_cur, v_xmin FROM coffer.secrets x
+            WHERE x.tenant_id = p_tenant AND x.environment = v_env AND x.kind = v_kind AND x.owner = v_owner
+              AND x.name = it ->> 'name'
+            FOR UPDATE;
+          IF NOT FOUND THEN
+            v_cur := NULL;
+            v_xmin := NULL;
+          END IF;
+          IF v_xmin IS DISTINCT FROM it ->> 'xmin' THEN
+            RAISE EXCEPTION 'stale' USING ERRCODE = 'CF003';
+          END IF;
+          v_rows[ii + 1] := v_cur;
+          v_xmins[ii + 1] := v_xmin;
+          v_ok[ii + 1] := CASE WHEN it ->> 'pattern' IS NULL THEN NULL
+            ELSE p_values[(c ->> 'value_base')::integer + (it -> 'version' ->> 'value')::integer] ~ (it ->> 'pattern') END;
+        END LOOP;
+        IF false = ANY (v_ok) THEN
+          RAISE EXCEPTION 'format' USING ERRCODE = 'CF004';
+        END IF;
+        FOR ii IN 0 .. n - 1 LOOP
+          it := c -> 'items' -> ii;
+          v_id := (it -> 'row' ->> 'id')::uuid;
+          IF (it ->> 'purge')::boolean THEN
+            DELETE FROM coffer.secrets x WHERE x.id = (it ->> 'purge_id')::uuid;
+          END IF;
+          IF it ->> 'op' = 'delete' THEN
+            UPDATE coffer.secrets x
+              SET deleted_at = now(), deleted_by = (c ->> 'identity')::uuid, updated_at = now(), mac = it -> 'row' ->> 'mac'
+              WHERE x.id = v_id
+              RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
+            DELETE FROM coffer.rotation_schedule r WHERE r.secret_id = v_id;
+          ELSE
+            IF (it ->> 'create')::boolean THEN
+              INSERT INTO coffer.secrets AS x (id, tenant_id, environment, kind, owner, name, current_version,
+                  description, tags, format, expires_at, created_by, updated_by, rotation_interval_days,
+                  rotation_grace_hours, generator, last_rotated_at, next_rotation_at, mac, class, strategy,
+                  owner_team, contact)
+                SELECT v_id, p_tenant, v_env, v_kind, v_owner, it ->> 'name', r.current_version, r.description,
+                  coalesce(r.tags, '[]'::jsonb), r.format, r.expires_at, r.created_by, r.updated_by,
+                  r.rotation_interval_days, r.rotation_grace_hours, r.generator, r.last_rotated_at,
+                  r.next_rotation_at, r.mac, r.class, r.strategy, r.owner_team, r.contact
+                FROM jsonb_populate_record(NULL::coffer.secrets, it -> 'row') r
+                ON CONFLICT ON CONSTRAINT secrets_path_key DO NOTHING
+                RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
+              IF NOT FOUND THEN
+                -- Created by another writer since it was found missing.
+                RAISE EXCEPTION 'stale' USING ERRCODE = 'CF003';
+              END IF;
+            ELSE
+              UPDATE coffer.secrets x
+                SET current_version = r.current_version, description = r.description, tags = r.tags,
+                  format = r.format, expires_at = r.expires_at, updated_by = r.updated_by, updated_at = now(),
+                  rotation_interval_days = r.rotation_interval_days, rotation_grace_hours = r.rotation_grace_hours,
+                  generator = r.generator, last_rotated_at = r.last_rotated_at, next_rotation_at = r.next_rotation_at,
+                  mac = r.mac, class = r.class, strategy = r.strategy, owner_team = r.owner_team, contact = r.contact
+                FROM jsonb_populate_record(NULL::coffer.secrets, it -> 'row') r
+                WHERE x.id = v_id
+                RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
+            END IF;
+            v_value := p_values[(c ->> 'value_base')::integer + (it -> 'version' ->> 'value')::integer];
+            INSERT INTO coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version, created_by,
+                fingerprint, mac, deployment_id)
+              VALUES (p_tenant, v_id, (it -> 'version' ->> 'version')::integer,
+                pgp_sym_encrypt((it -> 'version' ->> 'binding') || v_value, p_key, p_pgp_options),
+                (it -> 'version' ->> 'dek_version')::integer, (it -> 'version' ->> 'created_by')::uuid,
+                it -> 'version' ->> 'fingerprint', it -> 'version' ->> 'mac',
+                (it -> 'version' ->> 'deployment_id')::uuid);
+            IF (it ->> 'schedule')::boolean THEN
+              IF v_cur ->> 'next_rotation_at' IS NULL THEN
+                DELETE FROM coffer.rotation_schedule r WHERE r.secret_id = v_id;
+              ELSE
+                INSERT INTO coffer.rotation_schedule AS r (secret_id, tenant_id, due_at, automatic)
+                  VALUES (v_id, p_tenant, (v_cur ->> 'next_rotation_at')::timestamptz,
+                    v_cur -> 'generator' IS NOT NULL AND v_cur -> 'generator' <> 'null'::jsonb)
+                  ON CONFLICT (secret_id) DO UPDATE SET due_at = excluded.due_at, automatic = excluded.automatic;
+              END IF;
+            END IF;
+          END IF;
+          v_rows[ii + 1] := v_cur;
+          v_xmins[ii + 1] := v_xmin;
+        END LOOP;
+        v_outcome := 'ok';
+      EXCEPTION
+        WHEN SQLSTATE 'CF003' THEN
+          v_outcome := 'stale';
+        WHEN SQLSTATE 'CF004' THEN
+          v_outcome := 'format';
+        WHEN SQLSTATE 'CF001' THEN
+          v_outcome := 'key_retired';
+        WHEN OTHERS THEN
+          v_outcome := 'failed';
+          v_code := SQLSTATE;
+      END;
+      IF v_outcome = 'stale' THEN
+        -- What the call should be planned on instead: each row as it is now.
+        FOR ii IN 0 .. n - 1 LOOP
+          SELECT to_jsonb(x), x.xmin::text INTO v_cur, v_xmin FROM coffer.secrets x
+            WHERE x.tenant_id = p_tenant AND x.environment = v_env AND x.kind = v_kind AND x.owner = v_owner
+              AND x.name = c -> 'items' -> ii ->> 'name';
+          IF NOT FOUND THEN
+            v_cur := NULL;
+            v_xmin := NULL;
+          END IF;
+          v_rows[ii + 1] := v_cur;
+          v_xmins[ii + 1] := v_xmin;
+        END LOOP;
+      ELSIF v_outcome = 'ok' THEN
+        v_events := v_events || (c -> 'events');
+        v_notices := v_notices || (c -> 'notices');
+      END IF;
+    END IF;
+
+    outcome := v_outcome;
+    IF v_outcome IN ('key_retired', 'failed') THEN
+      error_code := v_code;
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    FOR ii IN 0 .. n - 1 LOOP
+      item_index := ii;
+      secret := v_rows[ii + 1];
+      row_xmin := v_xmins[ii + 1];
+      pattern_ok := v_ok[ii + 1];
+      RETURN NEXT;
+    END LOOP;
+  END LOOP;
+
+  IF jsonb_array_length(v_notices) > 0 THEN
+    INSERT INTO coffer.webhook_deliveries (id, tenant_id, webhook_id, event, payload, status, next_attempt_at)
+      SELECT gen_random_uuid(), w.tenant_id, w.id, e.event, e.payload, 'pending', now()
+      FROM jsonb_to_recordset(v_notices) AS e(event text, payload jsonb)
+      JOIN coffer.webhooks w ON w.events ? e.event
+      WHERE w.tenant_id = p_tenant AND NOT w.disabled;
+  END IF;
+  IF jsonb_array_length(v_events) > 0 THEN
+    PERFORM coffer.audit_stage(p_tenant, v_events, p_link_key_id, p_link_key);
+  END IF;
+END
+$$;
