@@ -6,14 +6,16 @@
 -- under keys the database never holds, so they cannot be made here. Per call, in this order (the order of the
 -- errors a request sees): the identity's revision; the environment (exists, key-share locked; a protected one takes
 -- writes only from admins; an admin writing to `default` skips it); the call's new custom patterns compile; every
--- row is still the one planned on (same xmin, or still absent), locked in the order given; values match their
+-- row is still the one planned on (same xmin, or still absent; or, for an item planned on the row an earlier call of
+-- this statement leaves, that call's row: its xmin and MAC), locked in the order given; values match their
 -- custom patterns; then the changes. Each applying call runs in a subtransaction of its own, so one call that is
 -- stale, fails its format or meets an error changes nothing and leaves the others be. A call that does not apply
 -- (the API already refuses it on what it saw) only checks that what it saw is current, without locking.
 -- Rows returned, per call: identity_changed, environment_not_found, environment_protected, bad_pattern (item_index:
 -- which of the call's patterns), or one row per item: ok (the row as written), stale (the row as it is now, or no
 -- row), format (pattern_ok per item), checked (pattern_ok per item), key_retired (CF001: the data key was retired),
--- failed (error_code: the SQLSTATE). secret is to_jsonb of the row; row_xmin its xmin.
+-- failed (error_code: the SQLSTATE). secret is to_jsonb of the row; row_xmin its xmin. Values travel apart from the
+-- calls, in p_values (each call's from its value_base), and the data key and the audit link key as parameters.
 CREATE OR REPLACE FUNCTION coffer.write_secrets(p_tenant uuid, p_calls jsonb, p_values text[], p_key text,
     p_pgp_options text, p_link_key_id text, p_link_key bytea)
   RETURNS TABLE (call_index integer, outcome text, item_index integer, pattern_ok boolean, row_xmin text,
@@ -43,6 +45,10 @@ DECLARE
   v_ok boolean[];
   v_events jsonb := '[]'::jsonb;
   v_notices jsonb := '[]'::jsonb;
+  -- The xmin each row was left with by the calls applied so far, by secret id: what a chained item is checked on.
+  v_left jsonb := '{}'::jsonb;
+  v_identities jsonb := '{}'::jsonb;
+  v_environments jsonb := '{}'::jsonb;
 BEGIN
   PERFORM set_config('app.tenant_id', p_tenant::text, true);
   FOR ci IN 1 .. jsonb_array_length(p_calls) LOOP
@@ -59,20 +65,29 @@ BEGIN
     secret := NULL;
     error_code := NULL;
 
-    SELECT i.role INTO v_role FROM coffer.identities i
-      WHERE i.id = (c ->> 'identity')::uuid AND i.revision = (c ->> 'revision')::integer AND NOT i.disabled;
-    IF NOT FOUND THEN
-      outcome := 'identity_changed';
-      RETURN NEXT;
-      CONTINUE;
-    END IF;
-    IF NOT (v_env = 'default' AND v_role = 'admin') THEN
-      SELECT e.protected INTO v_protected FROM coffer.environments e
-        WHERE e.tenant_id = p_tenant AND e.slug = v_env FOR KEY SHARE;
+    -- An identity or environment checked once holds for the rest of the statement.
+    v_role := v_identities ->> ((c ->> 'identity') || ':' || (c ->> 'revision'));
+    IF v_role IS NULL THEN
+      SELECT i.role INTO v_role FROM coffer.identities i
+        WHERE i.id = (c ->> 'identity')::uuid AND i.revision = (c ->> 'revision')::integer AND NOT i.disabled;
       IF NOT FOUND THEN
-        outcome := 'environment_not_found';
+        outcome := 'identity_changed';
         RETURN NEXT;
         CONTINUE;
+      END IF;
+      v_identities := v_identities || jsonb_build_object((c ->> 'identity') || ':' || (c ->> 'revision'), v_role);
+    END IF;
+    IF NOT (v_env = 'default' AND v_role = 'admin') THEN
+      v_protected := (v_environments ->> v_env)::boolean;
+      IF v_protected IS NULL THEN
+        SELECT e.protected INTO v_protected FROM coffer.environments e
+          WHERE e.tenant_id = p_tenant AND e.slug = v_env FOR KEY SHARE;
+        IF NOT FOUND THEN
+          outcome := 'environment_not_found';
+          RETURN NEXT;
+          CONTINUE;
+        END IF;
+        v_environments := v_environments || jsonb_build_object(v_env, v_protected);
       END IF;
       IF v_protected AND v_role <> 'admin' THEN
         outcome := 'environment_protected';
@@ -113,7 +128,9 @@ BEGIN
           v_cur := NULL;
           v_xmin := NULL;
         END IF;
-        IF v_xmin IS DISTINCT FROM it ->> 'xmin' THEN
+        IF NOT coalesce(CASE WHEN it ->> 'left_mac' IS NOT NULL
+            THEN v_left ->> (v_cur ->> 'id') = v_xmin AND v_cur ->> 'mac' = it ->> 'left_mac'
+            ELSE v_xmin IS NOT DISTINCT FROM it ->> 'xmin' END, false) THEN
           v_outcome := 'stale';
         END IF;
         v_rows[ii + 1] := v_cur;
@@ -134,7 +151,9 @@ BEGIN
             v_cur := NULL;
             v_xmin := NULL;
           END IF;
-          IF v_xmin IS DISTINCT FROM it ->> 'xmin' THEN
+          IF NOT coalesce(CASE WHEN it ->> 'left_mac' IS NOT NULL
+              THEN v_left ->> (v_cur ->> 'id') = v_xmin AND v_cur ->> 'mac' = it ->> 'left_mac'
+              ELSE v_xmin IS NOT DISTINCT FROM it ->> 'xmin' END, false) THEN
             RAISE EXCEPTION 'stale' USING ERRCODE = 'CF003';
           END IF;
           v_rows[ii + 1] := v_cur;
@@ -235,6 +254,9 @@ BEGIN
       ELSIF v_outcome = 'ok' THEN
         v_events := v_events || (c -> 'events');
         v_notices := v_notices || (c -> 'notices');
+        FOR ii IN 0 .. n - 1 LOOP
+          v_left := v_left || jsonb_build_object(v_rows[ii + 1] ->> 'id', v_xmins[ii + 1]);
+        END LOOP;
       END IF;
     END IF;
 

@@ -12,7 +12,7 @@ import { checkFormat } from './formats.ts';
 import { type ChangeNotice, notices } from './secret-changes.ts';
 import { nextRow, type Plan, pathOf, planWrite, type SecretWriter, type WriteInput } from './secret-writes.ts';
 import type { CheckItem, SecretQueries, SecretRow, WriteItem } from './secrets.queries.ts';
-import type { CallResult, SecretWriteBatcher } from './write-batcher.ts';
+import type { CallResult, ChainRef, SecretWriteBatcher } from './write-batcher.ts';
 import { WriteLanes } from './write-lanes.ts';
 import { invalidPattern, type NewPattern } from './write-validation.ts';
 
@@ -51,6 +51,7 @@ export interface Written {
  * secret in this process never collide (WriteLanes); only another replica, or a change by another path, moves a row.
  */
 const MAX_REPLANS = 5;
+const MAX_CHAINED_REPLANS = 100;
 
 interface Planned {
   items: (WriteItem | CheckItem)[];
@@ -63,6 +64,10 @@ interface Planned {
   plans: Map<string, { plan: Extract<Plan, { ok: true }>; next: SecretRow } | { deleted: SecretRow }>;
   /** Where each item's value was carried, by item index (for pattern failures). */
   where: string[];
+  /** Each item's row as the write leaves it (its MAC included), when it applies. */
+  rows: (SecretRow | null)[];
+  /** Items planned on a row an earlier write will leave. */
+  chains: { item: number; after: ChainRef }[];
 }
 
 /**
@@ -93,15 +98,24 @@ export function statementWrites(deps: StatementWriteDeps) {
       unprocessables: [],
       plans: new Map(),
       where: [],
+      rows: [],
+      chains: [],
     };
     const purges: AuditEvent[] = [];
     const writes: AuditEvent[] = [];
     const deletes: AuditEvent[] = [];
-    const byName: { name: string; item: WriteItem | CheckItem; where: string }[] = [];
+    const byName: {
+      name: string;
+      item: WriteItem | CheckItem;
+      where: string;
+      row: SecretRow | null;
+      after: ChainRef | undefined;
+    }[] = [];
     for (const change of changes) {
       const path = { ...where, name: change.name };
       const known = lanes.known(WriteLanes.key(p.tenantId, path));
       const xmin = known?.xmin ?? null;
+      const after = known?.pending;
       let row: SecretRow | undefined = known?.row;
       let purgeId: string | null = null;
       if (row && deps.writer.windowClosed(row)) {
@@ -113,7 +127,7 @@ export function statementWrites(deps: StatementWriteDeps) {
       if ('remove' in change) {
         if (!row || row.deletedAt) {
           out.conflicts.push({ path: change.at, message: 'the secret does not exist' });
-          byName.push({ name: change.name, item: check, where: change.where });
+          byName.push({ name: change.name, item: check, where: change.where, row: null, after });
           continue;
         }
         const now = new Date();
@@ -130,24 +144,21 @@ export function statementWrites(deps: StatementWriteDeps) {
             ...(change.via ? { details: { via: change.via } } : {}),
           }),
         );
-        byName.push({
-          name: change.name,
-          where: change.where,
-          item: deps.secrets.writeItem(deleted, {
-            op: 'delete',
-            xmin,
-            create: false,
-            purgeId: null,
-            pattern: null,
-            schedule: false,
-          }),
+        const item = deps.secrets.writeItem(deleted, {
+          op: 'delete',
+          xmin,
+          create: false,
+          purgeId: null,
+          pattern: null,
+          schedule: false,
         });
+        byName.push({ name: change.name, where: change.where, item, row: sealedAs(deleted, item), after });
         continue;
       }
       const planned = planWrite(row, change.set.ifVersion);
       if (!planned.ok) {
         out.conflicts.push({ path: change.at, message: planned.message });
-        byName.push({ name: change.name, item: check, where: change.where });
+        byName.push({ name: change.name, item: check, where: change.where, row: null, after });
         continue;
       }
       const value = change.set.value;
@@ -166,29 +177,30 @@ export function statementWrites(deps: StatementWriteDeps) {
       out.plans.set(change.name, { plan: planned, next });
       out.notices.push(notices.written(p.tenantId, path, planned.version, planned.create));
       writes.push(deps.writer.writeEvent(ctx, next, planned.version, keySet, value, planned.create, change.via));
-      byName.push({
-        name: change.name,
-        where: change.where,
-        item: deps.secrets.writeItem(next, {
-          op: 'write',
-          xmin,
-          create: planned.create,
-          purgeId,
-          version: {
-            value: out.values.length,
-            dekVersion: keySet.activeVersion,
-            createdBy: p.identityId,
-            fingerprint: TenantKeyCache.fingerprint(keySet, value),
-          },
-          pattern: verdict.ok ? (verdict.pattern ?? null) : null,
-          schedule: change.set.rotation !== undefined,
-        }),
+      const item = deps.secrets.writeItem(next, {
+        op: 'write',
+        xmin,
+        create: planned.create,
+        purgeId,
+        version: {
+          value: out.values.length,
+          dekVersion: keySet.activeVersion,
+          createdBy: p.identityId,
+          fingerprint: TenantKeyCache.fingerprint(keySet, value),
+        },
+        pattern: verdict.ok ? (verdict.pattern ?? null) : null,
+        schedule: change.set.rotation !== undefined,
       });
+      byName.push({ name: change.name, where: change.where, item, row: sealedAs(next, item), after });
     }
     // Rows are locked in name order, so two writes that share names cannot wait on each other in a cycle.
     byName.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     out.items = byName.map((b) => b.item);
     out.where = byName.map((b) => b.where);
+    out.rows = byName.map((b) => b.row);
+    byName.forEach((b, item) => {
+      if (b.after) out.chains.push({ item, after: b.after });
+    });
     out.events = [...purges, ...writes, ...deletes];
     return out;
   }
@@ -207,15 +219,18 @@ export function statementWrites(deps: StatementWriteDeps) {
       authorize: (p: Principal) => void,
     ): Promise<Map<string, Written>> {
       const first = principalOf(ctx);
-      const laneKeys = changes.map((c) => WriteLanes.key(first.tenantId, { ...where, name: c.name }));
-      return lanes.run(laneKeys, async () => {
-        let p = first;
-        let keySet = await deps.keys.get(p.tenantId);
-        const retried = { identity: false, keys: false, stale: 0 };
-        for (;;) {
+      const keyOf = (name: string) => WriteLanes.key(first.tenantId, { ...where, name });
+      const laneKeys = changes.map((c) => keyOf(c.name));
+      let p = first;
+      let keySet = await deps.keys.get(p.tenantId);
+      const retried = { identity: false, keys: false, stale: 0, chained: 0 };
+      for (;;) {
+        // The lanes are held while the write is planned and queued: the next write of these secrets is planned on
+        // what this one will leave, and may share its statement.
+        const sent = await lanes.run(laneKeys, async () => {
           const planned = plan(ctx, p, where, changes, keySet);
           const refusing = planned.conflicts.length > 0 || planned.unprocessables.length > 0;
-          const result: CallResult = await deps.batcher.submit(p.tenantId, {
+          const { handle, result } = deps.batcher.submit(p.tenantId, {
             call: {
               identity: p.identityId,
               revision: p.revision,
@@ -231,69 +246,98 @@ export function statementWrites(deps: StatementWriteDeps) {
             values: planned.values,
             dekVersion: keySet.activeVersion,
             dekHex: keySet.activeKey,
+            chains: planned.chains,
           });
-          switch (result.outcome) {
-            case 'identity_changed':
-              if (retried.identity) throw unauthorized('the token is no longer valid: log in again');
-              retried.identity = true;
-              p = await deps.refreshPrincipal(p);
-              ctx.principal = p;
-              authorize(p);
-              continue;
-            case 'environment_not_found':
-              throw environmentNotFound(where.environment);
-            case 'environment_protected':
-              throw protectedRefusal(where.environment);
-            case 'bad_pattern':
-              throw invalidPattern(newPatterns[result.index]?.where ?? 'body.format.pattern');
-            case 'key_retired':
-              // Another replica rotated the data key: reload the keys once.
-              if (retried.keys)
-                throw Object.assign(new Error('the active data key was retired twice'), { code: 'CF001' });
-              retried.keys = true;
-              deps.keys.invalidate(p.tenantId);
-              keySet = await deps.keys.get(p.tenantId);
-              continue;
-            case 'failed':
-              throw Object.assign(new Error('coffer.write_secrets failed'), { code: result.code });
+          // Awaited below, once the lanes are free; never left unhandled meanwhile.
+          const settled = result.then(
+            () => undefined,
+            () => undefined,
+          );
+          if (!refusing && planned.items.every((item) => item.pattern === null)) {
+            planned.items.forEach((item, i) => {
+              const row = planned.rows[i];
+              if (row?.mac) lanes.predict(keyOf(item.name), row, { handle, item: i, mac: row.mac });
+            });
+          } else if (!refusing) {
+            // A value checked against a custom pattern may yet fail in the database, and so would every write
+            // planned on top of it: the next write waits for this one instead.
+            await settled;
           }
-          // Whatever else the statement answered, each row it names is what the next write of it is planned on.
+          return { planned, handle, result };
+        });
+        const { planned, handle } = sent;
+        // A statement that failed as a whole leaves nothing known: what was planned on top of it replans.
+        const result: CallResult = await sent.result;
+        if ('items' in result) {
+          // Whatever the statement answered, each row it names is what the next write of it is planned on.
           planned.items.forEach((item, i) => {
             const r = result.items[i];
-            if (r) lanes.remember(WriteLanes.key(p.tenantId, { ...where, name: item.name }), r.row, r.xmin);
+            if (r) lanes.settle(keyOf(item.name), handle, r.row, r.xmin);
           });
-          if (result.outcome === 'stale') {
-            if (++retried.stale > MAX_REPLANS) throw conflict('the secret changed concurrently; retry');
-            continue;
-          }
-          const patternFailures = result.items.flatMap((r, i) =>
-            r.patternOk === false
-              ? [{ path: planned.where[i] as string, message: 'pattern: must match the format pattern' }]
-              : [],
-          );
-          if (result.outcome === 'checked') {
-            if (planned.conflicts.length > 0) throw refuse.conflict(planned.conflicts);
-            throw refuse.unprocessable(inRequestOrder([...planned.unprocessables, ...patternFailures], changes));
-          }
-          if (result.outcome === 'format') throw refuse.unprocessable(inRequestOrder(patternFailures, changes));
-          deps.committed(planned.events);
-          const written = new Map<string, Written>();
-          planned.items.forEach((item, i) => {
-            const row = result.items[i]?.row;
-            const made = planned.plans.get(item.name);
-            if (!row || !made) throw new Error(`coffer.write_secrets wrote no row for ${item.name}`);
-            written.set(
-              item.name,
-              'deleted' in made
-                ? { row, created: false, version: row.currentVersion }
-                : { row, created: made.plan.create, version: made.plan.version },
-            );
-          });
-          return written;
         }
-      });
+        switch (result.outcome) {
+          case 'identity_changed':
+            if (retried.identity) throw unauthorized('the token is no longer valid: log in again');
+            retried.identity = true;
+            p = await deps.refreshPrincipal(p);
+            ctx.principal = p;
+            authorize(p);
+            continue;
+          case 'environment_not_found':
+            throw environmentNotFound(where.environment);
+          case 'environment_protected':
+            throw protectedRefusal(where.environment);
+          case 'bad_pattern':
+            throw invalidPattern(newPatterns[result.index]?.where ?? 'body.format.pattern');
+          case 'key_retired':
+            // Another replica rotated the data key: reload the keys once.
+            if (retried.keys)
+              throw Object.assign(new Error('the active data key was retired twice'), { code: 'CF001' });
+            retried.keys = true;
+            deps.keys.invalidate(p.tenantId);
+            keySet = await deps.keys.get(p.tenantId);
+            continue;
+          case 'failed':
+            throw Object.assign(new Error('coffer.write_secrets failed'), { code: result.code });
+          case 'stale':
+            // Planned on the row an earlier write of this replica was to leave, which did not apply: not a
+            // concurrent change, so it does not count as one (up to a bound that only a fault would reach).
+            if (planned.chains.length > 0 ? ++retried.chained > MAX_CHAINED_REPLANS : ++retried.stale > MAX_REPLANS)
+              throw conflict('the secret changed concurrently; retry');
+            continue;
+        }
+        const patternFailures = result.items.flatMap((r, i) =>
+          r.patternOk === false
+            ? [{ path: planned.where[i] as string, message: 'pattern: must match the format pattern' }]
+            : [],
+        );
+        if (result.outcome === 'checked') {
+          if (planned.conflicts.length > 0) throw refuse.conflict(planned.conflicts);
+          throw refuse.unprocessable(inRequestOrder([...planned.unprocessables, ...patternFailures], changes));
+        }
+        if (result.outcome === 'format') throw refuse.unprocessable(inRequestOrder(patternFailures, changes));
+        deps.committed(planned.events);
+        const written = new Map<string, Written>();
+        planned.items.forEach((item, i) => {
+          const row = result.items[i]?.row;
+          const made = planned.plans.get(item.name);
+          if (!row || !made) throw new Error(`coffer.write_secrets wrote no row for ${item.name}`);
+          written.set(
+            item.name,
+            'deleted' in made
+              ? { row, created: false, version: row.currentVersion }
+              : { row, created: made.plan.create, version: made.plan.version },
+          );
+        });
+        return written;
+      }
     },
   };
+}
+
+/** The row as stored: with the MAC its item carries. */
+function sealedAs(row: SecretRow, item: WriteItem): SecretRow {
+  return { ...row, mac: item.row.mac as string };
 }
 
 /** Issues in the order the request named them (the body's order), as the refusals have always listed them. */

@@ -128,6 +128,8 @@ export interface WriteItem {
   op: 'write' | 'delete';
   /** The xmin of the row the item was planned on; null when planned on no row (a create). */
   xmin: string | null;
+  /** Planned on the row an earlier call of the same statement leaves: that row's MAC (then `xmin` is null). */
+  left_mac?: string | null;
   create: boolean;
   purge: boolean;
   /** The soft-deleted row erased first, its recovery window closed (then `create`). */
@@ -155,6 +157,7 @@ export interface WriteItem {
 export interface CheckItem {
   name: string;
   xmin: string | null;
+  left_mac?: string | null;
   pattern: string | null;
   version: { value: number } | null;
 }

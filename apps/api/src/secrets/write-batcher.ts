@@ -15,6 +15,40 @@ export type CallResult =
   | { outcome: 'failed'; code: string }
   | { outcome: 'ok' | 'stale' | 'format' | 'checked'; items: ItemResult[] };
 
+let settledSeq = 0;
+
+/** A submitted call, as later calls refer to it: settled once its statement has returned (result null: it failed). */
+export class CallHandle {
+  settled = false;
+  result: CallResult | null = null;
+  /** The order in which calls settled (their statements returned), process-wide: later knows better. */
+  seq = 0;
+
+  /** The calls this one's items were planned on top of, until it settles. */
+  constructor(private after: CallHandle[] = []) {}
+
+  /** Will not apply, or did not: it, or a call it was planned on top of, failed. */
+  doomed(): boolean {
+    if (this.settled) return this.result?.outcome !== 'ok';
+    return this.after.some((h) => h.doomed());
+  }
+
+  settle(result: CallResult | null): void {
+    this.settled = true;
+    this.result = result;
+    this.seq = ++settledSeq;
+    this.after = [];
+  }
+}
+
+/** An item planned on the row an earlier call (not yet committed when planned) will leave, with that row's MAC. */
+export interface ChainRef {
+  handle: CallHandle;
+  /** The earlier call's item for the same secret. */
+  item: number;
+  mac: string;
+}
+
 /** A request's call, as the service builds it: its items refer to its own values, 1-based. */
 export interface PendingCall {
   call: Omit<WriteCall, 'value_base'>;
@@ -22,6 +56,8 @@ export interface PendingCall {
   /** The data key the call's items were sealed for (their dek_version); only calls under the same key share a statement. */
   dekVersion: number;
   dekHex: string;
+  /** Items planned on rows that earlier calls will leave: their expected xmin is known only once those are sent. */
+  chains?: readonly { item: number; after: ChainRef }[];
 }
 
 export interface SecretWriteBatcherOptions {
@@ -39,6 +75,7 @@ export interface SecretWriteBatcherOptions {
 
 interface Waiting {
   pending: PendingCall;
+  handle: CallHandle;
   resolve: (r: CallResult) => void;
   reject: (err: unknown) => void;
 }
@@ -50,6 +87,11 @@ interface Waiting {
  * tenant would otherwise take in turn), and the batches grow with the load. Each call's outcome is its own
  * (coffer.write_secrets applies each in a subtransaction); a statement that fails as a whole (the commit refused by
  * the audit chain, the database gone) fails every call in it.
+ *
+ * A write may be planned on the row an earlier write of the same secret will leave (WriteLanes), before that one
+ * has committed: then it goes in the same statement, checked against the row the earlier call left in it (its xmin
+ * and MAC), or in a later one, checked against the xmin the earlier call returned. So the writers of one hot
+ * secret share statements too, instead of each waiting for the commit of the one before.
  */
 export class SecretWriteBatcher {
   private readonly lanes = new Map<string, { inFlight: boolean; queue: Waiting[] }>();
@@ -59,32 +101,43 @@ export class SecretWriteBatcher {
     this.maxCalls = o.maxCalls ?? 32;
   }
 
-  submit(tenantId: string, pending: PendingCall): Promise<CallResult> {
-    return new Promise((resolve, reject) => {
+  /** Queues the call at once (so a later call may chain on its handle); the result comes with its statement. */
+  submit(tenantId: string, pending: PendingCall): { handle: CallHandle; result: Promise<CallResult> } {
+    const handle = new CallHandle((pending.chains ?? []).map((c) => c.after.handle));
+    const result = new Promise<CallResult>((resolve, reject) => {
       let lane = this.lanes.get(tenantId);
       if (!lane) {
         lane = { inFlight: false, queue: [] };
         this.lanes.set(tenantId, lane);
       }
-      lane.queue.push({ pending, resolve, reject });
+      lane.queue.push({ pending, handle, resolve, reject });
       if (!lane.inFlight) void this.flush(tenantId, lane);
     });
+    return { handle, result };
   }
 
   private async flush(tenantId: string, lane: { inFlight: boolean; queue: Waiting[] }): Promise<void> {
     lane.inFlight = true;
     try {
       while (lane.queue.length > 0) {
-        // Calls sealed under another data key (a rotation in between) wait for the next statement.
+        // Calls sealed under another data key (a rotation in between) wait for the next statement, and so do calls
+        // chained on a call that waits. The first in the queue can always go: what it chains on was sent before.
         const first = lane.queue[0] as Waiting;
         const batch: Waiting[] = [];
+        const inBatch = new Set<CallHandle>();
         const rest: Waiting[] = [];
         for (const w of lane.queue) {
-          if (batch.length < this.maxCalls && w.pending.dekVersion === first.pending.dekVersion) batch.push(w);
-          else rest.push(w);
+          const ready =
+            batch.length < this.maxCalls &&
+            w.pending.dekVersion === first.pending.dekVersion &&
+            (w.pending.chains ?? []).every((c) => c.after.handle.settled || inBatch.has(c.after.handle));
+          if (ready) {
+            batch.push(w);
+            inBatch.add(w.handle);
+          } else rest.push(w);
         }
         lane.queue = rest;
-        await this.send(tenantId, batch);
+        await this.send(tenantId, batch, inBatch);
       }
     } finally {
       lane.inFlight = false;
@@ -92,22 +145,39 @@ export class SecretWriteBatcher {
     }
   }
 
-  private async send(tenantId: string, batch: Waiting[]): Promise<void> {
+  private async send(tenantId: string, batch: Waiting[], inBatch: ReadonlySet<CallHandle>): Promise<void> {
     const calls: WriteCall[] = [];
     const values: string[] = [];
     for (const w of batch) {
-      calls.push({ ...w.pending.call, value_base: values.length });
+      const items = [...w.pending.call.items];
+      for (const { item, after } of w.pending.chains ?? []) {
+        const planned = items[item];
+        if (!planned) continue;
+        if (inBatch.has(after.handle)) {
+          items[item] = { ...planned, xmin: null, left_mac: after.mac };
+        } else {
+          // Sent before and returned: chained on what it left, or on nothing (it did not apply: this call is stale).
+          const r = after.handle.result;
+          const left = r?.outcome === 'ok' ? r.items[after.item]?.xmin : undefined;
+          items[item] = { ...planned, xmin: left ?? 'none' };
+        }
+      }
+      calls.push({ ...w.pending.call, items, value_base: values.length });
       values.push(...w.pending.values);
     }
     let rows: WriteResultRow[];
     try {
       rows = await this.o.send(tenantId, calls, values, (batch[0] as Waiting).pending.dekHex);
     } catch (err) {
+      for (const w of batch) w.handle.settle(null);
       for (const w of batch) w.reject(err);
       return;
     }
     this.o.observe?.(batch.length);
     const results = collect(rows, batch.length);
+    batch.forEach((w, i) => {
+      w.handle.settle(results[i] ?? null);
+    });
     batch.forEach((w, i) => {
       const r = results[i];
       if (r) w.resolve(r);

@@ -1,9 +1,20 @@
 import type { SecretRow } from './secrets.queries.ts';
+import type { ChainRef } from './write-batcher.ts';
 
-/** A secret row as a write last saw it, with its xmin: what the next write of it is planned on. */
-export interface KnownRow {
-  row: SecretRow;
-  xmin: string;
+/**
+ * What the next write of a secret is planned on: the row as a statement last found or left it, with its xmin; or
+ * the row a write sent but not yet committed will leave (`pending`, no xmin yet), to be chained to it.
+ */
+export type KnownRow =
+  | { row: SecretRow; xmin: string; pending?: undefined }
+  | { row: SecretRow; xmin: null; pending: ChainRef };
+
+interface Entry {
+  /** The newest row a statement returned, and the order its call settled in (CallHandle.seq). */
+  confirmed?: { row: SecretRow; xmin: string; seq: number };
+  /** The row the last write planned of it will leave. */
+  predicted?: { row: SecretRow; ref: ChainRef };
+  at: number;
 }
 
 export interface WriteLanesOptions {
@@ -14,18 +25,21 @@ export interface WriteLanesOptions {
 }
 
 /**
- * Writes of one secret in this process go one at a time, in arrival order, and each is planned on the row the one
- * before it left. Without this, concurrent writers of one secret would all plan on the same row, and all but one
- * would find it moved and plan again: a retry storm whose work grows with the square of the writers. A bundle
- * takes the lanes of all its names, in sorted order, so two bundles cannot wait on each other in a cycle.
+ * Writes of one secret in this process are planned one at a time, in arrival order, each on the row the one before
+ * it will leave (sent, perhaps not yet committed: SecretWriteBatcher chains the two). Without this, concurrent
+ * writers of one secret would all plan on the same row, and all but one would find it moved and plan again: a
+ * retry storm whose work grows with the square of the writers. A lane is held only while a write is planned and
+ * queued, not while it commits. A bundle takes the lanes of all its names, in sorted order, so two bundles cannot
+ * wait on each other in a cycle.
  *
  * The rows remembered are metadata only (never a value), and a guess: coffer.write_secrets refuses a write planned
- * on a row that has moved since (another replica, a PATCH, a rotation) and answers with the row as it is, which is
- * then remembered. A row not remembered is planned on as absent (a create), which costs nothing more when it is.
+ * on a row that has moved since (another replica, a PATCH, a rotation, a chained write that failed) and answers
+ * with the row as it is, which is then remembered. A row not remembered is planned on as absent (a create), which
+ * costs nothing more when it is.
  */
 export class WriteLanes {
   private readonly tails = new Map<string, Promise<void>>();
-  private readonly rows = new Map<string, KnownRow & { at: number }>();
+  private readonly rows = new Map<string, Entry>();
   private readonly maxKnown: number;
   private readonly ttlMs: number;
 
@@ -50,20 +64,47 @@ export class WriteLanes {
   }
 
   known(key: string): KnownRow | undefined {
-    const hit = this.rows.get(key);
-    if (!hit) return undefined;
-    if (Date.now() - hit.at > this.ttlMs) {
+    const e = this.rows.get(key);
+    if (!e) return undefined;
+    if (Date.now() - e.at > this.ttlMs) {
       this.rows.delete(key);
       return undefined;
     }
-    return hit;
+    const p = e.predicted;
+    if (p) {
+      const h = p.ref.handle;
+      // Still to return, and nothing it was planned on top of has failed: plan on top of it.
+      if (!h.doomed() && !h.settled) return { row: p.row, xmin: null, pending: p.ref };
+      // Returned and applied: what it left, unless a statement since knows better.
+      const left = h.result?.outcome === 'ok' ? h.result.items[p.ref.item] : undefined;
+      if (left?.row && left.xmin !== null && h.seq > (e.confirmed?.seq ?? 0)) return { row: left.row, xmin: left.xmin };
+    }
+    return e.confirmed ? { row: e.confirmed.row, xmin: e.confirmed.xmin } : undefined;
   }
 
-  /** What a statement found or left for `key`: a row, or none (absent). */
-  remember(key: string, row: SecretRow | null, xmin: string | null): void {
+  /** The row a write just queued will leave: the next write of `key` is planned on it. */
+  predict(key: string, row: SecretRow, ref: ChainRef): void {
+    const e = this.rows.get(key);
+    this.touch(key, { ...(e?.confirmed ? { confirmed: e.confirmed } : {}), predicted: { row, ref }, at: Date.now() });
+  }
+
+  /**
+   * What a write learnt of `key` once its statement returned: the row it left, or the row as it is (or none), as
+   * of the order its call settled in; an older answer never replaces a newer one.
+   */
+  settle(key: string, handle: ChainRef['handle'], row: SecretRow | null, xmin: string | null): void {
+    const e = this.rows.get(key);
+    if (e?.confirmed && e.confirmed.seq > handle.seq) return;
+    const predicted = e?.predicted && !e.predicted.ref.handle.settled ? { predicted: e.predicted } : {};
+    if (row && xmin !== null)
+      this.touch(key, { confirmed: { row, xmin, seq: handle.seq }, ...predicted, at: Date.now() });
+    else if (predicted.predicted) this.touch(key, { ...predicted, at: Date.now() });
+    else this.rows.delete(key);
+  }
+
+  private touch(key: string, entry: Entry): void {
     this.rows.delete(key);
-    if (!row || xmin === null) return;
-    this.rows.set(key, { row, xmin, at: Date.now() });
+    this.rows.set(key, entry);
     if (this.rows.size > this.maxKnown) {
       const oldest = this.rows.keys().next().value;
       if (oldest !== undefined) this.rows.delete(oldest);
