@@ -1,4 +1,4 @@
-import { BundleWriteResponse, SecretMetadata, SecretVersions, SecretWithValue } from '@coffer/contracts';
+import { Bundle, BundleWriteResponse, SecretMetadata, SecretVersions, SecretWithValue } from '@coffer/contracts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootToken } from '../support/factories.ts';
@@ -255,6 +255,22 @@ describe('writes planned on a row that moved', () => {
         `ok${'x'.repeat(i)}`,
       );
     }
+  });
+
+  it('concurrent bundle writes of 20 names each all apply, each wholly', async () => {
+    const { tenant, api } = await tenantCtx(t, root);
+    const bundle = (i: number) =>
+      Object.fromEntries(range(1, 20).map((n) => [`K${String(n).padStart(2, '0')}`, { value: `b${i}-${n}` }]));
+    // Each is planned on the rows the one before will leave, twenty rows at a time.
+    const results = await Promise.all(range(1, 12).map((i) => api.writeBundle('sandbox', 'wide', { set: bundle(i) })));
+    expect(results.map((r) => r.statusCode)).toEqual(Array<number>(12).fill(200));
+    const last = results
+      .map((r, i) => ({ i: i + 1, v: BundleWriteResponse.parse(r.json()).versions.K01 }))
+      .sort((a, b) => (b.v ?? 0) - (a.v ?? 0))[0];
+    expect(last?.v).toBe(12);
+    const read = expectOk(await api.bundle('sandbox', 'wide'), 200, Bundle);
+    for (const n of range(1, 20)) expect(read.values[`K${String(n).padStart(2, '0')}`]).toBe(`b${last?.i}-${n}`);
+    expect(await storedVersions(tenant.tenant.id, 'K20')).toEqual(range(1, 12));
   });
 
   it("concurrent writes of many secrets of one tenant share commits and keep the tenant's chain whole", async () => {

@@ -24,13 +24,19 @@ export class CallHandle {
   /** The order in which calls settled (their statements returned), process-wide: later knows better. */
   seq = 0;
 
-  /** The calls this one's items were planned on top of, until it settles. */
-  constructor(private after: CallHandle[] = []) {}
+  /** The calls this one's items were planned on top of (each once), until it settles. */
+  private after: CallHandle[];
+
+  constructor(after: readonly CallHandle[] = []) {
+    this.after = [...new Set(after)];
+  }
 
   /** Will not apply, or did not: it, or a call it was planned on top of, failed. */
-  doomed(): boolean {
+  doomed(seen = new Set<CallHandle>()): boolean {
     if (this.settled) return this.result?.outcome !== 'ok';
-    return this.after.some((h) => h.doomed());
+    // Calls planned on top of each other form a graph that may join (bundles): visit each call once.
+    seen.add(this);
+    return this.after.some((h) => !seen.has(h) && h.doomed(seen));
   }
 
   settle(result: CallResult | null): void {
@@ -135,6 +141,12 @@ export class SecretWriteBatcher {
             batch.push(w);
             inBatch.add(w.handle);
           } else rest.push(w);
+        }
+        if (batch.length === 0) {
+          // Cannot happen (see above); should it, the first goes anyway, and whatever it chains on counts as failed.
+          batch.push(first);
+          inBatch.add(first.handle);
+          rest.splice(rest.indexOf(first), 1);
         }
         lane.queue = rest;
         await this.send(tenantId, batch, inBatch);
