@@ -24,10 +24,14 @@ CREATE OR REPLACE FUNCTION coffer.write_secrets(p_tenant uuid, p_calls jsonb, p_
   AS $$
 DECLARE
   c jsonb;
+  v_items jsonb;
   it jsonb;
+  v jsonb;
+  r coffer.secrets%ROWTYPE;
   ci integer;
   ii integer;
   n integer;
+  v_base integer;
   v_role text;
   v_protected boolean;
   v_env text;
@@ -35,6 +39,8 @@ DECLARE
   v_owner text;
   v_apply boolean;
   v_cur jsonb;
+  v_cur_id uuid;
+  v_cur_mac text;
   v_xmin text;
   v_id uuid;
   v_value text;
@@ -57,7 +63,9 @@ BEGIN
     v_kind := c ->> 'kind';
     v_owner := c ->> 'owner';
     v_apply := (c ->> 'apply')::boolean;
-    n := jsonb_array_length(c -> 'items');
+    v_base := (c ->> 'value_base')::integer;
+    v_items := c -> 'items';
+    n := jsonb_array_length(v_items);
     call_index := ci;
     item_index := NULL;
     pattern_ok := NULL;
@@ -118,146 +126,132 @@ BEGIN
     v_ok := '{}';
     v_outcome := NULL;
     v_code := NULL;
-    IF NOT v_apply THEN
+    BEGIN
+      -- Each row as planned on: locked (when the call applies) in the order given, and compared.
       FOR ii IN 0 .. n - 1 LOOP
-        it := c -> 'items' -> ii;
+        it := v_items -> ii;
+        IF v_apply THEN
+          SELECT x.id, x.mac, x.xmin::text INTO v_cur_id, v_cur_mac, v_xmin FROM coffer.secrets x
+            WHERE x.tenant_id = p_tenant AND x.environment = v_env AND x.kind = v_kind AND x.owner = v_owner
+              AND x.name = it ->> 'name'
+            FOR UPDATE;
+        ELSE
+          SELECT x.id, x.mac, x.xmin::text INTO v_cur_id, v_cur_mac, v_xmin FROM coffer.secrets x
+            WHERE x.tenant_id = p_tenant AND x.environment = v_env AND x.kind = v_kind AND x.owner = v_owner
+              AND x.name = it ->> 'name';
+        END IF;
+        IF NOT FOUND THEN
+          v_cur_id := NULL;
+          v_xmin := NULL;
+        END IF;
+        IF NOT coalesce(CASE WHEN it ->> 'left_mac' IS NOT NULL
+            THEN v_left ->> v_cur_id::text = v_xmin AND v_cur_mac = it ->> 'left_mac'
+            ELSE v_xmin IS NOT DISTINCT FROM it ->> 'xmin' END, false) THEN
+          RAISE EXCEPTION 'stale' USING ERRCODE = 'CF003';
+        END IF;
+        IF it ->> 'pattern' IS NOT NULL THEN
+          v_ok[ii + 1] := p_values[v_base + (it -> 'version' ->> 'value')::integer] ~ (it ->> 'pattern');
+        END IF;
+      END LOOP;
+      IF NOT v_apply THEN
+        RAISE EXCEPTION 'checked' USING ERRCODE = 'CF005';
+      END IF;
+      IF false = ANY (v_ok) THEN
+        RAISE EXCEPTION 'format' USING ERRCODE = 'CF004';
+      END IF;
+      FOR ii IN 0 .. n - 1 LOOP
+        it := v_items -> ii;
+        r := jsonb_populate_record(NULL::coffer.secrets, it -> 'row');
+        v_id := r.id;
+        IF (it ->> 'purge')::boolean THEN
+          DELETE FROM coffer.secrets x WHERE x.id = (it ->> 'purge_id')::uuid;
+        END IF;
+        IF it ->> 'op' = 'delete' THEN
+          UPDATE coffer.secrets x
+            SET deleted_at = now(), deleted_by = (c ->> 'identity')::uuid, updated_at = now(), mac = r.mac
+            WHERE x.id = v_id
+            RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
+          DELETE FROM coffer.rotation_schedule s WHERE s.secret_id = v_id;
+        ELSE
+          IF (it ->> 'create')::boolean THEN
+            INSERT INTO coffer.secrets AS x (id, tenant_id, environment, kind, owner, name, current_version,
+                description, tags, format, expires_at, created_by, updated_by, rotation_interval_days,
+                rotation_grace_hours, generator, last_rotated_at, next_rotation_at, mac, class, strategy,
+                owner_team, contact)
+              VALUES (v_id, p_tenant, v_env, v_kind, v_owner, it ->> 'name', r.current_version, r.description,
+                coalesce(r.tags, '[]'::jsonb), r.format, r.expires_at, r.created_by, r.updated_by,
+                r.rotation_interval_days, r.rotation_grace_hours, r.generator, r.last_rotated_at,
+                r.next_rotation_at, r.mac, r.class, r.strategy, r.owner_team, r.contact)
+              ON CONFLICT ON CONSTRAINT secrets_path_key DO NOTHING
+              RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
+            IF NOT FOUND THEN
+              -- Created by another writer since it was found missing.
+              RAISE EXCEPTION 'stale' USING ERRCODE = 'CF003';
+            END IF;
+          ELSE
+            UPDATE coffer.secrets x
+              SET current_version = r.current_version, description = r.description, tags = r.tags,
+                format = r.format, expires_at = r.expires_at, updated_by = r.updated_by, updated_at = now(),
+                rotation_interval_days = r.rotation_interval_days, rotation_grace_hours = r.rotation_grace_hours,
+                generator = r.generator, last_rotated_at = r.last_rotated_at, next_rotation_at = r.next_rotation_at,
+                mac = r.mac, class = r.class, strategy = r.strategy, owner_team = r.owner_team, contact = r.contact
+              WHERE x.id = v_id
+              RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
+          END IF;
+          v := it -> 'version';
+          v_value := p_values[v_base + (v ->> 'value')::integer];
+          INSERT INTO coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version, created_by,
+              fingerprint, mac, deployment_id)
+            VALUES (p_tenant, v_id, (v ->> 'version')::integer,
+              pgp_sym_encrypt((v ->> 'binding') || v_value, p_key, p_pgp_options),
+              (v ->> 'dek_version')::integer, (v ->> 'created_by')::uuid, v ->> 'fingerprint', v ->> 'mac',
+              (v ->> 'deployment_id')::uuid);
+          IF (it ->> 'schedule')::boolean THEN
+            IF r.next_rotation_at IS NULL THEN
+              DELETE FROM coffer.rotation_schedule s WHERE s.secret_id = v_id;
+            ELSE
+              INSERT INTO coffer.rotation_schedule AS s (secret_id, tenant_id, due_at, automatic)
+                VALUES (v_id, p_tenant, r.next_rotation_at, r.generator IS NOT NULL)
+                ON CONFLICT (secret_id) DO UPDATE SET due_at = excluded.due_at, automatic = excluded.automatic;
+            END IF;
+          END IF;
+        END IF;
+        v_rows[ii + 1] := v_cur;
+        v_xmins[ii + 1] := v_xmin;
+      END LOOP;
+      v_outcome := 'ok';
+    EXCEPTION
+      WHEN SQLSTATE 'CF003' THEN
+        v_outcome := 'stale';
+      WHEN SQLSTATE 'CF004' THEN
+        v_outcome := 'format';
+      WHEN SQLSTATE 'CF005' THEN
+        v_outcome := 'checked';
+      WHEN SQLSTATE 'CF001' THEN
+        v_outcome := 'key_retired';
+      WHEN OTHERS THEN
+        v_outcome := 'failed';
+        v_code := SQLSTATE;
+    END;
+    IF v_outcome IN ('stale', 'format', 'checked') THEN
+      -- Nothing of the call was applied: each row as it is now, what the call should be planned on instead.
+      FOR ii IN 0 .. n - 1 LOOP
         SELECT to_jsonb(x), x.xmin::text INTO v_cur, v_xmin FROM coffer.secrets x
           WHERE x.tenant_id = p_tenant AND x.environment = v_env AND x.kind = v_kind AND x.owner = v_owner
-            AND x.name = it ->> 'name';
+            AND x.name = v_items -> ii ->> 'name';
         IF NOT FOUND THEN
           v_cur := NULL;
           v_xmin := NULL;
         END IF;
-        IF NOT coalesce(CASE WHEN it ->> 'left_mac' IS NOT NULL
-            THEN v_left ->> (v_cur ->> 'id') = v_xmin AND v_cur ->> 'mac' = it ->> 'left_mac'
-            ELSE v_xmin IS NOT DISTINCT FROM it ->> 'xmin' END, false) THEN
-          v_outcome := 'stale';
-        END IF;
         v_rows[ii + 1] := v_cur;
         v_xmins[ii + 1] := v_xmin;
-        v_ok[ii + 1] := CASE WHEN it ->> 'pattern' IS NULL THEN NULL
-          ELSE p_values[(c ->> 'value_base')::integer + (it -> 'version' ->> 'value')::integer] ~ (it ->> 'pattern') END;
       END LOOP;
-      v_outcome := coalesce(v_outcome, 'checked');
-    ELSE
-      BEGIN
-        FOR ii IN 0 .. n - 1 LOOP
-          it := c -> 'items' -> ii;
-          SELECT to_jsonb(x), x.xmin::text INTO v_cur, v_xmin FROM coffer.secrets x
-            WHERE x.tenant_id = p_tenant AND x.environment = v_env AND x.kind = v_kind AND x.owner = v_owner
-              AND x.name = it ->> 'name'
-            FOR UPDATE;
-          IF NOT FOUND THEN
-            v_cur := NULL;
-            v_xmin := NULL;
-          END IF;
-          IF NOT coalesce(CASE WHEN it ->> 'left_mac' IS NOT NULL
-              THEN v_left ->> (v_cur ->> 'id') = v_xmin AND v_cur ->> 'mac' = it ->> 'left_mac'
-              ELSE v_xmin IS NOT DISTINCT FROM it ->> 'xmin' END, false) THEN
-            RAISE EXCEPTION 'stale' USING ERRCODE = 'CF003';
-          END IF;
-          v_rows[ii + 1] := v_cur;
-          v_xmins[ii + 1] := v_xmin;
-          v_ok[ii + 1] := CASE WHEN it ->> 'pattern' IS NULL THEN NULL
-            ELSE p_values[(c ->> 'value_base')::integer + (it -> 'version' ->> 'value')::integer] ~ (it ->> 'pattern') END;
-        END LOOP;
-        IF false = ANY (v_ok) THEN
-          RAISE EXCEPTION 'format' USING ERRCODE = 'CF004';
-        END IF;
-        FOR ii IN 0 .. n - 1 LOOP
-          it := c -> 'items' -> ii;
-          v_id := (it -> 'row' ->> 'id')::uuid;
-          IF (it ->> 'purge')::boolean THEN
-            DELETE FROM coffer.secrets x WHERE x.id = (it ->> 'purge_id')::uuid;
-          END IF;
-          IF it ->> 'op' = 'delete' THEN
-            UPDATE coffer.secrets x
-              SET deleted_at = now(), deleted_by = (c ->> 'identity')::uuid, updated_at = now(), mac = it -> 'row' ->> 'mac'
-              WHERE x.id = v_id
-              RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
-            DELETE FROM coffer.rotation_schedule r WHERE r.secret_id = v_id;
-          ELSE
-            IF (it ->> 'create')::boolean THEN
-              INSERT INTO coffer.secrets AS x (id, tenant_id, environment, kind, owner, name, current_version,
-                  description, tags, format, expires_at, created_by, updated_by, rotation_interval_days,
-                  rotation_grace_hours, generator, last_rotated_at, next_rotation_at, mac, class, strategy,
-                  owner_team, contact)
-                SELECT v_id, p_tenant, v_env, v_kind, v_owner, it ->> 'name', r.current_version, r.description,
-                  coalesce(r.tags, '[]'::jsonb), r.format, r.expires_at, r.created_by, r.updated_by,
-                  r.rotation_interval_days, r.rotation_grace_hours, r.generator, r.last_rotated_at,
-                  r.next_rotation_at, r.mac, r.class, r.strategy, r.owner_team, r.contact
-                FROM jsonb_populate_record(NULL::coffer.secrets, it -> 'row') r
-                ON CONFLICT ON CONSTRAINT secrets_path_key DO NOTHING
-                RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
-              IF NOT FOUND THEN
-                -- Created by another writer since it was found missing.
-                RAISE EXCEPTION 'stale' USING ERRCODE = 'CF003';
-              END IF;
-            ELSE
-              UPDATE coffer.secrets x
-                SET current_version = r.current_version, description = r.description, tags = r.tags,
-                  format = r.format, expires_at = r.expires_at, updated_by = r.updated_by, updated_at = now(),
-                  rotation_interval_days = r.rotation_interval_days, rotation_grace_hours = r.rotation_grace_hours,
-                  generator = r.generator, last_rotated_at = r.last_rotated_at, next_rotation_at = r.next_rotation_at,
-                  mac = r.mac, class = r.class, strategy = r.strategy, owner_team = r.owner_team, contact = r.contact
-                FROM jsonb_populate_record(NULL::coffer.secrets, it -> 'row') r
-                WHERE x.id = v_id
-                RETURNING to_jsonb(x), x.xmin::text INTO v_cur, v_xmin;
-            END IF;
-            v_value := p_values[(c ->> 'value_base')::integer + (it -> 'version' ->> 'value')::integer];
-            INSERT INTO coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version, created_by,
-                fingerprint, mac, deployment_id)
-              VALUES (p_tenant, v_id, (it -> 'version' ->> 'version')::integer,
-                pgp_sym_encrypt((it -> 'version' ->> 'binding') || v_value, p_key, p_pgp_options),
-                (it -> 'version' ->> 'dek_version')::integer, (it -> 'version' ->> 'created_by')::uuid,
-                it -> 'version' ->> 'fingerprint', it -> 'version' ->> 'mac',
-                (it -> 'version' ->> 'deployment_id')::uuid);
-            IF (it ->> 'schedule')::boolean THEN
-              IF v_cur ->> 'next_rotation_at' IS NULL THEN
-                DELETE FROM coffer.rotation_schedule r WHERE r.secret_id = v_id;
-              ELSE
-                INSERT INTO coffer.rotation_schedule AS r (secret_id, tenant_id, due_at, automatic)
-                  VALUES (v_id, p_tenant, (v_cur ->> 'next_rotation_at')::timestamptz,
-                    v_cur -> 'generator' IS NOT NULL AND v_cur -> 'generator' <> 'null'::jsonb)
-                  ON CONFLICT (secret_id) DO UPDATE SET due_at = excluded.due_at, automatic = excluded.automatic;
-              END IF;
-            END IF;
-          END IF;
-          v_rows[ii + 1] := v_cur;
-          v_xmins[ii + 1] := v_xmin;
-        END LOOP;
-        v_outcome := 'ok';
-      EXCEPTION
-        WHEN SQLSTATE 'CF003' THEN
-          v_outcome := 'stale';
-        WHEN SQLSTATE 'CF004' THEN
-          v_outcome := 'format';
-        WHEN SQLSTATE 'CF001' THEN
-          v_outcome := 'key_retired';
-        WHEN OTHERS THEN
-          v_outcome := 'failed';
-          v_code := SQLSTATE;
-      END;
-      IF v_outcome = 'stale' THEN
-        -- What the call should be planned on instead: each row as it is now.
-        FOR ii IN 0 .. n - 1 LOOP
-          SELECT to_jsonb(x), x.xmin::text INTO v_cur, v_xmin FROM coffer.secrets x
-            WHERE x.tenant_id = p_tenant AND x.environment = v_env AND x.kind = v_kind AND x.owner = v_owner
-              AND x.name = c -> 'items' -> ii ->> 'name';
-          IF NOT FOUND THEN
-            v_cur := NULL;
-            v_xmin := NULL;
-          END IF;
-          v_rows[ii + 1] := v_cur;
-          v_xmins[ii + 1] := v_xmin;
-        END LOOP;
-      ELSIF v_outcome = 'ok' THEN
-        v_events := v_events || (c -> 'events');
-        v_notices := v_notices || (c -> 'notices');
-        FOR ii IN 0 .. n - 1 LOOP
-          v_left := v_left || jsonb_build_object(v_rows[ii + 1] ->> 'id', v_xmins[ii + 1]);
-        END LOOP;
-      END IF;
+    ELSIF v_outcome = 'ok' THEN
+      v_events := v_events || (c -> 'events');
+      v_notices := v_notices || (c -> 'notices');
+      FOR ii IN 0 .. n - 1 LOOP
+        v_left := v_left || jsonb_build_object(v_rows[ii + 1] ->> 'id', v_xmins[ii + 1]);
+      END LOOP;
     END IF;
 
     outcome := v_outcome;
