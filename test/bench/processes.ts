@@ -94,11 +94,12 @@ export function cpuSplitOf(pid: number | undefined): { user: number; system: num
 }
 
 /**
- * CPU time of every process named `postgres` on this machine (the embedded cluster: server and backends), in ms,
- * including backends that have exited since: their time moves to the postmaster's reaped-children counters
- * (cutime, cstime), so the total never goes down when a pool closes a connection.
+ * CPU time of the bench's PostgreSQL (the postmaster `postmasterPid` and its processes; without it, every process
+ * named `postgres` on this machine), in ms, including backends that have exited since: their time moves to the
+ * postmaster's reaped-children counters (cutime, cstime), so the total never goes down when a pool closes a
+ * connection.
  */
-export function postgresCpuMs(): number {
+export function postgresCpuMs(postmasterPid?: number): number {
   let total = 0;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -106,6 +107,11 @@ export function postgresCpuMs(): number {
       if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== 'postgres') continue;
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // On a shared machine other clusters run too: count only the bench's postmaster (with the children it has
+      // reaped) and its live children, when it is known.
+      const pid = Number(entry);
+      const ppid = Number(fields[1]);
+      if (postmasterPid !== undefined && pid !== postmasterPid && ppid !== postmasterPid) continue;
       total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10;
     } catch {
       // exited meanwhile
