@@ -12,7 +12,6 @@ import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { environmentHidden } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
-import type { TenantKeyCache } from '../crypto/tenant-key-cache.ts';
 import type { Database } from '../db/database.ts';
 import { environmentNotFound, requireWritable } from '../environments/environment-gate.ts';
 import type { EnvironmentQueries } from '../environments/environments.queries.ts';
@@ -31,8 +30,7 @@ export interface SecretWriteDeps {
   statements: Pick<StatementWrites, 'write'>;
   /** Rebuilds a principal whose identity changed; 401 if it may no longer act. */
   refreshPrincipal: (p: Principal) => Promise<Principal>;
-  secrets: Pick<SecretQueries, 'lock' | 'lockMany' | 'update' | 'schedule' | 'purge' | 'destroyVersion'>;
-  keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
+  secrets: Pick<SecretQueries, 'lock' | 'update' | 'schedule' | 'purge' | 'destroyVersion'>;
   writer: SecretWriter;
   audit: Pick<AuditSink, 'appendInTx'>;
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;

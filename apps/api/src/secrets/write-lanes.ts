@@ -71,21 +71,18 @@ export class WriteLanes {
       return undefined;
     }
     const p = e.predicted;
-    if (p) {
-      const h = p.ref.handle;
-      // Still to return, and nothing it was planned on top of has failed: plan on top of it.
-      if (!h.doomed() && !h.settled) return { row: p.row, xmin: null, pending: p.ref };
-      // Returned and applied: what it left, unless a statement since knows better.
-      const left = h.result?.outcome === 'ok' ? h.result.items[p.ref.item] : undefined;
-      if (left?.row && left.xmin !== null && h.seq > (e.confirmed?.seq ?? 0)) return { row: left.row, xmin: left.xmin };
-    }
-    return e.confirmed ? { row: e.confirmed.row, xmin: e.confirmed.xmin } : undefined;
+    // Still to return, and nothing it was planned on top of has failed: plan on top of it.
+    if (p && !p.ref.handle.settled && !p.ref.handle.doomed()) return { row: p.row, xmin: null, pending: p.ref };
+    const confirmed = newest(e);
+    return confirmed ? { row: confirmed.row, xmin: confirmed.xmin } : undefined;
   }
 
   /** The row a write just queued will leave: the next write of `key` is planned on it. */
   predict(key: string, row: SecretRow, ref: ChainRef): void {
     const e = this.rows.get(key);
-    this.touch(key, { ...(e?.confirmed ? { confirmed: e.confirmed } : {}), predicted: { row, ref }, at: Date.now() });
+    // The prediction this one replaces may have returned already, before its writer took note: keep what it left.
+    const confirmed = e ? newest(e) : undefined;
+    this.touch(key, { ...(confirmed ? { confirmed } : {}), predicted: { row, ref }, at: Date.now() });
   }
 
   /**
@@ -125,4 +122,14 @@ export class WriteLanes {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     };
   }
+}
+
+/** The newest row a statement returned for an entry: its confirmed row, or what its predicted write left since. */
+function newest(e: Entry): Entry['confirmed'] {
+  const h = e.predicted?.ref.handle;
+  const left = h?.result?.outcome === 'ok' ? h.result.items[e.predicted?.ref.item ?? -1] : undefined;
+  if (h && left?.row && left.xmin !== null && h.seq > (e.confirmed?.seq ?? 0)) {
+    return { row: left.row, xmin: left.xmin, seq: h.seq };
+  }
+  return e.confirmed;
 }
