@@ -800,6 +800,18 @@ async function main(): Promise<void> {
         measured: `${ratio('write').toFixed(2)} ×`,
         met: ratio('write') >= 0.3,
       },
+      // Issue #23: a write's tail within five times its median, for 10 writers on 10 secrets and on one.
+      ...(['write', 'write-one'] as const)
+        .filter((n) => get(n))
+        .map((n) => {
+          const r = get(n) as ScenarioResult;
+          return {
+            name: `${n} p99`,
+            goal: '≤ 5 × its p50',
+            measured: `${(r.p99 / Math.max(r.p50, 1)).toFixed(2)} × (p50 ${r.p50} ms, p99 ${r.p99} ms)`,
+            met: r.p99 <= 5 * Math.max(r.p50, 1),
+          };
+        }),
       {
         name: 'list-100',
         goal: '≥ 0.4 × baseline-http',
