@@ -14,10 +14,11 @@
 -- Rows returned, per call: identity_changed, environment_not_found, environment_protected, bad_pattern (item_index:
 -- which of the call's patterns), or one row per item: ok (the row as written), stale (the row as it is now, or no
 -- row), format (pattern_ok per item), checked (pattern_ok per item), key_retired (CF001: the data key was retired),
--- failed (error_code: the SQLSTATE). secret is to_jsonb of the row; row_xmin its xmin. Values travel apart from the
+-- failed (error_code: the SQLSTATE; 55P03 when a row stayed locked past p_lock_wait_ms). secret is to_jsonb of the
+-- row; row_xmin its xmin. Values travel apart from the
 -- calls, in p_values (each call's from its value_base), and the data key and the audit link key as parameters.
 CREATE OR REPLACE FUNCTION coffer.write_secrets(p_tenant uuid, p_calls jsonb, p_values text[], p_key text,
-    p_pgp_options text, p_link_key_id text, p_link_key bytea)
+    p_pgp_options text, p_link_key_id text, p_link_key bytea, p_lock_wait_ms integer)
   RETURNS TABLE (call_index integer, outcome text, item_index integer, pattern_ok boolean, row_xmin text,
     secret jsonb, error_code text)
   LANGUAGE plpgsql
@@ -55,6 +56,7 @@ DECLARE
   v_left jsonb := '{}'::jsonb;
   v_identities jsonb := '{}'::jsonb;
   v_environments jsonb := '{}'::jsonb;
+  v_lock_timeout text := current_setting('lock_timeout');
 BEGIN
   PERFORM set_config('app.tenant_id', p_tenant::text, true);
   FOR ci IN 1 .. jsonb_array_length(p_calls) LOOP
@@ -127,6 +129,10 @@ BEGIN
     v_outcome := NULL;
     v_code := NULL;
     BEGIN
+      -- A call waits for a row lock only briefly (then `failed` with 55P03, and the API sends it again), so a row
+      -- another transaction holds does not hold up the other calls of the statement. Restored at the block's end,
+      -- or by its rollback.
+      PERFORM set_config('lock_timeout', p_lock_wait_ms || 'ms', true);
       -- Each row as planned on: locked (when the call applies) in the order given, and compared.
       FOR ii IN 0 .. n - 1 LOOP
         it := v_items -> ii;
@@ -219,6 +225,7 @@ BEGIN
         v_rows[ii + 1] := v_cur;
         v_xmins[ii + 1] := v_xmin;
       END LOOP;
+      PERFORM set_config('lock_timeout', v_lock_timeout, true);
       v_outcome := 'ok';
     EXCEPTION
       WHEN SQLSTATE 'CF003' THEN

@@ -2,7 +2,7 @@ import { Bundle, BundleWriteResponse, SecretMetadata, SecretVersions, SecretWith
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootToken } from '../support/factories.ts';
-import { expectError, expectOk, secretsApi } from '../support/secrets.ts';
+import { expectError, expectOk, ownerClient, secretsApi } from '../support/secrets.ts';
 import { ownerSuite, tenantCtx } from '../support/suite.ts';
 import { createTestApp, type TestApp } from '../support/test-app.ts';
 
@@ -271,6 +271,33 @@ describe('writes planned on a row that moved', () => {
     const read = expectOk(await api.bundle('sandbox', 'wide'), 200, Bundle);
     for (const n of range(1, 20)) expect(read.values[`K${String(n).padStart(2, '0')}`]).toBe(`b${last?.i}-${n}`);
     expect(await storedVersions(tenant.tenant.id, 'K20')).toEqual(range(1, 12));
+  });
+
+  it("a row another transaction holds does not hold up the tenant's other writes that share its statement", async () => {
+    const { tenant, api } = await tenantCtx(t, root);
+    expectOk(await api.put('sandbox/held/LOCKED', { value: 'a' }), 201, SecretMetadata);
+    expectOk(await api.put('sandbox/held/FREE', { value: 'a' }), 201, SecretMetadata);
+    const holder = await ownerClient();
+    try {
+      await holder.query('begin');
+      await holder.query("select 1 from coffer.secrets where tenant_id = $1 and name = 'LOCKED' for update", [
+        tenant.tenant.id,
+      ]);
+      let lockedDone = false;
+      const locked = api.put('sandbox/held/LOCKED', { value: 'b' }).then((r) => {
+        lockedDone = true;
+        return r;
+      });
+      // Sent while the first waits on the held row, and answered while it still does.
+      const free = await api.put('sandbox/held/FREE', { value: 'b' });
+      expectOk(free, 200, SecretMetadata);
+      expect(lockedDone).toBe(false);
+      await holder.query('commit');
+      expect(expectOk(await locked, 200, SecretMetadata).version).toBe(2);
+    } finally {
+      await holder.end();
+    }
+    expect(await storedVersions(tenant.tenant.id, 'LOCKED')).toEqual([1, 2]);
   });
 
   it("concurrent writes of many secrets of one tenant share commits and keep the tenant's chain whole", async () => {

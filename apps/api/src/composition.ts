@@ -44,7 +44,7 @@ import { revocationService } from './rotation/revocation.service.ts';
 import { rotationQueries } from './rotation/rotation.queries.ts';
 import { rotationService } from './rotation/rotation.service.ts';
 import { purgeJob } from './secrets/purge.job.ts';
-import { statementWrites } from './secrets/secret-write-statement.ts';
+import { ROW_LOCK_WAIT_MS, statementWrites } from './secrets/secret-write-statement.ts';
 import { secretWriter } from './secrets/secret-writes.ts';
 import { secretQueries } from './secrets/secrets.queries.ts';
 import { secretService } from './secrets/secrets.service.ts';
@@ -160,7 +160,8 @@ export function composeServices(deps: CompositionDeps) {
   const writer = secretWriter({ secrets, keys: tenantKeys, maxValueBytes: config.maxSecretBytes, recoveryMs });
   // PUTs and bundle writes: one statement each, a tenant's concurrent ones group-committed in one.
   const writeBatcher = new SecretWriteBatcher({
-    send: (tenantId, calls, values, dekHex) => secrets.writeSecrets(tenantId, calls, values, dekHex, linkKey(tenantId)),
+    send: (tenantId, calls, values, dekHex) =>
+      secrets.writeSecrets(tenantId, calls, values, dekHex, linkKey(tenantId), ROW_LOCK_WAIT_MS),
     observe: (calls) => metrics.secretWriteBatchSize.observe(calls),
   });
   const statements = statementWrites({
@@ -171,6 +172,7 @@ export function composeServices(deps: CompositionDeps) {
     lanes: new WriteLanes(),
     refreshPrincipal: (p) => principals.refresh(p),
     committed: count,
+    lockTimeoutMs: config.dbLockTimeoutMs,
   });
   const webhooks = webhookService({
     db,

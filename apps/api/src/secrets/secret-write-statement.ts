@@ -37,7 +37,15 @@ export interface StatementWriteDeps {
   refreshPrincipal: (p: Principal) => Promise<Principal>;
   /** Events a write committed (counted, as appendInTx counts them). */
   committed: (events: readonly AuditEvent[]) => void;
+  /** How long a write may wait, in all, for rows another transaction holds before it answers 503. */
+  lockTimeoutMs: number;
 }
+
+/**
+ * How long one statement waits for a row another transaction holds before it gives that call back to be sent again:
+ * short, so one locked row does not hold up the other writes of the tenant that share the statement.
+ */
+export const ROW_LOCK_WAIT_MS = 100;
 
 /** What a write did to each name it set or deleted. */
 export interface Written {
@@ -224,6 +232,7 @@ export function statementWrites(deps: StatementWriteDeps) {
       let p = first;
       let keySet = await deps.keys.get(p.tenantId);
       const retried = { identity: false, keys: false, stale: 0, chained: 0 };
+      const started = Date.now();
       for (;;) {
         // The lanes are held while the write is planned and queued: the next write of these secrets is planned on
         // what this one will leave, and may share its statement.
@@ -298,6 +307,11 @@ export function statementWrites(deps: StatementWriteDeps) {
             keySet = await deps.keys.get(p.tenantId);
             continue;
           case 'failed':
+            if (result.code === '55P03' && Date.now() - started < deps.lockTimeoutMs) {
+              // A row stayed locked by another transaction: send it again, after a pause, until the lock timeout.
+              await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
+              continue;
+            }
             throw Object.assign(new Error('coffer.write_secrets failed'), { code: result.code });
           case 'stale':
             // Planned on the row an earlier write of this replica was to leave, which did not apply: not a

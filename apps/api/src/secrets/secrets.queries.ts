@@ -528,10 +528,11 @@ export function secretQueries(db: Database, macs: RowMacs) {
       values: readonly string[],
       dekHex: string,
       link: { id: string; key: Buffer },
+      lockWaitMs: number,
     ): Promise<WriteResultRow[]> {
       try {
         const { rows } = await db.pool.query<WriteResultRow>(
-          db.statement('coffer_write_secrets', 'select * from coffer.write_secrets($1, $2, $3, $4, $5, $6, $7)', [
+          db.statement('coffer_write_secrets', 'select * from coffer.write_secrets($1, $2, $3, $4, $5, $6, $7, $8)', [
             tenantId,
             JSON.stringify(calls),
             values,
@@ -539,6 +540,7 @@ export function secretQueries(db: Database, macs: RowMacs) {
             PGP_OPTIONS,
             link.id,
             link.key,
+            lockWaitMs,
           ]),
         );
         return rows;
