@@ -18,8 +18,8 @@ import { ownerClient } from '../support/secrets.ts';
 describe('canonical SQL', () => {
   const canonical = loadCanonical();
 
-  it('has a file for each of the 20 functions and 8 triggers', () => {
-    expect(canonical.filter((c) => c.kind === 'function')).toHaveLength(20);
+  it('has a file for each of the 21 functions and 8 triggers', () => {
+    expect(canonical.filter((c) => c.kind === 'function')).toHaveLength(21);
     expect(canonical.filter((c) => c.kind === 'trigger')).toHaveLength(8);
   });
 

@@ -50,9 +50,12 @@ import { revocationService } from './rotation/revocation.service.ts';
 import { rotationQueries } from './rotation/rotation.queries.ts';
 import { rotationService } from './rotation/rotation.service.ts';
 import { purgeJob } from './secrets/purge.job.ts';
+import { ROW_LOCK_WAIT_MS, statementWrites } from './secrets/secret-write-statement.ts';
 import { secretWriter } from './secrets/secret-writes.ts';
 import { secretQueries } from './secrets/secrets.queries.ts';
 import { secretService } from './secrets/secrets.service.ts';
+import { SecretWriteBatcher } from './secrets/write-batcher.ts';
+import { WriteLanes } from './secrets/write-lanes.ts';
 import { sessionQueries } from './sessions/sessions.queries.ts';
 import { sessionService } from './sessions/sessions.service.ts';
 import { tenantQueries } from './tenants/tenants.queries.ts';
@@ -161,6 +164,22 @@ export function composeServices(deps: CompositionDeps) {
     }),
   });
   const writer = secretWriter({ secrets, keys: tenantKeys, maxValueBytes: config.maxSecretBytes, recoveryMs });
+  // PUTs and bundle writes: one statement each, a tenant's concurrent ones group-committed in one.
+  const writeBatcher = new SecretWriteBatcher({
+    send: (tenantId, calls, values, dekHex) =>
+      secrets.writeSecrets(tenantId, calls, values, dekHex, linkKey(tenantId), ROW_LOCK_WAIT_MS),
+    observe: (calls) => metrics.secretWriteBatchSize.observe(calls),
+  });
+  const statements = statementWrites({
+    secrets,
+    keys: tenantKeys,
+    writer,
+    batcher: writeBatcher,
+    lanes: new WriteLanes(),
+    refreshPrincipal: (p) => principals.refresh(p),
+    committed: count,
+    lockTimeoutMs: config.dbLockTimeoutMs,
+  });
   const webhooks = webhookService({
     db,
     queries: webhookOutbox,
@@ -332,6 +351,7 @@ export function composeServices(deps: CompositionDeps) {
       writer,
       webhooks: webhookOutbox,
       refreshPrincipal: (p) => principals.refresh(p),
+      statements,
       cursors,
       environments: environmentRows,
       macs,

@@ -11,6 +11,7 @@ export class Metrics {
   readonly httpDuration: Histogram<'route' | 'method' | 'status'>;
   readonly secretOps: Counter<'op' | 'tenant'>;
   readonly auditBatchSize: Histogram;
+  readonly secretWriteBatchSize: Histogram;
   readonly auditCommitSeconds: Histogram;
   readonly poolWaitSeconds: Histogram;
   readonly logins: Counter<'outcome'>;
@@ -49,6 +50,12 @@ export class Metrics {
       name: 'coffer_audit_batch_size',
       help: 'Events per audit group commit',
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [r],
+    });
+    this.secretWriteBatchSize = new Histogram({
+      name: 'coffer_secret_write_batch_size',
+      help: 'Secret writes (PUTs and bundle writes) per group-committed write statement',
+      buckets: [1, 2, 4, 8, 16, 32],
       registers: [r],
     });
     this.auditCommitSeconds = new Histogram({

@@ -4,7 +4,6 @@ import type {
   ErrorIssue,
   PatchSecretRequest,
   PutSecretRequest,
-  SecretFormat,
   SecretKind,
   SecretMetadata,
 } from '@coffer/contracts';
@@ -12,31 +11,26 @@ import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
 import type { AuditEvent } from '../audit/audit.types.ts';
 import { environmentHidden } from '../auth/authorize.ts';
-import { principalOf } from '../auth/principal.ts';
-import type { TenantKeyCache } from '../crypto/tenant-key-cache.ts';
+import { type Principal, principalOf } from '../auth/principal.ts';
 import type { Database } from '../db/database.ts';
 import { environmentNotFound, requireWritable } from '../environments/environment-gate.ts';
 import type { EnvironmentQueries } from '../environments/environments.queries.ts';
 import { AppError, conflict, notFound } from '../errors/app-error.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import type { WebhookQueries } from '../webhooks/webhooks.queries.ts';
-import { type ChangeNotice, notices, recordChange } from './secret-changes.ts';
+import { notices, recordChange } from './secret-changes.ts';
 import { allowed, requireAllowed } from './secret-reads.service.ts';
-import {
-  deploymentMetadataColumns,
-  pathOf,
-  planWrite,
-  rotationColumns,
-  type SecretWriter,
-  toMetadata,
-  writeTransaction,
-} from './secret-writes.ts';
-import type { SecretPath, SecretQueries, SecretRow } from './secrets.queries.ts';
+import type { NameChange, StatementWrites } from './secret-write-statement.ts';
+import { deploymentMetadataColumns, pathOf, rotationColumns, type SecretWriter, toMetadata } from './secret-writes.ts';
+import type { SecretPath, SecretQueries } from './secrets.queries.ts';
 
 export interface SecretWriteDeps {
   db: Pick<Database, 'withTenant'>;
-  secrets: Pick<SecretQueries, 'lock' | 'lockMany' | 'update' | 'schedule' | 'purge' | 'destroyVersion'>;
-  keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
+  /** PUT and bundle writes: one statement each (secret-write-statement.ts). */
+  statements: Pick<StatementWrites, 'write'>;
+  /** Rebuilds a principal whose identity changed; 401 if it may no longer act. */
+  refreshPrincipal: (p: Principal) => Promise<Principal>;
+  secrets: Pick<SecretQueries, 'lock' | 'update' | 'schedule' | 'purge' | 'destroyVersion'>;
   writer: SecretWriter;
   audit: Pick<AuditSink, 'appendInTx'>;
   webhooks: Pick<WebhookQueries, 'enqueueManyInTx'>;
@@ -59,39 +53,32 @@ export function secretWrites(deps: SecretWriteDeps) {
       path: SecretPath,
       body: PutSecretRequest,
     ): Promise<{ created: boolean; metadata: SecretMetadata }> {
-      const p = principalOf(ctx);
-      const _where = pathOf(path);
-      requireAllowed(p, 'secrets.write', path);
+      const first = principalOf(ctx);
+      if (first.cached && !allowed(first, 'secrets.write', path)) {
+        // A cached principal may carry policies that were widened since: refuse only on the current ones.
+        ctx.principal = await deps.refreshPrincipal(first);
+      }
+      const authorize = (p: Principal) => requireAllowed(p, 'secrets.write', path);
+      authorize(principalOf(ctx));
       const patterns = writer.validate({
         values: [{ value: body.value, where: 'body.value' }],
         formats: [{ format: body.format, where: 'body.format' }],
         expiresAt: body.expiresAt,
       });
-      const result = await writeTransaction(deps, p.tenantId, async (keySet, tx) => {
-        await requireWritable(deps.environments, p, path.environment, tx);
-        await writer.compilePatterns(patterns, tx);
-        const events: AuditEvent[] = [];
-        const row = await writer.purgeIfWindowClosed(
-          ctx,
-          p.tenantId,
-          await secrets.lock(p.tenantId, path, tx),
-          tx,
-          events,
-        );
-        const plan = planWrite(row, body.ifVersion);
-        if (!plan.ok) throw conflict(plan.message);
-        const format = body.format !== undefined ? body.format : ((row?.format ?? null) as SecretFormat | null);
-        const problem = await writer.formatProblem(format, body.value, tx);
-        if (problem) throw unprocessable(problem, 'body.value');
-        const applied = await writer.applyWrite(p.identityId, p.tenantId, path, row, body, plan, keySet, tx);
-        events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, body.value, applied.created));
-        await recordChange(deps, tx, p.tenantId, {
-          events,
-          notices: [notices.written(p.tenantId, path, plan.version, applied.created)],
-        });
-        return applied;
-      });
-      return { created: result.created, metadata: toMetadata(result.row) };
+      const written = await deps.statements.write(
+        ctx,
+        path,
+        [{ name: path.name, set: body, where: 'body.value', at: 'body' }],
+        patterns,
+        {
+          conflict: (issues) => conflict(issues[0]?.message ?? 'conflict'),
+          unprocessable: (issues) => unprocessable(issues[0]?.message ?? 'format', issues[0]?.path ?? 'body.value'),
+        },
+        authorize,
+      );
+      const w = written.get(path.name);
+      if (!w) throw new Error('the write returned no row');
+      return { created: w.created, metadata: toMetadata(w.row) };
     },
 
     async patch(ctx: RequestContext, path: SecretPath, body: PatchSecretRequest): Promise<SecretMetadata> {
@@ -234,113 +221,73 @@ export function secretWrites(deps: SecretWriteDeps) {
       owner: string,
       body: BundleWriteRequest,
     ): Promise<BundleWriteResponse> {
-      const p = principalOf(ctx);
       const sets = Object.entries(body.set ?? {});
       const deletes = body.delete ?? [];
-      if (environmentHidden(p, environment)) throw environmentNotFound(environment);
       const at = (name: string) => ({ environment, kind, owner, name });
-      const denied: ErrorIssue[] = [
-        ...sets
-          .filter(([n]) => !allowed(p, 'secrets.write', at(n)))
-          .map(([n]) => ({ path: `body.set.${n}`, message: 'no write capability' })),
-        ...deletes
-          .filter((n) => !allowed(p, 'secrets.delete', at(n)))
-          .map((n) => ({ path: `body.delete.${n}`, message: 'no delete capability' })),
-      ];
-      if (denied.length > 0)
-        throw new AppError('forbidden', 'this identity may not change every secret in the bundle', denied);
+      const authorize = (p: Principal) => {
+        if (environmentHidden(p, environment)) throw environmentNotFound(environment);
+        const denied: ErrorIssue[] = [
+          ...sets
+            .filter(([n]) => !allowed(p, 'secrets.write', at(n)))
+            .map(([n]) => ({ path: `body.set.${n}`, message: 'no write capability' })),
+          ...deletes
+            .filter((n) => !allowed(p, 'secrets.delete', at(n)))
+            .map((n) => ({ path: `body.delete.${n}`, message: 'no delete capability' })),
+        ];
+        if (denied.length > 0)
+          throw new AppError('forbidden', 'this identity may not change every secret in the bundle', denied);
+      };
+      const first = principalOf(ctx);
+      if (first.cached) {
+        try {
+          authorize(first);
+        } catch {
+          // A cached principal may carry policies that were widened since: refuse only on the current ones.
+          ctx.principal = await deps.refreshPrincipal(first);
+        }
+      }
+      authorize(principalOf(ctx));
       const patterns = writer.validate({
         values: sets.map(([n, s]) => ({ value: s.value, where: `body.set.${n}.value` })),
         formats: sets.map(([n, s]) => ({ format: s.format, where: `body.set.${n}.format` })),
       });
-      return writeTransaction(
-        deps,
-        p.tenantId,
-        async (keySet, tx) => {
-          await requireWritable(deps.environments, p, environment, tx);
-          await writer.compilePatterns(patterns, tx);
-          const events: AuditEvent[] = [];
-          const names = [...sets.map(([n]) => n), ...deletes].sort();
-          const locked = new Map(
-            (await secrets.lockMany(p.tenantId, environment, kind, owner, names, tx)).map((r) => [r.name, r]),
-          );
-          for (const [name, row] of locked) {
-            if (!(await writer.purgeIfWindowClosed(ctx, p.tenantId, row, tx, events))) locked.delete(name);
-          }
-          const conflicts: ErrorIssue[] = [];
-          const unprocessables: ErrorIssue[] = [];
-          const plans = new Map<string, { create: boolean; version: number }>();
-          for (const [name, s] of sets) {
-            const row = locked.get(name);
-            const plan = planWrite(row, s.ifVersion);
-            if (!plan.ok) {
-              conflicts.push({ path: `body.set.${name}`, message: plan.message });
-              continue;
-            }
-            plans.set(name, plan);
-            const format = s.format !== undefined ? s.format : ((row?.format ?? null) as SecretFormat | null);
-            const problem = await writer.formatProblem(format, s.value, tx);
-            if (problem) unprocessables.push({ path: `body.set.${name}.value`, message: problem });
-          }
-          for (const name of deletes) {
-            const row = locked.get(name);
-            if (!row || row.deletedAt)
-              conflicts.push({ path: `body.delete.${name}`, message: 'the secret does not exist' });
-          }
-          if (conflicts.length > 0)
-            throw new AppError(
-              'conflict',
-              'the bundle was not applied: some secrets changed or do not exist',
-              conflicts,
-            );
-          if (unprocessables.length > 0) {
-            throw new AppError(
+      const changes: NameChange[] = [
+        ...sets.map(([name, set]) => ({
+          name,
+          set,
+          where: `body.set.${name}.value`,
+          at: `body.set.${name}`,
+          via: 'bundle',
+        })),
+        ...deletes.map((name) => ({
+          name,
+          remove: true as const,
+          where: `body.delete.${name}`,
+          at: `body.delete.${name}`,
+          via: 'bundle',
+        })),
+      ];
+      const written = await deps.statements.write(
+        ctx,
+        { environment, kind, owner },
+        changes,
+        patterns,
+        {
+          conflict: (issues) =>
+            new AppError('conflict', 'the bundle was not applied: some secrets changed or do not exist', issues),
+          unprocessable: (issues) =>
+            new AppError(
               'unprocessable',
               'the bundle was not applied: some values do not satisfy their format',
-              unprocessables,
-            );
-          }
-          const versions: Record<string, number | null> = Object.create(null);
-          const changes: ChangeNotice[] = [];
-          for (const [name, s] of sets) {
-            const plan = plans.get(name) as { create: boolean; version: number };
-            const applied = await writer.applyWrite(
-              p.identityId,
-              p.tenantId,
-              at(name),
-              locked.get(name),
-              s,
-              plan,
-              keySet,
-              tx,
-            );
-            versions[name] = plan.version;
-            changes.push(notices.written(p.tenantId, applied.row, plan.version, applied.created));
-            events.push(writer.writeEvent(ctx, applied.row, plan.version, keySet, s.value, applied.created, 'bundle'));
-          }
-          for (const name of deletes) {
-            const row = locked.get(name) as SecretRow;
-            await secrets.update(p.tenantId, row.id, { deletedAt: new Date(), deletedBy: p.identityId }, tx);
-            await secrets.schedule(p.tenantId, row.id, null, false, tx);
-            versions[name] = null;
-            changes.push(notices.deleted(p.tenantId, row, row.currentVersion, false));
-            events.push(
-              auditEvent(ctx, {
-                action: 'secrets.delete',
-                outcome: 'allowed',
-                resource: pathOf(row),
-                environment,
-                version: row.currentVersion,
-                details: { via: 'bundle' },
-              }),
-            );
-          }
-          await recordChange(deps, tx, p.tenantId, { events, notices: changes });
-          return { versions };
+              issues,
+            ),
         },
-        // The bundle was decided on what its caller saw; a name created under it since is the caller's conflict.
-        (lost) => conflict(`${lost.path} was created concurrently; retry`),
+        authorize,
       );
+      const versions: Record<string, number | null> = Object.create(null);
+      for (const [name] of sets) versions[name] = written.get(name)?.version ?? null;
+      for (const name of deletes) versions[name] = null;
+      return { versions };
     },
   };
 }

@@ -107,6 +107,57 @@ export function planWrite(row: SecretRow | undefined, ifVersion: number | undefi
   return { ok: true, create: false, version: row.currentVersion + 1 };
 }
 
+/**
+ * The secret row as a write leaves it, from the row it was planned on (none: a create, under a new id): the same
+ * columns applyWrite sets. The database sets the timestamps; the row's MAC is made from this.
+ */
+export function nextRow(
+  row: SecretRow | undefined,
+  o: { tenantId: string; path: SecretPath; input: WriteInput; version: number; actorId: string | null },
+): SecretRow {
+  const { input } = o;
+  const now = new Date();
+  const rotation = input.rotation !== undefined ? rotationColumns(input.rotation, row?.lastRotatedAt ?? null) : {};
+  const changed = {
+    ...(input.description !== undefined ? { description: input.description } : {}),
+    ...(input.tags !== undefined ? { tags: input.tags } : {}),
+    ...(input.format !== undefined ? { format: input.format } : {}),
+    ...(input.expiresAt !== undefined ? { expiresAt: input.expiresAt ? new Date(input.expiresAt) : null } : {}),
+    ...rotation,
+    ...deploymentMetadataColumns(input),
+  };
+  const base: SecretRow = row ?? {
+    id: newId(),
+    tenantId: o.tenantId,
+    environment: o.path.environment,
+    kind: o.path.kind,
+    owner: o.path.owner,
+    name: o.path.name,
+    currentVersion: 0,
+    description: null,
+    tags: [],
+    format: null,
+    expiresAt: null,
+    createdAt: now,
+    updatedAt: now,
+    createdBy: o.actorId,
+    updatedBy: o.actorId,
+    deletedAt: null,
+    deletedBy: null,
+    rotationIntervalDays: null,
+    rotationGraceHours: null,
+    generator: null,
+    lastRotatedAt: null,
+    nextRotationAt: null,
+    mac: null,
+    class: null,
+    strategy: null,
+    ownerTeam: null,
+    contact: null,
+  };
+  return { ...base, ...changed, currentVersion: o.version, updatedBy: o.actorId, updatedAt: now };
+}
+
 /** Another writer created the secret between this write's lock and its insert. */
 export class LostRace extends Error {
   constructor(readonly path: string) {
@@ -190,6 +241,22 @@ export function secretWriter(deps: SecretWriterDeps) {
       return null;
     },
 
+    /** Whether `row` is soft-deleted past its recovery window: erased for good before anything else uses its name. */
+    windowClosed(row: SecretRow): boolean {
+      return row.deletedAt !== null && row.deletedAt.getTime() <= Date.now() - deps.recoveryMs;
+    },
+
+    purgeEvent(ctx: RequestContext, tenantId: string, row: SecretRow): AuditEvent {
+      return auditEvent(ctx, {
+        tenantId,
+        action: 'secrets.purge',
+        outcome: 'allowed',
+        resource: pathOf(row),
+        environment: row.environment,
+        details: { reason: 'recovery_window_closed' },
+      });
+    },
+
     /** A soft-deleted secret past its recovery window is erased for good before anything else touches its name. */
     async purgeIfWindowClosed(
       ctx: RequestContext,
@@ -198,18 +265,9 @@ export function secretWriter(deps: SecretWriterDeps) {
       tx: Tx,
       events: AuditEvent[],
     ): Promise<SecretRow | undefined> {
-      if (!row?.deletedAt || row.deletedAt.getTime() > Date.now() - deps.recoveryMs) return row;
+      if (!row || !this.windowClosed(row)) return row;
       await secrets.purge(tenantId, row.id, tx);
-      events.push(
-        auditEvent(ctx, {
-          tenantId,
-          action: 'secrets.purge',
-          outcome: 'allowed',
-          resource: pathOf(row),
-          environment: row.environment,
-          details: { reason: 'recovery_window_closed' },
-        }),
-      );
+      events.push(this.purgeEvent(ctx, tenantId, row));
       return undefined;
     },
 

@@ -2,7 +2,9 @@ import { DEFAULT_ENVIRONMENT, type SecretKind } from '@coffer/contracts';
 import { and, asc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { RowMacs, SecretMacFields, VersionMacFields } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
+import { pgErrorCode } from '../db/pg-errors.ts';
 import { identities, rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
+import { unavailable } from '../errors/app-error.ts';
 import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
@@ -165,6 +167,108 @@ export interface BundleRow {
   contact: string | null;
   revoked_at: Date | null;
   deployment_id: string | null;
+}
+
+/** One name of a coffer.write_secrets call, as the API planned it: the row it saw and the row it will store. */
+export interface WriteItem {
+  name: string;
+  op: 'write' | 'delete';
+  /** The xmin of the row the item was planned on; null when planned on no row (a create). */
+  xmin: string | null;
+  /** Planned on the row an earlier call of the same statement leaves: that row's MAC (then `xmin` is null). */
+  left_mac?: string | null;
+  create: boolean;
+  purge: boolean;
+  /** The soft-deleted row erased first, its recovery window closed (then `create`). */
+  purge_id: string | null;
+  /** The secret row as it will be stored (snake_case columns), its MAC included. */
+  row: Record<string, unknown>;
+  version: {
+    version: number;
+    binding: string;
+    /** 1-based, into the call's values. */
+    value: number;
+    dek_version: number;
+    created_by: string | null;
+    fingerprint: string | null;
+    mac: string;
+    deployment_id: string | null;
+  } | null;
+  /** The custom pattern the value must match (decided by PostgreSQL's regex engine), or null. */
+  pattern: string | null;
+  /** Bring the rotation schedule in step with the stored row. */
+  schedule: boolean;
+}
+
+/** A check-only item: is the row still the one the API saw (and does the value match its pattern)? */
+export interface CheckItem {
+  name: string;
+  xmin: string | null;
+  left_mac?: string | null;
+  pattern: string | null;
+  version: { value: number } | null;
+}
+
+/** One request's part of a coffer.write_secrets statement. */
+export interface WriteCall {
+  identity: string;
+  revision: number;
+  env: string;
+  kind: SecretKind;
+  owner: string;
+  /** False: the API refuses the request on what it saw; the statement only confirms that it saw the current rows. */
+  apply: boolean;
+  /** New custom patterns, compiled first (a bad one: bad_pattern, with its index). */
+  patterns: string[];
+  items: (WriteItem | CheckItem)[];
+  /** Audit rows (toAppendRow) and webhook notices, staged and enqueued only if the call applies. */
+  events: Record<string, unknown>[];
+  notices: { event: string; payload: Record<string, unknown> }[];
+  /** Offset of this call's values in the statement's value array. */
+  value_base: number;
+}
+
+/** One row of coffer.write_secrets. */
+export interface WriteResultRow {
+  call_index: number;
+  outcome: string;
+  item_index: number | null;
+  pattern_ok: boolean | null;
+  row_xmin: string | null;
+  secret: Record<string, unknown> | null;
+  error_code: string | null;
+}
+
+/** A secret row as stored, in the snake_case columns coffer.write_secrets reads with jsonb_populate_record. */
+function toJsonRow(r: SecretRow): Record<string, unknown> {
+  const at = (d: Date | null) => (d ? d.toISOString() : null);
+  return {
+    id: r.id,
+    tenant_id: r.tenantId,
+    environment: r.environment,
+    kind: r.kind,
+    owner: r.owner,
+    name: r.name,
+    current_version: r.currentVersion,
+    description: r.description,
+    tags: r.tags,
+    format: r.format ?? null,
+    expires_at: at(r.expiresAt),
+    created_by: r.createdBy,
+    updated_by: r.updatedBy,
+    deleted_at: at(r.deletedAt),
+    deleted_by: r.deletedBy,
+    rotation_interval_days: r.rotationIntervalDays,
+    rotation_grace_hours: r.rotationGraceHours,
+    generator: r.generator,
+    last_rotated_at: at(r.lastRotatedAt),
+    next_rotation_at: at(r.nextRotationAt),
+    mac: r.mac,
+    class: r.class,
+    strategy: r.strategy,
+    owner_team: r.ownerTeam,
+    contact: r.contact,
+  };
 }
 
 /** Data access for secrets. Every function takes the tenant first and an optional transaction last. */
@@ -420,6 +524,100 @@ export function secretQueries(db: Database, macs: RowMacs) {
       );
     },
 
+    /**
+     * The item coffer.write_secrets stores for `next`, the secret row as the write leaves it: its MAC, and its new
+     * version's MAC and binding line, are made here, under a key the database never holds.
+     */
+    writeItem(
+      next: SecretRow,
+      o: {
+        op: 'write' | 'delete';
+        xmin: string | null;
+        create: boolean;
+        purgeId: string | null;
+        version?: {
+          value: number;
+          dekVersion: number;
+          createdBy: string | null;
+          fingerprint: string | null;
+        };
+        pattern: string | null;
+        schedule: boolean;
+      },
+    ): WriteItem {
+      const mac = macs.secret(secretMacFields(next));
+      const v = o.version;
+      const version = next.currentVersion;
+      return {
+        name: next.name,
+        op: o.op,
+        xmin: o.xmin,
+        create: o.create,
+        purge: o.purgeId !== null,
+        purge_id: o.purgeId,
+        row: toJsonRow({ ...next, mac }),
+        version: v
+          ? {
+              version,
+              binding: bindingLine(next.tenantId, next.id, version, next),
+              value: v.value,
+              dek_version: v.dekVersion,
+              created_by: v.createdBy,
+              fingerprint: v.fingerprint,
+              // A write through write_secrets is never a deployment's: its version has no deployment and no revocation.
+              mac: macs.version(
+                versionMacFields(next.tenantId, {
+                  secretId: next.id,
+                  version,
+                  servedUntil: null,
+                  revokedAt: null,
+                  deploymentId: null,
+                }),
+              ),
+              deployment_id: null,
+            }
+          : null,
+        pattern: o.pattern,
+        schedule: o.schedule,
+      };
+    },
+
+    /**
+     * Several requests' writes of one tenant in one statement, one transaction and one commit (see
+     * coffer.write_secrets): the values and the active data key travel as bind parameters, with the tenant's audit
+     * link key for the events. Fails as a whole only when the commit does (CF002: the audit chain refused) or the
+     * database does; each call's own outcome is in its rows.
+     */
+    async writeSecrets(
+      tenantId: string,
+      calls: readonly WriteCall[],
+      values: readonly string[],
+      dekHex: string,
+      link: { id: string; key: Buffer },
+      lockWaitMs: number,
+    ): Promise<WriteResultRow[]> {
+      try {
+        const { rows } = await db.pool.query<WriteResultRow>(
+          db.statement('coffer_write_secrets', 'select * from coffer.write_secrets($1, $2, $3, $4, $5, $6, $7, $8)', [
+            tenantId,
+            JSON.stringify(calls),
+            values,
+            dekHex,
+            PGP_OPTIONS,
+            link.id,
+            link.key,
+            lockWaitMs,
+          ]),
+        );
+        return rows;
+      } catch (err) {
+        if (pgErrorCode(err) === 'CF002') {
+          throw Object.assign(unavailable('the audit log is unavailable, so the change was not made'), { cause: err });
+        }
+        throw err;
+      }
+    },
+
     /** Inserts a new secret unless another writer just did; returns undefined then (the caller re-locks). */
     insertSecret(
       tenantId: string,
@@ -623,8 +821,10 @@ export function secretQueries(db: Database, macs: RowMacs) {
   };
 }
 
-/** list_secrets returns raw rows; give them the shape drizzle gives. */
-function fromSqlRow(r: Record<string, unknown>): SecretRow {
+const date = (x: unknown): Date | null => (x === null || x === undefined ? null : new Date(x as string | Date));
+
+/** list_secrets returns raw rows, and write_secrets rows as jsonb (timestamps as text): give them drizzle's shape. */
+export function fromSqlRow(r: Record<string, unknown>): SecretRow {
   return {
     id: r.id as string,
     tenantId: r.tenant_id as string,
@@ -636,18 +836,18 @@ function fromSqlRow(r: Record<string, unknown>): SecretRow {
     description: r.description as string | null,
     tags: r.tags as string[],
     format: r.format,
-    expiresAt: r.expires_at as Date | null,
-    createdAt: r.created_at as Date,
-    updatedAt: r.updated_at as Date,
+    expiresAt: date(r.expires_at),
+    createdAt: date(r.created_at) as Date,
+    updatedAt: date(r.updated_at) as Date,
     createdBy: r.created_by as string | null,
     updatedBy: r.updated_by as string | null,
-    deletedAt: r.deleted_at as Date | null,
+    deletedAt: date(r.deleted_at),
     deletedBy: r.deleted_by as string | null,
     rotationIntervalDays: r.rotation_interval_days as number | null,
     rotationGraceHours: r.rotation_grace_hours as number | null,
     generator: r.generator as SecretRow['generator'],
-    lastRotatedAt: r.last_rotated_at as Date | null,
-    nextRotationAt: r.next_rotation_at as Date | null,
+    lastRotatedAt: date(r.last_rotated_at),
+    nextRotationAt: date(r.next_rotation_at),
     mac: r.mac as string | null,
     class: r.class as SecretRow['class'],
     strategy: r.strategy as SecretRow['strategy'],

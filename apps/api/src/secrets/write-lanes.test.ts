@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import type { SecretRow } from './secrets.queries.ts';
+import { CallHandle, type CallResult } from './write-batcher.ts';
+import { WriteLanes } from './write-lanes.ts';
+
+const row = (currentVersion: number): SecretRow => ({ currentVersion, mac: `mac-${currentVersion}` }) as SecretRow;
+
+/** Handles as the batcher makes them for calls planned on top of `after`; `settle` is what their statement does. */
+function handles() {
+  const call = (after: CallHandle[] = []): CallHandle => new CallHandle(after);
+  const ok = (r: SecretRow, xmin: string): CallResult => ({
+    outcome: 'ok',
+    items: [{ row: r, xmin, patternOk: null }],
+  });
+  return { call, ok };
+}
+
+describe('WriteLanes', () => {
+  it('runs the holders of one lane in arrival order, and takes several lanes in one order', async () => {
+    const lanes = new WriteLanes();
+    const order: string[] = [];
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const first = lanes.run(['a'], async () => {
+      await gate;
+      order.push('first');
+    });
+    // Opposite orders of the same two lanes: both are taken sorted, so neither waits on the other in a cycle.
+    const second = lanes.run(['b', 'a'], async () => void order.push('second'));
+    const third = lanes.run(['a', 'b'], async () => void order.push('third'));
+    release();
+    await Promise.all([first, second, third]);
+    expect(order).toEqual(['first', 'second', 'third']);
+  });
+
+  it('plans on a write still to return, then on what it left, or on the row as it is if it failed', () => {
+    const { call, ok } = handles();
+    const lanes = new WriteLanes();
+    lanes.settle('k', { seq: 0 } as CallHandle, row(1), '100');
+    const a = call();
+    lanes.predict('k', row(2), { handle: a, item: 0, mac: 'mac-2' });
+    expect(lanes.known('k')).toMatchObject({ row: { currentVersion: 2 }, xmin: null, pending: { handle: a } });
+
+    a.settle(ok(row(2), '200'));
+    expect(lanes.known('k')).toEqual({ row: row(2), xmin: '200' });
+
+    const b = call();
+    lanes.predict('k', row(3), { handle: b, item: 0, mac: 'mac-3' });
+    const c = call([b]);
+    lanes.predict('k', row(4), { handle: c, item: 0, mac: 'mac-4' });
+    // b did not apply, so neither can c, which was planned on top of it: plan on the row as it is.
+    b.settle({ outcome: 'stale', items: [{ row: row(2), xmin: '200', patternOk: null }] });
+    expect(lanes.known('k')).toEqual({ row: row(2), xmin: '200' });
+  });
+
+  it('never lets an older answer replace a newer one', () => {
+    const { call, ok } = handles();
+    const lanes = new WriteLanes();
+    const older = call();
+    const newer = call();
+    older.settle(ok(row(5), '500'));
+    newer.settle(ok(row(6), '600'));
+    lanes.settle('k', newer, row(6), '600');
+    lanes.settle('k', older, row(5), '500');
+    expect(lanes.known('k')).toEqual({ row: row(6), xmin: '600' });
+  });
+});
+
+describe('CallHandle', () => {
+  it('is doomed when anything it was planned on top of failed, walking a graph that joins once per call', () => {
+    const { call, ok } = handles();
+    // A wide graph that joins at every level (bundles): walked naively it is 2^depth paths.
+    let level = [call(), call()];
+    for (let i = 0; i < 40; i++) level = [call(level), call(level)];
+    const top = call(level);
+    expect(top.doomed()).toBe(false);
+    const [x] = level;
+    x?.settle(ok(row(1), '1'));
+    expect(top.doomed()).toBe(false);
+    level[1]?.settle({ outcome: 'stale', items: [] });
+    expect(top.doomed()).toBe(true);
+  });
+});
