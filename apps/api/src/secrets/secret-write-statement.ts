@@ -256,6 +256,7 @@ export function statementWrites(deps: StatementWriteDeps) {
             dekVersion: keySet.activeVersion,
             dekHex: keySet.activeKey,
             chains: planned.chains,
+            alone: planned.items.some((item) => item.pattern !== null) || newPatterns.length > 0,
           });
           // Awaited below, once the lanes are free; never left unhandled meanwhile.
           const settled = result.then(
