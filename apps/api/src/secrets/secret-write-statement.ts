@@ -81,8 +81,8 @@ interface Planned {
 /**
  * Secret writes in one statement (coffer.write_secrets), for PUT and bundle writes. A write is planned in
  * TypeScript on the rows as last seen (compare-and-set, formats, the new rows and their MACs, the audit events and
- * webhook notices), then sent as one call that the database applies only if those rows are still current; a call
- * of several writers of the tenant share a statement (SecretWriteBatcher). When a row moved, the statement answers
+ * webhook notices), then sent as one call that the database applies only if those rows are still current; the
+ * calls of a tenant's concurrent writers share a statement (SecretWriteBatcher). When a row moved, the statement answers
  * with the row as it is, and the write is planned again on it. A write the API refuses on what it saw is sent too,
  * not applied: so the identity, the environment and the rows are confirmed in the database before any answer, in
  * the order a request has always met them.
@@ -256,6 +256,7 @@ export function statementWrites(deps: StatementWriteDeps) {
             dekVersion: keySet.activeVersion,
             dekHex: keySet.activeKey,
             chains: planned.chains,
+            alone: planned.items.some((item) => item.pattern !== null) || newPatterns.length > 0,
           });
           // Awaited below, once the lanes are free; never left unhandled meanwhile.
           const settled = result.then(

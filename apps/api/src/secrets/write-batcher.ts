@@ -64,6 +64,11 @@ export interface PendingCall {
   dekHex: string;
   /** Items planned on rows that earlier calls will leave: their expected xmin is known only once those are sent. */
   chains?: readonly { item: number; after: ChainRef }[];
+  /**
+   * Goes in a statement of its own: its values meet custom patterns, and a pattern that runs into the statement
+   * timeout fails the whole statement, which must then be this call's alone.
+   */
+  alone?: boolean;
 }
 
 export interface SecretWriteBatcherOptions {
@@ -137,15 +142,19 @@ export class SecretWriteBatcher {
       const inBatch = new Set<CallHandle>();
       const rest: Waiting[] = [];
       let dekVersion: number | undefined;
+      let closed = false;
       for (const w of lane.queue) {
         const ready =
+          !closed &&
           batch.length < this.maxCalls &&
+          !(w.pending.alone && batch.length > 0) &&
           (dekVersion === undefined || w.pending.dekVersion === dekVersion) &&
           (w.pending.chains ?? []).every((c) => c.after.handle.settled || inBatch.has(c.after.handle));
         if (ready) {
           dekVersion ??= w.pending.dekVersion;
           batch.push(w);
           inBatch.add(w.handle);
+          closed = w.pending.alone === true;
         } else rest.push(w);
       }
       if (batch.length === 0) {

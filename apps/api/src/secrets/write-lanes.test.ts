@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { SecretRow } from './secrets.queries.ts';
-import { CallHandle, type CallResult } from './write-batcher.ts';
+import type { SecretRow, WriteCall } from './secrets.queries.ts';
+import { CallHandle, type CallResult, SecretWriteBatcher } from './write-batcher.ts';
 import { WriteLanes } from './write-lanes.ts';
 
 const row = (currentVersion: number): SecretRow => ({ currentVersion, mac: `mac-${currentVersion}` }) as SecretRow;
@@ -81,5 +81,75 @@ describe('CallHandle', () => {
     expect(top.doomed()).toBe(false);
     level[1]?.settle({ outcome: 'stale', items: [] });
     expect(top.doomed()).toBe(true);
+  });
+});
+
+describe('SecretWriteBatcher', () => {
+  /** A batcher whose statements return when the test says, each call answered `ok` for one item. */
+  function manual() {
+    const sent: { calls: number; json: readonly WriteCall[]; release: () => void }[] = [];
+    const batcher = new SecretWriteBatcher({
+      send: (_tenant, calls) =>
+        new Promise((resolve) => {
+          sent.push({
+            calls: calls.length,
+            json: calls,
+            release: () =>
+              resolve(
+                calls.map((_, i) => ({
+                  call_index: i + 1,
+                  outcome: 'ok',
+                  item_index: 0,
+                  pattern_ok: null,
+                  row_xmin: String(100 + i),
+                  secret: null,
+                  error_code: null,
+                })),
+              ),
+          });
+        }),
+    });
+    const submit = (o: { alone?: boolean; after?: CallHandle } = {}) =>
+      batcher.submit('t', {
+        call: { items: [{ name: 'K', xmin: null, pattern: null, version: null }] } as never,
+        values: [],
+        dekVersion: 1,
+        dekHex: '',
+        ...(o.alone ? { alone: true } : {}),
+        ...(o.after ? { chains: [{ item: 0, after: { handle: o.after, item: 0, mac: 'm' } }] } : {}),
+      });
+    const tick = () => new Promise((r) => setImmediate(r));
+    return { sent, submit, tick };
+  }
+
+  it("sends a tenant's calls one statement at a time, those that wait together, one with patterns alone", async () => {
+    const { sent, submit, tick } = manual();
+    const first = submit();
+    const waiting = [submit(), submit(), submit({ alone: true }), submit()];
+    expect(sent.map((s) => s.calls)).toEqual([1]);
+    sent[0]?.release();
+    await first.result;
+    await tick();
+    // Everything that waited but the call with patterns, which goes next, alone.
+    expect(sent.map((s) => s.calls)).toEqual([1, 3]);
+    sent[1]?.release();
+    await tick();
+    expect(sent.map((s) => s.calls)).toEqual([1, 3, 1]);
+    sent[2]?.release();
+    expect((await Promise.all(waiting.map((w) => w.result))).map((r) => r.outcome)).toEqual(Array(4).fill('ok'));
+  });
+
+  it('holds a call planned on one in flight until that one has returned, then sends it on what it left', async () => {
+    const { sent, submit, tick } = manual();
+    const first = submit();
+    const chained = submit({ after: first.handle });
+    expect(sent.map((s) => s.calls)).toEqual([1]);
+    sent[0]?.release();
+    await first.result;
+    await tick();
+    expect(sent.map((s) => s.calls)).toEqual([1, 1]);
+    expect(sent[1]?.json[0]?.items[0]?.xmin).toBe('100');
+    sent[1]?.release();
+    expect((await chained.result).outcome).toBe('ok');
   });
 });
