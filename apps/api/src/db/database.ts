@@ -104,7 +104,29 @@ export class Database {
     this.scopes.set(tx, tenantId);
   }
 
-  close(): Promise<void> {
-    return this.pool.end();
+  /**
+   * Ends the pool and waits until every connection has closed. pool.end() resolves once it has asked each connection
+   * to close, not once each has; a database stopped right after (the embedded one) would terminate those still
+   * closing, and each would be reported as a lost connection.
+   */
+  async close(): Promise<void> {
+    const open = this.pool.totalCount;
+    let timer: NodeJS.Timeout | undefined;
+    const closed = new Promise<void>((resolve) => {
+      if (open === 0) return resolve();
+      let removed = 0;
+      const onRemove = () => {
+        if (++removed < open) return;
+        this.pool.off('remove', onRemove);
+        resolve();
+      };
+      this.pool.on('remove', onRemove);
+      // A connection whose server is already gone never confirms: give up waiting rather than hang a shutdown.
+      timer = setTimeout(resolve, 5000);
+      timer.unref();
+    });
+    await this.pool.end();
+    await closed;
+    clearTimeout(timer);
   }
 }
