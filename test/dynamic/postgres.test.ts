@@ -50,6 +50,21 @@ async function world(o: Parameters<typeof createBackend>[3] = {}) {
   return { ...ctx, ...b, service, admin, asService };
 }
 
+/** A deployment of the tenant's sandbox/app bundle (one inject-only secret) to the cloud tier: its id. */
+async function deployment(w: Awaited<ReturnType<typeof world>>): Promise<string> {
+  expect((await w.admin('PUT', '/v1/secrets/sandbox/app/API_URL', { value: 'https://api.internal' })).statusCode).toBe(
+    201,
+  );
+  const made = await w.admin('POST', '/v1/deployments', {
+    name: `web-${Date.now()}`,
+    environment: 'default',
+    tier: 'cloud',
+    bundles: ['sandbox/app'],
+  });
+  expect(made.statusCode, made.body).toBe(201);
+  return (made.json() as { id: string }).id;
+}
+
 async function leaseRow(id: string) {
   const { rows } = await owner.query<{ state: string; revoke_attempts: number; next_attempt_at: Date | null }>(
     'select state, revoke_attempts, next_attempt_at from coffer.leases where id = $1',
@@ -539,18 +554,7 @@ describe('leases', () => {
 
   it('revoking a deployment revokes the leases made for it, and none other; a revoked deployment takes no lease', async () => {
     const w = await world();
-    // A deployment of the tenant's sandbox/app bundle (one inject-only secret) to the cloud tier.
-    expect(
-      (await w.admin('PUT', '/v1/secrets/sandbox/app/API_URL', { value: 'https://api.internal' })).statusCode,
-    ).toBe(201);
-    const made = await w.admin('POST', '/v1/deployments', {
-      name: `web-${Date.now()}`,
-      environment: 'default',
-      tier: 'cloud',
-      bundles: ['sandbox/app'],
-    });
-    expect(made.statusCode, made.body).toBe(201);
-    const deploymentId = (made.json() as { id: string }).id;
+    const deploymentId = await deployment(w);
 
     const mine = await leased(t.app, w.service.token, w.name, { deployment: deploymentId });
     const other = await leased(t.app, w.service.token, w.name);
@@ -592,17 +596,7 @@ describe('leases', () => {
 
   it('DELETE /v1/leases?deployment= revokes the leases made for a deployment at once', async () => {
     const w = await world();
-    expect(
-      (await w.admin('PUT', '/v1/secrets/sandbox/app/API_URL', { value: 'https://api.internal' })).statusCode,
-    ).toBe(201);
-    const made = await w.admin('POST', '/v1/deployments', {
-      name: `web-${Date.now()}`,
-      environment: 'default',
-      tier: 'cloud',
-      bundles: ['sandbox/app'],
-    });
-    expect(made.statusCode, made.body).toBe(201);
-    const deploymentId = (made.json() as { id: string }).id;
+    const deploymentId = await deployment(w);
     const a = await leased(t.app, w.service.token, w.name, { deployment: deploymentId });
     const b = await leased(t.app, w.service.token, w.name);
     const result = expectOk(await w.admin('DELETE', `/v1/leases?deployment=${deploymentId}`), 200, RevokeLeasesResult);
