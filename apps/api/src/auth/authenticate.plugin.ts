@@ -40,6 +40,41 @@ export interface AuthenticateOptions {
 /** Headers that would let a token name its own verification key; we never honour them, and refuse tokens that try. */
 const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'crit'];
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+const CLOCK_TOLERANCE_MS = 5_000;
+
+/**
+ * The claims of tokens whose signature and claims were checked, by the token's exact text, until the token expires.
+ * A service presents the same token for its whole life, and checking it again (decoding, the signature cache's hash
+ * of the token, the claims schema) was a measurable part of a read. Only the token's own checks are remembered: the
+ * identity, its revision, its session and its credential version are checked on every request as before. The
+ * verifying keys are fixed at start, so a remembered token cannot outlive the key that signed it.
+ */
+export class VerifiedTokens {
+  private readonly entries = new Map<string, { claims: Readonly<TokenClaims>; untilMs: number }>();
+
+  constructor(private readonly maxEntries = 10_000) {}
+
+  get(token: string, nowMs = Date.now()): Readonly<TokenClaims> | undefined {
+    const e = this.entries.get(token);
+    if (!e) return undefined;
+    if (nowMs >= e.untilMs) {
+      this.entries.delete(token);
+      return undefined;
+    }
+    return e.claims;
+  }
+
+  set(token: string, claims: TokenClaims): Readonly<TokenClaims> {
+    const frozen = Object.freeze({ ...claims, ...(claims.clm ? { clm: Object.freeze({ ...claims.clm }) } : {}) });
+    // The verifier accepted it up to exp plus the tolerance; never longer than that.
+    this.entries.set(token, { claims: frozen, untilMs: claims.exp * 1000 + CLOCK_TOLERANCE_MS });
+    if (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+    return frozen;
+  }
+}
 
 async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions): Promise<void> {
   await app.register(fastifyJwt, {
@@ -62,14 +97,12 @@ async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions):
       allowedIss: o.issuer,
       allowedAud: o.audience,
       requiredClaims: ['iss', 'aud', 'exp', 'iat', 'sub', 'jti'],
-      clockTolerance: 5_000,
-      // Signature checks of a token already seen are served from an LRU (keyed by a hash of the token, bounded
-      // by its expiry). Revocation does not depend on it: the identity's current state is checked on every request.
-      cache: 10_000,
+      clockTolerance: CLOCK_TOLERANCE_MS,
     },
   });
 
   app.decorateRequest('principal', null);
+  const verified = new VerifiedTokens();
 
   const guard = new UnauthenticatedGuard({
     failuresPerWindow: o.failuresPerMinute,
@@ -123,14 +156,17 @@ async function authenticatePlugin(app: FastifyInstance, o: AuthenticateOptions):
     if (!BEARER.test(header))
       return deny(request, action, unauthorized('the authorization header must be "Bearer <token>"'));
 
-    let claims: TokenClaims;
-    try {
-      const parsed = TokenClaims.safeParse(await request.jwtVerify());
-      if (!parsed.success) return deny(request, action, unauthorized('invalid token'));
-      claims = parsed.data;
-    } catch (err) {
-      const expired = (err as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED';
-      return deny(request, action, unauthorized(expired ? 'the token has expired' : 'invalid token'));
+    const token = header.slice('Bearer '.length);
+    let claims = verified.get(token);
+    if (!claims) {
+      try {
+        const parsed = TokenClaims.safeParse(await request.jwtVerify());
+        if (!parsed.success) return deny(request, action, unauthorized('invalid token'));
+        claims = verified.set(token, parsed.data);
+      } catch (err) {
+        const expired = (err as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED';
+        return deny(request, action, unauthorized(expired ? 'the token has expired' : 'invalid token'));
+      }
     }
 
     // Only where the route's SQL re-checks the identity's revision (its entry in the contracts says so).

@@ -47,6 +47,45 @@ describe('row MACs', () => {
     expect(new RowMacs(new MasterKeyring([next])).secretVerifies(mac, secret)).toBe(false);
   });
 
+  it('a MAC that verified before still fails for any other input or MAC, and once its key leaves the keyring', () => {
+    const k1 = key('k1');
+    const keyring = new MasterKeyring([k1]);
+    const macs = new RowMacs(keyring);
+    const mac = macs.secret(secret);
+    const other = macs.secret({ ...secret, name: 'OTHER' });
+    for (let i = 0; i < 3; i++) expect(macs.secretVerifies(mac, secret)).toBe(true);
+    // Each covered column, changed after the pair was remembered.
+    expect(macs.secretVerifies(mac, { ...secret, currentVersion: 2 })).toBe(false);
+    expect(macs.secretVerifies(mac, { ...secret, expiresAt: new Date(0) })).toBe(false);
+    expect(macs.secretVerifies(mac, { ...secret, contact: 'x@example.com' })).toBe(false);
+    // Another row's valid MAC, or the remembered MAC with a byte changed.
+    expect(macs.secretVerifies(other, secret)).toBe(false);
+    expect(macs.secretVerifies(`${mac.slice(0, -1)}${mac.endsWith('A') ? 'B' : 'A'}`, secret)).toBe(false);
+    // The same fields as a version row's MAC input are another input.
+    expect(
+      macs.versionVerifies(mac, {
+        tenantId: secret.tenantId,
+        secretId: secret.id,
+        version: 3,
+        servedUntil: null,
+        revokedAt: null,
+        deploymentId: null,
+      }),
+    ).toBe(false);
+    // A remembered pair does not outlive its key.
+    const shrinking = {
+      activeId: 'k1',
+      has: (id: string) => id === 'k1' && present,
+      deriveFor: keyring.deriveFor.bind(keyring),
+    };
+    let present = true;
+    const held = new RowMacs(shrinking);
+    const heldMac = held.secret(secret);
+    expect(held.secretVerifies(heldMac, secret)).toBe(true);
+    present = false;
+    expect(held.secretVerifies(heldMac, secret)).toBe(false);
+  });
+
   it('a missing, malformed or truncated MAC fails', () => {
     const macs = new RowMacs(new MasterKeyring([key('k1')]));
     const mac = macs.secret(secret);

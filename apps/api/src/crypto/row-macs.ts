@@ -220,8 +220,17 @@ const issuerParts = (f: IssuerMacFields): unknown[] => [
   f.clockSkewSeconds,
 ];
 
+/** How many verified (MAC, input) pairs a RowMacs remembers: a few MB at most. */
+const VERIFIED_ENTRIES = 10_000;
+
 export class RowMacs {
   private readonly keys = new Map<string, Buffer>();
+  /**
+   * MACs that verified, with the exact input they verified over. A hot read checks the same two rows again and again;
+   * remembering the pair skips the HMAC, never the comparison of the input, so a row changed in any covered column
+   * (or given another MAC) misses and is checked afresh. Only successes are kept.
+   */
+  private readonly verified = new Map<string, true>();
 
   constructor(private readonly keyring: Pick<MasterKeyring, 'activeId' | 'deriveFor' | 'has'>) {}
 
@@ -282,9 +291,20 @@ export class RowMacs {
     const kid = macKeyId(mac);
     // A MAC under a master key that left the keyring cannot be checked: it fails like a forged one.
     if (!mac || !kid || !this.keyring.has(kid)) return false;
-    const want = this.digest(kid, parts);
+    const input = JSON.stringify(parts);
+    const seen = `${mac}\n${input}`;
+    if (this.verified.has(seen)) return true;
+    const want = this.digestOf(kid, input);
     const got = Buffer.from(mac.slice(kid.length + 1), 'base64url');
-    return got.length === want.length && timingSafeEqual(got, want);
+    const ok = got.length === want.length && timingSafeEqual(got, want);
+    if (ok) {
+      this.verified.set(seen, true);
+      if (this.verified.size > VERIFIED_ENTRIES) {
+        const oldest = this.verified.keys().next().value;
+        if (oldest !== undefined) this.verified.delete(oldest);
+      }
+    }
+    return ok;
   }
 
   private make(parts: unknown[]): string {
@@ -293,11 +313,15 @@ export class RowMacs {
   }
 
   private digest(kid: string, parts: unknown[]): Buffer {
+    return this.digestOf(kid, JSON.stringify(parts));
+  }
+
+  private digestOf(kid: string, input: string): Buffer {
     let key = this.keys.get(kid);
     if (!key) {
       key = this.keyring.deriveFor(kid, ROW_MAC_PURPOSE);
       this.keys.set(kid, key);
     }
-    return createHmac('sha256', key).update(JSON.stringify(parts)).digest();
+    return createHmac('sha256', key).update(input).digest();
   }
 }

@@ -17,14 +17,15 @@ async function gracefulClosePlugin(app: FastifyInstance, o: GracefulCloseOptions
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (_request, reply) => {
-    if (closing) {
-      reply.header('connection', 'close');
-      throw unavailable('the server is shutting down; retry on another instance', 1);
-    }
+  // Callback hooks, not async ones: they run on every request, and an async hook costs a promise each time.
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!closing) return done();
+    reply.header('connection', 'close');
+    done(unavailable('the server is shutting down; retry on another instance', 1));
   });
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
 }
 

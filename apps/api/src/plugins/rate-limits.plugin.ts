@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import fastifyRateLimit from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { AppError, audited } from '../errors/app-error.ts';
 import { OverLimitTokens } from '../http/over-limit.ts';
@@ -41,11 +41,7 @@ async function rateLimitsPlugin(app: FastifyInstance, o: RateLimitsOptions): Pro
   // A token refused for its identity's rate is remembered until the window ends and refused from then on before
   // any other work: a flood past the limit must not eat its neighbours' CPU (see OverLimitTokens).
   const overLimit = new OverLimitTokens();
-  app.addHook('onRequest', async (request, reply) => {
-    if (!request.routeOptions.config?.action) return;
-    const key = OverLimitTokens.keyOf(request.headers.authorization);
-    const refused = key ? overLimit.check(key) : null;
-    if (!refused) return;
+  const refuseOverLimit = async (reply: FastifyReply, refused: NonNullable<ReturnType<OverLimitTokens['check']>>) => {
     // The same refusal the limiter gives (headers, envelope, metric), without verifying the token again, after a
     // short pause that slows a client ignoring Retry-After.
     metrics.rateLimited.inc({ kind: 'identity' });
@@ -58,6 +54,14 @@ async function rateLimitsPlugin(app: FastifyInstance, o: RateLimitsOptions): Pro
       'retry-after': seconds,
     });
     throw refusal({ after: `${seconds} second${seconds === 1 ? '' : 's'}`, ttl: refused.ttlMs });
+  };
+  // A callback hook with an asynchronous branch only for a refusal: every request passes through it.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!request.routeOptions.config?.action) return done();
+    const key = OverLimitTokens.keyOf(request.headers.authorization);
+    const refused = key ? overLimit.check(key) : null;
+    if (!refused) return done();
+    refuseOverLimit(reply, refused).then(() => done(), done);
   });
 
   // Before @fastify/rate-limit's own onRoute hook, which wires every route whose config carries `rateLimit`.

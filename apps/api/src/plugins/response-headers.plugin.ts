@@ -3,10 +3,11 @@ import fp from 'fastify-plugin';
 
 /** Headers every response carries, errors included. */
 async function responseHeadersPlugin(app: FastifyInstance): Promise<void> {
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     // Secrets, credentials and tokens are never kept by a cache between us and the caller.
     reply.header('cache-control', 'no-store');
+    done();
   });
 }
 

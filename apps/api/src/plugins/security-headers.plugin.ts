@@ -52,10 +52,12 @@ async function securityHeadersPlugin(app: FastifyInstance, o: { servedOverTls: b
       },
     }) as Middleware,
   );
+  // As the reply's own headers, not the raw response's: a raw response that already holds headers makes Node set
+  // each of the reply's headers one by one again when the reply is written.
+  const headers = Object.fromEntries(set.map(([name, value]) => [name.toLowerCase(), value]));
   app.addHook('onRequest', (_request, reply, done) => {
-    const raw = reply.raw;
-    for (const [name, value] of set) raw.setHeader(name, value);
-    for (const name of removed) raw.removeHeader(name);
+    reply.headers(headers);
+    for (const name of removed) reply.removeHeader(name);
     done();
   });
 }
