@@ -236,7 +236,7 @@ export function authService(deps: AuthServiceDeps) {
         name: p.name,
         tenantId: p.tenantId,
         role: p.role,
-        policies: p.policies,
+        policies: p.policies.map((x) => ({ ...x })),
         tokenExpiresAt: p.tokenExpiresAt.toISOString(),
       };
     },

@@ -128,3 +128,29 @@ describe('matching cost', () => {
     expect(matchGlob('shared/**/x/**', 'shared/a/b')).toBe(false);
   });
 });
+
+describe('capabilitiesFor keeps its answers per policy set', () => {
+  it('answers each path and environment as computed afresh, and another policy set on its own', () => {
+    const narrow: Policy[] = [
+      { path: 'shared/payments/*', capabilities: ['read'] },
+      { path: 'shared/payments/STRIPE_KEY', capabilities: ['write'], environments: ['prod'] },
+    ];
+    for (let i = 0; i < 3; i++) {
+      expect([...capabilitiesFor(narrow, 'shared/payments/STRIPE_KEY')]).toEqual(['read']);
+      expect([...capabilitiesFor(narrow, 'shared/payments/STRIPE_KEY', 'prod')]).toEqual(['write']);
+      expect([...capabilitiesFor(narrow, 'shared/billing/STRIPE_KEY')]).toEqual([]);
+    }
+    // The same paths under a wider set: its own answers, not the first set's.
+    const wide: Policy[] = [{ path: '**', capabilities: ['read', 'list'] }];
+    expect([...capabilitiesFor(wide, 'shared/billing/STRIPE_KEY')].sort()).toEqual(['list', 'read']);
+    expect([...capabilitiesFor(narrow, 'shared/billing/STRIPE_KEY')]).toEqual([]);
+  });
+
+  it('stays right past its bound', () => {
+    const policies: Policy[] = [{ path: 'sandbox/app/KEEP_*', capabilities: ['read'] }];
+    for (let i = 0; i < 2_500; i++) {
+      const name = i % 2 ? `KEEP_${i}` : `DROP_${i}`;
+      expect(capabilitiesFor(policies, `sandbox/app/${name}`).has('read')).toBe(i % 2 === 1);
+    }
+  });
+});

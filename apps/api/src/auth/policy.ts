@@ -144,6 +144,31 @@ export function capabilitiesFor(
   resourcePath: string,
   environment: string = DEFAULT_ENVIRONMENT,
 ): ReadonlySet<Capability> {
+  // A request authorizes the same path two or three times, and a service reads the same few paths all day: the
+  // answer is kept per policy set (the resolver hands out one frozen array per identity revision and claims).
+  let memo = decided.get(policies);
+  if (!memo) {
+    memo = new Map();
+    decided.set(policies, memo);
+  }
+  const key = `${environment}\n${resourcePath}`;
+  const hit = memo.get(key);
+  if (hit) return hit;
+  const caps = computeCapabilities(policies, resourcePath, environment);
+  if (memo.size >= DECISIONS_PER_POLICY_SET) memo.clear();
+  memo.set(key, caps);
+  return caps;
+}
+
+/** Decisions kept per policy set before it starts over: a bound on what a service scanning many paths can hold. */
+const DECISIONS_PER_POLICY_SET = 1_000;
+const decided = new WeakMap<readonly Policy[], Map<string, ReadonlySet<Capability>>>();
+
+function computeCapabilities(
+  policies: readonly Policy[],
+  resourcePath: string,
+  environment: string,
+): ReadonlySet<Capability> {
   const parts = resourcePath.split('/');
   let best: { rank: number[]; capabilities: readonly Capability[] }[] = [];
   for (const p of policies) {

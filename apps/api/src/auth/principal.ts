@@ -8,7 +8,7 @@ export interface Principal {
   tenantId: string;
   role: PrincipalRole;
   /** Current policies (read per request, so narrowing applies to the next request), templates filled from `claims`. */
-  policies: Policy[];
+  policies: readonly Policy[];
   /** A federated login's verified claims that policy templates use; absent for client-secret logins. */
   claims?: Readonly<Record<string, string>> | undefined;
   tokenId: string;

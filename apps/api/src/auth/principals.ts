@@ -18,6 +18,23 @@ interface Entry {
  */
 export class PrincipalResolver {
   private readonly cache = new Map<string, Entry>();
+  /**
+   * An identity's policies with the token's claims filled in, kept with the identity row they came from: a cached
+   * identity and a remembered token hand the same objects to every request, so the policies are expanded once, and
+   * authorization can keep its answers per (frozen) policy set. A reloaded identity is a new row, so a new set.
+   */
+  private readonly expanded = new WeakMap<
+    TokenIdentity,
+    { claims: TokenClaims['clm']; policies: Principal['policies'] }
+  >();
+
+  private policiesOf(identity: TokenIdentity, claims: TokenClaims['clm']): Principal['policies'] {
+    const hit = this.expanded.get(identity);
+    if (hit && hit.claims === claims) return hit.policies;
+    const policies = Object.freeze(expandPolicies(identity.policies, claims).map((p) => Object.freeze(p)));
+    this.expanded.set(identity, { claims, policies });
+    return policies;
+  }
 
   constructor(
     private readonly identities: Pick<IdentityQueries, 'forToken'>,
@@ -51,7 +68,7 @@ export class PrincipalResolver {
       name: identity.name,
       tenantId: claims.tid,
       role: identity.role,
-      policies: expandPolicies(identity.policies, claims.clm),
+      policies: this.policiesOf(identity, claims.clm),
       claims: claims.clm,
       tokenId: claims.jti,
       ...(claims.sid ? { sessionId: claims.sid } : {}),

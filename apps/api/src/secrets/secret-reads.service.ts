@@ -352,7 +352,7 @@ export function secretReads(deps: SecretReadDeps) {
       });
       // readStep let only `ok` through: the version and its plaintext are there.
       const readVersion = row.version as number;
-      checkRowMacs(deps.macs, p.tenantId, path, { ...row, version: readVersion });
+      checkRowMacs(deps.macs, p.tenantId, path, row as ReadRow & { version: number });
       const value = unbind(p.tenantId, row.secret_id, readVersion, path, row.plaintext as string);
       await audit.record(
         auditEvent(ctx, {
