@@ -1,6 +1,7 @@
 import type { Policy } from '@coffer/contracts';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { capabilitiesFor, matchGlob, policyAllows, type StepMeter } from './policy.ts';
+import { capabilitiesFor, grantsOnEveryName, matchGlob, policyAllows, type StepMeter } from './policy.ts';
 
 const p = (path: string, ...capabilities: Policy['capabilities']): Policy => ({ path, capabilities });
 const caps = (policies: Policy[], path: string) => [...capabilitiesFor(policies, path)].sort();
@@ -152,5 +153,78 @@ describe('capabilitiesFor keeps its answers per policy set', () => {
       const name = i % 2 ? `KEEP_${i}` : `DROP_${i}`;
       expect(capabilitiesFor(policies, `sandbox/app/${name}`).has('read')).toBe(i % 2 === 1);
     }
+  });
+});
+
+describe('grantsOnEveryName: a bundle read that needs no list of names', () => {
+  const names = ['DATABASE_URL', 'KEY_0', 'KEY_1', 'STRIPE_KEY', 'a', 'x?y', 'constructor'];
+
+  it('is never true where some name would be refused (any policies, environments, kinds and owners)', () => {
+    const segment = fc.constantFrom(
+      '*',
+      '**',
+      'sandbox',
+      'shared',
+      'app',
+      'pay*',
+      'KEY_*',
+      'KEY_?',
+      'DATABASE_URL',
+      'a',
+    );
+    const policy = fc.record(
+      {
+        path: fc.array(segment, { minLength: 1, maxLength: 4 }).map((xs) => xs.join('/')),
+        capabilities: fc.subarray(['read', 'list', 'write'] as const, { minLength: 1 }),
+        environments: fc.option(fc.array(fc.constantFrom('default', 'prod', 'p*', '*'), { maxLength: 2 }), {
+          nil: undefined,
+        }),
+      },
+      { requiredKeys: ['path', 'capabilities'] },
+    );
+    fc.assert(
+      fc.property(
+        fc.array(policy, { maxLength: 4 }),
+        fc.constantFrom('sandbox', 'shared'),
+        fc.constantFrom('app', 'payments'),
+        fc.constantFrom('default', 'prod'),
+        (policies, kind, owner, env) => {
+          const ps = policies as Policy[];
+          if (!grantsOnEveryName(ps, 'read', kind, owner, env)) return;
+          for (const n of names) expect(capabilitiesFor(ps, `${kind}/${owner}/${n}`, env).has('read')).toBe(true);
+        },
+      ),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it('sees the common shapes', () => {
+    expect(grantsOnEveryName([p('sandbox/app/*', 'read')], 'read', 'sandbox', 'app')).toBe(true);
+    expect(grantsOnEveryName([p('sandbox/**', 'read', 'list')], 'read', 'sandbox', 'app')).toBe(true);
+    expect(grantsOnEveryName([p('**', 'read')], 'read', 'shared', 'payments')).toBe(true);
+    // A narrower policy that takes read away from one name, or a policy for another owner only.
+    expect(
+      grantsOnEveryName([p('sandbox/app/*', 'read'), p('sandbox/app/ROOT', 'list')], 'read', 'sandbox', 'app'),
+    ).toBe(false);
+    expect(grantsOnEveryName([p('sandbox/other/*', 'read')], 'read', 'sandbox', 'app')).toBe(false);
+    expect(grantsOnEveryName([p('sandbox/app/KEY_*', 'read')], 'read', 'sandbox', 'app')).toBe(false);
+    // Only where the policy applies.
+    expect(
+      grantsOnEveryName(
+        [{ path: 'sandbox/app/*', capabilities: ['read'], environments: ['prod'] }],
+        'read',
+        'sandbox',
+        'app',
+      ),
+    ).toBe(false);
+    expect(
+      grantsOnEveryName(
+        [{ path: 'sandbox/app/*', capabilities: ['read'], environments: ['prod'] }],
+        'read',
+        'sandbox',
+        'app',
+        'prod',
+      ),
+    ).toBe(true);
   });
 });

@@ -185,6 +185,43 @@ function computeCapabilities(
   return caps;
 }
 
+/**
+ * Whether the policies grant `capability` on every `kind/owner/<name>` path in the environment, whatever the name:
+ * some policy that applies there matches every such path, and every policy that applies there and could match one
+ * grants the capability, so the most specific match for any name grants it too. A bundle read then needs no list
+ * of names to filter. Conservative: false whenever that cannot be shown this simply (the caller filters by name).
+ */
+export function grantsOnEveryName(
+  policies: readonly Policy[],
+  capability: Capability,
+  kind: string,
+  owner: string,
+  environment: string = DEFAULT_ENVIRONMENT,
+): boolean {
+  let universal = false;
+  for (const p of policies) {
+    if (!appliesIn(p, environment)) continue;
+    const s = compile(p.path).segments;
+    const couldMatch =
+      s.includes('**') || (s.length === 3 && matchSegment(s[0] ?? '', kind) && matchSegment(s[1] ?? '', owner));
+    if (!couldMatch) continue;
+    if (!p.capabilities.includes(capability)) return false;
+    if (matchesEveryName(s, kind, owner)) universal = true;
+  }
+  return universal;
+}
+
+/** `**`, `kind/**`, `kind/owner/*` and `kind/owner/**`, kind and owner as literals or single-segment globs. */
+function matchesEveryName(s: readonly string[], kind: string, owner: string): boolean {
+  const [a = '', b = '', c = ''] = s;
+  if (s.length === 1) return a === '**';
+  if (s.length === 2) return a !== '**' && matchSegment(a, kind) && b === '**';
+  if (s.length === 3) {
+    return a !== '**' && b !== '**' && matchSegment(a, kind) && matchSegment(b, owner) && (c === '*' || c === '**');
+  }
+  return false;
+}
+
 export function policyAllows(
   policies: readonly Policy[],
   capability: Capability,

@@ -9,7 +9,8 @@ import {
 } from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
-import { authorize, environmentHidden } from '../auth/authorize.ts';
+import { authorize, environmentHidden, mayAttempt } from '../auth/authorize.ts';
+import { grantsOnEveryName } from '../auth/policy.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import type { RowMacs } from '../crypto/row-macs.ts';
 import type { TenantKeyCache, TenantKeySet } from '../crypto/tenant-key-cache.ts';
@@ -483,7 +484,13 @@ export function secretReads(deps: SecretReadDeps) {
       const { p, result: rows } = await untilFresh(ctx, async (caller, keySet) => {
         // Admins read every name, so the list of names is only fetched to filter a service's view.
         let names: string[] | null = null;
-        if (caller.role !== 'admin') {
+        // A service whose policies grant read on every name of the bundle reads them all in one round trip, as an
+        // admin does; any other is filtered name by name.
+        const everyName =
+          caller.role === 'service' &&
+          mayAttempt(caller, 'secrets.read') &&
+          grantsOnEveryName(caller.policies, 'read', kind, owner, environment);
+        if (caller.role !== 'admin' && !everyName) {
           // In an environment the caller cannot see, no name is readable: nothing to look up.
           const all = environmentHidden(caller, environment)
             ? []
