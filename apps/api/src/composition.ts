@@ -127,7 +127,7 @@ export function composeServices(deps: CompositionDeps) {
   const macs = new RowMacs(keyring);
   const identities = identityQueries(db, macs);
   const tenants = tenantQueries(db);
-  const secrets = secretQueries(db, macs);
+  const secrets = secretQueries(db, macs, { observeReads: (reads) => metrics.secretReadBatchSize.observe(reads) });
   const environmentRows = environmentQueries(db);
   const auditReads = auditQueries(db);
   const webhookOutbox = webhookQueries(db);

@@ -12,6 +12,7 @@ export class Metrics {
   readonly secretOps: Counter<'op' | 'tenant'>;
   readonly auditBatchSize: Histogram;
   readonly secretWriteBatchSize: Histogram;
+  readonly secretReadBatchSize: Histogram;
   readonly auditCommitSeconds: Histogram;
   readonly poolWaitSeconds: Histogram;
   readonly logins: Counter<'outcome'>;
@@ -55,6 +56,12 @@ export class Metrics {
     this.secretWriteBatchSize = new Histogram({
       name: 'coffer_secret_write_batch_size',
       help: 'Secret writes (PUTs and bundle writes) per group-committed write statement',
+      buckets: [1, 2, 4, 8, 16, 32],
+      registers: [r],
+    });
+    this.secretReadBatchSize = new Histogram({
+      name: 'coffer_secret_read_batch_size',
+      help: 'Secret reads (GET of one secret) per grouped read statement',
       buckets: [1, 2, 4, 8, 16, 32],
       registers: [r],
     });

@@ -5,6 +5,7 @@ import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { identities, rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
 import { unavailable } from '../errors/app-error.ts';
+import { ReadBatcher } from './read-batcher.ts';
 import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
@@ -272,7 +273,51 @@ function toJsonRow(r: SecretRow): Record<string, unknown> {
 }
 
 /** Data access for secrets. Every function takes the tenant first and an optional transaction last. */
-export function secretQueries(db: Database, macs: RowMacs) {
+export function secretQueries(db: Database, macs: RowMacs, o: { observeReads?: (reads: number) => void } = {}) {
+  const reads = new ReadBatcher<ReadRow>({
+    async one(tenantId, c, keys) {
+      const { rows } = await db.pool.query<ReadRow>(
+        db.statement(
+          'coffer_read_secret',
+          'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+          [tenantId, c.identityId, c.revision, c.environment, c.kind, c.owner, c.name, c.version, c.previous, keys],
+        ),
+      );
+      const [row] = rows;
+      if (!row) throw new Error('coffer.read_secret returned no row');
+      return row;
+    },
+    // coffer.read_secret once per read, in their order: each sets the tenant scope it reads under, checks its own
+    // caller's identity revision and decides its own outcome, exactly as alone.
+    async many(tenantId, calls, keys) {
+      const { rows } = await db.pool.query<ReadRow & { n: string }>(
+        db.statement(
+          'coffer_read_secrets',
+          `select b.n, r.* from unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+             $9::bool[]) with ordinality as b(identity, revision, env, kind, owner, name, version, previous, n)
+           cross join lateral coffer.read_secret($1::uuid, b.identity, b.revision, b.env, b.kind, b.owner, b.name,
+             b.version, b.previous, $10::text[]) r
+           order by b.n`,
+          [
+            tenantId,
+            calls.map((c) => c.identityId),
+            calls.map((c) => c.revision),
+            calls.map((c) => c.environment),
+            calls.map((c) => c.kind),
+            calls.map((c) => c.owner),
+            calls.map((c) => c.name),
+            calls.map((c) => c.version),
+            calls.map((c) => c.previous),
+            keys,
+          ],
+        ),
+      );
+      return rows;
+    },
+    isItemError: (err) => pgErrorCode(err) === '39000',
+    ...(o.observeReads ? { observe: o.observeReads } : {}),
+  });
+
   /** Every write of a secret row ends here: its MAC is made from the row as stored, in the same transaction. */
   async function sealed(t: Tx, row: SecretRow): Promise<SecretRow> {
     const mac = macs.secret(secretMacFields(row));
@@ -293,34 +338,27 @@ export function secretQueries(db: Database, macs: RowMacs) {
      * One round trip: the caller's identity re-checked, then metadata, one version and its decrypted value
      * (see coffer.read_secret).
      */
-    async read(
+    read(
       tenantId: string,
       caller: { identityId: string; revision: number },
       path: SecretPath,
       version: WantedVersion,
       keys: (string | null)[],
     ): Promise<ReadRow> {
-      const { rows } = await db.pool.query<ReadRow>(
-        db.statement(
-          'coffer_read_secret',
-          'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
-          [
-            tenantId,
-            caller.identityId,
-            caller.revision,
-            path.environment,
-            path.kind,
-            path.owner,
-            path.name,
-            typeof version === 'number' ? version : null,
-            version === 'previous',
-            keys,
-          ],
-        ),
+      return reads.read(
+        tenantId,
+        {
+          identityId: caller.identityId,
+          revision: caller.revision,
+          environment: path.environment,
+          kind: path.kind,
+          owner: path.owner,
+          name: path.name,
+          version: typeof version === 'number' ? version : null,
+          previous: version === 'previous',
+        },
+        keys,
       );
-      const [row] = rows;
-      if (!row) throw new Error('coffer.read_secret returned no row');
-      return row;
     },
 
     /**
