@@ -24,6 +24,11 @@ export default defineConfig({
     // its file waits on PostgreSQL and on child processes.
     maxWorkers: Math.max(2, os.availableParallelism() - 1),
     sequence: { sequencer: LongestFirst },
+    // Files share their worker's process (and the modules it has loaded) instead of a new process each: every file
+    // makes its own app, tenants and connections and closes them, so none relies on a fresh process, and a new
+    // process per file reloaded fastify, zod, drizzle and the app's modules every time. `--isolate` gives each file
+    // its own process again, to rule a neighbour out when a failure only shows in the full run.
+    isolate: false,
     reporters: ['default'],
   },
 });
