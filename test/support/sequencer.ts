@@ -30,6 +30,9 @@ export class LongestFirst extends BaseSequencer {
         Number.POSITIVE_INFINITY
       );
     };
-    return [...files].sort((a, b) => expected(b) - expected(a));
+    const keyed = files.map((spec) => ({ spec, ms: expected(spec) }));
+    // Compared, not subtracted: two unknown files are both infinite.
+    keyed.sort((a, b) => (a.ms === b.ms ? 0 : a.ms > b.ms ? -1 : 1));
+    return keyed.map((k) => k.spec);
   }
 }
