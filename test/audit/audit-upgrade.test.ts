@@ -6,10 +6,10 @@ import { AuditVerifyResult } from '@coffer/contracts';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { cleanEvent, eventDigest, linkKeys, toAppendRow } from '../../apps/api/src/audit/audit.digest.ts';
 import { hashClientSecret } from '../../apps/api/src/crypto/client-secret-hash.ts';
-import { findMigrationsFolder, runMigrations } from '../../apps/api/src/db/migrate.ts';
+import { findMigrationsFolder } from '../../apps/api/src/db/migrate.ts';
 import { backfillRowMacs } from '../../apps/api/src/db/row-mac-backfill.ts';
 import { testKeyring } from '../support/audit.ts';
-import { withClient } from '../support/db.ts';
+import { migrateScratch, withClient } from '../support/db.ts';
 import { bearer } from '../support/factories.ts';
 import { craftJwt, ed25519Signer } from '../support/jwt.ts';
 import { ownerEvent } from '../support/ops.ts';
@@ -44,7 +44,7 @@ describe('upgrading a database from migration 0014', () => {
   beforeAll(async () => {
     scratch = await scratchDatabase();
     folder = migrationsThrough(14);
-    await runMigrations(scratch.ownerUrl, folder);
+    await migrateScratch(scratch.ownerUrl, folder);
     await withClient(scratch.ownerUrl, async (c) => {
       const inTenant = async (id: string, sql: string, values: unknown[]) => {
         await c.query('begin');
@@ -77,7 +77,7 @@ describe('upgrading a database from migration 0014', () => {
       const rows = events.map((e) => ({ ...toAppendRow(e), digest: eventDigest(cleanEvent(e)).toString('hex') }));
       await c.query('select coffer.audit_append($1::uuid, $2::jsonb)', [tenant.a, JSON.stringify(rows)]);
     });
-    await runMigrations(scratch.ownerUrl);
+    await migrateScratch(scratch.ownerUrl);
     t = await createTestApp({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
   });
   afterAll(async () => {

@@ -22,11 +22,12 @@ import { parseKeyring } from '../../apps/api/src/config.ts';
 import { hashClientSecret } from '../../apps/api/src/crypto/client-secret-hash.ts';
 import { dataKeyContext, fingerprintKeyContext, MasterKeyring, newDataKey } from '../../apps/api/src/crypto/keyring.ts';
 import { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
-import { findMigrationsFolder, runMigrations } from '../../apps/api/src/db/migrate.ts';
+import { findMigrationsFolder } from '../../apps/api/src/db/migrate.ts';
 import * as schema from '../../apps/api/src/db/schema.ts';
 import { sealIdentity } from '../../apps/api/src/identities/identities.queries.ts';
 import { ensurePlatformAdmin } from '../../apps/api/src/tenants/bootstrap.ts';
 import { seedVersions } from '../bench/seed.ts';
+import { migrateScratch } from '../support/db.ts';
 import { bearer, login } from '../support/factories.ts';
 import { expectOk } from '../support/secrets.ts';
 import { type ScratchDatabase, scratchDatabase } from '../support/server-process.ts';
@@ -66,7 +67,7 @@ function foldersBeforeEnvironments(): string {
 beforeAll(async () => {
   scratch = await scratchDatabase();
   folder = foldersBeforeEnvironments();
-  await runMigrations(scratch.ownerUrl, folder);
+  await migrateScratch(scratch.ownerUrl, folder);
   const keyring = new MasterKeyring(parseKeyring(inject('masterKeys'), 'test', []) ?? []);
 
   // The tenant, its keys and two identities, as tenant creation and identity creation wrote them.
@@ -139,7 +140,7 @@ beforeAll(async () => {
   }
 
   // Then the upgrade: the remaining migrations, and the new server on the same database.
-  await runMigrations(scratch.ownerUrl);
+  await migrateScratch(scratch.ownerUrl);
   t = await createTestApp({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
   await ensurePlatformAdmin(t.db, {
     bootstrapSecret: adminSecret,

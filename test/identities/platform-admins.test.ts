@@ -12,11 +12,10 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkKeys } from '../../apps/api/src/audit/audit.digest.ts';
 import { createPool, Database } from '../../apps/api/src/db/database.ts';
-import { runMigrations } from '../../apps/api/src/db/migrate.ts';
 import { ensurePlatformAdmin } from '../../apps/api/src/tenants/bootstrap.ts';
 import { resetRootSecret } from '../../apps/api/src/tenants/break-glass.ts';
 import { testKeyring } from '../support/audit.ts';
-import { withClient } from '../support/db.ts';
+import { migrateScratch, withClient } from '../support/db.ts';
 import { bearer, createTenant, login } from '../support/factories.ts';
 import { expectError, expectOk } from '../support/secrets.ts';
 import { type ScratchDatabase, scratchDatabase } from '../support/server-process.ts';
@@ -35,7 +34,7 @@ let rootSecretNow = bootstrapSecret;
 
 beforeAll(async () => {
   scratch = await scratchDatabase();
-  await runMigrations(scratch.ownerUrl);
+  await migrateScratch(scratch.ownerUrl);
   t = await createTestApp({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
   await ensurePlatformAdmin(t.db, {
     bootstrapSecret,

@@ -14,9 +14,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseKeyring } from '../../apps/api/src/config.ts';
 import { MasterKeyring, type WrappedKey } from '../../apps/api/src/crypto/keyring.ts';
 import { systemService } from '../../apps/api/src/data-keys/system.service.ts';
-import { runMigrations } from '../../apps/api/src/db/migrate.ts';
 import type { RequestContext } from '../../apps/api/src/http/request-context.ts';
 import { ensurePlatformAdmin } from '../../apps/api/src/tenants/bootstrap.ts';
+import { migrateScratch } from '../support/db.ts';
 import { bearer, createIdentity, createTenant, login, rootToken, type TestTenant } from '../support/factories.ts';
 import { baseMasterKeyId, newMasterKey, opsApi } from '../support/ops.ts';
 import { expectError, expectOk, secretsApi } from '../support/secrets.ts';
@@ -58,7 +58,7 @@ async function restoreBaseKey(): Promise<RewrapResponse> {
 
 beforeAll(async () => {
   scratch = await scratchDatabase();
-  await runMigrations(scratch.ownerUrl);
+  await migrateScratch(scratch.ownerUrl);
   t = await createTestApp(onScratch());
   await ensurePlatformAdmin(t.db, {
     bootstrapSecret: inject('rootSecret'),

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { findMigrationsFolder, runMigrations } from '../../apps/api/src/db/migrate.ts';
+import { findMigrationsFolder } from '../../apps/api/src/db/migrate.ts';
 import {
   databaseDrift,
   describeDrift,
@@ -9,6 +9,7 @@ import {
   migrationDrift,
   migrationSql,
 } from '../../apps/api/src/db/sql/canonical-sql.ts';
+import { migrateScratch } from '../support/db.ts';
 import { ownerClient } from '../support/secrets.ts';
 
 /**
@@ -62,7 +63,7 @@ describe('canonical SQL', () => {
       await admin.query(`create database ${name}`);
       const url = new URL(inject('ownerDatabaseUrl'));
       url.pathname = `/${name}`;
-      await runMigrations(url.toString());
+      await migrateScratch(url.toString());
       scratch = new pg.Client({ connectionString: url.toString() });
       await scratch.connect();
     });

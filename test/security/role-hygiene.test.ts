@@ -4,9 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { runMigrations } from '../../apps/api/src/db/migrate.ts';
 import { checkAppRole, scramVerifier } from '../../apps/api/src/db/roles.ts';
-import { withClient } from '../support/db.ts';
+import { migrateScratch, withClient } from '../support/db.ts';
 import { runServerToExit } from '../support/security.ts';
 import { freePort, type ScratchDatabase, scratchDatabase } from '../support/server-process.ts';
 
@@ -24,7 +23,7 @@ const pools: pg.Pool[] = [];
 
 beforeAll(async () => {
   db = await scratchDatabase();
-  await runMigrations(db.ownerUrl);
+  await migrateScratch(db.ownerUrl);
 }, 60_000);
 
 afterAll(async () => {

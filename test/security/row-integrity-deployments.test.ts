@@ -22,11 +22,11 @@ import pino from 'pino';
 import { describe, expect, inject, it } from 'vitest';
 import { linkKeys } from '../../apps/api/src/audit/audit.digest.ts';
 import { ROW_MAC_PURPOSE } from '../../apps/api/src/crypto/row-macs.ts';
-import { findMigrationsFolder, runMigrations } from '../../apps/api/src/db/migrate.ts';
+import { findMigrationsFolder } from '../../apps/api/src/db/migrate.ts';
 import { backfillRowMacs } from '../../apps/api/src/db/row-mac-backfill.ts';
 import { ensurePlatformAdmin } from '../../apps/api/src/tenants/bootstrap.ts';
 import { testKeyring } from '../support/audit.ts';
-import { withClient } from '../support/db.ts';
+import { migrateScratch, withClient } from '../support/db.ts';
 import { rootToken } from '../support/factories.ts';
 import { newMasterKey, opsApi } from '../support/ops.ts';
 import { expectError, expectOk, sender } from '../support/secrets.ts';
@@ -441,7 +441,7 @@ describe('rows MACed before the deployment columns were covered', () => {
     const scratch = await scratchDatabase();
     let app: TestApp | undefined;
     try {
-      await runMigrations(scratch.ownerUrl);
+      await migrateScratch(scratch.ownerUrl);
       app = await createTestApp({ DATABASE_URL: scratch.ownerUrl, DATABASE_APP_URL: scratch.appUrl });
       await ensurePlatformAdmin(app.db, {
         bootstrapSecret: inject('rootSecret'),
@@ -543,7 +543,7 @@ describe('master-key rotation re-signs what the deployment MACs cover', () => {
       return made;
     };
     try {
-      await runMigrations(scratch.ownerUrl);
+      await migrateScratch(scratch.ownerUrl);
       const appOld = await appWith(`${kOld.entry},${inject('masterKeys')}`);
       await ensurePlatformAdmin(appOld.db, {
         bootstrapSecret: inject('rootSecret'),

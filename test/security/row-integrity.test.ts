@@ -10,11 +10,11 @@ import { parseKeyring } from '../../apps/api/src/config.ts';
 import { hashClientSecret } from '../../apps/api/src/crypto/client-secret-hash.ts';
 import { dataKeyContext, MasterKeyring, newDataKey } from '../../apps/api/src/crypto/keyring.ts';
 import type { RowMacs } from '../../apps/api/src/crypto/row-macs.ts';
-import { findMigrationsFolder, runMigrations } from '../../apps/api/src/db/migrate.ts';
+import { findMigrationsFolder } from '../../apps/api/src/db/migrate.ts';
 import { backfillRowMacs } from '../../apps/api/src/db/row-mac-backfill.ts';
 import { legacyBindingLine, PGP_OPTIONS } from '../../apps/api/src/secrets/secrets.queries.ts';
 import { testKeyring } from '../support/audit.ts';
-import { withClient } from '../support/db.ts';
+import { migrateScratch, withClient } from '../support/db.ts';
 import { bearer, createIdentity, createTenant, login } from '../support/factories.ts';
 import { githubClaims, mint, signingKey } from '../support/issuers.ts';
 import { expectError, expectOk, secretsApi } from '../support/secrets.ts';
@@ -364,7 +364,7 @@ describe('a database at the last migration before the row MACs', () => {
     const scratch = await scratchDatabase();
     let old: TestApp | undefined;
     try {
-      await runMigrations(scratch.ownerUrl, before);
+      await migrateScratch(scratch.ownerUrl, before);
       const keyring = new MasterKeyring(parseKeyring(inject('masterKeys'), 'test', []) ?? []);
       const tid = randomUUID();
       const adminId = randomUUID();
@@ -408,7 +408,7 @@ describe('a database at the last migration before the row MACs', () => {
       });
       dek.fill(0);
 
-      await runMigrations(scratch.ownerUrl);
+      await migrateScratch(scratch.ownerUrl);
       const listed = await withClient(scratch.ownerUrl, async (c) => {
         await c.query("select set_config('app.tenant_id', $1, false)", [tid]);
         return (await c.query('select row_kind from coffer.row_mac_backfill order by 1')).rows.map((r) => r.row_kind);

@@ -2,7 +2,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
-import Provider from 'oidc-provider';
 
 export interface SigningKey {
   kid: string;
@@ -101,6 +100,9 @@ export async function jwksServer(
  * signing key at the same issuer URL, as an issuer rotating its keys does.
  */
 export async function openIdProvider(audience: string) {
+  // Imported here, not at the top: it is the heaviest module the test support loads, and most of the files that
+  // import this module only mint tokens.
+  const { default: Provider } = await import('oidc-provider');
   const clientId = `workload-${randomBytes(4).toString('hex')}`;
   const clientSecret = randomBytes(24).toString('base64url');
   // One server for the provider's whole life; rotation swaps the provider behind it, as an issuer's keys change
