@@ -68,9 +68,9 @@ describe('reads that share a statement', () => {
       policies: [{ path: 'sandbox/**', capabilities: ['read'] }],
     });
     // `leaving` reads once (its principal is cached), then is disabled: the statement's revision check refuses it.
-    expect((await t.app.inject({ url: '/v1/secrets/sandbox/g/ALPHA', headers: bearer(leaving.token) })).statusCode).toBe(
-      200,
-    );
+    expect(
+      (await t.app.inject({ url: '/v1/secrets/sandbox/g/ALPHA', headers: bearer(leaving.token) })).statusCode,
+    ).toBe(200);
     const disabled = await t.app.inject({
       method: 'PATCH',
       url: `/v1/identities/${leaving.identity.id}`,

@@ -209,22 +209,8 @@ describe('grantsOnEveryName: a bundle read that needs no list of names', () => {
     expect(grantsOnEveryName([p('sandbox/other/*', 'read')], 'read', 'sandbox', 'app')).toBe(false);
     expect(grantsOnEveryName([p('sandbox/app/KEY_*', 'read')], 'read', 'sandbox', 'app')).toBe(false);
     // Only where the policy applies.
-    expect(
-      grantsOnEveryName(
-        [{ path: 'sandbox/app/*', capabilities: ['read'], environments: ['prod'] }],
-        'read',
-        'sandbox',
-        'app',
-      ),
-    ).toBe(false);
-    expect(
-      grantsOnEveryName(
-        [{ path: 'sandbox/app/*', capabilities: ['read'], environments: ['prod'] }],
-        'read',
-        'sandbox',
-        'app',
-        'prod',
-      ),
-    ).toBe(true);
+    const inProd: Policy[] = [{ path: 'sandbox/app/*', capabilities: ['read'], environments: ['prod'] }];
+    expect(grantsOnEveryName(inProd, 'read', 'sandbox', 'app')).toBe(false);
+    expect(grantsOnEveryName(inProd, 'read', 'sandbox', 'app', 'prod')).toBe(true);
   });
 });
