@@ -6,7 +6,7 @@ export type FormatVerdict = { ok: true } | { ok: false; rule: string };
 const OK: FormatVerdict = { ok: true };
 const fail = (rule: string): FormatVerdict => ({ ok: false, rule });
 
-/** `protocols` null: any scheme, as long as the URL names a host (`redis://cache:6379`, `amqp://mq`, not `mailto:`). */
+/** `protocols` null: every scheme is allowed, as long as the URL names a host (`redis://cache:6379`, `amqp://mq`, not `mailto:`). */
 function parsesAsUrl(value: string, protocols: readonly string[] | null): boolean {
   try {
     const u = new URL(value);
@@ -32,7 +32,7 @@ export function formatRules(o: { readsPrivateKey: (pem: string) => boolean }) {
       /^whsec_[A-Za-z0-9+/=]{16,}$/.test(v)
         ? OK
         : fail('stripe-webhook-secret: must be whsec_ followed by at least 16 characters'),
-    // Secrets hold redis://, amqp://, mongodb+srv:// … URLs as often as http(s) ones: any scheme with a host.
+    // Secrets hold redis://, amqp://, mongodb+srv:// … URLs as often as http(s) ones: every scheme with a host.
     url: (v) => (parsesAsUrl(v, null) ? OK : fail('url: must be an absolute URL with a scheme and a host')),
     'postgres-url': (v) =>
       parsesAsUrl(v, ['postgres:', 'postgresql:'])

@@ -276,7 +276,7 @@ export function secretReads(deps: SecretReadDeps) {
       );
       const step = bundleStep(rows);
       if (step.next !== 'value') return { step, result: null };
-      // The injected names are read at their current version, as any bundle read: the row's current version.
+      // The injected names are read at their current version, like every bundle read: the row's current version.
       for (const r of rows) checkRowMacs(deps.macs, caller.tenantId, at(r.name), { ...r, current_version: r.version });
       const pinned: Received[] = [];
       for (const { name, version } of plan.pinned.filter((x) => readable(x.name))) {
