@@ -785,6 +785,32 @@ describe('rows changed outside Coffer (a holder of coffer_app’s credentials)',
     expect(await corner.query('select 1 from pg_roles where rolcreatedb and rolname like $1', ['v\\_%'])).toEqual([]);
   });
 
+  it('a revoked deployment made live again in the database takes no lease (integrity_error)', async () => {
+    const w = await world();
+    const deploymentId = await deployment(w);
+    expect((await w.admin('POST', `/v1/deployments/${deploymentId}/revoke`, {})).statusCode).toBe(200);
+    const lifted = await owner.query(
+      'update coffer.deployments set revoked_at = null, revocation = null where id = $1',
+      [deploymentId],
+    );
+    expect(lifted.rowCount).toBe(1);
+    const refused = expectError(
+      await w.asService('POST', `/v1/dynamic/${w.name}/leases`, { deployment: deploymentId }),
+      500,
+      'integrity_error',
+    );
+    const { rows } = await owner.query('select count(*)::int as n from coffer.leases where deployment_id = $1', [
+      deploymentId,
+    ]);
+    // Refused before a lease row, so before any role: a role is made only for a lease row.
+    expect(rows[0].n).toBe(0);
+    const audited = await owner.query(
+      'select outcome, error_code from coffer.audit_events where tenant_id = $1 and request_id = $2',
+      [w.tid, refused.requestId],
+    );
+    expect(audited.rows).toEqual([{ outcome: 'error', error_code: 'integrity_error' }]);
+  });
+
   it('a lease whose username was pointed at another role never drops that role', async () => {
     const w = await world();
     const victim = `victim_${corner.run}`;

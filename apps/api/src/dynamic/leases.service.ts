@@ -12,9 +12,10 @@ import { auditEvent } from '../audit/audit.events.ts';
 import { environmentHidden } from '../auth/authorize.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
 import { newId } from '../crypto/ids.ts';
+import type { RowMacs } from '../crypto/row-macs.ts';
 import type { Tx } from '../db/database.ts';
 import { scramVerifier } from '../db/roles.ts';
-import type { DeploymentQueries } from '../deployments/deployments.queries.ts';
+import { type DeploymentQueries, deploymentMacFields } from '../deployments/deployments.queries.ts';
 import { AppError, conflict, notFound, unavailable } from '../errors/app-error.ts';
 import { decodeIdCursor, pageOf } from '../http/cursor.ts';
 import type { RequestContext } from '../http/request-context.ts';
@@ -75,8 +76,9 @@ const newLeasePassword = () => randomBytes(32).toString('base64url');
 
 export interface LeaseServiceDeps extends DynamicDeps {
   revoker: LeaseRevoker;
-  /** The deployment a lease is made for: it must be one the caller can see, and not revoked. */
-  deployments: Pick<DeploymentQueries, 'get'>;
+  macs: Pick<RowMacs, 'checkSecret' | 'checkVersion' | 'checkDeployment'>;
+  /** The deployment a lease is made for: it must be one the caller can see, whose row MAC holds, and not revoked. */
+  deployments: Pick<DeploymentQueries, 'get' | 'items'>;
 }
 
 /**
@@ -114,10 +116,15 @@ export function leaseService(deps: LeaseServiceDeps) {
       });
   }
 
-  /** 404 for a deployment the caller cannot see (as one that does not exist), 409 for one already revoked. */
+  /**
+   * 404 for a deployment the caller cannot see (as one that does not exist), 409 for one already revoked. Its row MAC
+   * is checked as the deployment's own reads check it: coffer_app may update deployments, and a revocation it lifted
+   * must not buy a lease.
+   */
   async function requireLiveDeployment(p: Principal, id: string): Promise<void> {
     const d = await deps.deployments.get(p.tenantId, id);
     if (!d || environmentHidden(p, d.environment)) throw notFound('deployment');
+    deps.macs.checkDeployment(d.mac, deploymentMacFields(d, await deps.deployments.items(p.tenantId, [d.id])));
     if (d.revokedAt) throw conflict(`deployment ${id} was revoked at ${d.revokedAt.toISOString()}: make a new one`);
   }
 
