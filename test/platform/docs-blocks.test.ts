@@ -137,6 +137,10 @@ const onTestPort = (code: string) =>
     .replace(/\b(localhost|127\.0\.0\.1):7432\b/g, `$1:${pgPort}`);
 
 describe('every shell block of the README and docs/, run as pasted', () => {
+  it('keeps the README short: at most 12 000 bytes, the rest in docs/', () => {
+    expect(readFileSync(path.join(repoRoot, 'README.md')).byteLength).toBeLessThanOrEqual(12_000);
+  });
+
   it('marks exactly the listed blocks not-run, each with a reason, and each parses as shell', async () => {
     const marked = documents.flatMap((file) =>
       docBlocks(file)
