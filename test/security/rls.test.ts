@@ -132,6 +132,54 @@ describe('row-level security for the app role', () => {
     });
   });
 
+  it("cannot give tenant A a version of B's secret, by insert or by moving A's own version", async () => {
+    const [a, b] = await twoTenants();
+    const put = (tenant: TestTenant) =>
+      t.app.inject({
+        method: 'PUT',
+        url: '/v1/secrets/sandbox/app/TOKEN',
+        headers: bearer(tenant.adminToken),
+        payload: { value: randomBytes(8).toString('hex') },
+      });
+    expect((await put(a)).statusCode).toBe(201);
+    expect((await put(b)).statusCode).toBe(201);
+    const idOf = (tenantId: string) =>
+      withClient(ownerUrl(), async (c) => {
+        const { rows } = await c.query<{ id: string }>(
+          "select id from coffer.secrets where tenant_id = $1 and name = 'TOKEN'",
+          [tenantId],
+        );
+        return rows[0]?.id as string;
+      });
+    const [aSecret, bSecret] = [await idOf(a.tenant.id), await idOf(b.tenant.id)];
+    await withClient(appUrl(), async (c) => {
+      await setTenant(c, a.tenant.id);
+      // The row is A's, so row-level security lets it in: the foreign key on (tenant_id, secret_id) refuses it.
+      const planted = await sqlState(
+        c.query(
+          `insert into coffer.secret_versions (tenant_id, secret_id, version, ciphertext, dek_version)
+           values ($1, $2, 99, null, 1)`,
+          [a.tenant.id, bSecret],
+        ),
+      );
+      expect(planted?.code).toBe('23503');
+      const moved = await sqlState(
+        c.query('update coffer.secret_versions set secret_id = $1, version = 98 where secret_id = $2', [
+          bSecret,
+          aSecret,
+        ]),
+      );
+      expect(moved?.code).toBe('23503');
+    });
+    await withClient(ownerUrl(), async (c) => {
+      const { rows } = await c.query<{ n: number }>(
+        'select count(*)::int as n from coffer.secret_versions where secret_id = $1',
+        [bSecret],
+      );
+      expect(rows[0]?.n).toBe(1);
+    });
+  });
+
   it('the platform scope sees every tenant but no identity, key or event of a tenant', async () => {
     const [a, b] = await twoTenants();
     await withClient(appUrl(), async (c) => {
