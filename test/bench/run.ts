@@ -320,10 +320,10 @@ async function main(): Promise<void> {
               },
             },
             processCase(
-              'coffer --version',
+              'coffer --help',
               'the full CLI (commander and every command) loaded',
               process.execPath,
-              [cli, '--version'],
+              [cli, '--help'],
               env,
             ),
           ],

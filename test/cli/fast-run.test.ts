@@ -2,6 +2,8 @@ import { parseOwnerPath } from '@coffer/sdk';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseRunArgs } from '../../apps/cli/src/fast-run.ts';
+import { VERSION } from '../../apps/cli/src/meta.ts';
+import { runCli } from '../support/cli.ts';
 
 const bundleOf = (path: string) => parseRunArgs(['run', '--bundle', path, '--', 'true'])?.bundles[0];
 
@@ -56,6 +58,15 @@ describe("coffer run's fast path", () => {
       ['get', 'user/u1/A'],
     ]) {
       expect(parseRunArgs(args), args.join(' ')).toBeNull();
+    }
+  });
+
+  it('--version and -v answer from the entry, exactly as the full CLI (commander) answers them', async () => {
+    for (const flag of ['--version', '-v']) {
+      const fast = await runCli([flag]);
+      expect(fast, flag).toMatchObject({ code: 0, stdout: `coffer ${VERSION}\n`, stderr: '' });
+      // Another option first: the entry leaves it to commander, which prints the same line.
+      expect(await runCli(['--no-color', flag]), flag).toMatchObject({ code: 0, stdout: fast.stdout });
     }
   });
 });
