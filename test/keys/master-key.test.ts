@@ -213,7 +213,7 @@ describe('master-key rotation', () => {
     const crashing = systemService({
       db: appNew.db,
       keyring: crashingKeyring(`${kNew.entry},${kOld.entry}`),
-      audit: { record: async () => undefined, appendInTx: async () => undefined },
+      audit: { record: async () => undefined, appendInTx: async () => undefined, appended: () => undefined },
       batchSize: 1,
     });
     const ctx: RequestContext = { principal: null, requestId: 'test-crash', sourceIp: null, userAgent: null };

@@ -404,6 +404,51 @@ describe('audit events of the secrets routes', () => {
   });
 });
 
+describe('reads that share a statement', () => {
+  it('each served read has one event with the version it got, committed with the read; refused ones have none', async () => {
+    const { tenant, api } = await tenantApi();
+    for (const v of ['one', 'two', 'three']) await api.put('sandbox/batch/K', { value: `value-${v}` });
+    // Fired together: the reads that arrive while the first statement is in flight go together in the next.
+    const wanted: (number | 'previous' | undefined)[] = [undefined, 1, 2, 'previous', 3, 1, undefined, 2, 9, 1];
+    const responses = await Promise.all([
+      ...wanted.map((v) => api.get('sandbox/batch/K', v)),
+      api.get('sandbox/batch/MISSING'),
+    ]);
+    const ids = responses.map((r) => r.headers['x-request-id'] as string);
+    const { rows } = await owner.query<{ request_id: string; outcome: string; version: number | null; tx: string }>(
+      `select request_id, outcome, version, xmin::text as tx from coffer.audit_events
+       where tenant_id = $1 and request_id = any($2::text[])`,
+      [tenant.tenant.id, ids],
+    );
+    const served = new Map<number | 'previous' | undefined, number>([
+      [undefined, 3],
+      [1, 1],
+      [2, 2],
+      [3, 3],
+      ['previous', 2],
+    ]);
+    wanted.forEach((v, i) => {
+      const events = rows.filter((r) => r.request_id === ids[i]);
+      const version = served.get(v);
+      if (version === undefined) {
+        // Version 9 does not exist: a 404, whose only event is the refusal.
+        expectError(responses[i] as Response, 404, 'not_found');
+        expect(events.map((e) => e.outcome)).toEqual(['error']);
+        return;
+      }
+      expect(expectOk(responses[i] as Response, 200, SecretWithValue)).toMatchObject({ version });
+      expect(events.map(({ outcome, version }) => ({ outcome, version }))).toEqual([{ outcome: 'allowed', version }]);
+    });
+    expectError(responses.at(-1) as Response, 404, 'not_found');
+    expect(rows.filter((r) => r.request_id === ids.at(-1)).map((r) => r.outcome)).toEqual(['error']);
+    // Reads committed their events together: fewer transactions than served reads.
+    const allowed = rows.filter((r) => r.outcome === 'allowed');
+    expect(allowed).toHaveLength(9);
+    expect(new Set(allowed.map((r) => r.tx)).size).toBeLessThan(allowed.length);
+    expect(firstBrokenLink(await auditRowsOf(owner, tenant.tenant.id))).toBeNull();
+  });
+});
+
 describe('when the audit log cannot be written', () => {
   it('refuses writes and reads with 503, changes nothing and returns no value', async () => {
     const { tenant, api } = await tenantApi();

@@ -57,12 +57,24 @@ async function dataKeysOf(tenantId: string): Promise<(string | null)[]> {
   return (await new TenantKeyCache(t.db, new MasterKeyring(keys)).get(tenantId)).sqlKeys;
 }
 
-async function integrityAudited(tenantId: string, requestId: string): Promise<void> {
+/**
+ * The request's events, in chain order. A ciphertext pgcrypto refuses (another tenant's) fails the read's statement,
+ * so its only event is the error. One that decrypts but is bound to another row is caught by the API after the
+ * statement, which has already appended the read's event with the version it decrypted (`served`): the auditor sees
+ * that event, then the refusal. The value is never sent.
+ */
+async function integrityAudited(tenantId: string, requestId: string, served: number | null): Promise<void> {
   const { rows } = await owner.query(
-    'select action, outcome, error_code from coffer.audit_events where tenant_id = $1 and request_id = $2',
+    `select action, outcome, error_code, version from coffer.audit_events where tenant_id = $1 and request_id = $2
+     order by seq`,
     [tenantId, requestId],
   );
-  expect(rows).toEqual([{ action: 'secrets.read', outcome: 'error', error_code: 'integrity_error' }]);
+  const refusal = { action: 'secrets.read', outcome: 'error', error_code: 'integrity_error' };
+  expect(rows.map(({ version, ...r }) => (r.outcome === 'error' ? r : { ...r, version }))).toEqual(
+    served === null
+      ? [refusal]
+      : [{ action: 'secrets.read', outcome: 'allowed', error_code: null, version: served }, refusal],
+  );
 }
 
 describe('at rest', () => {
@@ -137,7 +149,7 @@ describe('ciphertexts are bound to their row', () => {
       const res = await api.get(`sandbox/c/${name}`);
       const err = expectError(res, 500, 'integrity_error');
       expect(res.body).not.toContain('secret-value');
-      await integrityAudited(tenant.tenant.id, err.requestId);
+      await integrityAudited(tenant.tenant.id, err.requestId, 1);
     }
     // The bundle refuses the same way rather than hand out a swapped value.
     const bundle = await api.bundle('sandbox', 'c');
@@ -159,7 +171,7 @@ describe('ciphertexts are bound to their row', () => {
     const res = await api.get('sandbox/c/ROLLED');
     const err = expectError(res, 500, 'integrity_error');
     expect(res.body).not.toContain('old-value');
-    await integrityAudited(tenant.tenant.id, err.requestId);
+    await integrityAudited(tenant.tenant.id, err.requestId, 2);
     // Version 1 itself is still intact.
     expect(expectOk(await api.get('sandbox/c/ROLLED', 1), 200, SecretWithValue).value).toBe('old-value');
   });
@@ -176,7 +188,7 @@ describe('ciphertexts are bound to their row', () => {
     const err = expectError(res, 500, 'integrity_error');
     expect(res.body).not.toContain('victim-value');
     expect(err.message).not.toMatch(/pgp|wrong key|corrupt/i);
-    await integrityAudited(target.tenant.tenant.id, err.requestId);
+    await integrityAudited(target.tenant.tenant.id, err.requestId, null);
     expect(expectOk(await victim.api.get('sandbox/c/STOLEN'), 200, SecretWithValue).value).toBe('victim-value');
   });
 

@@ -526,7 +526,7 @@ describe('the SSRF guard (private targets not allowed)', () => {
       db: t.db,
       queries: webhookQueries(t.db),
       keyring: new MasterKeyring(t.config.masterKeys ?? []),
-      audit: { record: async () => undefined, appendInTx: async () => undefined },
+      audit: { record: async () => undefined, appendInTx: async () => undefined, appended: () => undefined },
       urlPolicy: { allowPrivate: false, allowHttp: true },
       log: pino({ level: 'silent' }),
       resolve: rebinding,

@@ -122,12 +122,16 @@ export function composeServices(deps: CompositionDeps) {
       await appendInTx(tx, events, linkKey);
       count(events);
     },
+    appended: count,
   };
 
   const macs = new RowMacs(keyring);
   const identities = identityQueries(db, macs);
   const tenants = tenantQueries(db);
-  const secrets = secretQueries(db, macs, { observeReads: (reads) => metrics.secretReadBatchSize.observe(reads) });
+  const secrets = secretQueries(db, macs, {
+    linkKey,
+    observeReads: (reads) => metrics.secretReadBatchSize.observe(reads),
+  });
   const environmentRows = environmentQueries(db);
   const auditReads = auditQueries(db);
   const webhookOutbox = webhookQueries(db);

@@ -5,4 +5,9 @@ import type { AuditEvent } from './audit.types.ts';
 export interface AuditSink {
   record(event: AuditEvent): Promise<void>;
   appendInTx(tx: Tx, events: readonly AuditEvent[]): Promise<void>;
+  /**
+   * Events a statement of the caller's already appended (a served read's, in the read's own statement): counted as
+   * the others are, nothing written.
+   */
+  appended(events: readonly AuditEvent[]): void;
 }

@@ -10,6 +10,7 @@ const call = (name: string): ReadCall => ({
   name,
   version: null,
   previous: false,
+  event: null,
 });
 
 /** A fake database that answers each read with its name, and records the statements it was sent. */

@@ -1,10 +1,14 @@
 /**
- * Group reads: the hot reads of one tenant that arrive while one of its read statements is in flight go together in
- * the next, one statement that runs coffer.read_secret once per read (`read_secrets` below). Each read keeps its own
- * outcome, row and identity check: the statement only saves the round trips, PostgreSQL's wake-ups and the protocol
- * work that each read paid on its own, and those were most of a read's PostgreSQL CPU. A read alone (no other in
- * flight) goes at once, as before.
+ * Group reads: the hot reads of one tenant that arrive while its read statement is in flight go together in the
+ * next, one statement that runs coffer.read_secret once per read and appends the events of the reads it served
+ * (secrets.queries.ts). Each read keeps its own outcome, row and identity check: the statement saves the round
+ * trips, PostgreSQL's wake-ups and the protocol work each read paid on its own, and one commit carries all their
+ * events, as the audit group commit did. One statement per tenant at a time, so that reads wait for the next rather
+ * than start a second statement and a second commit: two in flight halve the batches, double the commits, and
+ * queue on the tenant's chain head anyway (docs/performance.md). A read alone goes at once.
  */
+
+import type { AuditEvent } from '../audit/audit.types.ts';
 
 /** One read as coffer.read_secret takes it (the tenant and its data keys are the lane's). */
 export interface ReadCall {
@@ -16,6 +20,8 @@ export interface ReadCall {
   name: string;
   version: number | null;
   previous: boolean;
+  /** The read's audit event, appended by the read's own statement if the read is served (version filled in). */
+  event: AuditEvent | null;
 }
 
 export interface ReadBatcherOptions<Row> {
@@ -55,7 +61,7 @@ export class ReadBatcher<Row> {
 
   constructor(private readonly o: ReadBatcherOptions<Row>) {
     this.maxReads = o.maxReads ?? 32;
-    this.maxInFlight = o.maxInFlight ?? 2;
+    this.maxInFlight = o.maxInFlight ?? 1;
   }
 
   read(tenantId: string, call: ReadCall, keys: readonly (string | null)[]): Promise<Row> {

@@ -9,6 +9,7 @@ import {
 } from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
+import type { AuditEvent } from '../audit/audit.types.ts';
 import { authorize, environmentHidden, mayAttempt } from '../auth/authorize.ts';
 import { grantsOnEveryName } from '../auth/policy.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
@@ -37,7 +38,7 @@ export interface SecretReadDeps {
   refreshPrincipal: (p: Principal) => Promise<Principal>;
   secrets: Pick<SecretQueries, 'read' | 'readBundle' | 'bundleNames' | 'list' | 'lock' | 'versions'>;
   keys: Pick<TenantKeyCache, 'get' | 'invalidate'>;
-  audit: Pick<AuditSink, 'record'>;
+  audit: Pick<AuditSink, 'record' | 'appended'>;
   /** Seals list cursors: a scan may resume after a row the caller may not list, so it must not read the cursor. */
   cursors: CursorCodec;
   /** Checks the MACs over the columns that decided a read (current version, expiry, grace period, path). */
@@ -280,7 +281,9 @@ export function secretReads(deps: SecretReadDeps) {
       for (const r of rows) checkRowMacs(deps.macs, caller.tenantId, at(r.name), { ...r, current_version: r.version });
       const pinned: Received[] = [];
       for (const { name, version } of plan.pinned.filter((x) => readable(x.name))) {
-        const r = await withIntegrity(() => secrets.read(caller.tenantId, caller, at(name), version, keySet.sqlKeys));
+        const r = await withIntegrity(() =>
+          secrets.read(caller.tenantId, caller, at(name), version, keySet.sqlKeys, null),
+        );
         checkRefusal(deps.macs, caller.tenantId, at(name), r);
         const s = readStep(r, version);
         if (s.next !== 'value') return { step: s, result: null };
@@ -345,25 +348,30 @@ export function secretReads(deps: SecretReadDeps) {
         ctx.principal = await deps.refreshPrincipal(first);
       }
       requireAllowed(principalOf(ctx), 'secrets.read', path);
-      const { p, result: row } = await untilFresh(ctx, async (caller, keySet) => {
+      const {
+        p,
+        result: { r: row, event },
+      } = await untilFresh(ctx, async (caller, keySet) => {
         requireAllowed(caller, 'secrets.read', path);
-        const r = await withIntegrity(() => secrets.read(caller.tenantId, caller, path, version, keySet.sqlKeys));
-        checkRefusal(deps.macs, caller.tenantId, path, r);
-        return { step: readStep(r, version), result: r };
-      });
-      // readStep let only `ok` through: the version and its plaintext are there.
-      const readVersion = row.version as number;
-      checkRowMacs(deps.macs, p.tenantId, path, row as ReadRow & { version: number });
-      const value = unbind(p.tenantId, row.secret_id, readVersion, path, row.plaintext as string);
-      await audit.record(
-        auditEvent(ctx, {
+        // Made for each attempt: after a refresh the event names the principal as rebuilt. The statement appends it
+        // only if it serves the read, with the version it served.
+        const event = auditEvent(ctx, {
           action: 'secrets.read',
           outcome: 'allowed',
           resource: where,
           environment: path.environment,
-          version: readVersion,
-        }),
-      );
+        });
+        const r = await withIntegrity(() =>
+          secrets.read(caller.tenantId, caller, path, version, keySet.sqlKeys, event),
+        );
+        checkRefusal(deps.macs, caller.tenantId, path, r);
+        return { step: readStep(r, version), result: { r, event } };
+      });
+      // readStep let only `ok` through: the version and its plaintext are there, and the event is in the chain.
+      const readVersion = row.version as number;
+      audit.appended([{ ...event, version: readVersion }]);
+      checkRowMacs(deps.macs, p.tenantId, path, row as ReadRow & { version: number });
+      const value = unbind(p.tenantId, row.secret_id, readVersion, path, row.plaintext as string);
       return { ...toMetadata(metadataOf(p.tenantId, path, row)), version: readVersion, value };
     },
 

@@ -1,11 +1,13 @@
 import { DEFAULT_ENVIRONMENT, type SecretKind } from '@coffer/contracts';
 import { and, asc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
+import { type LinkKeys, toAppendRow } from '../audit/audit.digest.ts';
+import type { AuditEvent } from '../audit/audit.types.ts';
 import type { RowMacs, SecretMacFields, VersionMacFields } from '../crypto/row-macs.ts';
 import type { Database, Tx } from '../db/database.ts';
 import { pgErrorCode } from '../db/pg-errors.ts';
 import { identities, rotationSchedule, secrets, secretVersions } from '../db/schema.ts';
 import { unavailable } from '../errors/app-error.ts';
-import { ReadBatcher } from './read-batcher.ts';
+import { ReadBatcher, type ReadCall } from './read-batcher.ts';
 import type { BundleOutcome, ReadOutcome, WantedVersion } from './read-outcomes.ts';
 
 export type SecretRow = typeof secrets.$inferSelect;
@@ -272,32 +274,46 @@ function toJsonRow(r: SecretRow): Record<string, unknown> {
   };
 }
 
+/** A read whose event the audit chain refused (CF002) is not served: 503, as when the group commit fails. */
+function servedRefusal(err: unknown): unknown {
+  if (pgErrorCode(err) !== 'CF002') return err;
+  return Object.assign(unavailable('the audit log is unavailable, so the request was refused'), { cause: err });
+}
+
 /** Data access for secrets. Every function takes the tenant first and an optional transaction last. */
-export function secretQueries(db: Database, macs: RowMacs, o: { observeReads?: (reads: number) => void } = {}) {
-  const reads = new ReadBatcher<ReadRow>({
-    async one(tenantId, c, keys) {
-      const { rows } = await db.pool.query<ReadRow>(
-        db.statement(
-          'coffer_read_secret',
-          'select * from coffer.read_secret($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
-          [tenantId, c.identityId, c.revision, c.environment, c.kind, c.owner, c.name, c.version, c.previous, keys],
-        ),
-      );
-      const [row] = rows;
-      if (!row) throw new Error('coffer.read_secret returned no row');
-      return row;
-    },
-    // coffer.read_secret once per read, in their order: each sets the tenant scope it reads under, checks its own
-    // caller's identity revision and decides its own outcome, exactly as alone.
-    async many(tenantId, calls, keys) {
+export function secretQueries(
+  db: Database,
+  macs: RowMacs,
+  o: {
+    /** Each tenant's audit link key: a read's statement appends the read's event itself. */
+    linkKey: LinkKeys;
+    observeReads?: (reads: number) => void;
+  },
+) {
+  // The reads of one statement, each with its audit event or none: coffer.read_secret once per read, in their
+  // order (each sets the tenant scope it reads under, checks its own caller's identity revision and decides its own
+  // outcome, exactly as alone), then the events of the reads it served, version filled in, appended to the tenant's
+  // chain by the same statement (coffer.audit_append_served). A read and its event commit together or not at all.
+  async function readStatement(tenantId: string, calls: readonly ReadCall[], keys: readonly (string | null)[]) {
+    const link = o.linkKey(tenantId);
+    try {
       const { rows } = await db.pool.query<ReadRow & { n: string }>(
         db.statement(
-          'coffer_read_secrets',
-          `select b.n, r.* from unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
-             $9::bool[]) with ordinality as b(identity, revision, env, kind, owner, name, version, previous, n)
-           cross join lateral coffer.read_secret($1::uuid, b.identity, b.revision, b.env, b.kind, b.owner, b.name,
-             b.version, b.previous, $10::text[]) r
-           order by b.n`,
+          'coffer_read_secret',
+          `with b as (
+             select * from unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+               $9::bool[]) with ordinality as b(identity, revision, env, kind, owner, name, version, previous, n)
+           ), r as materialized (
+             select b.n, x.* from b cross join lateral coffer.read_secret($1::uuid, b.identity, b.revision, b.env,
+               b.kind, b.owner, b.name, b.version, b.previous, $10::text[]) x
+           ), a as (
+             select coffer.audit_append_served($1::uuid, coalesce(
+               jsonb_agg(jsonb_set($11::jsonb -> (r.n::int - 1), '{version}', to_jsonb(r.version)) order by r.n)
+                 filter (where r.outcome = 'ok' and jsonb_typeof($11::jsonb -> (r.n::int - 1)) = 'object'),
+               '[]'::jsonb), $12::text, $13::bytea) as seq
+             from r
+           )
+           select r.* from r cross join a order by r.n`,
           [
             tenantId,
             calls.map((c) => c.identityId),
@@ -309,11 +325,25 @@ export function secretQueries(db: Database, macs: RowMacs, o: { observeReads?: (
             calls.map((c) => c.version),
             calls.map((c) => c.previous),
             keys,
+            JSON.stringify(calls.map((c) => (c.event ? toAppendRow(c.event) : null))),
+            link.id,
+            link.key,
           ],
         ),
       );
       return rows;
+    } catch (err) {
+      throw servedRefusal(err);
+    }
+  }
+
+  const reads = new ReadBatcher<ReadRow>({
+    async one(tenantId, c, keys) {
+      const [row] = await readStatement(tenantId, [c], keys);
+      if (!row) throw new Error('coffer.read_secret returned no row');
+      return row;
     },
+    many: readStatement,
     isItemError: (err) => pgErrorCode(err) === '39000',
     ...(o.observeReads ? { observe: o.observeReads } : {}),
   });
@@ -336,7 +366,7 @@ export function secretQueries(db: Database, macs: RowMacs, o: { observeReads?: (
   return {
     /**
      * One round trip: the caller's identity re-checked, then metadata, one version and its decrypted value
-     * (see coffer.read_secret).
+     * (see coffer.read_secret), and, if the read is served and has an event, the event appended with the version.
      */
     read(
       tenantId: string,
@@ -344,6 +374,7 @@ export function secretQueries(db: Database, macs: RowMacs, o: { observeReads?: (
       path: SecretPath,
       version: WantedVersion,
       keys: (string | null)[],
+      event: AuditEvent | null,
     ): Promise<ReadRow> {
       return reads.read(
         tenantId,
@@ -356,6 +387,7 @@ export function secretQueries(db: Database, macs: RowMacs, o: { observeReads?: (
           name: path.name,
           version: typeof version === 'number' ? version : null,
           previous: version === 'previous',
+          event,
         },
         keys,
       );
