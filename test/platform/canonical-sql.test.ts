@@ -19,8 +19,8 @@ import { ownerClient } from '../support/secrets.ts';
 describe('canonical SQL', () => {
   const canonical = loadCanonical();
 
-  it('has a file for each of the 21 functions and 7 triggers', () => {
-    expect(canonical.filter((c) => c.kind === 'function')).toHaveLength(21);
+  it('has a file for each of the 22 functions and 7 triggers', () => {
+    expect(canonical.filter((c) => c.kind === 'function')).toHaveLength(22);
     expect(canonical.filter((c) => c.kind === 'trigger')).toHaveLength(7);
   });
 

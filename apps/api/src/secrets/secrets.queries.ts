@@ -290,30 +290,15 @@ export function secretQueries(
     observeReads?: (reads: number) => void;
   },
 ) {
-  // The reads of one statement, each with its audit event or none: coffer.read_secret once per read, in their
-  // order (each sets the tenant scope it reads under, checks its own caller's identity revision and decides its own
-  // outcome, exactly as alone), then the events of the reads it served, version filled in, appended to the tenant's
-  // chain by the same statement (coffer.audit_append_served). A read and its event commit together or not at all.
+  // The reads of one statement, each with its audit event or none (coffer.read_secrets): a read and its event
+  // commit together or not at all.
   async function readStatement(tenantId: string, calls: readonly ReadCall[], keys: readonly (string | null)[]) {
     const link = o.linkKey(tenantId);
     try {
       const { rows } = await db.pool.query<ReadRow & { n: string }>(
         db.statement(
           'coffer_read_secret',
-          `with b as (
-             select * from unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
-               $9::bool[]) with ordinality as b(identity, revision, env, kind, owner, name, version, previous, n)
-           ), r as materialized (
-             select b.n, x.* from b cross join lateral coffer.read_secret($1::uuid, b.identity, b.revision, b.env,
-               b.kind, b.owner, b.name, b.version, b.previous, $10::text[]) x
-           ), a as (
-             select coffer.audit_append_served($1::uuid, coalesce(
-               jsonb_agg(jsonb_set($11::jsonb -> (r.n::int - 1), '{version}', to_jsonb(r.version)) order by r.n)
-                 filter (where r.outcome = 'ok' and jsonb_typeof($11::jsonb -> (r.n::int - 1)) = 'object'),
-               '[]'::jsonb), $12::text, $13::bytea) as seq
-             from r
-           )
-           select r.* from r cross join a order by r.n`,
+          'select * from coffer.read_secrets($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)',
           [
             tenantId,
             calls.map((c) => c.identityId),
