@@ -86,6 +86,38 @@ describe('row MACs', () => {
     expect(held.secretVerifies(heldMac, secret)).toBe(false);
   });
 
+  it('a remembered MAC matches only the same parts: same JSON types, the same nested arrays, nothing loosely equal', () => {
+    const macs = new RowMacs(new MasterKeyring([key('k1')]));
+    const strategy = { local: { action: 'inject' as const } };
+    const withStrategy = { ...secret, strategy, class: 'user' as const };
+    const mac = macs.secret(withStrategy);
+    expect(macs.secretVerifies(mac, withStrategy)).toBe(true);
+    // A number for a string's place, or the reverse, serialises differently: a fresh check, which fails.
+    expect(macs.secretVerifies(mac, { ...withStrategy, currentVersion: '3' as unknown as number })).toBe(false);
+    expect(macs.secretVerifies(mac, { ...withStrategy, name: 3 as unknown as string })).toBe(false);
+    expect(macs.secretVerifies(mac, { ...withStrategy, deleted: 0 as unknown as boolean })).toBe(false);
+    expect(macs.secretVerifies(mac, { ...withStrategy, strategy: { local: { action: 'strip' } } })).toBe(false);
+    expect(macs.secretVerifies(mac, withStrategy)).toBe(true);
+    // A deployment's parts nest arrays (its bundles): a change inside one misses too.
+    const d: DeploymentMacFields = {
+      tenantId: secret.tenantId,
+      id: secret.id,
+      name: 'desk-1',
+      environment: 'staging',
+      tier: 'local',
+      bundles: ['shared/payments'],
+      createdBy: null,
+      revokedAt: null,
+      revocation: null,
+      items: [],
+    };
+    const dmac = macs.deployment(d);
+    expect(macs.deploymentVerifies(dmac, d)).toBe(true);
+    expect(macs.deploymentVerifies(dmac, { ...d, bundles: ['shared/other'] })).toBe(false);
+    expect(macs.deploymentVerifies(dmac, { ...d, bundles: ['shared/payments', 'shared/other'] })).toBe(false);
+    expect(macs.deploymentVerifies(dmac, d)).toBe(true);
+  });
+
   it('a missing, malformed or truncated MAC fails', () => {
     const macs = new RowMacs(new MasterKeyring([key('k1')]));
     const mac = macs.secret(secret);

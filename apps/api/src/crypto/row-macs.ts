@@ -223,14 +223,35 @@ const issuerParts = (f: IssuerMacFields): unknown[] => [
 /** How many verified (MAC, input) pairs a RowMacs remembers: a few MB at most. */
 const VERIFIED_ENTRIES = 10_000;
 
+/**
+ * Whether two MAC inputs are the same: arrays element by element, anything else by `===`, so only strings, numbers,
+ * booleans and null (what the parts functions make) can match, and equal parts serialise to the same JSON. An object
+ * or a NaN never matches, which costs only a fresh check.
+ */
+function sameParts(a: unknown[], b: unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (Array.isArray(x)) {
+      if (!Array.isArray(y) || !sameParts(x, y)) return false;
+    } else if (x !== y || (typeof x === 'object' && x !== null)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 export class RowMacs {
   private readonly keys = new Map<string, Buffer>();
   /**
-   * MACs that verified, with the exact input they verified over. A hot read checks the same two rows again and again;
-   * remembering the pair skips the HMAC, never the comparison of the input, so a row changed in any covered column
-   * (or given another MAC) misses and is checked afresh. Only successes are kept.
+   * MACs that verified, each with the exact input it verified over. A hot read checks the same two rows again and
+   * again; remembering the pair skips the HMAC, never the comparison of the input, so a row changed in any covered
+   * column (or given another MAC) misses and is checked afresh. Only successes are kept. Keyed by the MAC alone (an
+   * HMAC verifies one input), and the input kept as its parts: parts equal element by element serialise to the same
+   * JSON, so a hit needs neither the JSON nor the HMAC.
    */
-  private readonly verified = new Map<string, true>();
+  private readonly verified = new Map<string, unknown[]>();
 
   constructor(private readonly keyring: Pick<MasterKeyring, 'activeId' | 'deriveFor' | 'has'>) {}
 
@@ -291,14 +312,13 @@ export class RowMacs {
     const kid = macKeyId(mac);
     // A MAC under a master key that left the keyring cannot be checked: it fails like a forged one.
     if (!mac || !kid || !this.keyring.has(kid)) return false;
-    const input = JSON.stringify(parts);
-    const seen = `${mac}\n${input}`;
-    if (this.verified.has(seen)) return true;
-    const want = this.digestOf(kid, input);
+    const known = this.verified.get(mac);
+    if (known !== undefined && sameParts(known, parts)) return true;
+    const want = this.digestOf(kid, JSON.stringify(parts));
     const got = Buffer.from(mac.slice(kid.length + 1), 'base64url');
     const ok = got.length === want.length && timingSafeEqual(got, want);
     if (ok) {
-      this.verified.set(seen, true);
+      this.verified.set(mac, parts);
       if (this.verified.size > VERIFIED_ENTRIES) {
         const oldest = this.verified.keys().next().value;
         if (oldest !== undefined) this.verified.delete(oldest);

@@ -104,12 +104,11 @@ export function unbind(
   path: SecretPath,
   plaintext: string,
 ): string {
-  for (const binding of [
-    bindingLine(tenantId, secretId, version, path),
-    legacyBindingLine(tenantId, secretId, version),
-  ]) {
-    if (plaintext.startsWith(binding)) return plaintext.slice(binding.length);
-  }
+  const binding = bindingLine(tenantId, secretId, version, path);
+  if (plaintext.startsWith(binding)) return plaintext.slice(binding.length);
+  // Versions sealed before bindings named the path; the legacy line is built only for them.
+  const legacy = legacyBindingLine(tenantId, secretId, version);
+  if (plaintext.startsWith(legacy)) return plaintext.slice(legacy.length);
   throw integrityError();
 }
 
