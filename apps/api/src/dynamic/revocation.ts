@@ -92,7 +92,11 @@ export async function connectionUrl(
         deps.secrets.checkRows(tenantId, environment, [where], keySet.sqlKeys, tx),
       );
       if (r && r.plaintext !== null) {
-        checkRowMacs(deps.macs, tenantId, path, { ...r, version: r.current_version });
+        checkRowMacs(deps.macs, tenantId, path, r, {
+          secretId: r.secret_id,
+          currentVersion: r.current_version,
+          version: r.current_version,
+        });
         return unbind(tenantId, r.secret_id, r.current_version, path, r.plaintext);
       }
       // Absent, deleted, expired or destroyed: nothing to reload. Only a key this replica lacks is worth a retry.

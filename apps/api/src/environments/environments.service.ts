@@ -74,7 +74,11 @@ export function environmentService(deps: EnvironmentServiceDeps) {
 
   /** A row's current value, once its row MACs hold and its binding line names this secret, version and path. */
   function currentValue(tenantId: string, r: CurrentRow, kind: SecretKind, owner: string): string {
-    checkRowMacs(deps.macs, tenantId, pathOfRow(r, kind, owner), { ...r, secret_id: r.id, version: r.current_version });
+    checkRowMacs(deps.macs, tenantId, pathOfRow(r, kind, owner), r, {
+      secretId: r.id,
+      currentVersion: r.current_version,
+      version: r.current_version,
+    });
     if (r.key_missing || r.plaintext === null) throw integrityError();
     return unbind(tenantId, r.id, r.current_version, pathOfRow(r, kind, owner), r.plaintext);
   }

@@ -136,7 +136,7 @@ export function secretCheck(deps: SecretCheckDeps) {
           const version = row.current_version;
           // As a read does: the row MACs hold, and the binding line names this secret, version and path.
           const path = toPath(entry.path, environment);
-          checkRowMacs(deps.macs, p.tenantId, path, { ...row, version });
+          checkRowMacs(deps.macs, p.tenantId, path, row, { secretId: row.secret_id, currentVersion: version, version });
           const value = unbind(p.tenantId, row.secret_id, version, path, row.plaintext as string);
           const format = entry.format ?? (row.format as SecretFormat | null);
           const verdict = checkFormat(format, value);

@@ -9,7 +9,6 @@ import {
 } from '@coffer/contracts';
 import { auditEvent } from '../audit/audit.events.ts';
 import type { AuditSink } from '../audit/audit.sink.ts';
-import type { AuditEvent } from '../audit/audit.types.ts';
 import { authorize, environmentHidden, mayAttempt } from '../auth/authorize.ts';
 import { grantsOnEveryName } from '../auth/policy.ts';
 import { type Principal, principalOf } from '../auth/principal.ts';
@@ -24,7 +23,7 @@ import type { RequestContext } from '../http/request-context.ts';
 import { bundleStep, type ReadStep, readStep, type WantedVersion } from './read-outcomes.ts';
 import { pathOf, toMetadata } from './secret-writes.ts';
 import {
-  bindingLine,
+  bindingLineLength,
   legacyBindingLine,
   type ReadRow,
   type SecretPath,
@@ -104,20 +103,20 @@ export function unbind(
   path: SecretPath,
   plaintext: string,
 ): string {
-  const binding = bindingLine(tenantId, secretId, version, path);
-  if (plaintext.startsWith(binding)) return plaintext.slice(binding.length);
+  const bound = bindingLineLength(plaintext, tenantId, secretId, version, path);
+  if (bound >= 0) return plaintext.slice(bound);
   // Versions sealed before bindings named the path; the legacy line is built only for them.
   const legacy = legacyBindingLine(tenantId, secretId, version);
   if (plaintext.startsWith(legacy)) return plaintext.slice(legacy.length);
   throw integrityError();
 }
 
-/** The columns of a secret row and of one of its versions that their MACs cover, as the read functions return them. */
+/**
+ * The columns of a secret row and of one of its versions that their MACs cover, as the read functions return them,
+ * beside the row's id, current version and the version read (see RowMacIds).
+ */
 export interface RowMacColumns {
-  secret_id: string;
-  current_version: number;
   expires_at: Date | null;
-  version: number;
   served_until: Date | null;
   secret_mac: string | null;
   version_mac: string | null;
@@ -130,16 +129,36 @@ export interface RowMacColumns {
 }
 
 /**
+ * Which secret, at which current version, and which of its versions is served. Passed apart from the row because
+ * the read functions name them differently (a bundle's row has one `version`, its current one), so no caller copies
+ * a row to rename a column.
+ */
+export interface RowMacIds {
+  secretId: string;
+  currentVersion: number;
+  version: number;
+}
+
+/**
  * The MACs of the secret row and of the version a read is about to serve: coffer_app can rename a row, rewind its
  * current version, lift its expiry, extend a grace period, change what deployments do with it, un-revoke a version
  * or move it to another deployment, but not make the MACs that go with the new columns.
  */
-export function checkRowMacs(macs: SecretReadDeps['macs'], tenantId: string, path: SecretPath, r: RowMacColumns): void {
+export function checkRowMacs(
+  macs: SecretReadDeps['macs'],
+  tenantId: string,
+  path: SecretPath,
+  r: RowMacColumns,
+  ids: RowMacIds,
+): void {
   macs.checkSecret(r.secret_mac, {
     tenantId,
-    id: r.secret_id,
-    ...path,
-    currentVersion: r.current_version,
+    id: ids.secretId,
+    environment: path.environment,
+    kind: path.kind,
+    owner: path.owner,
+    name: path.name,
+    currentVersion: ids.currentVersion,
     expiresAt: r.expires_at,
     deleted: false,
     class: r.class ?? null,
@@ -149,8 +168,8 @@ export function checkRowMacs(macs: SecretReadDeps['macs'], tenantId: string, pat
   });
   macs.checkVersion(r.version_mac, {
     tenantId,
-    secretId: r.secret_id,
-    version: r.version,
+    secretId: ids.secretId,
+    version: ids.version,
     servedUntil: r.served_until,
     revokedAt: r.revoked_at ?? null,
     deploymentId: r.deployment_id ?? null,
@@ -165,7 +184,11 @@ export function checkRowMacs(macs: SecretReadDeps['macs'], tenantId: string, pat
  */
 function checkRefusal(macs: SecretReadDeps['macs'], tenantId: string, path: SecretPath, r: ReadRow): void {
   if (r.outcome === 'revoked' && r.version !== null) {
-    checkRowMacs(macs, tenantId, path, { ...r, version: r.version });
+    checkRowMacs(macs, tenantId, path, r, {
+      secretId: r.secret_id,
+      currentVersion: r.current_version,
+      version: r.version,
+    });
   }
 }
 
@@ -277,7 +300,13 @@ export function secretReads(deps: SecretReadDeps) {
       const step = bundleStep(rows);
       if (step.next !== 'value') return { step, result: null };
       // The injected names are read at their current version, like every bundle read: the row's current version.
-      for (const r of rows) checkRowMacs(deps.macs, caller.tenantId, at(r.name), { ...r, current_version: r.version });
+      for (const r of rows) {
+        checkRowMacs(deps.macs, caller.tenantId, at(r.name), r, {
+          secretId: r.secret_id,
+          currentVersion: r.version,
+          version: r.version,
+        });
+      }
       const pinned: Received[] = [];
       for (const { name, version } of plan.pinned.filter((x) => readable(x.name))) {
         const r = await withIntegrity(() =>
@@ -286,7 +315,11 @@ export function secretReads(deps: SecretReadDeps) {
         checkRefusal(deps.macs, caller.tenantId, at(name), r);
         const s = readStep(r, version);
         if (s.next !== 'value') return { step: s, result: null };
-        checkRowMacs(deps.macs, caller.tenantId, at(name), { ...r, version });
+        checkRowMacs(deps.macs, caller.tenantId, at(name), r, {
+          secretId: r.secret_id,
+          currentVersion: r.current_version,
+          version,
+        });
         pinned.push({ secretId: r.secret_id, name, version, plaintext: r.plaintext as string, action: 'generate' });
       }
       return {
@@ -369,7 +402,11 @@ export function secretReads(deps: SecretReadDeps) {
       // readStep let only `ok` through: the version and its plaintext are there, and the event is in the chain.
       const readVersion = row.version as number;
       audit.appended([{ ...event, version: readVersion }]);
-      checkRowMacs(deps.macs, p.tenantId, path, row as ReadRow & { version: number });
+      checkRowMacs(deps.macs, p.tenantId, path, row, {
+        secretId: row.secret_id,
+        currentVersion: row.current_version,
+        version: readVersion,
+      });
       const value = unbind(p.tenantId, row.secret_id, readVersion, path, row.plaintext as string);
       return { ...toMetadata(metadataOf(p.tenantId, path, row)), version: readVersion, value };
     },
@@ -513,12 +550,19 @@ export function secretReads(deps: SecretReadDeps) {
       // Names are keys: no prototype, so a name such as `constructor` is only ever an own entry.
       const values: Record<string, string> = Object.create(null);
       const versions: Record<string, number> = Object.create(null);
+      // What the event names, name@version in the rows' order (by name); a path is unique, so one entry per name.
+      const served: string[] = [];
       for (const r of rows) {
         const path = { environment, kind, owner, name: r.name };
         // A bundle serves current versions only: the row's current version is the version read.
-        checkRowMacs(deps.macs, p.tenantId, path, { ...r, current_version: r.version });
+        checkRowMacs(deps.macs, p.tenantId, path, r, {
+          secretId: r.secret_id,
+          currentVersion: r.version,
+          version: r.version,
+        });
         values[r.name] = unbind(p.tenantId, r.secret_id, r.version, path, r.plaintext as string);
         versions[r.name] = r.version;
+        served.push(`${r.name}@${r.version}`);
       }
       await audit.record(
         auditEvent(ctx, {
@@ -527,10 +571,8 @@ export function secretReads(deps: SecretReadDeps) {
           resource: `${kind}/${owner}`,
           environment,
           details: {
-            count: Object.keys(versions).length,
-            secrets: Object.entries(versions)
-              .map(([n, v]) => `${n}@${v}`)
-              .join(','),
+            count: served.length,
+            secrets: served.join(','),
           },
         }),
       );

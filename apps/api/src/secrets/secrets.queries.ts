@@ -40,6 +40,39 @@ export function bindingLine(tenantId: string, secretId: string, version: number,
   return `coffer:v2:${tenantId}:${secretId}:${version}:${path.kind}/${path.owner}/${path.name}${where}\n`;
 }
 
+const matchAt = (s: string, at: number, part: string): number =>
+  at >= 0 && s.startsWith(part, at) ? at + part.length : -1;
+
+/**
+ * The length of `bindingLine(tenantId, secretId, version, path)` if the plaintext starts with it, else -1: the line
+ * compared piece by piece, so a read never builds (and flattens) the line only to compare it.
+ */
+export function bindingLineLength(
+  plaintext: string,
+  tenantId: string,
+  secretId: string,
+  version: number,
+  path: SecretPath,
+): number {
+  let at = matchAt(plaintext, 0, 'coffer:v2:');
+  at = matchAt(plaintext, at, tenantId);
+  at = matchAt(plaintext, at, ':');
+  at = matchAt(plaintext, at, secretId);
+  at = matchAt(plaintext, at, ':');
+  at = matchAt(plaintext, at, String(version));
+  at = matchAt(plaintext, at, ':');
+  at = matchAt(plaintext, at, path.kind);
+  at = matchAt(plaintext, at, '/');
+  at = matchAt(plaintext, at, path.owner);
+  at = matchAt(plaintext, at, '/');
+  at = matchAt(plaintext, at, path.name);
+  if (path.environment !== DEFAULT_ENVIRONMENT) {
+    at = matchAt(plaintext, at, '@');
+    at = matchAt(plaintext, at, path.environment);
+  }
+  return matchAt(plaintext, at, '\n');
+}
+
 /**
  * The binding line of versions written before the path was bound. Still accepted on read: the secret row's MAC
  * covers the path, so such a version is served only from the path its row was MACed at.
