@@ -7,7 +7,8 @@ export interface AuditSink {
   appendInTx(tx: Tx, events: readonly AuditEvent[]): Promise<void>;
   /**
    * Events a statement of the caller's already appended (a served read's, in the read's own statement): counted as
-   * the others are, nothing written.
+   * the others are, nothing written. As the caller built them: columns the statement filled in (a read's version)
+   * may be missing here.
    */
   appended(events: readonly AuditEvent[]): void;
 }
